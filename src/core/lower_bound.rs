@@ -1,0 +1,1 @@
+//! Fluid lower bound on hourly cost (see docs/report). Implemented by the catalog helper.

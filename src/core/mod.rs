@@ -1,0 +1,14 @@
+//! The decision core: pure functions of a cluster snapshot, the catalog, the node pools
+//! and a time passed in. No clock, no I/O, no global state; the simulator and the
+//! controller call the same code.
+
+pub mod instance;
+pub mod labels;
+pub mod lower_bound;
+pub mod nodepool;
+pub mod pod;
+pub mod quantity;
+pub mod requirements;
+pub mod resources;
+pub mod rng;
+pub mod taints;

@@ -1,0 +1,6 @@
+//! stevedore: a Kubernetes node autoscaler. See README.md for the architecture tour.
+
+pub mod catalog;
+pub mod config;
+pub mod core;
+pub mod trace;
