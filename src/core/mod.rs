@@ -12,3 +12,8 @@ pub mod requirements;
 pub mod resources;
 pub mod rng;
 pub mod taints;
+pub mod model;
+pub mod scheduler;
+pub mod snapshot;
+pub mod topology;
+pub mod unavailable;

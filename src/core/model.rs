@@ -1,0 +1,200 @@
+//! What each node pool can launch: the instance types its requirements allow, the zones
+//! and capacity types, and the room left for pods once DaemonSet overhead is reserved.
+//! Built once per (catalog, pools, DaemonSets) and reused by every decision.
+
+use super::instance::{Catalog, CapacityType, InstanceType};
+use super::labels::{self, Labels};
+use super::nodepool::NodePool;
+use super::pod::Pod;
+use super::requirements::Requirement;
+use super::resources::Resources;
+use super::taints::tolerates_all;
+
+/// Label lookup over a would-be node of a pool: pool labels, then the node pool name,
+/// then instance-type labels. Zone and capacity type are handled as masks instead.
+pub struct NodeLabels<'a> {
+    pub pool_labels: &'a Labels,
+    pub pool_name: &'a str,
+    pub type_labels: &'a Labels,
+}
+
+impl NodeLabels<'_> {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        if labels::is_nodepool_key(key) {
+            return Some(self.pool_name);
+        }
+        self.pool_labels
+            .get(key)
+            .or_else(|| self.type_labels.get(key))
+            .map(String::as_str)
+    }
+
+    /// Requirements on keys other than zone and capacity type.
+    pub fn matches(&self, reqs: &[Requirement]) -> bool {
+        reqs.iter()
+            .filter(|r| !labels::is_zone_key(&r.key) && !labels::is_capacity_type_key(&r.key))
+            .all(|r| r.matches_value(self.get(&r.key)))
+    }
+}
+
+/// Zones (bit i = `catalog.zones[i]`) that satisfy every zone requirement in `reqs`.
+pub fn zone_mask(reqs: &[Requirement], zones: &[String]) -> u32 {
+    let mut mask = 0;
+    for (i, z) in zones.iter().enumerate().take(32) {
+        if reqs
+            .iter()
+            .filter(|r| labels::is_zone_key(&r.key))
+            .all(|r| r.matches_value(Some(z)))
+        {
+            mask |= 1 << i;
+        }
+    }
+    mask
+}
+
+/// Capacity types (`CapacityType::bit`) that satisfy every capacity-type requirement.
+pub fn capacity_type_mask(reqs: &[Requirement]) -> u8 {
+    let mut mask = 0;
+    for ct in [CapacityType::Spot, CapacityType::OnDemand] {
+        if reqs
+            .iter()
+            .filter(|r| labels::is_capacity_type_key(&r.key))
+            .all(|r| r.matches_value(Some(ct.as_str())))
+        {
+            mask |= ct.bit();
+        }
+    }
+    mask
+}
+
+/// Turns a node selector into requirements (key In [value]).
+pub fn selector_requirements(selector: &Labels) -> Vec<Requirement> {
+    selector
+        .iter()
+        .map(|(k, v)| Requirement {
+            key: k.clone(),
+            operator: super::requirements::Operator::In,
+            values: vec![v.clone()],
+        })
+        .collect()
+}
+
+#[derive(Clone, Debug)]
+pub struct PoolType {
+    /// Index into `Catalog::types`.
+    pub ty: usize,
+    /// Allocatable minus the DaemonSet pods that would run on such a node.
+    pub usable: Resources,
+    /// The DaemonSet overhead reserved on such a node.
+    pub daemon_overhead: Resources,
+}
+
+#[derive(Clone, Debug)]
+pub struct PoolModel {
+    pub pool: usize,
+    pub types: Vec<PoolType>,
+    pub zones: u32,
+    pub capacity_types: u8,
+}
+
+#[derive(Clone, Debug)]
+pub struct SchedulingModel {
+    pub pools: Vec<PoolModel>,
+    /// Pool indices, highest weight first (ties by name), the order new nodes try them.
+    pub pool_order: Vec<usize>,
+}
+
+impl SchedulingModel {
+    pub fn new(catalog: &Catalog, pools: &[NodePool], daemonsets: &[&Pod]) -> Self {
+        let pools_model = pools
+            .iter()
+            .enumerate()
+            .map(|(pi, pool)| build_pool(catalog, pi, pool, daemonsets))
+            .collect();
+        let mut order: Vec<usize> = (0..pools.len()).collect();
+        order.sort_by(|&a, &b| {
+            pools[b]
+                .weight
+                .cmp(&pools[a].weight)
+                .then_with(|| pools[a].name.cmp(&pools[b].name))
+        });
+        SchedulingModel {
+            pools: pools_model,
+            pool_order: order,
+        }
+    }
+
+    /// Every (price, usable) offering the pools allow: the options of the fluid lower bound.
+    pub fn offering_options(&self, catalog: &Catalog) -> Vec<(f64, Resources)> {
+        let mut out = Vec::new();
+        for pm in &self.pools {
+            for pt in &pm.types {
+                for o in &catalog.types[pt.ty].offerings {
+                    if pm.zones & (1 << o.zone) != 0 && pm.capacity_types & o.capacity_type.bit() != 0
+                    {
+                        out.push((o.price_per_hour, pt.usable.clone()));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// DaemonSet pods that would run on a node of `pool` with instance type `it`.
+pub fn daemon_overhead(pool: &NodePool, it: &InstanceType, daemonsets: &[&Pod]) -> Resources {
+    let mut total = Resources::default();
+    let view = NodeLabels {
+        pool_labels: &pool.labels,
+        pool_name: &pool.name,
+        type_labels: &it.labels,
+    };
+    for ds in daemonsets {
+        let selector_ok = ds
+            .node_selector
+            .iter()
+            .all(|(k, v)| labels::is_zone_key(k) || view.get(k) == Some(v.as_str()));
+        let affinity_ok = ds.required_node_terms.is_empty()
+            || ds.required_node_terms.iter().any(|t| view.matches(t));
+        if selector_ok && affinity_ok && tolerates_all(&ds.tolerations, &pool.taints) {
+            total.add(&ds.requests);
+        }
+    }
+    total
+}
+
+fn build_pool(catalog: &Catalog, pi: usize, pool: &NodePool, daemonsets: &[&Pod]) -> PoolModel {
+    let zones = zone_mask(&pool.requirements, &catalog.zones);
+    let capacity_types = capacity_type_mask(&pool.requirements);
+    let types = catalog
+        .types
+        .iter()
+        .enumerate()
+        .filter(|(_, it)| {
+            NodeLabels {
+                pool_labels: &pool.labels,
+                pool_name: &pool.name,
+                type_labels: &it.labels,
+            }
+            .matches(&pool.requirements)
+                && it.offerings.iter().any(|o| {
+                    zones & (1 << o.zone) != 0 && capacity_types & o.capacity_type.bit() != 0
+                })
+        })
+        .filter_map(|(ti, it)| {
+            let overhead = daemon_overhead(pool, it, daemonsets);
+            let usable = it.allocatable.minus(&overhead);
+            (usable.cpu_milli > 0 && usable.memory > 0 && usable.pods > 0).then_some(PoolType {
+                ty: ti,
+                usable,
+                daemon_overhead: overhead,
+            })
+        })
+        .collect();
+    PoolModel {
+        pool: pi,
+        types,
+        zones,
+        capacity_types,
+    }
+}

@@ -1,0 +1,702 @@
+//! The scheduling simulation and bin-packing behind every provisioning decision.
+//!
+//! Reads top-down: [`solve`] orders the pending pods (priority, then size: first-fit
+//! decreasing) and hands each to [`Solver::place`], which tries existing nodes, then
+//! nodes already launching, then the new nodes of this decision, then a new node of the
+//! highest-weight pool that can hold it. A new node ([`Claim`]) keeps every instance
+//! type that still fits what was put on it, so the launch can carry many options.
+
+use super::instance::{Catalog, CapacityType};
+use super::labels;
+use super::model::{capacity_type_mask, selector_requirements, zone_mask, NodeLabels, PoolModel, SchedulingModel};
+use super::pod::TopologyKey;
+use super::nodepool::NodePool;
+use super::pod::Pod;
+use super::requirements::Requirement;
+use super::resources::Resources;
+use super::snapshot::{ExistingNode, Snapshot};
+use super::taints::tolerates_all;
+use super::topology::{Place, Strictness, Topology};
+use super::unavailable::UnavailableOfferings;
+
+/// Everything a decision depends on besides the snapshot.
+pub struct SolveEnv<'a> {
+    pub catalog: &'a Catalog,
+    pub pools: &'a [NodePool],
+    pub model: &'a SchedulingModel,
+    pub unavailable: &'a UnavailableOfferings,
+    /// Seconds on the caller's clock (virtual in the simulator).
+    pub now: f64,
+    pub max_launch_options: usize,
+    /// Which pools may get new nodes (all when `None`); node-group mode tries one at a time.
+    pub pool_filter: Option<&'a [usize]>,
+    /// `false` to only place pods on existing nodes (the simulated kube-scheduler).
+    pub allow_new_nodes: bool,
+    /// `false` to ignore nodes that are still launching (the kube-scheduler binds only to
+    /// ready nodes; the autoscaler counts launching ones).
+    pub use_launching_nodes: bool,
+}
+
+/// One purchasable option of a launch, cheapest first in [`LaunchPlan::options`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct LaunchOption {
+    pub instance_type: usize,
+    pub zone: usize,
+    pub capacity_type: CapacityType,
+    pub price_per_hour: f64,
+}
+
+/// A new node to launch: the pool, the options the cloud may pick from, and the pods it
+/// is for (indices into `Snapshot::pending`).
+#[derive(Clone, Debug)]
+pub struct LaunchPlan {
+    pub pool: usize,
+    pub options: Vec<LaunchOption>,
+    pub pods: Vec<usize>,
+    pub requested: Resources,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Decision {
+    /// (pending index, node index): pods that fit on an existing or launching node.
+    pub existing: Vec<(usize, usize)>,
+    pub launches: Vec<LaunchPlan>,
+    /// Pods that cannot be placed now but might later (limits, capacity, topology).
+    pub unschedulable: Vec<(usize, String)>,
+    /// Pods no offering of any pool can ever hold, with the reason.
+    pub infeasible: Vec<(usize, String)>,
+}
+
+/// A node this decision would launch.
+#[derive(Clone, Debug)]
+struct Claim {
+    /// Index into `SchedulingModel::pools`.
+    pool: usize,
+    /// Indices into the pool model's `types` that still fit.
+    types: Vec<u32>,
+    /// Types every pod of the claim accepts, whatever their size: the candidates when
+    /// the claim is split into cheaper, smaller nodes.
+    compatible: Vec<u32>,
+    zones: u32,
+    capacity_types: u8,
+    zone_pinned: Option<usize>,
+    requested: Resources,
+    /// Component-wise maximum of the usable room of `types` (a quick reject).
+    max_usable: Resources,
+    pods: Vec<usize>,
+    name: String,
+}
+
+struct NodeRoom {
+    remaining: Resources,
+}
+
+struct Solver<'a, 'e> {
+    env: &'e SolveEnv<'a>,
+    snapshot: &'e Snapshot<'a>,
+    rooms: Vec<NodeRoom>,
+    /// Existing-node indices in the order they are tried: ready before launching.
+    node_order: Vec<usize>,
+    claims: Vec<Claim>,
+    topology: Topology<'e>,
+    /// Capacity in use per pool (existing nodes), for limits.
+    pool_usage: Vec<Resources>,
+    zone_names: Vec<&'a str>,
+}
+
+/// Computes a provisioning decision for `snapshot.pending`.
+pub fn solve<'a>(env: &SolveEnv<'a>, snapshot: &Snapshot<'a>) -> Decision {
+    let mut solver = Solver::new(env, snapshot);
+    let mut order: Vec<usize> = (0..snapshot.pending.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (pa, pb) = (snapshot.pending[a], snapshot.pending[b]);
+        pb.priority
+            .cmp(&pa.priority)
+            .then(pb.requests.extended.len().cmp(&pa.requests.extended.len()))
+            .then(pb.requests.cpu_milli.cmp(&pa.requests.cpu_milli))
+            .then(pb.requests.memory.cmp(&pa.requests.memory))
+            .then_with(|| (&pa.namespace, &pa.name).cmp(&(&pb.namespace, &pb.name)))
+    });
+    for &i in &order {
+        solver.topology.register(snapshot.pending[i]);
+    }
+    let mut decision = Decision::default();
+    for &i in &order {
+        match solver.place(i) {
+            Ok(Target::Existing(n)) => decision.existing.push((i, n)),
+            Ok(Target::Claim) => {}
+            Err(reason) => match infeasible_reason(env, snapshot.pending[i]) {
+                Some(why) => decision.infeasible.push((i, why)),
+                None => decision.unschedulable.push((i, reason)),
+            },
+        }
+    }
+    decision.launches = solver.finish();
+    decision
+}
+
+fn node_place<'n>(n: &ExistingNode<'n>) -> Place<'n> {
+    Place {
+        zone: n.labels.get(labels::ZONE).map(String::as_str),
+        host: n.name,
+        labels: Some(n.labels),
+    }
+}
+
+/// `Some(reason)` when no pool could ever hold the pod, even on an empty node with
+/// every offering available and no limits.
+pub fn infeasible_reason(env: &SolveEnv, pod: &Pod) -> Option<String> {
+    let sets = requirement_sets(pod, Strictness::Relaxed);
+    let mut reasons = Vec::new();
+    let mut any_pool = false;
+    for pm in &env.model.pools {
+        if env.pool_filter.is_some_and(|f| !f.contains(&pm.pool)) {
+            continue;
+        }
+        any_pool = true;
+        let pool = &env.pools[pm.pool];
+        if !tolerates_all(&pod.tolerations, &pool.taints) {
+            reasons.push(format!("{}: taints not tolerated", pool.name));
+            continue;
+        }
+        let fits = sets.iter().any(|reqs| {
+            let zones = pm.zones & zone_mask(reqs, &env.catalog.zones);
+            let cts = pm.capacity_types & capacity_type_mask(reqs);
+            zones != 0
+                && cts != 0
+                && pm.types.iter().any(|pt| {
+                    let it = &env.catalog.types[pt.ty];
+                    pod.requests.fits_in(&pt.usable)
+                        && NodeLabels {
+                            pool_labels: &pool.labels,
+                            pool_name: &pool.name,
+                            type_labels: &it.labels,
+                        }
+                        .matches(reqs)
+                        && it.offerings.iter().any(|o| {
+                            zones & (1 << o.zone) != 0 && cts & o.capacity_type.bit() != 0
+                        })
+                })
+        });
+        if fits {
+            return None;
+        }
+        reasons.push(format!(
+            "{}: no instance type in allowed zones and capacity types holds {} with the pod's node requirements",
+            pool.name, pod.requests
+        ));
+    }
+    if !any_pool {
+        return Some("no node pool".into());
+    }
+    Some(reasons.join("; "))
+}
+
+
+enum Target {
+    Existing(usize),
+    Claim,
+}
+
+/// The requirement sets a pod accepts: one per required node-affinity term (ORed), each
+/// with the node selector; in the strict pass, with the preferred terms added.
+fn requirement_sets(pod: &Pod, strictness: Strictness) -> Vec<Vec<Requirement>> {
+    let mut base = selector_requirements(&pod.node_selector);
+    if strictness == Strictness::Strict {
+        let mut prefs: Vec<&(i32, Vec<Requirement>)> = pod.preferred_node_terms.iter().collect();
+        prefs.sort_by(|a, b| b.0.cmp(&a.0));
+        for (_, reqs) in prefs {
+            base.extend(reqs.iter().cloned());
+        }
+    }
+    if pod.required_node_terms.is_empty() {
+        return vec![base];
+    }
+    pod.required_node_terms
+        .iter()
+        .map(|term| base.iter().chain(term).cloned().collect())
+        .collect()
+}
+
+fn has_preferences(pod: &Pod) -> bool {
+    !pod.preferred_node_terms.is_empty() || pod.spread.iter().any(|s| !s.hard)
+}
+
+impl<'a, 'e> Solver<'a, 'e> {
+    fn new(env: &'e SolveEnv<'a>, snapshot: &'e Snapshot<'a>) -> Self {
+        let rooms = snapshot
+            .nodes
+            .iter()
+            .map(|n| NodeRoom {
+                remaining: n.allocatable.minus(&n.requested),
+            })
+            .collect();
+        let mut node_order: Vec<usize> = (0..snapshot.nodes.len())
+            .filter(|&i| {
+                let n = &snapshot.nodes[i];
+                n.schedulable && (n.ready || env.use_launching_nodes)
+            })
+            .collect();
+        node_order.sort_by_key(|&i| !snapshot.nodes[i].ready);
+        let mut pool_usage = vec![Resources::default(); env.pools.len()];
+        for n in &snapshot.nodes {
+            if let Some(p) = n.pool {
+                pool_usage[p].add(&n.capacity);
+            }
+        }
+        let topology = Topology::new(
+            snapshot
+                .bound
+                .iter()
+                .map(|&(pod, ni)| (pod, node_place(&snapshot.nodes[ni])))
+                .collect(),
+        );
+        Solver {
+            env,
+            snapshot,
+            rooms,
+            node_order,
+            claims: Vec::new(),
+            topology,
+            pool_usage,
+            zone_names: env.catalog.zones.iter().map(String::as_str).collect(),
+        }
+    }
+
+    fn place(&mut self, pi: usize) -> Result<Target, String> {
+        let pod = self.snapshot.pending[pi];
+        let passes: &[Strictness] = if has_preferences(pod) {
+            &[Strictness::Strict, Strictness::Relaxed]
+        } else {
+            &[Strictness::Relaxed]
+        };
+        let mut last_reason = String::from("no node pool can launch a node for it");
+        for &strictness in passes {
+            let sets = requirement_sets(pod, strictness);
+            let eligible = self.eligible_zones(&sets);
+            if let Some(n) = self.try_existing(pod, &sets, &eligible, strictness) {
+                self.commit_existing(pi, n);
+                return Ok(Target::Existing(n));
+            }
+            if !self.env.allow_new_nodes {
+                last_reason = "no ready node has room".into();
+                continue;
+            }
+            for c in 0..self.claims.len() {
+                if self.try_claim(c, pi, &sets, &eligible, strictness).is_ok() {
+                    return Ok(Target::Claim);
+                }
+            }
+            let order = self.env.model.pool_order.clone();
+            for pm in order {
+                if self.env.pool_filter.is_some_and(|f| !f.contains(&pm)) {
+                    continue;
+                }
+                let c = self.open_claim(pm);
+                match self.try_claim(c, pi, &sets, &eligible, strictness) {
+                    Ok(()) => return Ok(Target::Claim),
+                    Err(reason) => {
+                        last_reason = format!("node pool {}: {reason}", self.env.pools[pm].name);
+                        self.claims.pop();
+                    }
+                }
+            }
+        }
+        Err(last_reason)
+    }
+
+    /// Zones the pod may be placed in (domains of its zone spread).
+    fn eligible_zones(&self, sets: &[Vec<Requirement>]) -> Vec<&'a str> {
+        let mask = sets
+            .iter()
+            .fold(0u32, |m, reqs| m | zone_mask(reqs, &self.env.catalog.zones));
+        self.zone_names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, z)| *z)
+            .collect()
+    }
+
+    fn try_existing(&self, pod: &Pod, sets: &[Vec<Requirement>], eligible: &[&str], strictness: Strictness) -> Option<usize> {
+        self.node_order.iter().copied().find(|&ni| {
+            let n = &self.snapshot.nodes[ni];
+            pod.requests.fits_in(&self.rooms[ni].remaining)
+                && tolerates_all(&pod.tolerations, &n.taints)
+                && sets
+                    .iter()
+                    .any(|reqs| super::requirements::all_match(reqs, &n.labels))
+                && self
+                    .topology
+                    .allows(pod, &node_place(n), eligible, strictness)
+                    .is_ok()
+        })
+    }
+
+    fn commit_existing(&mut self, pi: usize, ni: usize) {
+        let pod = self.snapshot.pending[pi];
+        let n = &self.snapshot.nodes[ni];
+        self.rooms[ni].remaining.sub(&pod.requests);
+        self.topology.place(pod, &node_place(n));
+    }
+
+    fn open_claim(&mut self, pm: usize) -> usize {
+        let model = &self.env.model.pools[pm];
+        let mut max_usable = Resources::default();
+        for t in &model.types {
+            max_usable.max_with(&t.usable);
+        }
+        self.claims.push(Claim {
+            pool: pm,
+            types: (0..model.types.len() as u32).collect(),
+            compatible: (0..model.types.len() as u32).collect(),
+            zones: model.zones,
+            capacity_types: model.capacity_types,
+            zone_pinned: None,
+            requested: Resources::default(),
+            max_usable,
+            pods: Vec::new(),
+            name: format!("new-node-{}", self.claims.len()),
+        });
+        self.claims.len() - 1
+    }
+
+    /// Is the offering (type, zone, capacity type) purchasable now?
+    fn offering_ok(&self, ty: usize, zone_mask: u32, cts: u8) -> bool {
+        self.env.catalog.types[ty].offerings.iter().any(|o| {
+            zone_mask & (1 << o.zone) != 0
+                && cts & o.capacity_type.bit() != 0
+                && !self
+                    .env
+                    .unavailable
+                    .is_unavailable(ty, o.zone, o.capacity_type, self.env.now)
+        })
+    }
+
+    /// Tries to add pending pod `pi` to claim `c`; narrows the claim on success.
+    fn try_claim(&mut self, c: usize, pi: usize, sets: &[Vec<Requirement>], eligible: &[&str], strictness: Strictness) -> Result<(), String> {
+        let pod = self.snapshot.pending[pi];
+        let claim = &self.claims[c];
+        let pool = &self.env.pools[claim.pool];
+        if !tolerates_all(&pod.tolerations, &pool.taints) {
+            return Err("the pod does not tolerate the pool's taints".into());
+        }
+        let requested = claim.requested.plus(&pod.requests);
+        if let Some(r) = requested.exceeds(&claim.max_usable) {
+            return Err(format!("no instance type has enough {r}"));
+        }
+        let model = &self.env.model.pools[claim.pool];
+        let mut last = String::from("no instance type matches the pod's node requirements");
+        for reqs in sets {
+            let zones = claim.zones & zone_mask(reqs, &self.env.catalog.zones);
+            let cts = claim.capacity_types & capacity_type_mask(reqs);
+            if zones == 0 || cts == 0 {
+                last = "no allowed zone or capacity type matches the pod".into();
+                continue;
+            }
+            let label_reqs: Vec<&Requirement> = reqs
+                .iter()
+                .filter(|r| !labels::is_zone_key(&r.key) && !labels::is_capacity_type_key(&r.key))
+                .collect();
+            let limits_apply = pool.limits != Default::default();
+            let compatible: Vec<u32> = claim
+                .compatible
+                .iter()
+                .copied()
+                .filter(|&t| {
+                    let pt = &model.types[t as usize];
+                    let it = &self.env.catalog.types[pt.ty];
+                    (label_reqs.is_empty() || {
+                            let view = NodeLabels {
+                                pool_labels: &pool.labels,
+                                pool_name: &pool.name,
+                                type_labels: &it.labels,
+                            };
+                            label_reqs.iter().all(|r| r.matches_value(view.get(&r.key)))
+                        })
+                        && (!limits_apply
+                            || pool
+                                .limits
+                                .exceeded_by(&self.pool_usage_with_claims(claim.pool, c), &it.capacity)
+                                .is_none())
+                        && self.offering_ok(pt.ty, zones, cts)
+                })
+                .collect();
+            let types: Vec<u32> = compatible
+                .iter()
+                .copied()
+                .filter(|&t| requested.fits_in(&model.types[t as usize].usable))
+                .collect();
+            if types.is_empty() {
+                last = format!("no instance type with an available offering fits {requested}");
+                continue;
+            }
+            // Pin the zone when the pod's topology depends on it.
+            let mut zones = zones;
+            let mut pinned = self.claims[c].zone_pinned;
+            let mut types = types;
+            let mut compatible = compatible;
+            if pinned.is_none() && Topology::has_zone_constraint(pod) {
+                let mut candidates: Vec<usize> = (0..self.zone_names.len())
+                    .filter(|z| zones & (1 << z) != 0)
+                    .collect();
+                candidates.sort_by_key(|&z| (self.topology.zone_count(pod, self.zone_names[z]), z));
+                let host = self.claims[c].name.clone();
+                let chosen = candidates.into_iter().find(|&z| {
+                    let place = Place {
+                        zone: Some(self.zone_names[z]),
+                        host: &host,
+                        labels: None,
+                    };
+                    self.topology.allows(pod, &place, eligible, strictness).is_ok()
+                        && types.iter().any(|&t| self.offering_ok(model.types[t as usize].ty, 1 << z, cts))
+                });
+                let Some(z) = chosen else {
+                    last = "no zone satisfies the pod's topology constraints".into();
+                    continue;
+                };
+                pinned = Some(z);
+                zones = 1 << z;
+                types.retain(|&t| self.offering_ok(model.types[t as usize].ty, zones, cts));
+                compatible.retain(|&t| self.offering_ok(model.types[t as usize].ty, zones, cts));
+            } else {
+                let place = Place {
+                    zone: pinned.map(|z| self.zone_names[z]),
+                    host: &self.claims[c].name,
+                    labels: None,
+                };
+                if let Err(e) = self.topology.allows(pod, &place, eligible, strictness) {
+                    last = e.to_string();
+                    continue;
+                }
+            }
+            let mut max_usable = Resources::default();
+            for &t in &types {
+                max_usable.max_with(&model.types[t as usize].usable);
+            }
+            let claim = &mut self.claims[c];
+            claim.types = types;
+            claim.compatible = compatible;
+            claim.zones = zones;
+            claim.capacity_types = cts;
+            claim.zone_pinned = pinned;
+            claim.requested = requested;
+            claim.max_usable = max_usable;
+            claim.pods.push(pi);
+            // `Topology::place` copies the strings it keeps.
+            let zone = pinned.map(|z| self.zone_names[z]);
+            let host = claim.name.clone();
+            self.topology.place(
+                pod,
+                &Place {
+                    zone,
+                    host: &host,
+                    labels: None,
+                },
+            );
+            return Ok(());
+        }
+        Err(last)
+    }
+
+    /// Pool capacity in use, counting the other claims of this decision at the
+    /// capacity of their cheapest remaining type.
+    fn pool_usage_with_claims(&self, pool: usize, except: usize) -> Resources {
+        let mut usage = self.pool_usage[pool].clone();
+        let model = &self.env.model.pools[pool];
+        for (i, c) in self.claims.iter().enumerate() {
+            if i == except || c.pool != pool || c.pods.is_empty() {
+                continue;
+            }
+            if let Some(&t) = c.types.first() {
+                usage.add(&self.env.catalog.types[model.types[t as usize].ty].capacity);
+            }
+        }
+        usage
+    }
+
+    /// Turns the claims into launch plans with their options, cheapest first. A claim
+    /// whose pods are cheaper on several smaller nodes is split (see [`split_for_cost`]).
+    fn finish(self) -> Vec<LaunchPlan> {
+        let env = self.env;
+        let mut plans = Vec::new();
+        for c in self.claims.into_iter().filter(|c| !c.pods.is_empty()) {
+            let model = &env.model.pools[c.pool];
+            let pods: Vec<&Pod> = c.pods.iter().map(|&i| self.snapshot.pending[i]).collect();
+            let spot_only = has_spot(env, model, &c.compatible, c.zones, c.capacity_types);
+            let single = launch_options(env, model, &c.types, c.zones, c.capacity_types, spot_only);
+            let single_price = single.first().map_or(f64::INFINITY, |o| o.price_per_hour);
+            match split_for_cost(env, model, &c, &pods, spot_only, single_price) {
+                Some(bins) => {
+                    for (members, requested) in bins {
+                        let types: Vec<u32> = c
+                            .compatible
+                            .iter()
+                            .copied()
+                            .filter(|&t| requested.fits_in(&model.types[t as usize].usable))
+                            .collect();
+                        plans.push(LaunchPlan {
+                            pool: model.pool,
+                            options: launch_options(env, model, &types, c.zones, c.capacity_types, spot_only),
+                            pods: members.iter().map(|&m| c.pods[m]).collect(),
+                            requested,
+                        });
+                    }
+                }
+                None => plans.push(LaunchPlan {
+                    pool: model.pool,
+                    options: single,
+                    pods: c.pods,
+                    requested: c.requested,
+                }),
+            }
+        }
+        plans
+    }
+}
+
+/// The cheapest available price of type `t` in the zones and capacity types allowed.
+fn best_price(env: &SolveEnv, ty: usize, zones: u32, cts: u8, spot_only: bool) -> Option<f64> {
+    env.catalog.types[ty]
+        .offerings
+        .iter()
+        .filter(|o| {
+            zones & (1 << o.zone) != 0
+                && cts & o.capacity_type.bit() != 0
+                && (!spot_only || o.capacity_type == CapacityType::Spot)
+                && !env.unavailable.is_unavailable(ty, o.zone, o.capacity_type, env.now)
+        })
+        .map(|o| o.price_per_hour)
+        .min_by(f64::total_cmp)
+}
+
+/// Spot first where the pool allows it: on-demand is the fallback once the Spot
+/// offerings are marked unavailable (as Karpenter does).
+fn has_spot(env: &SolveEnv, model: &PoolModel, types: &[u32], zones: u32, cts: u8) -> bool {
+    cts & CapacityType::Spot.bit() != 0
+        && types
+            .iter()
+            .any(|&t| best_price(env, model.types[t as usize].ty, zones, CapacityType::Spot.bit(), true).is_some())
+}
+
+/// Every available offering of `types`, cheapest first, at most `max_launch_options`.
+fn launch_options(env: &SolveEnv, model: &PoolModel, types: &[u32], zones: u32, cts: u8, spot_only: bool) -> Vec<LaunchOption> {
+    let mut options = Vec::new();
+    for &t in types {
+        let ty = model.types[t as usize].ty;
+        for o in &env.catalog.types[ty].offerings {
+            if zones & (1 << o.zone) != 0
+                && cts & o.capacity_type.bit() != 0
+                && (!spot_only || o.capacity_type == CapacityType::Spot)
+                && !env.unavailable.is_unavailable(ty, o.zone, o.capacity_type, env.now)
+            {
+                options.push(LaunchOption {
+                    instance_type: ty,
+                    zone: o.zone,
+                    capacity_type: o.capacity_type,
+                    price_per_hour: o.price_per_hour,
+                });
+            }
+        }
+    }
+    options.sort_by(|a, b| {
+        a.price_per_hour
+            .total_cmp(&b.price_per_hour)
+            .then(a.instance_type.cmp(&b.instance_type))
+            .then(a.zone.cmp(&b.zone))
+    });
+    options.truncate(env.max_launch_options.max(1));
+    options
+}
+
+/// How many candidate types get a real packing trial when sizing a split.
+const SPLIT_TRIALS: usize = 6;
+
+/// First-fit-decreasing filled claims grow to the largest type, and large types cost
+/// more per vCPU and GiB than mid-size ones. When the claim's pods are cheaper on
+/// several nodes of one smaller type, returns those bins: (member indices into the
+/// claim's pods, their requests). Claims with hostname-scoped spread or affinity stay
+/// whole, because splitting would change what their pods were checked against.
+fn split_for_cost(env: &SolveEnv, model: &PoolModel, claim: &Claim, pods: &[&Pod], spot_only: bool, single_price: f64) -> Option<Vec<(Vec<usize>, Resources)>> {
+    if pods.len() < 2 || pods.iter().any(|p| has_hostname_coupling(p)) {
+        return None;
+    }
+    if env.pools[model.pool].limits != Default::default() {
+        return None;
+    }
+    let total = &claim.requested;
+    // Estimate each type by the fluid node count it needs, then pack the best few.
+    let mut estimates: Vec<(f64, u32, f64)> = claim
+        .compatible
+        .iter()
+        .filter_map(|&t| {
+            let pt = &model.types[t as usize];
+            let price = best_price(env, pt.ty, claim.zones, claim.capacity_types, spot_only)?;
+            let need = nodes_needed(total, &pt.usable)?;
+            let est = need * price;
+            (est < single_price).then_some((est, t, price))
+        })
+        .collect();
+    estimates.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut best: Option<(f64, Vec<(Vec<usize>, Resources)>)> = None;
+    for &(_, t, price) in estimates.iter().take(SPLIT_TRIALS) {
+        let Some(bins) = pack(pods, &model.types[t as usize].usable) else {
+            continue;
+        };
+        let cost = bins.len() as f64 * price;
+        if cost < single_price * 0.98 && best.as_ref().is_none_or(|(c, _)| cost < *c) {
+            best = Some((cost, bins));
+        }
+    }
+    best.map(|(_, bins)| bins)
+}
+
+/// Fractional nodes of `usable` needed for `total` (the most constrained resource).
+fn nodes_needed(total: &Resources, usable: &Resources) -> Option<f64> {
+    let ratio = |need: i64, have: i64| -> Option<f64> {
+        if need <= 0 {
+            Some(0.0)
+        } else if have <= 0 {
+            None
+        } else {
+            Some(need as f64 / have as f64)
+        }
+    };
+    let mut n = ratio(total.cpu_milli, usable.cpu_milli)?
+        .max(ratio(total.memory, usable.memory)?)
+        .max(ratio(total.pods, usable.pods)?);
+    for (name, v) in &total.extended {
+        n = n.max(ratio(*v, usable.extended(name))?);
+    }
+    Some(n.ceil().max(1.0))
+}
+
+/// First-fit decreasing of `pods` into bins of `usable`; `None` if a pod fits no bin.
+fn pack(pods: &[&Pod], usable: &Resources) -> Option<Vec<(Vec<usize>, Resources)>> {
+    let mut order: Vec<usize> = (0..pods.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (ra, rb) = (&pods[a].requests, &pods[b].requests);
+        rb.cpu_milli.cmp(&ra.cpu_milli).then(rb.memory.cmp(&ra.memory)).then(a.cmp(&b))
+    });
+    let mut bins: Vec<(Vec<usize>, Resources)> = Vec::new();
+    for i in order {
+        let req = &pods[i].requests;
+        if !req.fits_in(usable) {
+            return None;
+        }
+        match bins.iter_mut().find(|(_, used)| used.plus(req).fits_in(usable)) {
+            Some((members, used)) => {
+                members.push(i);
+                used.add(req);
+            }
+            None => bins.push((vec![i], req.clone())),
+        }
+    }
+    Some(bins)
+}
+
+/// Spread or affinity counted per hostname ties a pod to its node-mates.
+fn has_hostname_coupling(pod: &Pod) -> bool {
+    pod.spread.iter().any(|s| s.kind == TopologyKey::Hostname)
+        || pod.affinity.iter().any(|t| t.kind == TopologyKey::Hostname)
+}

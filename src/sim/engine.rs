@@ -1,0 +1,1071 @@
+//! The discrete-event replay. Time only moves forward through the event queue; every
+//! decision is made by `crate::core` on a snapshot of the simulated cluster.
+
+use super::cloud::SimCloud;
+use super::report::{
+    round2, round3, Cost, Disruptions, InfeasiblePod, NodeCounts, Percentiles, PodCounts, Report,
+    Sample, TraceInfo, TypeCount, Utilization,
+};
+use super::setup::{self, SetupError};
+use super::Mode;
+use crate::config::Config;
+use crate::core::instance::{Catalog, CapacityType};
+use crate::core::labels::{self, Labels};
+use crate::core::lower_bound::LowerBound;
+use crate::core::model::SchedulingModel;
+use crate::core::nodepool::NodePool;
+use crate::core::pod::Pod;
+use crate::core::resources::Resources;
+use crate::core::rng::Rng;
+use crate::core::scheduler::{self, Decision, LaunchPlan, SolveEnv};
+use crate::core::snapshot::{ExistingNode, Snapshot};
+use crate::core::taints::Taint;
+use crate::core::unavailable::UnavailableOfferings;
+use crate::trace::{EventKind, SpotTarget, Trace};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io::{IsTerminal, Write};
+use std::time::Instant;
+use thiserror::Error;
+
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    pub mode: Mode,
+    pub seed: u64,
+    /// Draw a progress bar on stderr (only when it is a terminal).
+    pub progress: bool,
+}
+
+#[derive(Debug, Error)]
+pub enum SimError {
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error("{file}:{line}: {message}")]
+    Trace {
+        file: String,
+        line: usize,
+        message: String,
+    },
+}
+
+/// Seconds a Spot interruption warning comes before the reclaim (EC2's two minutes).
+const SPOT_WARNING_S: f64 = 120.0;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PodState {
+    Pending,
+    Bound(usize),
+    Done,
+}
+
+struct SimPod {
+    pod: Pod,
+    added_at: f64,
+    run_for_s: Option<f64>,
+    state: PodState,
+    ever_bound: bool,
+    infeasible: Option<String>,
+    /// Feasible for the fleet node pools: counted in the lower bound's demand.
+    in_demand: bool,
+    /// Bumped at each bind, so a finish event of an earlier run is ignored.
+    generation: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NodeState {
+    Launching,
+    Ready,
+    Terminated,
+}
+
+struct SimNode {
+    name: String,
+    labels: Labels,
+    taints: Vec<Taint>,
+    capacity: Resources,
+    allocatable: Resources,
+    /// DaemonSet overhead reserved on the node.
+    overhead: Resources,
+    /// Sum of the requests of bound pods.
+    requested: Resources,
+    pods: Vec<usize>,
+    pool: Option<usize>,
+    capacity_type: Option<CapacityType>,
+    price: f64,
+    launched_at: f64,
+    state: NodeState,
+    cordoned: bool,
+    empty_since: Option<f64>,
+    unneeded_since: Option<f64>,
+}
+
+impl SimNode {
+    fn managed(&self) -> bool {
+        self.pool.is_some()
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Ev {
+    NodeReady(usize),
+    PodFinish(usize, u32),
+    Scan,
+    BatchCheck,
+    SpotWarning { target: SpotTarget, reclaim_at: f64 },
+    SpotReclaim(usize),
+}
+
+/// Event-queue key: non-negative finite seconds order like their bit patterns.
+fn key(t: f64) -> u64 {
+    t.max(0.0).to_bits()
+}
+
+struct Sim<'c> {
+    mode: Mode,
+    config: &'c Config,
+    catalog: &'c Catalog,
+    pools: Vec<NodePool>,
+    /// Fleet pools, for the lower bound and demand feasibility in both modes.
+    fleet_pools: &'c [NodePool],
+    daemonsets: Vec<Pod>,
+    model: Option<SchedulingModel>,
+    fleet_model: Option<SchedulingModel>,
+    lower_bound: Option<LowerBound>,
+    unavailable: UnavailableOfferings,
+    cloud: SimCloud,
+    rng: Rng,
+    now: f64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<(u64, u64, usize)>>,
+    events: Vec<Option<Ev>>,
+    pods: Vec<SimPod>,
+    pod_index: HashMap<(String, String), usize>,
+    nodes: Vec<SimNode>,
+    live: Vec<usize>,
+    node_counter: u64,
+    sched_dirty: bool,
+    batch_start: Option<f64>,
+    batch_last: f64,
+    feasibility_cache: HashMap<String, (Option<String>, bool)>,
+    // Accounting.
+    demand: Resources,
+    demand_dirty: bool,
+    lb_rate: f64,
+    lb_cost: f64,
+    cost_spot: f64,
+    cost_on_demand: f64,
+    util_req: (f64, f64),
+    util_alloc: (f64, f64),
+    pending_s: Vec<f64>,
+    decision_ms: Vec<f64>,
+    counts: NodeCounts,
+    disruptions: Disruptions,
+    launched_by_type: HashMap<(usize, CapacityType), u64>,
+    series: Vec<Sample>,
+}
+
+/// Replays `trace` under `config` and returns the report.
+pub fn run(trace: &Trace, trace_file: &str, config: &Config, catalog: &Catalog, opts: &SimOptions) -> Result<Report, SimError> {
+    let started = Instant::now();
+    check_references(trace, trace_file)?;
+    let pools = match opts.mode {
+        Mode::Fleet => config.node_pools.clone(),
+        Mode::NodeGroups => setup::node_group_pools(config, catalog)?,
+    };
+    let mut sim = Sim {
+        mode: opts.mode,
+        config,
+        catalog,
+        pools,
+        fleet_pools: &config.node_pools,
+        daemonsets: config.settings.daemon_sets.iter().map(setup::daemonset_pod).collect(),
+        model: None,
+        fleet_model: None,
+        lower_bound: None,
+        unavailable: UnavailableOfferings::default(),
+        cloud: SimCloud::default(),
+        rng: Rng::new(opts.seed),
+        now: 0.0,
+        seq: 0,
+        queue: BinaryHeap::new(),
+        events: Vec::new(),
+        pods: Vec::new(),
+        pod_index: HashMap::new(),
+        nodes: Vec::new(),
+        live: Vec::new(),
+        node_counter: 0,
+        sched_dirty: false,
+        batch_start: None,
+        batch_last: 0.0,
+        feasibility_cache: HashMap::new(),
+        demand: Resources::default(),
+        demand_dirty: false,
+        lb_rate: 0.0,
+        lb_cost: 0.0,
+        cost_spot: 0.0,
+        cost_on_demand: 0.0,
+        util_req: (0.0, 0.0),
+        util_alloc: (0.0, 0.0),
+        pending_s: Vec::new(),
+        decision_ms: Vec::new(),
+        counts: NodeCounts::default(),
+        disruptions: Disruptions::default(),
+        launched_by_type: HashMap::new(),
+        series: Vec::new(),
+    };
+    let end = trace.events.last().map_or(0.0, |e| e.t);
+    for e in &trace.events {
+        if let EventKind::SpotInterruption(target) = &e.kind {
+            sim.push(
+                (e.t - SPOT_WARNING_S).max(0.0),
+                Ev::SpotWarning {
+                    target: target.clone(),
+                    reclaim_at: e.t,
+                },
+            );
+        }
+    }
+    sim.push(0.0, Ev::Scan);
+    let progress = opts.progress && std::io::stderr().is_terminal();
+    let mut next_trace = 0;
+    let mut last_progress = 0;
+    loop {
+        let t_trace = trace.events.get(next_trace).map(|e| e.t);
+        let t_queue = sim.queue.peek().map(|Reverse((k, _, _))| f64::from_bits(*k));
+        let t = match (t_trace, t_queue) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) => a,
+            (None, Some(b)) => b,
+            (None, None) => break,
+        };
+        if t > end {
+            break;
+        }
+        sim.advance(t);
+        while let Some(e) = trace.events.get(next_trace).filter(|e| e.t <= t) {
+            sim.trace_event(&e.kind);
+            next_trace += 1;
+        }
+        while let Some(Reverse((k, _, _))) = sim.queue.peek() {
+            if f64::from_bits(*k) > t {
+                break;
+            }
+            let Some(Reverse((_, _, id))) = sim.queue.pop() else {
+                break;
+            };
+            if let Some(ev) = sim.events[id].take() {
+                sim.handle(ev);
+            }
+        }
+        if sim.sched_dirty {
+            sim.schedule_pass();
+        }
+        if progress && next_trace * 50 / trace.events.len().max(1) > last_progress {
+            last_progress = next_trace * 50 / trace.events.len().max(1);
+            eprint!(
+                "\r[{:<50}] {:>3}% of {} ({})",
+                "#".repeat(last_progress),
+                last_progress * 2,
+                trace.header.name,
+                opts.mode.as_str()
+            );
+            let _ = std::io::stderr().flush();
+        }
+    }
+    if progress {
+        eprint!("\r{:80}\r", "");
+    }
+    sim.advance(end);
+    Ok(sim.finish(trace, started))
+}
+
+/// Every `pod_deleted` must name a pod that exists then; every pod name is unique while
+/// it lives. Checked before the replay so a bad trace replays nothing.
+fn check_references(trace: &Trace, file: &str) -> Result<(), SimError> {
+    let mut alive: HashMap<(&str, &str), bool> = HashMap::new();
+    for e in &trace.events {
+        match &e.kind {
+            EventKind::PodAdded { pod, .. } => {
+                if alive.insert((&pod.namespace, &pod.name), true) == Some(true) {
+                    return Err(SimError::Trace {
+                        file: file.into(),
+                        line: e.line,
+                        message: format!("pod: {}/{} is added twice", pod.namespace, pod.name),
+                    });
+                }
+            }
+            EventKind::PodDeleted { namespace, name } => {
+                if alive.insert((namespace, name), false) != Some(true) {
+                    return Err(SimError::Trace {
+                        file: file.into(),
+                        line: e.line,
+                        message: format!("name: pod {namespace}/{name} is deleted but was never added (or already deleted)"),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+impl<'c> Sim<'c> {
+    fn push(&mut self, t: f64, ev: Ev) {
+        self.events.push(Some(ev));
+        self.seq += 1;
+        self.queue.push(Reverse((key(t), self.seq, self.events.len() - 1)));
+    }
+
+    fn settings(&self) -> &'c crate::config::Settings {
+        &self.config.settings
+    }
+
+    fn ds_refs(&self) -> Vec<&Pod> {
+        self.daemonsets.iter().collect()
+    }
+
+    fn ensure_models(&mut self) {
+        if self.model.is_none() {
+            let ds = self.ds_refs();
+            self.model = Some(SchedulingModel::new(self.catalog, &self.pools, &ds));
+        }
+        if self.fleet_model.is_none() {
+            let ds = self.ds_refs();
+            let fm = SchedulingModel::new(self.catalog, self.fleet_pools, &ds);
+            self.lower_bound = Some(LowerBound::new(fm.offering_options(self.catalog)));
+            self.fleet_model = Some(fm);
+            self.demand_dirty = true;
+        }
+    }
+
+    /// Integrates cost-rate figures over `[now, t]`.
+    fn advance(&mut self, t: f64) {
+        let dt = t - self.now;
+        if dt <= 0.0 {
+            return;
+        }
+        if self.demand_dirty {
+            self.ensure_models();
+            let lb = self.lower_bound.as_mut().expect("models built");
+            let rate = lb.hourly_rate(&self.demand);
+            self.lb_rate = if rate.is_finite() { rate } else { 0.0 };
+            self.demand_dirty = false;
+        }
+        self.lb_cost += self.lb_rate * dt / 3600.0;
+        for &n in &self.live {
+            let node = &self.nodes[n];
+            if node.managed() && node.state == NodeState::Ready {
+                self.util_req.0 += node.requested.cpu_milli as f64 * dt;
+                self.util_req.1 += node.requested.memory as f64 * dt;
+                self.util_alloc.0 += node.allocatable.cpu_milli as f64 * dt;
+                self.util_alloc.1 += node.allocatable.memory as f64 * dt;
+            }
+        }
+        self.now = t;
+    }
+
+    fn trace_event(&mut self, kind: &EventKind) {
+        match kind {
+            EventKind::PodAdded { pod, run_for_s } => self.pod_added(pod, *run_for_s),
+            EventKind::PodDeleted { namespace, name } => {
+                if let Some(&i) = self.pod_index.get(&(namespace.clone(), name.clone())) {
+                    self.end_pod(i);
+                }
+            }
+            EventKind::NodeAdded { node } => {
+                let idx = self.nodes.len();
+                self.nodes.push(SimNode {
+                    name: node.name.clone(),
+                    labels: node.labels.clone(),
+                    taints: node.taints.clone(),
+                    capacity: node.allocatable.clone(),
+                    allocatable: node.allocatable.clone(),
+                    overhead: Resources::default(),
+                    requested: Resources::default(),
+                    pods: Vec::new(),
+                    pool: None,
+                    capacity_type: None,
+                    price: 0.0,
+                    launched_at: self.now,
+                    state: NodeState::Ready,
+                    cordoned: false,
+                    empty_since: None,
+                    unneeded_since: None,
+                });
+                self.live.push(idx);
+                self.sched_dirty = true;
+            }
+            EventKind::CapacityUnavailable {
+                instance_type,
+                zone,
+                capacity_type,
+                for_s,
+            } => self
+                .cloud
+                .add_shortage(instance_type, zone, capacity_type, self.now, *for_s),
+            // Scheduled ahead as a warning (see `run`).
+            EventKind::SpotInterruption(_) => {}
+        }
+    }
+
+    fn pod_added(&mut self, pod: &Pod, run_for_s: Option<f64>) {
+        if pod.is_daemonset() {
+            // A DaemonSet pod is a template of per-node overhead; it replaces the
+            // settings' DaemonSet of the same name.
+            let owner = pod.owner.as_ref().map(|o| o.name.clone()).unwrap_or_default();
+            self.daemonsets
+                .retain(|d| !(d.namespace == pod.namespace && d.owner.as_ref().is_some_and(|o| o.name == owner)));
+            self.daemonsets.push(pod.clone());
+            self.model = None;
+            self.fleet_model = None;
+            return;
+        }
+        self.ensure_models();
+        let (infeasible, in_demand) = self.feasibility(pod);
+        let idx = self.pods.len();
+        self.pods.push(SimPod {
+            pod: pod.clone(),
+            added_at: self.now,
+            run_for_s,
+            state: PodState::Pending,
+            ever_bound: false,
+            infeasible,
+            in_demand,
+            generation: 0,
+        });
+        self.pod_index
+            .insert((pod.namespace.clone(), pod.name.clone()), idx);
+        if in_demand {
+            self.demand.add(&pod.requests);
+            self.demand_dirty = true;
+        }
+        self.sched_dirty = true;
+        if self.pods[idx].infeasible.is_none() {
+            self.open_batch();
+        }
+    }
+
+    /// (Infeasible reason in this mode, feasible for the fleet pools.) Cached by the
+    /// pod's scheduling shape: replicas of one workload are checked once.
+    fn feasibility(&mut self, pod: &Pod) -> (Option<String>, bool) {
+        let shape = format!(
+            "{:?}|{:?}|{:?}|{:?}|{:?}",
+            pod.requests, pod.node_selector, pod.required_node_terms, pod.tolerations, pod.affinity
+        );
+        if let Some(v) = self.feasibility_cache.get(&shape) {
+            return v.clone();
+        }
+        let unavailable = UnavailableOfferings::default();
+        let mode_env = SolveEnv {
+            catalog: self.catalog,
+            pools: &self.pools,
+            model: self.model.as_ref().expect("models built"),
+            unavailable: &unavailable,
+            now: self.now,
+            max_launch_options: 1,
+            pool_filter: None,
+            allow_new_nodes: true,
+            use_launching_nodes: true,
+        };
+        let mut reason = scheduler::infeasible_reason(&mode_env, pod);
+        let fleet_env = SolveEnv {
+            pools: self.fleet_pools,
+            model: self.fleet_model.as_ref().expect("models built"),
+            ..mode_env
+        };
+        let fleet_ok = scheduler::infeasible_reason(&fleet_env, pod).is_none();
+        // A pod a static node could hold is not infeasible.
+        if reason.is_some()
+            && self.live.iter().any(|&n| {
+                let node = &self.nodes[n];
+                !node.managed()
+                    && pod.requests.fits_in(&node.allocatable)
+                    && pod.node_affinity_matches(&node.labels)
+                    && crate::core::taints::tolerates_all(&pod.tolerations, &node.taints)
+            })
+        {
+            reason = None;
+        }
+        let v = (reason, fleet_ok);
+        self.feasibility_cache.insert(shape, v.clone());
+        v
+    }
+
+    fn open_batch(&mut self) {
+        let idle = self.settings().batch_idle.as_secs_f64();
+        self.batch_start.get_or_insert(self.now);
+        self.batch_last = self.now;
+        self.push(self.now + idle, Ev::BatchCheck);
+    }
+
+    fn end_pod(&mut self, i: usize) {
+        match self.pods[i].state {
+            PodState::Done => return,
+            PodState::Bound(n) => self.unbind(i, n),
+            PodState::Pending => {}
+        }
+        self.pods[i].state = PodState::Done;
+        if self.pods[i].in_demand {
+            let r = self.pods[i].pod.requests.clone();
+            self.demand.sub(&r);
+            self.demand_dirty = true;
+        }
+    }
+
+    fn bind(&mut self, i: usize, n: usize) {
+        let now = self.now;
+        let p = &mut self.pods[i];
+        if !p.ever_bound {
+            p.ever_bound = true;
+            self.pending_s.push(now - p.added_at);
+        }
+        p.state = PodState::Bound(n);
+        p.generation += 1;
+        let node = &mut self.nodes[n];
+        node.requested.add(&p.pod.requests);
+        node.pods.push(i);
+        node.empty_since = None;
+        if let Some(run) = p.run_for_s {
+            let generation = p.generation;
+            self.push(now + run, Ev::PodFinish(i, generation));
+        }
+    }
+
+    fn unbind(&mut self, i: usize, n: usize) {
+        let node = &mut self.nodes[n];
+        node.requested.sub(&self.pods[i].pod.requests);
+        node.pods.retain(|&p| p != i);
+        if node.pods.is_empty() {
+            node.empty_since = Some(self.now);
+        }
+        self.pods[i].state = PodState::Pending;
+        self.sched_dirty = true;
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        match ev {
+            Ev::NodeReady(n) => {
+                if self.nodes[n].state == NodeState::Launching {
+                    self.nodes[n].state = NodeState::Ready;
+                    if self.nodes[n].pods.is_empty() {
+                        self.nodes[n].empty_since = Some(self.now);
+                    }
+                    self.sched_dirty = true;
+                }
+            }
+            Ev::PodFinish(i, generation) => {
+                if self.pods[i].generation == generation && matches!(self.pods[i].state, PodState::Bound(_)) {
+                    self.end_pod(i);
+                }
+            }
+            Ev::Scan => {
+                self.cloud.expire(self.now);
+                self.unavailable.expire(self.now);
+                if self.sched_dirty {
+                    self.schedule_pass();
+                }
+                self.provision();
+                self.scale_down();
+                self.sample();
+                let next = self.now + self.settings().scan_interval.as_secs_f64();
+                self.push(next, Ev::Scan);
+            }
+            Ev::BatchCheck => {
+                let Some(start) = self.batch_start else {
+                    return;
+                };
+                let s = self.settings();
+                let idle_done = self.now + 1e-9 >= self.batch_last + s.batch_idle.as_secs_f64();
+                let max_done = self.now + 1e-9 >= start + s.batch_max.as_secs_f64();
+                if idle_done || max_done {
+                    if self.sched_dirty {
+                        self.schedule_pass();
+                    }
+                    self.provision();
+                }
+            }
+            Ev::SpotWarning { target, reclaim_at } => self.spot_warning(&target, reclaim_at),
+            Ev::SpotReclaim(n) => {
+                if self.nodes[n].state != NodeState::Terminated {
+                    let evicted = self.nodes[n].pods.len() as u64;
+                    self.disruptions.interrupted += 1;
+                    self.disruptions.pods_evicted += evicted;
+                    self.terminate(n);
+                }
+            }
+        }
+    }
+
+    fn spot_warning(&mut self, target: &SpotTarget, reclaim_at: f64) {
+        let mut spot: Vec<usize> = self
+            .live
+            .iter()
+            .copied()
+            .filter(|&n| {
+                let node = &self.nodes[n];
+                node.capacity_type == Some(CapacityType::Spot) && !node.cordoned
+            })
+            .collect();
+        let chosen: Vec<usize> = match target {
+            SpotTarget::Node(name) => spot.into_iter().filter(|&n| self.nodes[n].name == *name).collect(),
+            SpotTarget::Fraction(f) => {
+                let k = ((spot.len() as f64) * f).round() as usize;
+                // Partial Fisher-Yates from the replay seed.
+                for i in 0..k.min(spot.len()) {
+                    let j = i + self.rng.below(spot.len() - i);
+                    spot.swap(i, j);
+                }
+                spot.truncate(k);
+                spot
+            }
+        };
+        for n in chosen {
+            self.nodes[n].cordoned = true;
+            self.push(reclaim_at, Ev::SpotReclaim(n));
+        }
+        // Replacements are launched now, while the doomed nodes still run their pods.
+        self.provision();
+    }
+
+    fn terminate(&mut self, n: usize) {
+        let pods = std::mem::take(&mut self.nodes[n].pods);
+        for i in pods {
+            self.pods[i].state = PodState::Pending;
+            self.nodes[n].requested.sub(&self.pods[i].pod.requests);
+            if self.pods[i].infeasible.is_none() {
+                self.open_batch();
+            }
+        }
+        let now = self.now;
+        let node = &mut self.nodes[n];
+        node.state = NodeState::Terminated;
+        let cost = node.price * (now - node.launched_at) / 3600.0;
+        match node.capacity_type {
+            Some(CapacityType::Spot) => self.cost_spot += cost,
+            Some(CapacityType::OnDemand) => self.cost_on_demand += cost,
+            None => {}
+        }
+        if node.managed() {
+            self.counts.terminated += 1;
+        }
+        self.live.retain(|&x| x != n);
+        self.sched_dirty = true;
+    }
+
+    fn pending_pods(&self) -> Vec<usize> {
+        (0..self.pods.len())
+            .filter(|&i| self.pods[i].state == PodState::Pending && self.pods[i].infeasible.is_none())
+            .collect()
+    }
+
+    /// The simulated kube-scheduler: binds pending pods to ready nodes.
+    fn schedule_pass(&mut self) {
+        self.sched_dirty = false;
+        let pending = self.pending_pods();
+        if pending.is_empty() {
+            return;
+        }
+        self.ensure_models();
+        let (decision, node_ids, _) = self.solve(&pending, false, None, false);
+        for (pi, ni) in decision.existing {
+            self.bind(pending[pi], node_ids[ni]);
+        }
+    }
+
+    /// Runs the core over the current state. Returns the decision, the sim node index of
+    /// each snapshot node, and the wall-clock milliseconds it took.
+    fn solve(&self, pending: &[usize], new_nodes: bool, pool_filter: Option<&[usize]>, displaced: bool) -> (Decision, Vec<usize>, f64) {
+        let mut node_ids = Vec::new();
+        let mut nodes = Vec::new();
+        for &n in &self.live {
+            let node = &self.nodes[n];
+            if !new_nodes && (node.state != NodeState::Ready || node.cordoned) {
+                continue;
+            }
+            node_ids.push(n);
+            nodes.push(ExistingNode {
+                name: &node.name,
+                labels: &node.labels,
+                capacity: node.capacity.clone(),
+                allocatable: node.allocatable.clone(),
+                requested: node.requested.plus(&node.overhead),
+                taints: &node.taints,
+                pool: node.pool,
+                ready: node.state == NodeState::Ready,
+                schedulable: !node.cordoned,
+            });
+        }
+        let mut bound = Vec::new();
+        let mut pending_pods: Vec<&Pod> = pending.iter().map(|&i| &self.pods[i].pod).collect();
+        for (si, &n) in node_ids.iter().enumerate() {
+            let node = &self.nodes[n];
+            for &p in &node.pods {
+                if node.cordoned && displaced {
+                    // Pods of an interrupted node need a new home before it goes.
+                    pending_pods.push(&self.pods[p].pod);
+                } else if !node.cordoned {
+                    bound.push((&self.pods[p].pod, si));
+                }
+            }
+        }
+        let snapshot = Snapshot {
+            nodes,
+            bound,
+            pending: pending_pods,
+        };
+        let env = SolveEnv {
+            catalog: self.catalog,
+            pools: &self.pools,
+            model: self.model.as_ref().expect("models built"),
+            unavailable: &self.unavailable,
+            now: self.now,
+            max_launch_options: self.settings().max_launch_options,
+            pool_filter,
+            allow_new_nodes: new_nodes,
+            use_launching_nodes: new_nodes,
+        };
+        let started = Instant::now();
+        let decision = scheduler::solve(&env, &snapshot);
+        (decision, node_ids, started.elapsed().as_secs_f64() * 1000.0)
+    }
+
+    /// The autoscaler's provisioning decision for pending (and displaced) pods.
+    fn provision(&mut self) {
+        self.batch_start = None;
+        let pending = self.pending_pods();
+        let displaced = self.live.iter().any(|&n| self.nodes[n].cordoned && !self.nodes[n].pods.is_empty());
+        if pending.is_empty() && !displaced {
+            return;
+        }
+        self.ensure_models();
+        match self.mode {
+            Mode::Fleet => {
+                let (decision, _, ms) = self.solve(&pending, true, None, true);
+                self.decision_ms.push(ms);
+                for plan in &decision.launches {
+                    self.launch(plan, false);
+                }
+            }
+            Mode::NodeGroups => self.provision_node_groups(&pending, displaced),
+        }
+    }
+
+    /// Cluster Autoscaler style: for each group, how many nodes of its one type the
+    /// pending pods need; the least-waste group is scaled (one group per loop).
+    fn provision_node_groups(&mut self, pending: &[usize], displaced: bool) {
+        let started = Instant::now();
+        let mut best: Option<(f64, i64, usize, Vec<LaunchPlan>)> = None;
+        let groups = &self.settings().node_groups;
+        for g in 0..self.pools.len() {
+            let current = self.live.iter().filter(|&&n| self.nodes[n].pool == Some(g)).count();
+            let room = (groups[g].max_size as usize).saturating_sub(current);
+            if room == 0 {
+                continue;
+            }
+            let (decision, _, _) = self.solve(pending, true, Some(&[g]), displaced);
+            let mut plans = decision.launches;
+            plans.truncate(room);
+            if plans.is_empty() {
+                continue;
+            }
+            let model = self.model.as_ref().expect("models built");
+            let (mut alloc, mut req) = (Resources::default(), Resources::default());
+            for p in &plans {
+                let Some(o) = p.options.first() else { continue };
+                if let Some(pt) = model.pools[g].types.iter().find(|t| t.ty == o.instance_type) {
+                    alloc.add(&pt.usable);
+                }
+                req.add(&p.requested);
+            }
+            let frac = |a: i64, r: i64| if a > 0 { (a - r) as f64 / a as f64 } else { 1.0 };
+            let waste = frac(alloc.cpu_milli, req.cpu_milli) + frac(alloc.memory, req.memory);
+            let helped: i64 = plans.iter().map(|p| p.pods.len() as i64).sum();
+            let better = best
+                .as_ref()
+                .is_none_or(|(w, h, _, _)| waste < *w - 1e-9 || ((waste - *w).abs() <= 1e-9 && helped > *h));
+            if better {
+                best = Some((waste, helped, g, plans));
+            }
+        }
+        self.decision_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        if let Some((_, _, _, plans)) = best {
+            for plan in &plans {
+                self.launch(plan, true);
+            }
+        }
+    }
+
+    fn launch(&mut self, plan: &LaunchPlan, balance_zones: bool) {
+        let mut options = plan.options.clone();
+        if balance_zones {
+            // An Auto Scaling group spreads its instances over its zones.
+            let per_zone = |z: usize| {
+                self.live
+                    .iter()
+                    .filter(|&&n| {
+                        self.nodes[n].pool == Some(plan.pool)
+                            && self.nodes[n].labels.get(labels::ZONE) == Some(&self.catalog.zones[z])
+                    })
+                    .count()
+            };
+            options.sort_by_key(|o| (per_zone(o.zone), o.zone));
+        }
+        let Some(chosen) = self.cloud.launch(self.catalog, &options, self.now) else {
+            self.counts.launch_failures += 1;
+            let ttl = self.settings().unavailable_offering_ttl.as_secs_f64();
+            for o in &options {
+                self.unavailable
+                    .mark(o.instance_type, o.zone, o.capacity_type, self.now, ttl);
+            }
+            return;
+        };
+        let o = options[chosen].clone();
+        let it = &self.catalog.types[o.instance_type];
+        let pool = &self.pools[plan.pool];
+        let overhead = self
+            .model
+            .as_ref()
+            .and_then(|m| m.pools[plan.pool].types.iter().find(|t| t.ty == o.instance_type))
+            .map(|t| t.daemon_overhead.clone())
+            .unwrap_or_default();
+        self.node_counter += 1;
+        let name = format!("{}-{:05}", pool.name, self.node_counter);
+        let mut node_labels = it.labels.clone();
+        node_labels.extend(pool.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let zone = self.catalog.zones[o.zone].clone();
+        for (k, v) in [
+            (labels::ZONE, zone.as_str()),
+            (labels::ZONE_BETA, zone.as_str()),
+            (labels::REGION, self.catalog.region.as_str()),
+            (labels::KARPENTER_CAPACITY_TYPE, o.capacity_type.as_str()),
+            (labels::CAPACITY_TYPE, o.capacity_type.as_str()),
+            (labels::KARPENTER_NODEPOOL, pool.name.as_str()),
+            (labels::NODEPOOL, pool.name.as_str()),
+            (labels::HOSTNAME, name.as_str()),
+        ] {
+            node_labels.insert(k.to_string(), v.to_string());
+        }
+        let boot = &self.settings().boot_delay;
+        let delay = self.rng.range_f64(boot.min.as_secs_f64(), boot.max.as_secs_f64());
+        let idx = self.nodes.len();
+        self.nodes.push(SimNode {
+            name,
+            labels: node_labels,
+            taints: pool.taints.clone(),
+            capacity: it.capacity.clone(),
+            allocatable: it.allocatable.clone(),
+            overhead,
+            requested: Resources::default(),
+            pods: Vec::new(),
+            pool: Some(plan.pool),
+            capacity_type: Some(o.capacity_type),
+            price: o.price_per_hour,
+            launched_at: self.now,
+            state: NodeState::Launching,
+            cordoned: false,
+            empty_since: None,
+            unneeded_since: None,
+        });
+        self.live.push(idx);
+        self.counts.launched += 1;
+        let managed_live = self.live.iter().filter(|&&n| self.nodes[n].managed()).count() as u64;
+        self.counts.peak = self.counts.peak.max(managed_live);
+        *self
+            .launched_by_type
+            .entry((o.instance_type, o.capacity_type))
+            .or_default() += 1;
+        self.push(self.now + delay, Ev::NodeReady(idx));
+    }
+
+    /// Removes nodes that are not needed: empty nodes after the pool's
+    /// `consolidateAfter` (fleet), or Cluster Autoscaler's unneeded rule (node groups).
+    fn scale_down(&mut self) {
+        match self.mode {
+            Mode::Fleet => {
+                let doomed: Vec<usize> = self
+                    .live
+                    .iter()
+                    .copied()
+                    .filter(|&n| {
+                        let node = &self.nodes[n];
+                        let after = node.pool.and_then(|p| self.pools[p].empty_node_after);
+                        node.state == NodeState::Ready
+                            && !node.cordoned
+                            && node.pods.is_empty()
+                            && matches!((node.empty_since, after), (Some(since), Some(a)) if self.now - since >= a.as_secs_f64())
+                    })
+                    .collect();
+                for n in doomed {
+                    self.disruptions.consolidated += 1;
+                    self.disruptions.empty += 1;
+                    self.terminate(n);
+                }
+            }
+            Mode::NodeGroups => self.scale_down_node_groups(),
+        }
+    }
+
+    fn scale_down_node_groups(&mut self) {
+        let rule = self.settings().node_group_scale_down.clone();
+        let unneeded_s = rule.unneeded_time.as_secs_f64();
+        let mut candidates = Vec::new();
+        for &n in &self.live {
+            let node = &mut self.nodes[n];
+            if !node.managed() || node.state != NodeState::Ready || node.cordoned {
+                continue;
+            }
+            let util = |r: i64, a: i64| if a > 0 { r as f64 / a as f64 } else { 1.0 };
+            let u = util(node.requested.cpu_milli, node.allocatable.cpu_milli)
+                .max(util(node.requested.memory, node.allocatable.memory));
+            if u < rule.utilization_threshold {
+                let since = *node.unneeded_since.get_or_insert(self.now);
+                if self.now - since >= unneeded_s {
+                    candidates.push(n);
+                }
+            } else {
+                node.unneeded_since = None;
+            }
+        }
+        let mut drained_one = false;
+        for n in candidates {
+            let g = self.nodes[n].pool.expect("managed");
+            let group_size = self.live.iter().filter(|&&x| self.nodes[x].pool == Some(g)).count();
+            if group_size <= self.settings().node_groups[g].min_size as usize {
+                continue;
+            }
+            if self.nodes[n].pods.is_empty() {
+                self.disruptions.consolidated += 1;
+                self.disruptions.empty += 1;
+                self.terminate(n);
+                continue;
+            }
+            if drained_one {
+                continue;
+            }
+            // Only if every pod fits on the other ready nodes.
+            let pods = self.nodes[n].pods.clone();
+            self.nodes[n].cordoned = true;
+            let (decision, _, ms) = self.solve(&pods, false, None, false);
+            self.decision_ms.push(ms);
+            if decision.existing.len() == pods.len() {
+                self.disruptions.consolidated += 1;
+                self.disruptions.pods_evicted += pods.len() as u64;
+                self.terminate(n);
+                drained_one = true;
+            } else {
+                self.nodes[n].cordoned = false;
+            }
+        }
+    }
+
+    fn sample(&mut self) {
+        let mut nodes = 0;
+        let mut rate = 0.0;
+        for &n in &self.live {
+            let node = &self.nodes[n];
+            if node.managed() {
+                nodes += 1;
+                rate += node.price;
+            }
+        }
+        let pending = self
+            .pods
+            .iter()
+            .filter(|p| p.state == PodState::Pending && p.infeasible.is_none())
+            .count() as u32;
+        if std::env::var_os("SD_DBG").is_some() && (self.now as u64) % 7200 == 0 {
+            eprintln!("t={:.0}h nodes={} rate={:.3} lb={:.3} pending={} demand={}", self.now/3600.0, nodes, rate, self.lb_rate, pending, self.demand);
+        }
+        self.series.push(Sample {
+            t: self.now,
+            nodes,
+            cost_per_hour: rate,
+            lower_bound_per_hour: self.lb_rate,
+            pending,
+        });
+    }
+
+    fn finish(mut self, trace: &Trace, started: Instant) -> Report {
+        self.sample();
+        for n in self.live.clone() {
+            let now = self.now;
+            let node = &self.nodes[n];
+            let cost = node.price * (now - node.launched_at) / 3600.0;
+            match node.capacity_type {
+                Some(CapacityType::Spot) => self.cost_spot += cost,
+                Some(CapacityType::OnDemand) => self.cost_on_demand += cost,
+                None => {}
+            }
+        }
+        let total = self.cost_spot + self.cost_on_demand;
+        let mut pods = PodCounts {
+            total: self.pods.len() as u64,
+            daemonset_templates: self.daemonsets.len() as u64,
+            ..Default::default()
+        };
+        let mut infeasible_pods = Vec::new();
+        for p in &self.pods {
+            if p.ever_bound {
+                pods.placed += 1;
+            } else {
+                pods.never_placed += 1;
+                if let Some(reason) = &p.infeasible {
+                    pods.infeasible += 1;
+                    if infeasible_pods.len() < 20 {
+                        infeasible_pods.push(InfeasiblePod {
+                            pod: p.pod.key(),
+                            reason: reason.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        let mut by_type: Vec<TypeCount> = self
+            .launched_by_type
+            .iter()
+            .map(|(&(ty, ct), &count)| TypeCount {
+                instance_type: self.catalog.types[ty].name.clone(),
+                capacity_type: ct.as_str().into(),
+                count,
+            })
+            .collect();
+        by_type.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then_with(|| a.instance_type.cmp(&b.instance_type))
+                .then_with(|| a.capacity_type.cmp(&b.capacity_type))
+        });
+        let ratio = |a: f64, b: f64| if b > 0.0 { round3(a / b) } else { 0.0 };
+        Report {
+            version: 1,
+            mode: self.mode.as_str().into(),
+            seed: 0,
+            trace: TraceInfo {
+                name: trace.header.name.clone(),
+                events: trace.events.len(),
+                duration_s: trace.events.last().map_or(0.0, |e| e.t),
+            },
+            pods,
+            pending_s: Percentiles::of(&mut self.pending_s),
+            cost_usd: Cost {
+                total: round2(total),
+                spot: round2(self.cost_spot),
+                on_demand: round2(self.cost_on_demand),
+                lower_bound: round2(self.lb_cost),
+                ratio_to_lower_bound: ratio(total, self.lb_cost),
+            },
+            nodes: self.counts.clone(),
+            utilization: Utilization {
+                cpu: ratio(self.util_req.0, self.util_alloc.0),
+                memory: ratio(self.util_req.1, self.util_alloc.1),
+            },
+            disruptions: self.disruptions.clone(),
+            decisions: self.decision_ms.len() as u64,
+            decision_ms: Percentiles::of(&mut self.decision_ms),
+            wall_s: round3(started.elapsed().as_secs_f64()),
+            infeasible_pods,
+            launched_by_type: by_type,
+            series: std::mem::take(&mut self.series),
+        }
+    }
+}
