@@ -51,6 +51,9 @@ struct SimulateArgs {
     /// Write an SVG chart of nodes, cost rate and pending pods over time.
     #[arg(long, value_name = "FILE.svg")]
     chart: Option<PathBuf>,
+    /// Only remove empty nodes: measure what consolidation saves.
+    #[arg(long)]
+    no_consolidation: bool,
     /// Hide the progress bar.
     #[arg(long)]
     quiet: bool,
@@ -91,6 +94,7 @@ fn simulate(args: SimulateArgs) -> Result<()> {
             mode,
             seed: args.seed,
             progress: !args.quiet,
+            consolidation: !args.no_consolidation,
         };
         let mut report = sim::run(&trace, &trace_name, &config, &catalog, &opts)
             .with_context(|| format!("simulating {trace_name} in {} mode", mode.as_str()))?;

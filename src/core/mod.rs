@@ -2,6 +2,7 @@
 //! and a time passed in. No clock, no I/O, no global state; the simulator and the
 //! controller call the same code.
 
+pub mod consolidation;
 pub mod instance;
 pub mod labels;
 pub mod lower_bound;

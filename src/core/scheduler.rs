@@ -20,6 +20,7 @@ use super::topology::{Place, Strictness, Topology};
 use super::unavailable::UnavailableOfferings;
 
 /// Everything a decision depends on besides the snapshot.
+#[derive(Clone, Copy)]
 pub struct SolveEnv<'a> {
     pub catalog: &'a Catalog,
     pub pools: &'a [NodePool],

@@ -8,7 +8,8 @@ use super::report::{
 };
 use super::setup::{self, SetupError};
 use super::Mode;
-use crate::config::Config;
+use crate::config::{Config, ConsolidationPolicy};
+use crate::core::consolidation::{self, Action, NodeCost, PoolConsolidation};
 use crate::core::instance::{Catalog, CapacityType};
 use crate::core::labels::{self, Labels};
 use crate::core::lower_bound::LowerBound;
@@ -34,7 +35,12 @@ pub struct SimOptions {
     pub seed: u64,
     /// Draw a progress bar on stderr (only when it is a terminal).
     pub progress: bool,
+    /// Delete or replace underutilized nodes (pools with `WhenEmptyOrUnderutilized`).
+    pub consolidation: bool,
 }
+
+/// Nodes tried per consolidation pass (each try is one scheduling simulation).
+const CONSOLIDATION_CANDIDATES: usize = 10;
 
 #[derive(Debug, Error)]
 pub enum SimError {
@@ -95,6 +101,12 @@ struct SimNode {
     launched_at: f64,
     state: NodeState,
     cordoned: bool,
+    /// Cordoned by a Spot interruption warning: its pods need a new home now.
+    interrupted: bool,
+    /// Cordoned for consolidation: deleted once this replacement node is ready.
+    replaced_by: Option<usize>,
+    /// When a pod last arrived or left (consolidation waits `consolidateAfter`).
+    stable_since: f64,
     empty_since: Option<f64>,
     unneeded_since: Option<f64>,
 }
@@ -122,6 +134,10 @@ fn key(t: f64) -> u64 {
 
 struct Sim<'c> {
     mode: Mode,
+    /// Bumped whenever a pod or node comes or goes (consolidation skips unchanged states).
+    changes: u64,
+    changes_at_last_search: u64,
+    consolidation: bool,
     config: &'c Config,
     catalog: &'c Catalog,
     pools: Vec<NodePool>,
@@ -174,6 +190,9 @@ pub fn run(trace: &Trace, trace_file: &str, config: &Config, catalog: &Catalog, 
     };
     let mut sim = Sim {
         mode: opts.mode,
+        changes: 0,
+        changes_at_last_search: u64::MAX,
+        consolidation: opts.consolidation,
         config,
         catalog,
         pools,
@@ -389,6 +408,9 @@ impl<'c> Sim<'c> {
                     launched_at: self.now,
                     state: NodeState::Ready,
                     cordoned: false,
+                    interrupted: false,
+                    replaced_by: None,
+                    stable_since: self.now,
                     empty_since: None,
                     unneeded_since: None,
                 });
@@ -524,7 +546,9 @@ impl<'c> Sim<'c> {
         let node = &mut self.nodes[n];
         node.requested.add(&p.pod.requests);
         node.pods.push(i);
+        self.changes += 1;
         node.empty_since = None;
+        node.stable_since = now;
         if let Some(run) = p.run_for_s {
             let generation = p.generation;
             self.push(now + run, Ev::PodFinish(i, generation));
@@ -535,6 +559,8 @@ impl<'c> Sim<'c> {
         let node = &mut self.nodes[n];
         node.requested.sub(&self.pods[i].pod.requests);
         node.pods.retain(|&p| p != i);
+        self.changes += 1;
+        node.stable_since = self.now;
         if node.pods.is_empty() {
             node.empty_since = Some(self.now);
         }
@@ -547,10 +573,30 @@ impl<'c> Sim<'c> {
             Ev::NodeReady(n) => {
                 if self.nodes[n].state == NodeState::Launching {
                     self.nodes[n].state = NodeState::Ready;
+                    self.nodes[n].stable_since = self.now;
                     if self.nodes[n].pods.is_empty() {
                         self.nodes[n].empty_since = Some(self.now);
                     }
                     self.sched_dirty = true;
+                    let replaced: Vec<usize> = self
+                        .live
+                        .iter()
+                        .copied()
+                        .filter(|&o| self.nodes[o].replaced_by == Some(n))
+                        .collect();
+                    for old in replaced {
+                        self.disruptions.consolidated += 1;
+                        self.disruptions.pods_evicted += self.nodes[old].pods.len() as u64;
+                        let pods = self.nodes[old].pods.clone();
+                        self.terminate(old);
+                        // The evicted pods were nominated to the replacement.
+                        for p in pods {
+                            let room = self.nodes[n].allocatable.minus(&self.nodes[n].overhead).minus(&self.nodes[n].requested);
+                            if self.pods[p].state == PodState::Pending && self.pods[p].pod.requests.fits_in(&room) {
+                                self.bind(p, n);
+                            }
+                        }
+                    }
                 }
             }
             Ev::PodFinish(i, generation) => {
@@ -621,6 +667,7 @@ impl<'c> Sim<'c> {
         };
         for n in chosen {
             self.nodes[n].cordoned = true;
+            self.nodes[n].interrupted = true;
             self.push(reclaim_at, Ev::SpotReclaim(n));
         }
         // Replacements are launched now, while the doomed nodes still run their pods.
@@ -649,6 +696,7 @@ impl<'c> Sim<'c> {
             self.counts.terminated += 1;
         }
         self.live.retain(|&x| x != n);
+        self.changes += 1;
         self.sched_dirty = true;
     }
 
@@ -683,24 +731,14 @@ impl<'c> Sim<'c> {
                 continue;
             }
             node_ids.push(n);
-            nodes.push(ExistingNode {
-                name: &node.name,
-                labels: &node.labels,
-                capacity: node.capacity.clone(),
-                allocatable: node.allocatable.clone(),
-                requested: node.requested.plus(&node.overhead),
-                taints: &node.taints,
-                pool: node.pool,
-                ready: node.state == NodeState::Ready,
-                schedulable: !node.cordoned,
-            });
+            nodes.push(self.existing(n));
         }
         let mut bound = Vec::new();
         let mut pending_pods: Vec<&Pod> = pending.iter().map(|&i| &self.pods[i].pod).collect();
         for (si, &n) in node_ids.iter().enumerate() {
             let node = &self.nodes[n];
             for &p in &node.pods {
-                if node.cordoned && displaced {
+                if node.interrupted && displaced {
                     // Pods of an interrupted node need a new home before it goes.
                     pending_pods.push(&self.pods[p].pod);
                 } else if !node.cordoned {
@@ -713,7 +751,38 @@ impl<'c> Sim<'c> {
             bound,
             pending: pending_pods,
         };
-        let env = SolveEnv {
+        let env = self.env(pool_filter, new_nodes);
+        let started = Instant::now();
+        let decision = scheduler::solve(&env, &snapshot);
+        (decision, node_ids, started.elapsed().as_secs_f64() * 1000.0)
+    }
+
+    fn existing(&self, n: usize) -> ExistingNode<'_> {
+        let node = &self.nodes[n];
+        // A replacement's room is taken by the pods of the node it replaces.
+        let mut requested = node.requested.plus(&node.overhead);
+        if node.state == NodeState::Launching {
+            for &o in &self.live {
+                if self.nodes[o].replaced_by == Some(n) {
+                    requested.add(&self.nodes[o].requested);
+                }
+            }
+        }
+        ExistingNode {
+            name: &node.name,
+            labels: &node.labels,
+            capacity: node.capacity.clone(),
+            allocatable: node.allocatable.clone(),
+            requested,
+            taints: &node.taints,
+            pool: node.pool,
+            ready: node.state == NodeState::Ready,
+            schedulable: !node.cordoned,
+        }
+    }
+
+    fn env<'s>(&'s self, pool_filter: Option<&'s [usize]>, new_nodes: bool) -> SolveEnv<'s> {
+        SolveEnv {
             catalog: self.catalog,
             pools: &self.pools,
             model: self.model.as_ref().expect("models built"),
@@ -723,17 +792,14 @@ impl<'c> Sim<'c> {
             pool_filter,
             allow_new_nodes: new_nodes,
             use_launching_nodes: new_nodes,
-        };
-        let started = Instant::now();
-        let decision = scheduler::solve(&env, &snapshot);
-        (decision, node_ids, started.elapsed().as_secs_f64() * 1000.0)
+        }
     }
 
     /// The autoscaler's provisioning decision for pending (and displaced) pods.
     fn provision(&mut self) {
         self.batch_start = None;
         let pending = self.pending_pods();
-        let displaced = self.live.iter().any(|&n| self.nodes[n].cordoned && !self.nodes[n].pods.is_empty());
+        let displaced = self.live.iter().any(|&n| self.nodes[n].interrupted && !self.nodes[n].pods.is_empty());
         if pending.is_empty() && !displaced {
             return;
         }
@@ -795,7 +861,8 @@ impl<'c> Sim<'c> {
         }
     }
 
-    fn launch(&mut self, plan: &LaunchPlan, balance_zones: bool) {
+    /// Launches one node for `plan`; `None` when the cloud had no capacity for any option.
+    fn launch(&mut self, plan: &LaunchPlan, balance_zones: bool) -> Option<usize> {
         let mut options = plan.options.clone();
         if balance_zones {
             // An Auto Scaling group spreads its instances over its zones.
@@ -817,7 +884,7 @@ impl<'c> Sim<'c> {
                 self.unavailable
                     .mark(o.instance_type, o.zone, o.capacity_type, self.now, ttl);
             }
-            return;
+            return None;
         };
         let o = options[chosen].clone();
         let it = &self.catalog.types[o.instance_type];
@@ -863,6 +930,9 @@ impl<'c> Sim<'c> {
             launched_at: self.now,
             state: NodeState::Launching,
             cordoned: false,
+            interrupted: false,
+            replaced_by: None,
+            stable_since: self.now,
             empty_since: None,
             unneeded_since: None,
         });
@@ -875,6 +945,7 @@ impl<'c> Sim<'c> {
             .entry((o.instance_type, o.capacity_type))
             .or_default() += 1;
         self.push(self.now + delay, Ev::NodeReady(idx));
+        Some(idx)
     }
 
     /// Removes nodes that are not needed: empty nodes after the pool's
@@ -900,8 +971,93 @@ impl<'c> Sim<'c> {
                     self.disruptions.empty += 1;
                     self.terminate(n);
                 }
+                if self.consolidation {
+                    self.consolidate();
+                }
             }
             Mode::NodeGroups => self.scale_down_node_groups(),
+        }
+    }
+
+    /// One consolidation action per scan (fleet mode), while no replacement is pending.
+    fn consolidate(&mut self) {
+        if self.live.iter().any(|&n| self.nodes[n].replaced_by.is_some()) {
+            return;
+        }
+        // Consolidate a settled cluster only: pending pods and launching nodes first.
+        let unsettled = self.live.iter().any(|&n| self.nodes[n].state == NodeState::Launching)
+            || self.pods.iter().rev().take(5000).any(|p| p.state == PodState::Pending && p.infeasible.is_none());
+        if unsettled {
+            return;
+        }
+        // Nothing moved since the last fruitless search, and no node became old enough:
+        // the answer would be the same.
+        let after = self.pools.iter().filter_map(|p| p.empty_node_after).min().map_or(0.0, |d| d.as_secs_f64());
+        let newly_eligible = self.live.iter().any(|&n| {
+            let age = self.now - self.nodes[n].stable_since;
+            age >= after && age < after + self.settings().scan_interval.as_secs_f64()
+        });
+        if self.changes == self.changes_at_last_search && !newly_eligible {
+            return;
+        }
+        self.changes_at_last_search = self.changes;
+        let policies: Vec<PoolConsolidation> = self
+            .pools
+            .iter()
+            .map(|p| PoolConsolidation {
+                underutilized: self
+                    .config
+                    .extras(&p.name)
+                    .is_some_and(|e| e.consolidation_policy == ConsolidationPolicy::WhenEmptyOrUnderutilized),
+                after_s: p.empty_node_after.map_or(f64::INFINITY, |d| d.as_secs_f64()),
+            })
+            .collect();
+        if !policies.iter().any(|p| p.underutilized) {
+            return;
+        }
+        self.ensure_models();
+        let node_ids: Vec<usize> = self.live.clone();
+        let costs: Vec<NodeCost> = node_ids
+            .iter()
+            .map(|&n| NodeCost {
+                price_per_hour: self.nodes[n].price,
+                stable_since: self.nodes[n].stable_since,
+            })
+            .collect();
+        let (action, ms) = {
+            let nodes = node_ids.iter().map(|&n| self.existing(n)).collect();
+            let bound = node_ids
+                .iter()
+                .enumerate()
+                .flat_map(|(si, &n)| self.nodes[n].pods.iter().map(move |&p| (p, si)))
+                .map(|(p, si)| (&self.pods[p].pod, si))
+                .collect();
+            let snapshot = Snapshot {
+                nodes,
+                bound,
+                pending: Vec::new(),
+            };
+            let env = self.env(None, true);
+            let started = Instant::now();
+            let action = consolidation::find_action(&env, &snapshot, &costs, &policies, CONSOLIDATION_CANDIDATES);
+            (action, started.elapsed().as_secs_f64() * 1000.0)
+        };
+        self.decision_ms.push(ms);
+        match action {
+            Some(Action::Delete { node }) => {
+                let n = node_ids[node];
+                self.disruptions.consolidated += 1;
+                self.disruptions.pods_evicted += self.nodes[n].pods.len() as u64;
+                self.terminate(n);
+            }
+            Some(Action::Replace { node, plan }) => {
+                let n = node_ids[node];
+                if let Some(new) = self.launch(&plan, false) {
+                    self.nodes[n].cordoned = true;
+                    self.nodes[n].replaced_by = Some(new);
+                }
+            }
+            None => {}
         }
     }
 
@@ -973,9 +1129,6 @@ impl<'c> Sim<'c> {
             .iter()
             .filter(|p| p.state == PodState::Pending && p.infeasible.is_none())
             .count() as u32;
-        if std::env::var_os("SD_DBG").is_some() && (self.now as u64) % 7200 == 0 {
-            eprintln!("t={:.0}h nodes={} rate={:.3} lb={:.3} pending={} demand={}", self.now/3600.0, nodes, rate, self.lb_rate, pending, self.demand);
-        }
         self.series.push(Sample {
             t: self.now,
             nodes,

@@ -1,0 +1,126 @@
+//! Consolidation: find one node whose removal or replacement by a cheaper node keeps
+//! every pod placed. Each candidate is checked by running the same scheduler the
+//! provisioner uses on the cluster without that node.
+
+use super::instance::CapacityType;
+use super::labels;
+use super::pod::Pod;
+use super::scheduler::{solve, LaunchPlan, SolveEnv};
+use super::snapshot::Snapshot;
+
+/// Pod annotations that forbid disrupting the pod's node (stevedore's own, Karpenter's
+/// and the Cluster Autoscaler's).
+pub fn blocks_disruption(pod: &Pod) -> bool {
+    let ann = |k: &str| pod.annotations.get(k).map(String::as_str);
+    ann("stevedore.dev/do-not-disrupt") == Some("true")
+        || ann("karpenter.sh/do-not-disrupt") == Some("true")
+        || ann("cluster-autoscaler.kubernetes.io/safe-to-evict") == Some("false")
+}
+
+/// Per-node facts consolidation needs besides the snapshot (same indices).
+#[derive(Clone, Debug)]
+pub struct NodeCost {
+    pub price_per_hour: f64,
+    /// When a pod last arrived on or left the node (seconds, caller's clock).
+    pub stable_since: f64,
+}
+
+/// Per-pool consolidation settings (same indices as the pools).
+#[derive(Clone, Debug)]
+pub struct PoolConsolidation {
+    /// `WhenEmptyOrUnderutilized`: non-empty nodes may be deleted or replaced.
+    pub underutilized: bool,
+    /// A node must have been stable this long (`consolidateAfter`).
+    pub after_s: f64,
+}
+
+#[derive(Clone, Debug)]
+pub enum Action {
+    /// Delete the node: its pods fit on the other nodes.
+    Delete { node: usize },
+    /// Launch `plan` (for the node's pods), then delete the node.
+    Replace { node: usize, plan: LaunchPlan },
+}
+
+/// A Spot node is only replaced by Spot when at least this many cheaper Spot types are
+/// on offer, so the replacement is not the one most-interrupted cheapest pool.
+pub const MIN_CHEAPER_SPOT_TYPES: usize = 15;
+
+/// Looks for one consolidation action, trying at most `max_candidates` nodes, cheapest
+/// to disrupt first (fewest pods, then most expensive).
+pub fn find_action(env: &SolveEnv, snapshot: &Snapshot, costs: &[NodeCost], pools: &[PoolConsolidation], max_candidates: usize) -> Option<Action> {
+    let mut pods_on: Vec<Vec<&Pod>> = vec![Vec::new(); snapshot.nodes.len()];
+    for &(pod, n) in &snapshot.bound {
+        pods_on[n].push(pod);
+    }
+    let mut candidates: Vec<usize> = (0..snapshot.nodes.len())
+        .filter(|&n| {
+            let node = &snapshot.nodes[n];
+            let Some(p) = node.pool else { return false };
+            node.ready
+                && node.schedulable
+                && pools[p].underutilized
+                && env.now - costs[n].stable_since >= pools[p].after_s
+                && !pods_on[n].is_empty()
+                && pods_on[n].iter().all(|pod| pod.owner.is_some() && !blocks_disruption(pod))
+        })
+        .collect();
+    candidates.sort_by(|&a, &b| {
+        pods_on[a]
+            .len()
+            .cmp(&pods_on[b].len())
+            .then(costs[b].price_per_hour.total_cmp(&costs[a].price_per_hour))
+            .then(a.cmp(&b))
+    });
+    for &n in candidates.iter().take(max_candidates) {
+        let mut nodes = snapshot.nodes.clone();
+        nodes[n].schedulable = false;
+        let without = Snapshot {
+            nodes,
+            bound: snapshot.bound.iter().copied().filter(|&(_, m)| m != n).collect(),
+            pending: pods_on[n].clone(),
+        };
+        // Launching nodes are already promised to pending pods: a consolidation
+        // decision counts only on ready ones.
+        let settled = SolveEnv {
+            use_launching_nodes: false,
+            allow_new_nodes: true,
+            ..*env
+        };
+        let decision = solve(&settled, &without);
+        if !decision.unschedulable.is_empty() || !decision.infeasible.is_empty() {
+            continue;
+        }
+        match decision.launches.as_slice() {
+            [] => return Some(Action::Delete { node: n }),
+            [plan] => {
+                let price = costs[n].price_per_hour;
+                let Some(best) = plan.options.first() else { continue };
+                if best.price_per_hour >= price {
+                    continue;
+                }
+                let was_spot = snapshot.nodes[n].labels.get(labels::KARPENTER_CAPACITY_TYPE).map(String::as_str)
+                    == Some(CapacityType::Spot.as_str());
+                if was_spot && best.capacity_type == CapacityType::Spot {
+                    let mut cheaper: Vec<usize> = plan
+                        .options
+                        .iter()
+                        .filter(|o| o.price_per_hour < price)
+                        .map(|o| o.instance_type)
+                        .collect();
+                    cheaper.sort_unstable();
+                    cheaper.dedup();
+                    if cheaper.len() < MIN_CHEAPER_SPOT_TYPES {
+                        continue;
+                    }
+                }
+                return Some(Action::Replace {
+                    node: n,
+                    plan: plan.clone(),
+                });
+            }
+            _ => continue,
+        }
+    }
+    None
+}
