@@ -358,10 +358,7 @@ impl LowerBound {
                 in_basis[j] = true;
             }
             let mut best: Option<(usize, f64, f64)> = None; // (col, ratio, |alpha|)
-            for j in 0..n + m {
-                if in_basis[j] {
-                    continue;
-                }
+            for (j, _) in in_basis.iter().enumerate().filter(|(_, &b)| !b) {
                 let (alpha, reduced, col_norm) = if j < n {
                     let a = &self.alloc[j * self.dims..(j + 1) * self.dims];
                     let mut alpha = 0.0;
