@@ -14,11 +14,14 @@ pub struct StaticNode {
     pub name: String,
     pub labels: Labels,
     /// `status.allocatable`: `cpu` in millicores, `memory`/`ephemeral-storage` in bytes,
-    /// `pods`, and every other name as an extended resource.
+    /// `pods` (default [`DEFAULT_MAX_PODS`]), and every other name as an extended resource.
     pub allocatable: Resources,
     /// `spec.taints`.
     pub taints: Vec<Taint>,
 }
+
+/// The kubelet's default `--max-pods`, used when `status.allocatable` has no `pods`.
+pub const DEFAULT_MAX_PODS: i64 = 110;
 
 /// Converts a `v1.Node` JSON object. Error paths start with `node.`.
 pub fn node_from_json(v: &Value) -> Result<StaticNode, FieldError> {
@@ -43,7 +46,11 @@ pub(crate) fn node_at(v: &Value, p: &JPath) -> Result<StaticNode, FieldError> {
         None => return Err(ap.missing()),
         Some(v) => json::object(v, &ap)?,
     };
-    let mut allocatable = Resources::default();
+    // A node that does not report `pods` gets the kubelet's default `--max-pods`.
+    let mut allocatable = Resources {
+        pods: DEFAULT_MAX_PODS,
+        ..Default::default()
+    };
     for (k, v) in alloc {
         let qp = ap.key(k);
         let s = match v {
@@ -142,5 +149,9 @@ mod tests {
             "status": {"allocatable": {"cpu": "lots"}}}))
         .unwrap_err();
         assert_eq!(e.path, "node.status.allocatable.cpu");
+        let n = node_from_json(&json!({"metadata": {"name": "n"},
+            "status": {"allocatable": {"cpu": "1"}}}))
+        .unwrap();
+        assert_eq!(n.allocatable.pods, DEFAULT_MAX_PODS);
     }
 }
