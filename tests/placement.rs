@@ -40,14 +40,14 @@ const NOW: f64 = 100.0;
 /// ignored): a launch may come out with no options at all. While it stands, the random
 /// tests skip that one check (everything else about such a launch is still validated);
 /// set to `false` once the core is fixed.
-const TOLERATE_EMPTY_OPTIONS_BUG: bool = true;
+const TOLERATE_EMPTY_OPTIONS_BUG: bool = false;
 
 /// Known core bug (see `pool_limit_counts_launches_at_their_first_option`, ignored):
 /// limits are checked against other claims' first type rather than the type launched.
 /// While it stands, the random tests count each launch at the smallest capacity among its
 /// options (a lower bound of any pick) instead of its first option; set to `false` once
 /// the core is fixed.
-const TOLERATE_LIMIT_ACCOUNTING_BUG: bool = true;
+const TOLERATE_LIMIT_ACCOUNTING_BUG: bool = false;
 
 // ---------------------------------------------------------------------------------------
 // Catalogs
@@ -1446,11 +1446,9 @@ fn daemonset(i: usize) -> Pod {
             p.node_selector = labels(&[(ARCH, "amd64")]);
         }
         2 => {
-            // A DaemonSet selecting Spot nodes (`karpenter.sh/capacity-type: spot`) is
-            // left out here: the core does not reserve it (see
-            // `daemonset_selecting_capacity_type_is_reserved`, ignored).
+            // A DaemonSet selecting Spot nodes: capacity type varies per offering.
             p.requests = Resources::new(150, 100 * MI, 1);
-            p.node_selector = labels(&[("kubernetes.io/os", "linux")]);
+            p.node_selector = labels(&[("karpenter.sh/capacity-type", "spot")]);
             p.tolerations = vec![tol_exists("", None)];
         }
         _ => {
@@ -1675,7 +1673,6 @@ proptest! {
 /// here it launches an m5.xlarge Spot node (3920m allocatable) for a 3800m pod although
 /// the 500m DaemonSet also lands on it.
 #[test]
-#[ignore = "core bug: DaemonSets selecting karpenter.sh/capacity-type are not reserved (model::daemon_overhead)"]
 fn daemonset_selecting_capacity_type_is_reserved() {
     let cat = small_catalog();
     let mut w = World::new(
@@ -1702,7 +1699,6 @@ fn daemonset_selecting_capacity_type_is_reserved() {
 /// the pending pod itself has a zone constraint, so the `web` pod below (no constraint
 /// of its own) gets a launch whose options include us-east-1b, the repelling pod's zone.
 #[test]
-#[ignore = "core bug: symmetric zone anti-affinity of placed pods ignored for unpinned new nodes (scheduler::try_claim)"]
 fn symmetric_zone_anti_affinity_of_bound_pod() {
     let cat = small_catalog();
     let mut w = World::new(cat, vec![pool("default", Vec::new())]);
@@ -1736,7 +1732,6 @@ fn symmetric_zone_anti_affinity_of_bound_pod() {
 /// unavailable and a too-small type still has Spot, every on-demand option is filtered out
 /// and the launch has no options at all. Expected: on-demand r6g.2xlarge options.
 #[test]
-#[ignore = "core bug: launch with empty options when only too-small types still have Spot (scheduler::finish/has_spot)"]
 fn launch_has_options_when_spot_of_fitting_types_is_unavailable() {
     let cat = small_catalog();
     let mut w = World::new(
@@ -1771,7 +1766,6 @@ fn launch_has_options_when_spot_of_fitting_types_is_unavailable() {
 /// unavailable, so both launches buy m5.2xlarge Spot (32Gi each), but the second claim
 /// counted the first one as a c5.2xlarge (16Gi): 64Gi of memory for a 48Gi limit.
 #[test]
-#[ignore = "core bug: pool limits count other claims at types.first(), not the type they launch (scheduler::pool_usage_with_claims)"]
 fn pool_limit_counts_launches_at_their_first_option() {
     let cat = small_catalog();
     let mut p = pool(

@@ -142,7 +142,7 @@ impl SchedulingModel {
 }
 
 /// DaemonSet pods that would run on a node of `pool` with instance type `it`.
-pub fn daemon_overhead(pool: &NodePool, it: &InstanceType, daemonsets: &[&Pod]) -> Resources {
+pub fn daemon_overhead(pool: &NodePool, it: &InstanceType, zone_names: &[String], daemonsets: &[&Pod]) -> Resources {
     let mut total = Resources::default();
     let view = NodeLabels {
         pool_labels: &pool.labels,
@@ -150,10 +150,23 @@ pub fn daemon_overhead(pool: &NodePool, it: &InstanceType, daemonsets: &[&Pod]) 
         type_labels: &it.labels,
     };
     for ds in daemonsets {
-        let selector_ok = ds
-            .node_selector
-            .iter()
-            .all(|(k, v)| labels::is_zone_key(k) || view.get(k) == Some(v.as_str()));
+        // Zone and capacity type vary per offering, not per type: a DaemonSet selecting
+        // them is reserved when any allowed value matches (reserving too much is safe,
+        // too little is not).
+        let zones = zone_mask(&pool.requirements, zone_names);
+        let cts = capacity_type_mask(&pool.requirements);
+        let selector_ok = ds.node_selector.iter().all(|(k, v)| {
+            if labels::is_zone_key(k) {
+                zone_names
+                    .iter()
+                    .enumerate()
+                    .any(|(i, z)| zones & (1 << i) != 0 && z == v)
+            } else if labels::is_capacity_type_key(k) {
+                CapacityType::parse(v).is_some_and(|ct| cts & ct.bit() != 0)
+            } else {
+                view.get(k) == Some(v.as_str())
+            }
+        });
         let affinity_ok = ds.required_node_terms.is_empty()
             || ds.required_node_terms.iter().any(|t| view.matches(t));
         if selector_ok && affinity_ok && tolerates_all(&ds.tolerations, &pool.taints) {
@@ -182,7 +195,7 @@ fn build_pool(catalog: &Catalog, pi: usize, pool: &NodePool, daemonsets: &[&Pod]
                 })
         })
         .filter_map(|(ti, it)| {
-            let overhead = daemon_overhead(pool, it, daemonsets);
+            let overhead = daemon_overhead(pool, it, &catalog.zones, daemonsets);
             let usable = it.allocatable.minus(&overhead);
             (usable.cpu_milli > 0 && usable.memory > 0 && usable.pods > 0).then_some(PoolType {
                 ty: ti,

@@ -437,7 +437,7 @@ impl<'a, 'e> Solver<'a, 'e> {
             let mut pinned = self.claims[c].zone_pinned;
             let mut types = types;
             let mut compatible = compatible;
-            if pinned.is_none() && Topology::has_zone_constraint(pod) {
+            if pinned.is_none() && self.topology.zone_matters(pod) {
                 let mut candidates: Vec<usize> = (0..self.zone_names.len())
                     .filter(|z| zones & (1 << z) != 0)
                     .collect();
@@ -509,8 +509,10 @@ impl<'a, 'e> Solver<'a, 'e> {
             if i == except || c.pool != pool || c.pods.is_empty() {
                 continue;
             }
-            if let Some(&t) = c.types.first() {
-                usage.add(&self.env.catalog.types[model.types[t as usize].ty].capacity);
+            // Counted at the type it will buy: its cheapest option.
+            let spot_only = has_spot(self.env, model, &c.types, c.zones, c.capacity_types);
+            if let Some(o) = launch_options(self.env, model, &c.types, c.zones, c.capacity_types, spot_only).first() {
+                usage.add(&self.env.catalog.types[o.instance_type].capacity);
             }
         }
         usage
@@ -524,10 +526,10 @@ impl<'a, 'e> Solver<'a, 'e> {
         for c in self.claims.into_iter().filter(|c| !c.pods.is_empty()) {
             let model = &env.model.pools[c.pool];
             let pods: Vec<&Pod> = c.pods.iter().map(|&i| self.snapshot.pending[i]).collect();
-            let spot_only = has_spot(env, model, &c.compatible, c.zones, c.capacity_types);
+            let spot_only = has_spot(env, model, &c.types, c.zones, c.capacity_types);
             let single = launch_options(env, model, &c.types, c.zones, c.capacity_types, spot_only);
             let single_price = single.first().map_or(f64::INFINITY, |o| o.price_per_hour);
-            match split_for_cost(env, model, &c, &pods, spot_only, single_price) {
+            match split_for_cost(env, model, &c, &pods, single_price) {
                 Some(bins) => {
                     for (members, requested) in bins {
                         let types: Vec<u32> = c
@@ -536,6 +538,7 @@ impl<'a, 'e> Solver<'a, 'e> {
                             .copied()
                             .filter(|&t| requested.fits_in(&model.types[t as usize].usable))
                             .collect();
+                        let spot_only = has_spot(env, model, &types, c.zones, c.capacity_types);
                         plans.push(LaunchPlan {
                             pool: model.pool,
                             options: launch_options(env, model, &types, c.zones, c.capacity_types, spot_only),
@@ -618,7 +621,7 @@ const SPLIT_TRIALS: usize = 6;
 /// several nodes of one smaller type, returns those bins: (member indices into the
 /// claim's pods, their requests). Claims with hostname-scoped spread or affinity stay
 /// whole, because splitting would change what their pods were checked against.
-fn split_for_cost(env: &SolveEnv, model: &PoolModel, claim: &Claim, pods: &[&Pod], spot_only: bool, single_price: f64) -> Option<Vec<(Vec<usize>, Resources)>> {
+fn split_for_cost(env: &SolveEnv, model: &PoolModel, claim: &Claim, pods: &[&Pod], single_price: f64) -> Option<Vec<(Vec<usize>, Resources)>> {
     if pods.len() < 2 || pods.iter().any(|p| has_hostname_coupling(p)) {
         return None;
     }
@@ -632,7 +635,9 @@ fn split_for_cost(env: &SolveEnv, model: &PoolModel, claim: &Claim, pods: &[&Pod
         .iter()
         .filter_map(|&t| {
             let pt = &model.types[t as usize];
-            let price = best_price(env, pt.ty, claim.zones, claim.capacity_types, spot_only)?;
+            // Spot when the type has it (launches prefer Spot), else on-demand.
+            let price = best_price(env, pt.ty, claim.zones, claim.capacity_types & CapacityType::Spot.bit(), true)
+                .or_else(|| best_price(env, pt.ty, claim.zones, claim.capacity_types, false))?;
             let need = nodes_needed(total, &pt.usable)?;
             let est = need * price;
             (est < single_price).then_some((est, t, price))

@@ -159,6 +159,16 @@ impl<'a> Topology<'a> {
                 .any(|t| t.kind == TopologyKey::Zone)
     }
 
+    /// Does the zone of a new node matter for `pod`: its own zone-keyed constraints, or a
+    /// placed pod's zone anti-affinity that selects it?
+    pub fn zone_matters(&self, pod: &Pod) -> bool {
+        Self::has_zone_constraint(pod)
+            || self
+                .anti
+                .iter()
+                .any(|e| labels::is_zone_key(&e.term.topology_key) && e.owner.term_selects(e.term, pod))
+    }
+
     /// The spread count of the zone-keyed spread group of `pod` at `zone` (used to pick
     /// the least-loaded zone for a new node).
     pub fn zone_count(&self, pod: &Pod, zone: &str) -> i32 {

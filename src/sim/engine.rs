@@ -39,6 +39,9 @@ pub struct SimOptions {
     pub consolidation: bool,
 }
 
+/// Immediate re-decisions after launches that found no capacity.
+const MAX_LAUNCH_ROUNDS: usize = 64;
+
 /// Nodes tried per consolidation pass (each try is one scheduling simulation).
 const CONSOLIDATION_CANDIDATES: usize = 10;
 
@@ -366,7 +369,12 @@ impl<'c> Sim<'c> {
         if self.demand_dirty {
             self.ensure_models();
             let lb = self.lower_bound.as_mut().expect("models built");
-            let rate = lb.hourly_rate(&self.demand);
+            // The bound counts cpu, memory, pods and extended resources (sim-report.md).
+            let demand = Resources {
+                ephemeral: 0,
+                ..self.demand.clone()
+            };
+            let rate = lb.hourly_rate(&demand);
             self.lb_rate = if rate.is_finite() { rate } else { 0.0 };
             self.demand_dirty = false;
         }
@@ -806,10 +814,18 @@ impl<'c> Sim<'c> {
         self.ensure_models();
         match self.mode {
             Mode::Fleet => {
-                let (decision, _, ms) = self.solve(&pending, true, None, true);
-                self.decision_ms.push(ms);
-                for plan in &decision.launches {
-                    self.launch(plan, false);
+                // A launch that finds no capacity marks its offerings unavailable; the
+                // controller decides again at once with what is left (e.g. on-demand).
+                for _ in 0..MAX_LAUNCH_ROUNDS {
+                    let (decision, _, ms) = self.solve(&pending, true, None, true);
+                    self.decision_ms.push(ms);
+                    let mut failed = false;
+                    for plan in &decision.launches {
+                        failed |= self.launch(plan, false).is_none();
+                    }
+                    if !failed {
+                        break;
+                    }
                 }
             }
             Mode::NodeGroups => self.provision_node_groups(&pending, displaced),

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The project's one test command (README "Run the tests"; CI runs exactly this).
+# Checks formatting and lints, runs every test, and builds the benchmarks so they never
+# rot (they are run by hand: see benches/README.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Keep build artefacts outside the checkout so repeated runs are incremental.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stevedore/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --locked
+
+step "cargo bench --no-run (benchmarks must build)"
+cargo bench --locked --no-run
+
+step "all checks passed"

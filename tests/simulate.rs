@@ -1,0 +1,303 @@
+//! The simulator end to end: behaviour on small synthetic traces, input errors, and
+//! the `stevedore simulate` command's outputs.
+
+use std::io::BufReader;
+use std::process::Command;
+use std::sync::OnceLock;
+use stevedore::config::{self, Config};
+use stevedore::core::instance::Catalog;
+use stevedore::sim::report::Report;
+use stevedore::sim::{self, Mode, SimOptions};
+use stevedore::trace;
+
+fn bundled() -> &'static (Config, Catalog) {
+    static ONCE: OnceLock<(Config, Catalog)> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let config = config::bundled();
+        let catalog = sim::setup::load_catalog(&config.settings).expect("bundled catalog loads");
+        (config, catalog)
+    })
+}
+
+fn pod(name: &str, cpu: &str, mem: &str, extra_spec: &str) -> String {
+    format!(
+        r#"{{"metadata":{{"name":"{name}","namespace":"t","labels":{{"app":"{name}"}},"ownerReferences":[{{"kind":"ReplicaSet","name":"rs","controller":true}}]}},"spec":{{"containers":[{{"name":"c","resources":{{"requests":{{"cpu":"{cpu}","memory":"{mem}"}}}}}}]{extra_spec}}}}}"#
+    )
+}
+
+fn added(t: f64, pod: &str) -> String {
+    format!(r#"{{"t":{t},"event":"pod_added","pod":{pod}}}"#)
+}
+
+fn run_text(text: &str, mode: Mode, seed: u64) -> Report {
+    let (config, catalog) = bundled();
+    let trace = trace::read_from(BufReader::new(text.as_bytes()), "test.jsonl").expect("valid trace");
+    let opts = SimOptions {
+        mode,
+        seed,
+        progress: false,
+        consolidation: true,
+    };
+    sim::run(&trace, "test.jsonl", config, catalog, &opts).expect("replay")
+}
+
+/// A no-op event that makes the trace last until `t` (a shortage of a type nobody runs).
+fn end_at(t: f64) -> String {
+    format!(r#"{{"t":{t},"event":"capacity_unavailable","instance_type":"none.nano","zone":"*","capacity_type":"*","for_s":0}}"#)
+}
+
+fn header() -> String {
+    r#"{"kind":"trace","version":1,"name":"synthetic"}"#.to_string()
+}
+
+/// 40 web pods at t=0 and an end marker an hour later.
+fn web_trace(extra_events: &[String]) -> String {
+    let mut lines = vec![header()];
+    for i in 0..40 {
+        lines.push(added(0.0, &pod(&format!("web-{i}"), "500m", "1Gi", "")));
+    }
+    lines.extend(extra_events.iter().cloned());
+    lines.push(end_at(3600.0));
+    lines.join("\n")
+}
+
+#[test]
+fn places_every_feasible_pod_and_costs_at_least_the_lower_bound() {
+    let r = run_text(&web_trace(&[]), Mode::Fleet, 1);
+    assert_eq!(r.pods.total, 40);
+    assert_eq!(r.pods.placed, 40, "{:?}", r.pods);
+    assert_eq!(r.pods.never_placed, 0);
+    assert!(r.cost_usd.total > 0.0);
+    assert!(r.cost_usd.lower_bound > 0.0);
+    assert!(r.cost_usd.total >= r.cost_usd.lower_bound, "{:?}", r.cost_usd);
+    // The pods wait for a node to boot (40-90 s) plus batching, not longer.
+    assert!(r.pending_s.max >= 40.0 && r.pending_s.max <= 120.0, "{:?}", r.pending_s);
+    // Spot is preferred where the pool allows it.
+    assert!(r.cost_usd.spot > 0.0 && r.cost_usd.on_demand == 0.0, "{:?}", r.cost_usd);
+}
+
+#[test]
+fn same_seed_same_replay() {
+    let text = web_trace(&[r#"{"t":1800,"event":"spot_interruption","fraction":0.5}"#.to_string()]);
+    let strip = |r: &Report| {
+        let mut v = serde_json::to_value(r).unwrap();
+        v.as_object_mut().unwrap().remove("wall_s");
+        v.as_object_mut().unwrap().remove("decision_ms");
+        v
+    };
+    let a = run_text(&text, Mode::Fleet, 7);
+    let b = run_text(&text, Mode::Fleet, 7);
+    assert_eq!(strip(&a), strip(&b));
+}
+
+#[test]
+fn spot_interruption_replaces_nodes_and_pods_are_placed_again() {
+    let text = web_trace(&[r#"{"t":1800,"event":"spot_interruption","fraction":1.0}"#.to_string()]);
+    let r = run_text(&text, Mode::Fleet, 3);
+    assert!(r.disruptions.interrupted >= 1, "{:?}", r.disruptions);
+    assert!(r.disruptions.pods_evicted >= 40, "{:?}", r.disruptions);
+    assert!(r.nodes.launched >= 2 * r.disruptions.interrupted, "{:?}", r.nodes);
+    assert_eq!(r.pods.never_placed, 0);
+}
+
+#[test]
+fn spot_shortage_falls_back_to_on_demand() {
+    let shortage = r#"{"t":0,"event":"capacity_unavailable","instance_type":"*","zone":"*","capacity_type":"spot","for_s":7200}"#;
+    let mut lines = vec![header(), shortage.to_string()];
+    for i in 0..10 {
+        lines.push(added(0.0, &pod(&format!("w-{i}"), "1", "2Gi", "")));
+    }
+    lines.push(end_at(3600.0));
+    let r = run_text(&lines.join("\n"), Mode::Fleet, 1);
+    assert!(r.nodes.launch_failures >= 1, "{:?}", r.nodes);
+    assert_eq!(r.cost_usd.spot, 0.0);
+    assert!(r.cost_usd.on_demand > 0.0, "{:?} {:?}", r.cost_usd, r.launched_by_type);
+    assert_eq!(r.pods.placed, 10);
+}
+
+#[test]
+fn impossible_pod_is_reported_infeasible_with_a_reason() {
+    let mut lines = vec![header()];
+    lines.push(added(0.0, &pod("huge", "10000", "1Gi", "")));
+    lines.push(added(0.0, &pod("small", "100m", "128Mi", "")));
+    lines.push(end_at(600.0));
+    let r = run_text(&lines.join("\n"), Mode::Fleet, 1);
+    assert_eq!(r.pods.infeasible, 1);
+    assert_eq!(r.pods.placed, 1);
+    assert_eq!(r.infeasible_pods[0].pod, "t/huge");
+    assert!(r.infeasible_pods[0].reason.contains("cpu=10000000m"), "{}", r.infeasible_pods[0].reason);
+}
+
+#[test]
+fn gpu_pods_land_on_gpu_nodes_in_both_modes() {
+    let gpu_spec = r#","tolerations":[{"key":"nvidia.com/gpu","operator":"Exists","effect":"NoSchedule"}]"#;
+    let gpu_pod = pod("infer", "2", "8Gi", gpu_spec).replace(
+        r#""memory":"8Gi"}"#,
+        r#""memory":"8Gi","nvidia.com/gpu":"1"}"#,
+    );
+    let mut lines = vec![header(), added(0.0, &gpu_pod)];
+    lines.push(end_at(1200.0));
+    for mode in [Mode::Fleet, Mode::NodeGroups] {
+        let r = run_text(&lines.join("\n"), mode, 1);
+        assert_eq!(r.pods.placed, 1, "{mode:?}: {:?}", r.pods);
+        assert!(
+            r.launched_by_type.iter().any(|t| t.instance_type.starts_with('g') || t.instance_type.starts_with('p')),
+            "{mode:?}: {:?}",
+            r.launched_by_type
+        );
+    }
+}
+
+#[test]
+fn daemonset_pods_are_overhead_not_workload() {
+    let ds = r#"{"t":0,"event":"pod_added","pod":{"metadata":{"name":"aws-node-x","namespace":"kube-system","ownerReferences":[{"kind":"DaemonSet","name":"aws-node","controller":true}]},"spec":{"containers":[{"name":"c","resources":{"requests":{"cpu":"25m"}}}],"tolerations":[{"operator":"Exists"}]}}}"#;
+    let r = run_text(&web_trace(&[]).replacen('\n', &format!("\n{ds}\n"), 1), Mode::Fleet, 1);
+    assert_eq!(r.pods.total, 40);
+    assert!(r.pods.daemonset_templates >= 1);
+}
+
+#[test]
+fn node_groups_scale_down_underutilized_nodes() {
+    // 30 pods, then 25 of them end: the group nodes they leave under 50% utilization are
+    // drained after the unneeded time.
+    let mut lines = vec![header()];
+    for i in 0..30 {
+        lines.push(added(0.0, &pod(&format!("p-{i}"), "1", "2Gi", "")));
+    }
+    for i in 0..25 {
+        lines.push(format!(r#"{{"t":600,"event":"pod_deleted","namespace":"t","name":"p-{i}"}}"#));
+    }
+    lines.push(end_at(3600.0));
+    let r = run_text(&lines.join("\n"), Mode::NodeGroups, 1);
+    assert!(r.disruptions.consolidated >= 1, "{:?}", r.disruptions);
+    assert!(r.nodes.terminated >= 1);
+    assert_eq!(r.pods.never_placed, 0);
+}
+
+#[test]
+fn consolidation_lowers_cost_after_load_drops() {
+    let mut lines = vec![header()];
+    for i in 0..60 {
+        lines.push(added(0.0, &pod(&format!("p-{i}"), "250m", "512Mi", "")));
+    }
+    // Every other pod leaves: nodes are half empty but none is empty.
+    for i in (0..60).step_by(2) {
+        lines.push(format!(r#"{{"t":900,"event":"pod_deleted","namespace":"t","name":"p-{i}"}}"#));
+    }
+    lines.push(end_at(4.0 * 3600.0));
+    let text = lines.join("\n");
+    let (config, catalog) = bundled();
+    let trace = trace::read_from(BufReader::new(text.as_bytes()), "t.jsonl").unwrap();
+    let run = |consolidation| {
+        let opts = SimOptions {
+            mode: Mode::Fleet,
+            seed: 1,
+            progress: false,
+            consolidation,
+        };
+        sim::run(&trace, "t.jsonl", config, catalog, &opts).unwrap()
+    };
+    let with = run(true);
+    let without = run(false);
+    assert!(with.disruptions.consolidated >= 1, "{:?}", with.disruptions);
+    assert_eq!(without.disruptions.consolidated, without.disruptions.empty);
+    assert!(with.cost_usd.total < without.cost_usd.total, "{} vs {}", with.cost_usd.total, without.cost_usd.total);
+    assert_eq!(with.pods.never_placed, 0);
+}
+
+#[test]
+fn deleting_an_unknown_pod_is_an_error_naming_the_line() {
+    let text = [header(), r#"{"t":5,"event":"pod_deleted","namespace":"t","name":"ghost"}"#.to_string()].join("\n");
+    let (config, catalog) = bundled();
+    let trace = trace::read_from(BufReader::new(text.as_bytes()), "bad.jsonl").unwrap();
+    let opts = SimOptions {
+        mode: Mode::Fleet,
+        seed: 1,
+        progress: false,
+        consolidation: true,
+    };
+    let err = sim::run(&trace, "bad.jsonl", config, catalog, &opts).unwrap_err().to_string();
+    assert!(err.starts_with("bad.jsonl:2:"), "{err}");
+    assert!(err.contains("ghost"), "{err}");
+}
+
+fn stevedore() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_stevedore"))
+}
+
+#[test]
+fn cli_writes_report_json_and_chart() {
+    let dir = std::env::temp_dir().join(format!("stevedore-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("r.json");
+    let svg = dir.join("c.svg");
+    let out = stevedore()
+        .args(["simulate", "config/traces/tiny.jsonl", "--compare", "--quiet", "--seed", "4"])
+        .arg("--report-json")
+        .arg(&json)
+        .arg("--chart")
+        .arg(&svg)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("fleet") && stdout.contains("node-groups"), "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    for r in runs {
+        for key in ["version", "mode", "trace", "pods", "pending_s", "cost_usd", "nodes", "utilization", "disruptions", "decision_ms", "wall_s"] {
+            assert!(r.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(r["pods"]["total"], 2);
+        assert_eq!(r["pods"]["placed"], 2);
+        for key in ["total", "spot", "on_demand", "lower_bound"] {
+            assert!(r["cost_usd"][key].is_number(), "cost_usd.{key}");
+        }
+    }
+    let chart = std::fs::read_to_string(&svg).unwrap();
+    assert!(chart.starts_with("<svg") && chart.contains("polyline"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn cli_rejects_a_bad_trace_with_file_and_line() {
+    let dir = std::env::temp_dir().join(format!("stevedore-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        format!("{}\n{}\n{}\n", header(), added(10.0, &pod("a", "1", "1Gi", "")), added(5.0, &pod("b", "1", "1Gi", ""))),
+    )
+    .unwrap();
+    let out = stevedore().arg("simulate").arg(&bad).arg("--quiet").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.jsonl:3"), "{err}");
+    assert!(out.stdout.is_empty(), "nothing is replayed from a bad trace");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn cli_rejects_a_bad_config_naming_every_error() {
+    let dir = std::env::temp_dir().join(format!("stevedore-badcfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("pools.yaml");
+    std::fs::write(
+        &cfg,
+        "apiVersion: stevedore.dev/v1\nkind: NodePool\nmetadata: {name: p}\nspec:\n  template:\n    spec:\n      requirements:\n        - {key: kubernetes.io/arch, operator: Into, values: [arm64]}\n  colour: blue\n",
+    )
+    .unwrap();
+    let out = stevedore()
+        .args(["simulate", "config/traces/tiny.jsonl", "--quiet", "--config"])
+        .arg(&cfg)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pools.yaml:8") && err.contains("operator"), "{err}");
+    assert!(err.contains("pools.yaml:9") && err.contains("colour"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
