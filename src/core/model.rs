@@ -93,6 +93,8 @@ pub struct PoolType {
 pub struct PoolModel {
     pub pool: usize,
     pub types: Vec<PoolType>,
+    /// Component-wise maximum of `types[].usable`: nothing larger fits any type.
+    pub max_usable: Resources,
     pub zones: u32,
     pub capacity_types: u8,
 }
@@ -203,10 +205,15 @@ fn build_pool(catalog: &Catalog, pi: usize, pool: &NodePool, daemonsets: &[&Pod]
                 daemon_overhead: overhead,
             })
         })
-        .collect();
+        .collect::<Vec<PoolType>>();
+    let mut max_usable = Resources::default();
+    for t in &types {
+        max_usable.max_with(&t.usable);
+    }
     PoolModel {
         pool: pi,
         types,
+        max_usable,
         zones,
         capacity_types,
     }

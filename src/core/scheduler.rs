@@ -103,6 +103,28 @@ struct Solver<'a, 'e> {
     /// Capacity in use per pool (existing nodes), for limits.
     pool_usage: Vec<Resources>,
     zone_names: Vec<&'a str>,
+    /// Per catalog type, the offerings purchasable now (see [`offer_mask`]); computed
+    /// once per decision because claims ask it for every type on every pod.
+    available: Vec<u64>,
+}
+
+/// Bit `2*zone` is Spot in that zone, bit `2*zone+1` on-demand.
+fn offer_bit(zone: usize, ct: CapacityType) -> u64 {
+    1 << (2 * zone + usize::from(ct == CapacityType::OnDemand))
+}
+
+fn offer_mask(zones: u32, cts: u8) -> u64 {
+    let mut m = 0;
+    for z in 0..32 {
+        if zones & (1 << z) != 0 {
+            for ct in [CapacityType::Spot, CapacityType::OnDemand] {
+                if cts & ct.bit() != 0 {
+                    m |= offer_bit(z, ct);
+                }
+            }
+        }
+    }
+    m
 }
 
 /// Computes a provisioning decision for `snapshot.pending`.
@@ -252,9 +274,25 @@ impl<'a, 'e> Solver<'a, 'e> {
                 .map(|&(pod, ni)| (pod, node_place(&snapshot.nodes[ni])))
                 .collect(),
         );
+        let available = if env.allow_new_nodes {
+            env.catalog
+                .types
+                .iter()
+                .enumerate()
+                .map(|(ty, it)| {
+                    it.offerings
+                        .iter()
+                        .filter(|o| o.zone < 32 && !env.unavailable.is_unavailable(ty, o.zone, o.capacity_type, env.now))
+                        .fold(0u64, |m, o| m | offer_bit(o.zone, o.capacity_type))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         Solver {
             env,
             snapshot,
+            available,
             rooms,
             node_order,
             claims: Vec::new(),
@@ -343,10 +381,7 @@ impl<'a, 'e> Solver<'a, 'e> {
 
     fn open_claim(&mut self, pm: usize) -> usize {
         let model = &self.env.model.pools[pm];
-        let mut max_usable = Resources::default();
-        for t in &model.types {
-            max_usable.max_with(&t.usable);
-        }
+        let max_usable = model.max_usable.clone();
         self.claims.push(Claim {
             pool: pm,
             types: (0..model.types.len() as u32).collect(),
@@ -364,14 +399,7 @@ impl<'a, 'e> Solver<'a, 'e> {
 
     /// Is the offering (type, zone, capacity type) purchasable now?
     fn offering_ok(&self, ty: usize, zone_mask: u32, cts: u8) -> bool {
-        self.env.catalog.types[ty].offerings.iter().any(|o| {
-            zone_mask & (1 << o.zone) != 0
-                && cts & o.capacity_type.bit() != 0
-                && !self
-                    .env
-                    .unavailable
-                    .is_unavailable(ty, o.zone, o.capacity_type, self.env.now)
-        })
+        self.available[ty] & offer_mask(zone_mask, cts) != 0
     }
 
     /// Tries to add pending pod `pi` to claim `c`; narrows the claim on success.
@@ -400,7 +428,12 @@ impl<'a, 'e> Solver<'a, 'e> {
                 .filter(|r| !labels::is_zone_key(&r.key) && !labels::is_capacity_type_key(&r.key))
                 .collect();
             let limits_apply = pool.limits != Default::default();
-            let compatible: Vec<u32> = claim
+            // Nothing narrows: the claim's compatible set stands as it is.
+            let unchanged = label_reqs.is_empty() && zones == claim.zones && cts == claim.capacity_types && !limits_apply;
+            let compatible: Vec<u32> = if unchanged {
+                claim.compatible.clone()
+            } else {
+                claim
                 .compatible
                 .iter()
                 .copied()
@@ -422,8 +455,10 @@ impl<'a, 'e> Solver<'a, 'e> {
                                 .is_none())
                         && self.offering_ok(pt.ty, zones, cts)
                 })
-                .collect();
-            let types: Vec<u32> = compatible
+                .collect()
+            };
+            let source = if unchanged { &claim.types } else { &compatible };
+            let types: Vec<u32> = source
                 .iter()
                 .copied()
                 .filter(|&t| requested.fits_in(&model.types[t as usize].usable))
@@ -471,10 +506,18 @@ impl<'a, 'e> Solver<'a, 'e> {
                     continue;
                 }
             }
-            let mut max_usable = Resources::default();
-            for &t in &types {
-                max_usable.max_with(&model.types[t as usize].usable);
-            }
+            // The old maximum still bounds the narrower set; recompute it only when the
+            // set shrank a lot, so quick rejects stay sharp without a pass per pod.
+            let claim = &self.claims[c];
+            let max_usable = if types.len() * 10 < claim.types.len() * 9 || types.len() <= 16 {
+                let mut m = Resources::default();
+                for &t in &types {
+                    m.max_with(&model.types[t as usize].usable);
+                }
+                m
+            } else {
+                claim.max_usable.clone()
+            };
             let claim = &mut self.claims[c];
             claim.types = types;
             claim.compatible = compatible;
@@ -603,13 +646,18 @@ fn launch_options(env: &SolveEnv, model: &PoolModel, types: &[u32], zones: u32, 
             }
         }
     }
-    options.sort_by(|a, b| {
+    let order = |a: &LaunchOption, b: &LaunchOption| {
         a.price_per_hour
             .total_cmp(&b.price_per_hour)
             .then(a.instance_type.cmp(&b.instance_type))
             .then(a.zone.cmp(&b.zone))
-    });
-    options.truncate(env.max_launch_options.max(1));
+    };
+    let keep = env.max_launch_options.max(1);
+    if options.len() > keep {
+        options.select_nth_unstable_by(keep - 1, order);
+        options.truncate(keep);
+    }
+    options.sort_unstable_by(order);
     options
 }
 
@@ -643,7 +691,12 @@ fn split_for_cost(env: &SolveEnv, model: &PoolModel, claim: &Claim, pods: &[&Pod
             (est < single_price).then_some((est, t, price))
         })
         .collect();
-    estimates.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let order = |a: &(f64, u32, f64), b: &(f64, u32, f64)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+    if estimates.len() > SPLIT_TRIALS {
+        estimates.select_nth_unstable_by(SPLIT_TRIALS - 1, order);
+        estimates.truncate(SPLIT_TRIALS);
+    }
+    estimates.sort_unstable_by(order);
     let mut best: Option<(f64, Vec<(Vec<usize>, Resources)>)> = None;
     for &(_, t, price) in estimates.iter().take(SPLIT_TRIALS) {
         let Some(bins) = pack(pods, &model.types[t as usize].usable) else {

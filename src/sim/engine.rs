@@ -24,7 +24,7 @@ use crate::core::taints::Taint;
 use crate::core::unavailable::UnavailableOfferings;
 use crate::trace::{EventKind, SpotTarget, Trace};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 use thiserror::Error;
@@ -158,6 +158,8 @@ struct Sim<'c> {
     queue: BinaryHeap<Reverse<(u64, u64, usize)>>,
     events: Vec<Option<Ev>>,
     pods: Vec<SimPod>,
+    /// Pods waiting for a node that some offering could hold.
+    pending: BTreeSet<usize>,
     pod_index: HashMap<(String, String), usize>,
     nodes: Vec<SimNode>,
     live: Vec<usize>,
@@ -212,6 +214,7 @@ pub fn run(trace: &Trace, trace_file: &str, config: &Config, catalog: &Catalog, 
         queue: BinaryHeap::new(),
         events: Vec::new(),
         pods: Vec::new(),
+        pending: BTreeSet::new(),
         pod_index: HashMap::new(),
         nodes: Vec::new(),
         live: Vec::new(),
@@ -465,6 +468,7 @@ impl<'c> Sim<'c> {
         });
         self.pod_index
             .insert((pod.namespace.clone(), pod.name.clone()), idx);
+        self.set_state(idx, PodState::Pending);
         if in_demand {
             self.demand.add(&pod.requests);
             self.demand_dirty = true;
@@ -534,7 +538,7 @@ impl<'c> Sim<'c> {
             PodState::Bound(n) => self.unbind(i, n),
             PodState::Pending => {}
         }
-        self.pods[i].state = PodState::Done;
+        self.set_state(i, PodState::Done);
         if self.pods[i].in_demand {
             let r = self.pods[i].pod.requests.clone();
             self.demand.sub(&r);
@@ -549,8 +553,9 @@ impl<'c> Sim<'c> {
             p.ever_bound = true;
             self.pending_s.push(now - p.added_at);
         }
-        p.state = PodState::Bound(n);
         p.generation += 1;
+        self.set_state(i, PodState::Bound(n));
+        let p = &mut self.pods[i];
         let node = &mut self.nodes[n];
         node.requested.add(&p.pod.requests);
         node.pods.push(i);
@@ -572,7 +577,7 @@ impl<'c> Sim<'c> {
         if node.pods.is_empty() {
             node.empty_since = Some(self.now);
         }
-        self.pods[i].state = PodState::Pending;
+        self.set_state(i, PodState::Pending);
         self.sched_dirty = true;
     }
 
@@ -685,7 +690,7 @@ impl<'c> Sim<'c> {
     fn terminate(&mut self, n: usize) {
         let pods = std::mem::take(&mut self.nodes[n].pods);
         for i in pods {
-            self.pods[i].state = PodState::Pending;
+            self.set_state(i, PodState::Pending);
             self.nodes[n].requested.sub(&self.pods[i].pod.requests);
             if self.pods[i].infeasible.is_none() {
                 self.open_batch();
@@ -708,10 +713,19 @@ impl<'c> Sim<'c> {
         self.sched_dirty = true;
     }
 
+    /// Pending pods that some offering could hold, oldest first.
     fn pending_pods(&self) -> Vec<usize> {
-        (0..self.pods.len())
-            .filter(|&i| self.pods[i].state == PodState::Pending && self.pods[i].infeasible.is_none())
-            .collect()
+        self.pending.iter().copied().collect()
+    }
+
+    /// Every pod state change goes through here, keeping `pending` in step.
+    fn set_state(&mut self, i: usize, state: PodState) {
+        self.pods[i].state = state;
+        if state == PodState::Pending && self.pods[i].infeasible.is_none() {
+            self.pending.insert(i);
+        } else {
+            self.pending.remove(&i);
+        }
     }
 
     /// The simulated kube-scheduler: binds pending pods to ready nodes.
@@ -1002,7 +1016,7 @@ impl<'c> Sim<'c> {
         }
         // Consolidate a settled cluster only: pending pods and launching nodes first.
         let unsettled = self.live.iter().any(|&n| self.nodes[n].state == NodeState::Launching)
-            || self.pods.iter().rev().take(5000).any(|p| p.state == PodState::Pending && p.infeasible.is_none());
+            || !self.pending.is_empty();
         if unsettled {
             return;
         }
@@ -1140,11 +1154,7 @@ impl<'c> Sim<'c> {
                 rate += node.price;
             }
         }
-        let pending = self
-            .pods
-            .iter()
-            .filter(|p| p.state == PodState::Pending && p.infeasible.is_none())
-            .count() as u32;
+        let pending = self.pending.len() as u32;
         self.series.push(Sample {
             t: self.now,
             nodes,
