@@ -3,5 +3,5 @@
 pub mod catalog;
 pub mod config;
 pub mod core;
-pub mod trace;
 pub mod sim;
+pub mod trace;

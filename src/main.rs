@@ -11,7 +11,11 @@ const BUNDLED_TRACE: &[u8] = include_bytes!("../config/traces/daily-web.jsonl.gz
 const BUNDLED_TRACE_NAME: &str = "config/traces/daily-web.jsonl.gz (bundled)";
 
 #[derive(Parser)]
-#[command(name = "stevedore", version, about = "A Kubernetes node autoscaler for EC2, with a trace simulator")]
+#[command(
+    name = "stevedore",
+    version,
+    about = "A Kubernetes node autoscaler for EC2, with a trace simulator"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -75,7 +79,10 @@ fn simulate(args: SimulateArgs) -> Result<()> {
     let (trace, trace_name) = match &args.trace {
         Some(p) => (trace::read_path(p)?, p.display().to_string()),
         None => (
-            trace::read_from(std::io::BufReader::new(flate2::read::GzDecoder::new(BUNDLED_TRACE)), BUNDLED_TRACE_NAME)?,
+            trace::read_from(
+                std::io::BufReader::new(flate2::read::GzDecoder::new(BUNDLED_TRACE)),
+                BUNDLED_TRACE_NAME,
+            )?,
             BUNDLED_TRACE_NAME.to_string(),
         ),
     };
@@ -114,7 +121,8 @@ fn simulate(args: SimulateArgs) -> Result<()> {
         if path.extension().and_then(|e| e.to_str()) != Some("svg") {
             bail!("--chart wants a .svg file name, got {}", path.display());
         }
-        std::fs::write(path, sim::chart::render(&reports)).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, sim::chart::render(&reports))
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

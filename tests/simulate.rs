@@ -31,7 +31,8 @@ fn added(t: f64, pod: &str) -> String {
 
 fn run_text(text: &str, mode: Mode, seed: u64) -> Report {
     let (config, catalog) = bundled();
-    let trace = trace::read_from(BufReader::new(text.as_bytes()), "test.jsonl").expect("valid trace");
+    let trace =
+        trace::read_from(BufReader::new(text.as_bytes()), "test.jsonl").expect("valid trace");
     let opts = SimOptions {
         mode,
         seed,
@@ -43,7 +44,9 @@ fn run_text(text: &str, mode: Mode, seed: u64) -> Report {
 
 /// A no-op event that makes the trace last until `t` (a shortage of a type nobody runs).
 fn end_at(t: f64) -> String {
-    format!(r#"{{"t":{t},"event":"capacity_unavailable","instance_type":"none.nano","zone":"*","capacity_type":"*","for_s":0}}"#)
+    format!(
+        r#"{{"t":{t},"event":"capacity_unavailable","instance_type":"none.nano","zone":"*","capacity_type":"*","for_s":0}}"#
+    )
 }
 
 fn header() -> String {
@@ -69,11 +72,23 @@ fn places_every_feasible_pod_and_costs_at_least_the_lower_bound() {
     assert_eq!(r.pods.never_placed, 0);
     assert!(r.cost_usd.total > 0.0);
     assert!(r.cost_usd.lower_bound > 0.0);
-    assert!(r.cost_usd.total >= r.cost_usd.lower_bound, "{:?}", r.cost_usd);
+    assert!(
+        r.cost_usd.total >= r.cost_usd.lower_bound,
+        "{:?}",
+        r.cost_usd
+    );
     // The pods wait for a node to boot (40-90 s) plus batching, not longer.
-    assert!(r.pending_s.max >= 40.0 && r.pending_s.max <= 120.0, "{:?}", r.pending_s);
+    assert!(
+        r.pending_s.max >= 40.0 && r.pending_s.max <= 120.0,
+        "{:?}",
+        r.pending_s
+    );
     // Spot is preferred where the pool allows it.
-    assert!(r.cost_usd.spot > 0.0 && r.cost_usd.on_demand == 0.0, "{:?}", r.cost_usd);
+    assert!(
+        r.cost_usd.spot > 0.0 && r.cost_usd.on_demand == 0.0,
+        "{:?}",
+        r.cost_usd
+    );
 }
 
 #[test]
@@ -96,7 +111,11 @@ fn spot_interruption_replaces_nodes_and_pods_are_placed_again() {
     let r = run_text(&text, Mode::Fleet, 3);
     assert!(r.disruptions.interrupted >= 1, "{:?}", r.disruptions);
     assert!(r.disruptions.pods_evicted >= 40, "{:?}", r.disruptions);
-    assert!(r.nodes.launched >= 2 * r.disruptions.interrupted, "{:?}", r.nodes);
+    assert!(
+        r.nodes.launched >= 2 * r.disruptions.interrupted,
+        "{:?}",
+        r.nodes
+    );
     assert_eq!(r.pods.never_placed, 0);
 }
 
@@ -111,7 +130,12 @@ fn spot_shortage_falls_back_to_on_demand() {
     let r = run_text(&lines.join("\n"), Mode::Fleet, 1);
     assert!(r.nodes.launch_failures >= 1, "{:?}", r.nodes);
     assert_eq!(r.cost_usd.spot, 0.0);
-    assert!(r.cost_usd.on_demand > 0.0, "{:?} {:?}", r.cost_usd, r.launched_by_type);
+    assert!(
+        r.cost_usd.on_demand > 0.0,
+        "{:?} {:?}",
+        r.cost_usd,
+        r.launched_by_type
+    );
     assert_eq!(r.pods.placed, 10);
 }
 
@@ -125,12 +149,17 @@ fn impossible_pod_is_reported_infeasible_with_a_reason() {
     assert_eq!(r.pods.infeasible, 1);
     assert_eq!(r.pods.placed, 1);
     assert_eq!(r.infeasible_pods[0].pod, "t/huge");
-    assert!(r.infeasible_pods[0].reason.contains("cpu=10000000m"), "{}", r.infeasible_pods[0].reason);
+    assert!(
+        r.infeasible_pods[0].reason.contains("cpu=10000000m"),
+        "{}",
+        r.infeasible_pods[0].reason
+    );
 }
 
 #[test]
 fn gpu_pods_land_on_gpu_nodes_in_both_modes() {
-    let gpu_spec = r#","tolerations":[{"key":"nvidia.com/gpu","operator":"Exists","effect":"NoSchedule"}]"#;
+    let gpu_spec =
+        r#","tolerations":[{"key":"nvidia.com/gpu","operator":"Exists","effect":"NoSchedule"}]"#;
     let gpu_pod = pod("infer", "2", "8Gi", gpu_spec).replace(
         r#""memory":"8Gi"}"#,
         r#""memory":"8Gi","nvidia.com/gpu":"1"}"#,
@@ -141,7 +170,9 @@ fn gpu_pods_land_on_gpu_nodes_in_both_modes() {
         let r = run_text(&lines.join("\n"), mode, 1);
         assert_eq!(r.pods.placed, 1, "{mode:?}: {:?}", r.pods);
         assert!(
-            r.launched_by_type.iter().any(|t| t.instance_type.starts_with('g') || t.instance_type.starts_with('p')),
+            r.launched_by_type
+                .iter()
+                .any(|t| t.instance_type.starts_with('g') || t.instance_type.starts_with('p')),
             "{mode:?}: {:?}",
             r.launched_by_type
         );
@@ -151,7 +182,11 @@ fn gpu_pods_land_on_gpu_nodes_in_both_modes() {
 #[test]
 fn daemonset_pods_are_overhead_not_workload() {
     let ds = r#"{"t":0,"event":"pod_added","pod":{"metadata":{"name":"aws-node-x","namespace":"kube-system","ownerReferences":[{"kind":"DaemonSet","name":"aws-node","controller":true}]},"spec":{"containers":[{"name":"c","resources":{"requests":{"cpu":"25m"}}}],"tolerations":[{"operator":"Exists"}]}}}"#;
-    let r = run_text(&web_trace(&[]).replacen('\n', &format!("\n{ds}\n"), 1), Mode::Fleet, 1);
+    let r = run_text(
+        &web_trace(&[]).replacen('\n', &format!("\n{ds}\n"), 1),
+        Mode::Fleet,
+        1,
+    );
     assert_eq!(r.pods.total, 40);
     assert!(r.pods.daemonset_templates >= 1);
 }
@@ -165,7 +200,9 @@ fn node_groups_scale_down_underutilized_nodes() {
         lines.push(added(0.0, &pod(&format!("p-{i}"), "1", "2Gi", "")));
     }
     for i in 0..25 {
-        lines.push(format!(r#"{{"t":600,"event":"pod_deleted","namespace":"t","name":"p-{i}"}}"#));
+        lines.push(format!(
+            r#"{{"t":600,"event":"pod_deleted","namespace":"t","name":"p-{i}"}}"#
+        ));
     }
     lines.push(end_at(3600.0));
     let r = run_text(&lines.join("\n"), Mode::NodeGroups, 1);
@@ -182,7 +219,9 @@ fn consolidation_lowers_cost_after_load_drops() {
     }
     // Every other pod leaves: nodes are half empty but none is empty.
     for i in (0..60).step_by(2) {
-        lines.push(format!(r#"{{"t":900,"event":"pod_deleted","namespace":"t","name":"p-{i}"}}"#));
+        lines.push(format!(
+            r#"{{"t":900,"event":"pod_deleted","namespace":"t","name":"p-{i}"}}"#
+        ));
     }
     lines.push(end_at(4.0 * 3600.0));
     let text = lines.join("\n");
@@ -201,13 +240,22 @@ fn consolidation_lowers_cost_after_load_drops() {
     let without = run(false);
     assert!(with.disruptions.consolidated >= 1, "{:?}", with.disruptions);
     assert_eq!(without.disruptions.consolidated, without.disruptions.empty);
-    assert!(with.cost_usd.total < without.cost_usd.total, "{} vs {}", with.cost_usd.total, without.cost_usd.total);
+    assert!(
+        with.cost_usd.total < without.cost_usd.total,
+        "{} vs {}",
+        with.cost_usd.total,
+        without.cost_usd.total
+    );
     assert_eq!(with.pods.never_placed, 0);
 }
 
 #[test]
 fn deleting_an_unknown_pod_is_an_error_naming_the_line() {
-    let text = [header(), r#"{"t":5,"event":"pod_deleted","namespace":"t","name":"ghost"}"#.to_string()].join("\n");
+    let text = [
+        header(),
+        r#"{"t":5,"event":"pod_deleted","namespace":"t","name":"ghost"}"#.to_string(),
+    ]
+    .join("\n");
     let (config, catalog) = bundled();
     let trace = trace::read_from(BufReader::new(text.as_bytes()), "bad.jsonl").unwrap();
     let opts = SimOptions {
@@ -216,7 +264,9 @@ fn deleting_an_unknown_pod_is_an_error_naming_the_line() {
         progress: false,
         consolidation: true,
     };
-    let err = sim::run(&trace, "bad.jsonl", config, catalog, &opts).unwrap_err().to_string();
+    let err = sim::run(&trace, "bad.jsonl", config, catalog, &opts)
+        .unwrap_err()
+        .to_string();
     assert!(err.starts_with("bad.jsonl:2:"), "{err}");
     assert!(err.contains("ghost"), "{err}");
 }
@@ -232,7 +282,14 @@ fn cli_writes_report_json_and_chart() {
     let json = dir.join("r.json");
     let svg = dir.join("c.svg");
     let out = stevedore()
-        .args(["simulate", "config/traces/tiny.jsonl", "--compare", "--quiet", "--seed", "4"])
+        .args([
+            "simulate",
+            "config/traces/tiny.jsonl",
+            "--compare",
+            "--quiet",
+            "--seed",
+            "4",
+        ])
         .arg("--report-json")
         .arg(&json)
         .arg("--chart")
@@ -240,14 +297,34 @@ fn cli_writes_report_json_and_chart() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(stdout.contains("fleet") && stdout.contains("node-groups"), "{stdout}");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(
+        stdout.contains("fleet") && stdout.contains("node-groups"),
+        "{stdout}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let runs = v["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2);
     for r in runs {
-        for key in ["version", "mode", "trace", "pods", "pending_s", "cost_usd", "nodes", "utilization", "disruptions", "decision_ms", "wall_s"] {
+        for key in [
+            "version",
+            "mode",
+            "trace",
+            "pods",
+            "pending_s",
+            "cost_usd",
+            "nodes",
+            "utilization",
+            "disruptions",
+            "decision_ms",
+            "wall_s",
+        ] {
             assert!(r.get(key).is_some(), "missing {key}");
         }
         assert_eq!(r["pods"]["total"], 2);
@@ -268,14 +345,27 @@ fn cli_rejects_a_bad_trace_with_file_and_line() {
     let bad = dir.join("bad.jsonl");
     std::fs::write(
         &bad,
-        format!("{}\n{}\n{}\n", header(), added(10.0, &pod("a", "1", "1Gi", "")), added(5.0, &pod("b", "1", "1Gi", ""))),
+        format!(
+            "{}\n{}\n{}\n",
+            header(),
+            added(10.0, &pod("a", "1", "1Gi", "")),
+            added(5.0, &pod("b", "1", "1Gi", ""))
+        ),
     )
     .unwrap();
-    let out = stevedore().arg("simulate").arg(&bad).arg("--quiet").output().unwrap();
+    let out = stevedore()
+        .arg("simulate")
+        .arg(&bad)
+        .arg("--quiet")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.jsonl:3"), "{err}");
-    assert!(out.stdout.is_empty(), "nothing is replayed from a bad trace");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing is replayed from a bad trace"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -290,14 +380,25 @@ fn cli_rejects_a_bad_config_naming_every_error() {
     )
     .unwrap();
     let out = stevedore()
-        .args(["simulate", "config/traces/tiny.jsonl", "--quiet", "--config"])
+        .args([
+            "simulate",
+            "config/traces/tiny.jsonl",
+            "--quiet",
+            "--config",
+        ])
         .arg(&cfg)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("pools.yaml:8") && err.contains("operator"), "{err}");
-    assert!(err.contains("pools.yaml:9") && err.contains("colour"), "{err}");
+    assert!(
+        err.contains("pools.yaml:8") && err.contains("operator"),
+        "{err}"
+    );
+    assert!(
+        err.contains("pools.yaml:9") && err.contains("colour"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

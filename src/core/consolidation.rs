@@ -48,7 +48,13 @@ pub const MIN_CHEAPER_SPOT_TYPES: usize = 15;
 
 /// Looks for one consolidation action, trying at most `max_candidates` nodes, cheapest
 /// to disrupt first (fewest pods, then most expensive).
-pub fn find_action(env: &SolveEnv, snapshot: &Snapshot, costs: &[NodeCost], pools: &[PoolConsolidation], max_candidates: usize) -> Option<Action> {
+pub fn find_action(
+    env: &SolveEnv,
+    snapshot: &Snapshot,
+    costs: &[NodeCost],
+    pools: &[PoolConsolidation],
+    max_candidates: usize,
+) -> Option<Action> {
     let mut pods_on: Vec<Vec<&Pod>> = vec![Vec::new(); snapshot.nodes.len()];
     for &(pod, n) in &snapshot.bound {
         pods_on[n].push(pod);
@@ -62,7 +68,9 @@ pub fn find_action(env: &SolveEnv, snapshot: &Snapshot, costs: &[NodeCost], pool
                 && pools[p].underutilized
                 && env.now - costs[n].stable_since >= pools[p].after_s
                 && !pods_on[n].is_empty()
-                && pods_on[n].iter().all(|pod| pod.owner.is_some() && !blocks_disruption(pod))
+                && pods_on[n]
+                    .iter()
+                    .all(|pod| pod.owner.is_some() && !blocks_disruption(pod))
         })
         .collect();
     candidates.sort_by(|&a, &b| {
@@ -77,7 +85,12 @@ pub fn find_action(env: &SolveEnv, snapshot: &Snapshot, costs: &[NodeCost], pool
         nodes[n].schedulable = false;
         let without = Snapshot {
             nodes,
-            bound: snapshot.bound.iter().copied().filter(|&(_, m)| m != n).collect(),
+            bound: snapshot
+                .bound
+                .iter()
+                .copied()
+                .filter(|&(_, m)| m != n)
+                .collect(),
             pending: pods_on[n].clone(),
         };
         // Launching nodes are already promised to pending pods: a consolidation
@@ -95,11 +108,16 @@ pub fn find_action(env: &SolveEnv, snapshot: &Snapshot, costs: &[NodeCost], pool
             [] => return Some(Action::Delete { node: n }),
             [plan] => {
                 let price = costs[n].price_per_hour;
-                let Some(best) = plan.options.first() else { continue };
+                let Some(best) = plan.options.first() else {
+                    continue;
+                };
                 if best.price_per_hour >= price {
                     continue;
                 }
-                let was_spot = snapshot.nodes[n].labels.get(labels::KARPENTER_CAPACITY_TYPE).map(String::as_str)
+                let was_spot = snapshot.nodes[n]
+                    .labels
+                    .get(labels::KARPENTER_CAPACITY_TYPE)
+                    .map(String::as_str)
                     == Some(CapacityType::Spot.as_str());
                 if was_spot && best.capacity_type == CapacityType::Spot {
                     let mut cheaper: Vec<usize> = plan

@@ -2,7 +2,7 @@
 //! and capacity types, and the room left for pods once DaemonSet overhead is reserved.
 //! Built once per (catalog, pools, DaemonSets) and reused by every decision.
 
-use super::instance::{Catalog, CapacityType, InstanceType};
+use super::instance::{CapacityType, Catalog, InstanceType};
 use super::labels::{self, Labels};
 use super::nodepool::NodePool;
 use super::pod::Pod;
@@ -83,10 +83,32 @@ pub fn selector_requirements(selector: &Labels) -> Vec<Requirement> {
 pub struct PoolType {
     /// Index into `Catalog::types`.
     pub ty: usize,
-    /// Allocatable minus the DaemonSet pods that would run on such a node.
+    /// Allocatable minus the DaemonSet pods that would run on such a node, per capacity
+    /// type (`[spot, on-demand]`): a DaemonSet may select one of them.
+    pub usable_by_ct: [Resources; 2],
+    /// Component-wise maximum of `usable_by_ct`: what a filter may assume at best; the
+    /// exact room is checked per offering.
     pub usable: Resources,
-    /// The DaemonSet overhead reserved on such a node.
-    pub daemon_overhead: Resources,
+    /// The DaemonSet overhead reserved on such a node, per capacity type.
+    pub daemon_overhead_by_ct: [Resources; 2],
+}
+
+/// Index of a capacity type in the `_by_ct` arrays.
+pub fn ct_index(ct: CapacityType) -> usize {
+    match ct {
+        CapacityType::Spot => 0,
+        CapacityType::OnDemand => 1,
+    }
+}
+
+impl PoolType {
+    pub fn usable_for(&self, ct: CapacityType) -> &Resources {
+        &self.usable_by_ct[ct_index(ct)]
+    }
+
+    pub fn daemon_overhead(&self, ct: CapacityType) -> &Resources {
+        &self.daemon_overhead_by_ct[ct_index(ct)]
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -132,7 +154,8 @@ impl SchedulingModel {
         for pm in &self.pools {
             for pt in &pm.types {
                 for o in &catalog.types[pt.ty].offerings {
-                    if pm.zones & (1 << o.zone) != 0 && pm.capacity_types & o.capacity_type.bit() != 0
+                    if pm.zones & (1 << o.zone) != 0
+                        && pm.capacity_types & o.capacity_type.bit() != 0
                     {
                         out.push((o.price_per_hour, pt.usable.clone()));
                     }
@@ -144,7 +167,13 @@ impl SchedulingModel {
 }
 
 /// DaemonSet pods that would run on a node of `pool` with instance type `it`.
-pub fn daemon_overhead(pool: &NodePool, it: &InstanceType, zone_names: &[String], daemonsets: &[&Pod]) -> Resources {
+pub fn daemon_overhead(
+    pool: &NodePool,
+    it: &InstanceType,
+    ct: CapacityType,
+    zone_names: &[String],
+    daemonsets: &[&Pod],
+) -> Resources {
     let mut total = Resources::default();
     let view = NodeLabels {
         pool_labels: &pool.labels,
@@ -152,11 +181,9 @@ pub fn daemon_overhead(pool: &NodePool, it: &InstanceType, zone_names: &[String]
         type_labels: &it.labels,
     };
     for ds in daemonsets {
-        // Zone and capacity type vary per offering, not per type: a DaemonSet selecting
-        // them is reserved when any allowed value matches (reserving too much is safe,
-        // too little is not).
+        // A zone varies per offering: a DaemonSet selecting zones is reserved when any
+        // allowed zone matches (reserving too much is safe, too little is not).
         let zones = zone_mask(&pool.requirements, zone_names);
-        let cts = capacity_type_mask(&pool.requirements);
         let selector_ok = ds.node_selector.iter().all(|(k, v)| {
             if labels::is_zone_key(k) {
                 zone_names
@@ -164,13 +191,18 @@ pub fn daemon_overhead(pool: &NodePool, it: &InstanceType, zone_names: &[String]
                     .enumerate()
                     .any(|(i, z)| zones & (1 << i) != 0 && z == v)
             } else if labels::is_capacity_type_key(k) {
-                CapacityType::parse(v).is_some_and(|ct| cts & ct.bit() != 0)
+                v == ct.as_str()
             } else {
                 view.get(k) == Some(v.as_str())
             }
         });
         let affinity_ok = ds.required_node_terms.is_empty()
-            || ds.required_node_terms.iter().any(|t| view.matches(t));
+            || ds.required_node_terms.iter().any(|t| {
+                view.matches(t)
+                    && t.iter()
+                        .filter(|r| labels::is_capacity_type_key(&r.key))
+                        .all(|r| r.matches_value(Some(ct.as_str())))
+            });
         if selector_ok && affinity_ok && tolerates_all(&ds.tolerations, &pool.taints) {
             total.add(&ds.requests);
         }
@@ -197,12 +229,16 @@ fn build_pool(catalog: &Catalog, pi: usize, pool: &NodePool, daemonsets: &[&Pod]
                 })
         })
         .filter_map(|(ti, it)| {
-            let overhead = daemon_overhead(pool, it, &catalog.zones, daemonsets);
-            let usable = it.allocatable.minus(&overhead);
+            let overhead = [CapacityType::Spot, CapacityType::OnDemand]
+                .map(|ct| daemon_overhead(pool, it, ct, &catalog.zones, daemonsets));
+            let usable_by_ct = [0, 1].map(|i| it.allocatable.minus(&overhead[i]));
+            let mut usable = usable_by_ct[0].clone();
+            usable.max_with(&usable_by_ct[1]);
             (usable.cpu_milli > 0 && usable.memory > 0 && usable.pods > 0).then_some(PoolType {
                 ty: ti,
+                usable_by_ct,
                 usable,
-                daemon_overhead: overhead,
+                daemon_overhead_by_ct: overhead,
             })
         })
         .collect::<Vec<PoolType>>();

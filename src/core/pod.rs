@@ -91,7 +91,7 @@ impl Pod {
         let ns_ok = if term.namespaces.is_empty() {
             other.namespace == self.namespace
         } else {
-            term.namespaces.iter().any(|n| *n == other.namespace)
+            term.namespaces.contains(&other.namespace)
         };
         ns_ok && term.selector.matches(&other.labels)
     }

@@ -72,7 +72,9 @@ pub fn parse_scaled(input: &str, scale: i128) -> Result<i64, QuantityError> {
         "Pi" => binary = 1 << 50,
         "Ei" => binary = 1 << 60,
         _ if suffix.starts_with(['e', 'E']) => {
-            let exp: i32 = suffix[1..].parse().map_err(|_| err(input, "bad exponent"))?;
+            let exp: i32 = suffix[1..]
+                .parse()
+                .map_err(|_| err(input, "bad exponent"))?;
             if !(-30..=30).contains(&exp) {
                 return Err(err(input, "exponent out of range"));
             }
@@ -86,7 +88,9 @@ pub fn parse_scaled(input: &str, scale: i128) -> Result<i64, QuantityError> {
         .ok_or_else(|| err(input, "too large"))?;
     if num_pow10 >= 0 {
         for _ in 0..num_pow10 {
-            value = value.checked_mul(10).ok_or_else(|| err(input, "too large"))?;
+            value = value
+                .checked_mul(10)
+                .ok_or_else(|| err(input, "too large"))?;
         }
     } else {
         let div = 10i128
@@ -119,7 +123,7 @@ mod tests {
         assert_eq!(parse_cpu_milli("1.5"), Ok(1500));
         assert_eq!(parse_cpu_milli("0.1"), Ok(100));
         assert_eq!(parse_cpu_milli("2"), Ok(2000));
-        assert_eq!(parse_cpu_milli("100u").is_err(), true);
+        assert!(parse_cpu_milli("100u").is_err());
         assert_eq!(parse_units("512Mi"), Ok(512 << 20));
         assert_eq!(parse_units("2G"), Ok(2_000_000_000));
         assert_eq!(parse_units("1e3"), Ok(1000));
@@ -129,7 +133,15 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "Mi", "1.2.3", "12x", "--1", "1e999", "99999999999999999999999Ei"] {
+        for bad in [
+            "",
+            "Mi",
+            "1.2.3",
+            "12x",
+            "--1",
+            "1e999",
+            "99999999999999999999999Ei",
+        ] {
             assert!(parse_units(bad).is_err(), "{bad} should fail");
         }
     }

@@ -37,7 +37,10 @@ impl Resources {
     }
 
     pub fn set_extended(&mut self, name: &str, value: i64) {
-        match self.extended.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
+        match self
+            .extended
+            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+        {
             Ok(i) if value == 0 => {
                 self.extended.remove(i);
             }
@@ -160,6 +163,9 @@ mod tests {
         let mut b = a.clone();
         b.sub(&a);
         assert!(b.is_zero());
-        assert_eq!(a.exceeds(&Resources::new(2000, 2 << 30, 10)), Some("aws.amazon.com/neuron"));
+        assert_eq!(
+            a.exceeds(&Resources::new(2000, 2 << 30, 10)),
+            Some("aws.amazon.com/neuron")
+        );
     }
 }

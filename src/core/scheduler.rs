@@ -6,12 +6,15 @@
 //! highest-weight pool that can hold it. A new node ([`Claim`]) keeps every instance
 //! type that still fits what was put on it, so the launch can carry many options.
 
-use super::instance::{Catalog, CapacityType};
+use super::instance::{CapacityType, Catalog};
 use super::labels;
-use super::model::{capacity_type_mask, selector_requirements, zone_mask, NodeLabels, PoolModel, SchedulingModel};
-use super::pod::TopologyKey;
+use super::model::{
+    capacity_type_mask, selector_requirements, zone_mask, NodeLabels, PoolModel, PoolType,
+    SchedulingModel,
+};
 use super::nodepool::NodePool;
 use super::pod::Pod;
+use super::pod::TopologyKey;
 use super::requirements::Requirement;
 use super::resources::Resources;
 use super::snapshot::{ExistingNode, Snapshot};
@@ -197,7 +200,9 @@ pub fn infeasible_reason(env: &SolveEnv, pod: &Pod) -> Option<String> {
                         }
                         .matches(reqs)
                         && it.offerings.iter().any(|o| {
-                            zones & (1 << o.zone) != 0 && cts & o.capacity_type.bit() != 0
+                            zones & (1 << o.zone) != 0
+                                && cts & o.capacity_type.bit() != 0
+                                && pod.requests.fits_in(pt.usable_for(o.capacity_type))
                         })
                 })
         });
@@ -215,7 +220,6 @@ pub fn infeasible_reason(env: &SolveEnv, pod: &Pod) -> Option<String> {
     Some(reasons.join("; "))
 }
 
-
 enum Target {
     Existing(usize),
     Claim,
@@ -227,7 +231,7 @@ fn requirement_sets(pod: &Pod, strictness: Strictness) -> Vec<Vec<Requirement>> 
     let mut base = selector_requirements(&pod.node_selector);
     if strictness == Strictness::Strict {
         let mut prefs: Vec<&(i32, Vec<Requirement>)> = pod.preferred_node_terms.iter().collect();
-        prefs.sort_by(|a, b| b.0.cmp(&a.0));
+        prefs.sort_by_key(|p| std::cmp::Reverse(p.0));
         for (_, reqs) in prefs {
             base.extend(reqs.iter().cloned());
         }
@@ -282,7 +286,15 @@ impl<'a, 'e> Solver<'a, 'e> {
                 .map(|(ty, it)| {
                     it.offerings
                         .iter()
-                        .filter(|o| o.zone < 32 && !env.unavailable.is_unavailable(ty, o.zone, o.capacity_type, env.now))
+                        .filter(|o| {
+                            o.zone < 32
+                                && !env.unavailable.is_unavailable(
+                                    ty,
+                                    o.zone,
+                                    o.capacity_type,
+                                    env.now,
+                                )
+                        })
                         .fold(0u64, |m, o| m | offer_bit(o.zone, o.capacity_type))
                 })
                 .collect()
@@ -357,14 +369,20 @@ impl<'a, 'e> Solver<'a, 'e> {
             .collect()
     }
 
-    fn try_existing(&self, pod: &Pod, sets: &[Vec<Requirement>], eligible: &[&str], strictness: Strictness) -> Option<usize> {
+    fn try_existing(
+        &self,
+        pod: &Pod,
+        sets: &[Vec<Requirement>],
+        eligible: &[&str],
+        strictness: Strictness,
+    ) -> Option<usize> {
         self.node_order.iter().copied().find(|&ni| {
             let n = &self.snapshot.nodes[ni];
             pod.requests.fits_in(&self.rooms[ni].remaining)
-                && tolerates_all(&pod.tolerations, &n.taints)
+                && tolerates_all(&pod.tolerations, n.taints)
                 && sets
                     .iter()
-                    .any(|reqs| super::requirements::all_match(reqs, &n.labels))
+                    .any(|reqs| super::requirements::all_match(reqs, n.labels))
                 && self
                     .topology
                     .allows(pod, &node_place(n), eligible, strictness)
@@ -402,8 +420,28 @@ impl<'a, 'e> Solver<'a, 'e> {
         self.available[ty] & offer_mask(zone_mask, cts) != 0
     }
 
+    /// Does some purchasable offering of `pt` (in `zones`, `cts`) hold `requested`,
+    /// counting the DaemonSets of that offering's capacity type?
+    fn holds(&self, pt: &PoolType, requested: &Resources, zones: u32, cts: u8) -> bool {
+        requested.fits_in(&pt.usable)
+            && [CapacityType::Spot, CapacityType::OnDemand]
+                .into_iter()
+                .any(|ct| {
+                    cts & ct.bit() != 0
+                        && requested.fits_in(pt.usable_for(ct))
+                        && self.offering_ok(pt.ty, zones, ct.bit())
+                })
+    }
+
     /// Tries to add pending pod `pi` to claim `c`; narrows the claim on success.
-    fn try_claim(&mut self, c: usize, pi: usize, sets: &[Vec<Requirement>], eligible: &[&str], strictness: Strictness) -> Result<(), String> {
+    fn try_claim(
+        &mut self,
+        c: usize,
+        pi: usize,
+        sets: &[Vec<Requirement>],
+        eligible: &[&str],
+        strictness: Strictness,
+    ) -> Result<(), String> {
         let pod = self.snapshot.pending[pi];
         let claim = &self.claims[c];
         let pool = &self.env.pools[claim.pool];
@@ -429,39 +467,44 @@ impl<'a, 'e> Solver<'a, 'e> {
                 .collect();
             let limits_apply = pool.limits != Default::default();
             // Nothing narrows: the claim's compatible set stands as it is.
-            let unchanged = label_reqs.is_empty() && zones == claim.zones && cts == claim.capacity_types && !limits_apply;
+            let unchanged = label_reqs.is_empty()
+                && zones == claim.zones
+                && cts == claim.capacity_types
+                && !limits_apply;
             let compatible: Vec<u32> = if unchanged {
                 claim.compatible.clone()
             } else {
                 claim
-                .compatible
-                .iter()
-                .copied()
-                .filter(|&t| {
-                    let pt = &model.types[t as usize];
-                    let it = &self.env.catalog.types[pt.ty];
-                    (label_reqs.is_empty() || {
+                    .compatible
+                    .iter()
+                    .copied()
+                    .filter(|&t| {
+                        let pt = &model.types[t as usize];
+                        let it = &self.env.catalog.types[pt.ty];
+                        (label_reqs.is_empty() || {
                             let view = NodeLabels {
                                 pool_labels: &pool.labels,
                                 pool_name: &pool.name,
                                 type_labels: &it.labels,
                             };
                             label_reqs.iter().all(|r| r.matches_value(view.get(&r.key)))
-                        })
-                        && (!limits_apply
+                        }) && (!limits_apply
                             || pool
                                 .limits
-                                .exceeded_by(&self.pool_usage_with_claims(claim.pool, c), &it.capacity)
+                                .exceeded_by(
+                                    &self.pool_usage_with_claims(claim.pool, c),
+                                    &it.capacity,
+                                )
                                 .is_none())
-                        && self.offering_ok(pt.ty, zones, cts)
-                })
-                .collect()
+                            && self.offering_ok(pt.ty, zones, cts)
+                    })
+                    .collect()
             };
             let source = if unchanged { &claim.types } else { &compatible };
             let types: Vec<u32> = source
                 .iter()
                 .copied()
-                .filter(|&t| requested.fits_in(&model.types[t as usize].usable))
+                .filter(|&t| self.holds(&model.types[t as usize], &requested, zones, cts))
                 .collect();
             if types.is_empty() {
                 last = format!("no instance type with an available offering fits {requested}");
@@ -484,8 +527,12 @@ impl<'a, 'e> Solver<'a, 'e> {
                         host: &host,
                         labels: None,
                     };
-                    self.topology.allows(pod, &place, eligible, strictness).is_ok()
-                        && types.iter().any(|&t| self.offering_ok(model.types[t as usize].ty, 1 << z, cts))
+                    self.topology
+                        .allows(pod, &place, eligible, strictness)
+                        .is_ok()
+                        && types
+                            .iter()
+                            .any(|&t| self.offering_ok(model.types[t as usize].ty, 1 << z, cts))
                 });
                 let Some(z) = chosen else {
                     last = "no zone satisfies the pod's topology constraints".into();
@@ -493,7 +540,7 @@ impl<'a, 'e> Solver<'a, 'e> {
                 };
                 pinned = Some(z);
                 zones = 1 << z;
-                types.retain(|&t| self.offering_ok(model.types[t as usize].ty, zones, cts));
+                types.retain(|&t| self.holds(&model.types[t as usize], &requested, zones, cts));
                 compatible.retain(|&t| self.offering_ok(model.types[t as usize].ty, zones, cts));
             } else {
                 let place = Place {
@@ -553,8 +600,25 @@ impl<'a, 'e> Solver<'a, 'e> {
                 continue;
             }
             // Counted at the type it will buy: its cheapest option.
-            let spot_only = has_spot(self.env, model, &c.types, c.zones, c.capacity_types);
-            if let Some(o) = launch_options(self.env, model, &c.types, c.zones, c.capacity_types, spot_only).first() {
+            let spot_only = has_spot(
+                self.env,
+                model,
+                &c.types,
+                &c.requested,
+                c.zones,
+                c.capacity_types,
+            );
+            if let Some(o) = launch_options(
+                self.env,
+                model,
+                &c.types,
+                &c.requested,
+                c.zones,
+                c.capacity_types,
+                spot_only,
+            )
+            .first()
+            {
                 usage.add(&self.env.catalog.types[o.instance_type].capacity);
             }
         }
@@ -569,28 +633,58 @@ impl<'a, 'e> Solver<'a, 'e> {
         for c in self.claims.into_iter().filter(|c| !c.pods.is_empty()) {
             let model = &env.model.pools[c.pool];
             let pods: Vec<&Pod> = c.pods.iter().map(|&i| self.snapshot.pending[i]).collect();
-            let spot_only = has_spot(env, model, &c.types, c.zones, c.capacity_types);
-            let single = launch_options(env, model, &c.types, c.zones, c.capacity_types, spot_only);
+            let spot_only = has_spot(
+                env,
+                model,
+                &c.types,
+                &c.requested,
+                c.zones,
+                c.capacity_types,
+            );
+            let single = launch_options(
+                env,
+                model,
+                &c.types,
+                &c.requested,
+                c.zones,
+                c.capacity_types,
+                spot_only,
+            );
             let single_price = single.first().map_or(f64::INFINITY, |o| o.price_per_hour);
-            match split_for_cost(env, model, &c, &pods, single_price) {
-                Some(bins) => {
-                    for (members, requested) in bins {
-                        let types: Vec<u32> = c
-                            .compatible
-                            .iter()
-                            .copied()
-                            .filter(|&t| requested.fits_in(&model.types[t as usize].usable))
-                            .collect();
-                        let spot_only = has_spot(env, model, &types, c.zones, c.capacity_types);
-                        plans.push(LaunchPlan {
-                            pool: model.pool,
-                            options: launch_options(env, model, &types, c.zones, c.capacity_types, spot_only),
-                            pods: members.iter().map(|&m| c.pods[m]).collect(),
-                            requested,
-                        });
-                    }
-                }
-                None => plans.push(LaunchPlan {
+            let split: Option<Vec<LaunchPlan>> =
+                split_for_cost(env, model, &c, &pods, single_price).map(|bins| {
+                    bins.into_iter()
+                        .map(|(members, requested)| {
+                            let types: Vec<u32> = c
+                                .compatible
+                                .iter()
+                                .copied()
+                                .filter(|&t| requested.fits_in(&model.types[t as usize].usable))
+                                .collect();
+                            let spot_only =
+                                has_spot(env, model, &types, &requested, c.zones, c.capacity_types);
+                            LaunchPlan {
+                                pool: model.pool,
+                                options: launch_options(
+                                    env,
+                                    model,
+                                    &types,
+                                    &requested,
+                                    c.zones,
+                                    c.capacity_types,
+                                    spot_only,
+                                ),
+                                pods: members.iter().map(|&m| c.pods[m]).collect(),
+                                requested,
+                            }
+                        })
+                        .collect()
+                });
+            // A bin is packed against a type's best-case room; if no offering holds it
+            // exactly, the claim stays whole.
+            match split {
+                Some(bins) if bins.iter().all(|b| !b.options.is_empty()) => plans.extend(bins),
+                _ => plans.push(LaunchPlan {
                     pool: model.pool,
                     options: single,
                     pods: c.pods,
@@ -611,7 +705,9 @@ fn best_price(env: &SolveEnv, ty: usize, zones: u32, cts: u8, spot_only: bool) -
             zones & (1 << o.zone) != 0
                 && cts & o.capacity_type.bit() != 0
                 && (!spot_only || o.capacity_type == CapacityType::Spot)
-                && !env.unavailable.is_unavailable(ty, o.zone, o.capacity_type, env.now)
+                && !env
+                    .unavailable
+                    .is_unavailable(ty, o.zone, o.capacity_type, env.now)
         })
         .map(|o| o.price_per_hour)
         .min_by(f64::total_cmp)
@@ -619,23 +715,44 @@ fn best_price(env: &SolveEnv, ty: usize, zones: u32, cts: u8, spot_only: bool) -
 
 /// Spot first where the pool allows it: on-demand is the fallback once the Spot
 /// offerings are marked unavailable (as Karpenter does).
-fn has_spot(env: &SolveEnv, model: &PoolModel, types: &[u32], zones: u32, cts: u8) -> bool {
+fn has_spot(
+    env: &SolveEnv,
+    model: &PoolModel,
+    types: &[u32],
+    requested: &Resources,
+    zones: u32,
+    cts: u8,
+) -> bool {
     cts & CapacityType::Spot.bit() != 0
-        && types
-            .iter()
-            .any(|&t| best_price(env, model.types[t as usize].ty, zones, CapacityType::Spot.bit(), true).is_some())
+        && types.iter().any(|&t| {
+            let pt = &model.types[t as usize];
+            requested.fits_in(pt.usable_for(CapacityType::Spot))
+                && best_price(env, pt.ty, zones, CapacityType::Spot.bit(), true).is_some()
+        })
 }
 
 /// Every available offering of `types`, cheapest first, at most `max_launch_options`.
-fn launch_options(env: &SolveEnv, model: &PoolModel, types: &[u32], zones: u32, cts: u8, spot_only: bool) -> Vec<LaunchOption> {
+fn launch_options(
+    env: &SolveEnv,
+    model: &PoolModel,
+    types: &[u32],
+    requested: &Resources,
+    zones: u32,
+    cts: u8,
+    spot_only: bool,
+) -> Vec<LaunchOption> {
     let mut options = Vec::new();
     for &t in types {
-        let ty = model.types[t as usize].ty;
+        let pt = &model.types[t as usize];
+        let ty = pt.ty;
         for o in &env.catalog.types[ty].offerings {
             if zones & (1 << o.zone) != 0
+                && requested.fits_in(pt.usable_for(o.capacity_type))
                 && cts & o.capacity_type.bit() != 0
                 && (!spot_only || o.capacity_type == CapacityType::Spot)
-                && !env.unavailable.is_unavailable(ty, o.zone, o.capacity_type, env.now)
+                && !env
+                    .unavailable
+                    .is_unavailable(ty, o.zone, o.capacity_type, env.now)
             {
                 options.push(LaunchOption {
                     instance_type: ty,
@@ -661,6 +778,9 @@ fn launch_options(env: &SolveEnv, model: &PoolModel, types: &[u32], zones: u32, 
     options
 }
 
+/// A bin of a split claim: member indices into the claim's pods, and their requests.
+type Bin = (Vec<usize>, Resources);
+
 /// How many candidate types get a real packing trial when sizing a split.
 const SPLIT_TRIALS: usize = 6;
 
@@ -669,7 +789,13 @@ const SPLIT_TRIALS: usize = 6;
 /// several nodes of one smaller type, returns those bins: (member indices into the
 /// claim's pods, their requests). Claims with hostname-scoped spread or affinity stay
 /// whole, because splitting would change what their pods were checked against.
-fn split_for_cost(env: &SolveEnv, model: &PoolModel, claim: &Claim, pods: &[&Pod], single_price: f64) -> Option<Vec<(Vec<usize>, Resources)>> {
+fn split_for_cost(
+    env: &SolveEnv,
+    model: &PoolModel,
+    claim: &Claim,
+    pods: &[&Pod],
+    single_price: f64,
+) -> Option<Vec<(Vec<usize>, Resources)>> {
     if pods.len() < 2 || pods.iter().any(|p| has_hostname_coupling(p)) {
         return None;
     }
@@ -684,8 +810,14 @@ fn split_for_cost(env: &SolveEnv, model: &PoolModel, claim: &Claim, pods: &[&Pod
         .filter_map(|&t| {
             let pt = &model.types[t as usize];
             // Spot when the type has it (launches prefer Spot), else on-demand.
-            let price = best_price(env, pt.ty, claim.zones, claim.capacity_types & CapacityType::Spot.bit(), true)
-                .or_else(|| best_price(env, pt.ty, claim.zones, claim.capacity_types, false))?;
+            let price = best_price(
+                env,
+                pt.ty,
+                claim.zones,
+                claim.capacity_types & CapacityType::Spot.bit(),
+                true,
+            )
+            .or_else(|| best_price(env, pt.ty, claim.zones, claim.capacity_types, false))?;
             let need = nodes_needed(total, &pt.usable)?;
             let est = need * price;
             (est < single_price).then_some((est, t, price))
@@ -697,7 +829,7 @@ fn split_for_cost(env: &SolveEnv, model: &PoolModel, claim: &Claim, pods: &[&Pod
         estimates.truncate(SPLIT_TRIALS);
     }
     estimates.sort_unstable_by(order);
-    let mut best: Option<(f64, Vec<(Vec<usize>, Resources)>)> = None;
+    let mut best: Option<(f64, Vec<Bin>)> = None;
     for &(_, t, price) in estimates.iter().take(SPLIT_TRIALS) {
         let Some(bins) = pack(pods, &model.types[t as usize].usable) else {
             continue;
@@ -731,19 +863,25 @@ fn nodes_needed(total: &Resources, usable: &Resources) -> Option<f64> {
 }
 
 /// First-fit decreasing of `pods` into bins of `usable`; `None` if a pod fits no bin.
-fn pack(pods: &[&Pod], usable: &Resources) -> Option<Vec<(Vec<usize>, Resources)>> {
+fn pack(pods: &[&Pod], usable: &Resources) -> Option<Vec<Bin>> {
     let mut order: Vec<usize> = (0..pods.len()).collect();
     order.sort_by(|&a, &b| {
         let (ra, rb) = (&pods[a].requests, &pods[b].requests);
-        rb.cpu_milli.cmp(&ra.cpu_milli).then(rb.memory.cmp(&ra.memory)).then(a.cmp(&b))
+        rb.cpu_milli
+            .cmp(&ra.cpu_milli)
+            .then(rb.memory.cmp(&ra.memory))
+            .then(a.cmp(&b))
     });
-    let mut bins: Vec<(Vec<usize>, Resources)> = Vec::new();
+    let mut bins: Vec<Bin> = Vec::new();
     for i in order {
         let req = &pods[i].requests;
         if !req.fits_in(usable) {
             return None;
         }
-        match bins.iter_mut().find(|(_, used)| used.plus(req).fits_in(usable)) {
+        match bins
+            .iter_mut()
+            .find(|(_, used)| used.plus(req).fits_in(usable))
+        {
             Some((members, used)) => {
                 members.push(i);
                 used.add(req);

@@ -41,7 +41,7 @@ struct Group<'a> {
 
 impl Group<'_> {
     fn selects(&self, pod: &Pod) -> bool {
-        self.namespaces.iter().any(|n| *n == pod.namespace) && self.selector.matches(&pod.labels)
+        self.namespaces.contains(&pod.namespace) && self.selector.matches(&pod.labels)
     }
 
     fn count(&self, value: &str) -> i32 {
@@ -90,7 +90,7 @@ impl<'a> Topology<'a> {
             for t in &pod.anti_affinity {
                 if let Some(v) = place.value(&t.topology_key) {
                     anti.push(AntiEntry {
-                        owner: *pod,
+                        owner: pod,
                         term: t,
                         value: v.to_string(),
                     });
@@ -104,7 +104,13 @@ impl<'a> Topology<'a> {
         }
     }
 
-    fn group_index(&mut self, owner: &Pod, namespaces: &[String], selector: &'a LabelSelector, key: &str) -> usize {
+    fn group_index(
+        &mut self,
+        owner: &Pod,
+        namespaces: &[String],
+        selector: &'a LabelSelector,
+        key: &str,
+    ) -> usize {
         let ns = namespaces_of(owner, namespaces);
         if let Some(i) = self
             .groups
@@ -142,7 +148,13 @@ impl<'a> Topology<'a> {
         }
     }
 
-    fn find(&self, owner: &Pod, namespaces: &[String], selector: &LabelSelector, key: &str) -> Option<&Group<'a>> {
+    fn find(
+        &self,
+        owner: &Pod,
+        namespaces: &[String],
+        selector: &LabelSelector,
+        key: &str,
+    ) -> Option<&Group<'a>> {
         let ns = namespaces_of(owner, namespaces);
         self.groups
             .iter()
@@ -163,10 +175,9 @@ impl<'a> Topology<'a> {
     /// placed pod's zone anti-affinity that selects it?
     pub fn zone_matters(&self, pod: &Pod) -> bool {
         Self::has_zone_constraint(pod)
-            || self
-                .anti
-                .iter()
-                .any(|e| labels::is_zone_key(&e.term.topology_key) && e.owner.term_selects(e.term, pod))
+            || self.anti.iter().any(|e| {
+                labels::is_zone_key(&e.term.topology_key) && e.owner.term_selects(e.term, pod)
+            })
     }
 
     /// The spread count of the zone-keyed spread group of `pod` at `zone` (used to pick
@@ -183,7 +194,13 @@ impl<'a> Topology<'a> {
     /// Would placing `pod` at `place` respect its spread constraints, its (anti-)affinity
     /// and the anti-affinity of pods already placed? `eligible_zones` are the zones the
     /// pod could be placed in at all (the domains of a zone spread).
-    pub fn allows(&self, pod: &Pod, place: &Place, eligible_zones: &[&str], strictness: Strictness) -> Result<(), &'static str> {
+    pub fn allows(
+        &self,
+        pod: &Pod,
+        place: &Place,
+        eligible_zones: &[&str],
+        strictness: Strictness,
+    ) -> Result<(), &'static str> {
         for s in &pod.spread {
             if !s.hard && strictness == Strictness::Relaxed {
                 continue;
@@ -213,14 +230,22 @@ impl<'a> Topology<'a> {
             }
         }
         for e in &self.anti {
-            if place.value(&e.term.topology_key) == Some(e.value.as_str()) && e.owner.term_selects(e.term, pod) {
+            if place.value(&e.term.topology_key) == Some(e.value.as_str())
+                && e.owner.term_selects(e.term, pod)
+            {
                 return Err("pod anti-affinity of a placed pod");
             }
         }
         Ok(())
     }
 
-    fn check_spread(&self, pod: &Pod, s: &TopologySpread, place: &Place, eligible_zones: &[&str]) -> Result<(), &'static str> {
+    fn check_spread(
+        &self,
+        pod: &Pod,
+        s: &TopologySpread,
+        place: &Place,
+        eligible_zones: &[&str],
+    ) -> Result<(), &'static str> {
         let Some(v) = place.value(&s.topology_key) else {
             return Ok(());
         };

@@ -20,7 +20,9 @@ fn downsample(series: &[Sample]) -> Vec<&Sample> {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 struct Panel<'a> {
@@ -56,8 +58,14 @@ pub fn render(reports: &[Report]) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let title = reports.first().map_or(String::new(), |r| r.trace.name.clone());
-    let _ = write!(svg, r#"<text x="{LEFT}" y="20" font-size="15">stevedore simulate: {}"#, escape(&title));
+    let title = reports
+        .first()
+        .map_or(String::new(), |r| r.trace.name.clone());
+    let _ = write!(
+        svg,
+        r#"<text x="{LEFT}" y="20" font-size="15">stevedore simulate: {}"#,
+        escape(&title)
+    );
     for (i, r) in reports.iter().enumerate() {
         let _ = write!(
             svg,
@@ -93,7 +101,11 @@ pub fn render(reports: &[Report]) -> String {
             y0 + PANEL_H
         );
         // Hour ticks every 6 h (or every hour on short traces).
-        let tick = if t_max > 12.0 * 3600.0 { 6.0 * 3600.0 } else { 3600.0 };
+        let tick = if t_max > 12.0 * 3600.0 {
+            6.0 * 3600.0
+        } else {
+            3600.0
+        };
         let mut t = 0.0;
         while t <= t_max {
             let _ = writeln!(

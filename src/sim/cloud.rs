@@ -1,7 +1,7 @@
 //! The simulated cloud: launches succeed unless a `capacity_unavailable` window of the
 //! trace covers the offering, as EC2 answers InsufficientInstanceCapacity.
 
-use crate::core::instance::{Catalog, CapacityType};
+use crate::core::instance::{CapacityType, Catalog};
 use crate::core::scheduler::LaunchOption;
 
 #[derive(Clone, Debug)]
@@ -23,7 +23,14 @@ fn matches(pattern: &str, value: &str) -> bool {
 }
 
 impl SimCloud {
-    pub fn add_shortage(&mut self, instance_type: &str, zone: &str, capacity_type: &str, from: f64, for_s: f64) {
+    pub fn add_shortage(
+        &mut self,
+        instance_type: &str,
+        zone: &str,
+        capacity_type: &str,
+        from: f64,
+        for_s: f64,
+    ) {
         self.shortages.push(Shortage {
             instance_type: instance_type.into(),
             zone: zone.into(),
@@ -38,7 +45,14 @@ impl SimCloud {
         self.shortages.retain(|s| s.until > now);
     }
 
-    pub fn has_capacity(&self, catalog: &Catalog, ty: usize, zone: usize, ct: CapacityType, now: f64) -> bool {
+    pub fn has_capacity(
+        &self,
+        catalog: &Catalog,
+        ty: usize,
+        zone: usize,
+        ct: CapacityType,
+        now: f64,
+    ) -> bool {
         let name = &catalog.types[ty].name;
         let zone = &catalog.zones[zone];
         !self.shortages.iter().any(|s| {

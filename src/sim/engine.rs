@@ -10,7 +10,7 @@ use super::setup::{self, SetupError};
 use super::Mode;
 use crate::config::{Config, ConsolidationPolicy};
 use crate::core::consolidation::{self, Action, NodeCost, PoolConsolidation};
-use crate::core::instance::{Catalog, CapacityType};
+use crate::core::instance::{CapacityType, Catalog};
 use crate::core::labels::{self, Labels};
 use crate::core::lower_bound::LowerBound;
 use crate::core::model::SchedulingModel;
@@ -186,7 +186,13 @@ struct Sim<'c> {
 }
 
 /// Replays `trace` under `config` and returns the report.
-pub fn run(trace: &Trace, trace_file: &str, config: &Config, catalog: &Catalog, opts: &SimOptions) -> Result<Report, SimError> {
+pub fn run(
+    trace: &Trace,
+    trace_file: &str,
+    config: &Config,
+    catalog: &Catalog,
+    opts: &SimOptions,
+) -> Result<Report, SimError> {
     let started = Instant::now();
     check_references(trace, trace_file)?;
     let pools = match opts.mode {
@@ -202,7 +208,12 @@ pub fn run(trace: &Trace, trace_file: &str, config: &Config, catalog: &Catalog, 
         catalog,
         pools,
         fleet_pools: &config.node_pools,
-        daemonsets: config.settings.daemon_sets.iter().map(setup::daemonset_pod).collect(),
+        daemonsets: config
+            .settings
+            .daemon_sets
+            .iter()
+            .map(setup::daemonset_pod)
+            .collect(),
         model: None,
         fleet_model: None,
         lower_bound: None,
@@ -256,7 +267,10 @@ pub fn run(trace: &Trace, trace_file: &str, config: &Config, catalog: &Catalog, 
     let mut last_progress = 0;
     loop {
         let t_trace = trace.events.get(next_trace).map(|e| e.t);
-        let t_queue = sim.queue.peek().map(|Reverse((k, _, _))| f64::from_bits(*k));
+        let t_queue = sim
+            .queue
+            .peek()
+            .map(|Reverse((k, _, _))| f64::from_bits(*k));
         let t = match (t_trace, t_queue) {
             (Some(a), Some(b)) => a.min(b),
             (Some(a), None) => a,
@@ -310,23 +324,23 @@ fn check_references(trace: &Trace, file: &str) -> Result<(), SimError> {
     let mut alive: HashMap<(&str, &str), bool> = HashMap::new();
     for e in &trace.events {
         match &e.kind {
-            EventKind::PodAdded { pod, .. } => {
-                if alive.insert((&pod.namespace, &pod.name), true) == Some(true) {
-                    return Err(SimError::Trace {
-                        file: file.into(),
-                        line: e.line,
-                        message: format!("pod: {}/{} is added twice", pod.namespace, pod.name),
-                    });
-                }
+            EventKind::PodAdded { pod, .. }
+                if alive.insert((&pod.namespace, &pod.name), true) == Some(true) =>
+            {
+                return Err(SimError::Trace {
+                    file: file.into(),
+                    line: e.line,
+                    message: format!("pod: {}/{} is added twice", pod.namespace, pod.name),
+                });
             }
-            EventKind::PodDeleted { namespace, name } => {
-                if alive.insert((namespace, name), false) != Some(true) {
-                    return Err(SimError::Trace {
+            EventKind::PodDeleted { namespace, name }
+                if alive.insert((namespace, name), false) != Some(true) =>
+            {
+                return Err(SimError::Trace {
                         file: file.into(),
                         line: e.line,
                         message: format!("name: pod {namespace}/{name} is deleted but was never added (or already deleted)"),
                     });
-                }
             }
             _ => {}
         }
@@ -338,7 +352,8 @@ impl<'c> Sim<'c> {
     fn push(&mut self, t: f64, ev: Ev) {
         self.events.push(Some(ev));
         self.seq += 1;
-        self.queue.push(Reverse((key(t), self.seq, self.events.len() - 1)));
+        self.queue
+            .push(Reverse((key(t), self.seq, self.events.len() - 1)));
     }
 
     fn settings(&self) -> &'c crate::config::Settings {
@@ -445,9 +460,14 @@ impl<'c> Sim<'c> {
         if pod.is_daemonset() {
             // A DaemonSet pod is a template of per-node overhead; it replaces the
             // settings' DaemonSet of the same name.
-            let owner = pod.owner.as_ref().map(|o| o.name.clone()).unwrap_or_default();
-            self.daemonsets
-                .retain(|d| !(d.namespace == pod.namespace && d.owner.as_ref().is_some_and(|o| o.name == owner)));
+            let owner = pod
+                .owner
+                .as_ref()
+                .map(|o| o.name.clone())
+                .unwrap_or_default();
+            self.daemonsets.retain(|d| {
+                !(d.namespace == pod.namespace && d.owner.as_ref().is_some_and(|o| o.name == owner))
+            });
             self.daemonsets.push(pod.clone());
             self.model = None;
             self.fleet_model = None;
@@ -604,8 +624,13 @@ impl<'c> Sim<'c> {
                         self.terminate(old);
                         // The evicted pods were nominated to the replacement.
                         for p in pods {
-                            let room = self.nodes[n].allocatable.minus(&self.nodes[n].overhead).minus(&self.nodes[n].requested);
-                            if self.pods[p].state == PodState::Pending && self.pods[p].pod.requests.fits_in(&room) {
+                            let room = self.nodes[n]
+                                .allocatable
+                                .minus(&self.nodes[n].overhead)
+                                .minus(&self.nodes[n].requested);
+                            if self.pods[p].state == PodState::Pending
+                                && self.pods[p].pod.requests.fits_in(&room)
+                            {
                                 self.bind(p, n);
                             }
                         }
@@ -613,7 +638,9 @@ impl<'c> Sim<'c> {
                 }
             }
             Ev::PodFinish(i, generation) => {
-                if self.pods[i].generation == generation && matches!(self.pods[i].state, PodState::Bound(_)) {
+                if self.pods[i].generation == generation
+                    && matches!(self.pods[i].state, PodState::Bound(_))
+                {
                     self.end_pod(i);
                 }
             }
@@ -666,7 +693,10 @@ impl<'c> Sim<'c> {
             })
             .collect();
         let chosen: Vec<usize> = match target {
-            SpotTarget::Node(name) => spot.into_iter().filter(|&n| self.nodes[n].name == *name).collect(),
+            SpotTarget::Node(name) => spot
+                .into_iter()
+                .filter(|&n| self.nodes[n].name == *name)
+                .collect(),
             SpotTarget::Fraction(f) => {
                 let k = ((spot.len() as f64) * f).round() as usize;
                 // Partial Fisher-Yates from the replay seed.
@@ -744,7 +774,13 @@ impl<'c> Sim<'c> {
 
     /// Runs the core over the current state. Returns the decision, the sim node index of
     /// each snapshot node, and the wall-clock milliseconds it took.
-    fn solve(&self, pending: &[usize], new_nodes: bool, pool_filter: Option<&[usize]>, displaced: bool) -> (Decision, Vec<usize>, f64) {
+    fn solve(
+        &self,
+        pending: &[usize],
+        new_nodes: bool,
+        pool_filter: Option<&[usize]>,
+        displaced: bool,
+    ) -> (Decision, Vec<usize>, f64) {
         let mut node_ids = Vec::new();
         let mut nodes = Vec::new();
         for &n in &self.live {
@@ -821,7 +857,10 @@ impl<'c> Sim<'c> {
     fn provision(&mut self) {
         self.batch_start = None;
         let pending = self.pending_pods();
-        let displaced = self.live.iter().any(|&n| self.nodes[n].interrupted && !self.nodes[n].pods.is_empty());
+        let displaced = self
+            .live
+            .iter()
+            .any(|&n| self.nodes[n].interrupted && !self.nodes[n].pods.is_empty());
         if pending.is_empty() && !displaced {
             return;
         }
@@ -852,9 +891,13 @@ impl<'c> Sim<'c> {
         let started = Instant::now();
         let mut best: Option<(f64, i64, usize, Vec<LaunchPlan>)> = None;
         let groups = &self.settings().node_groups;
-        for g in 0..self.pools.len() {
-            let current = self.live.iter().filter(|&&n| self.nodes[n].pool == Some(g)).count();
-            let room = (groups[g].max_size as usize).saturating_sub(current);
+        for (g, group) in groups.iter().enumerate() {
+            let current = self
+                .live
+                .iter()
+                .filter(|&&n| self.nodes[n].pool == Some(g))
+                .count();
+            let room = (group.max_size as usize).saturating_sub(current);
             if room == 0 {
                 continue;
             }
@@ -868,22 +911,33 @@ impl<'c> Sim<'c> {
             let (mut alloc, mut req) = (Resources::default(), Resources::default());
             for p in &plans {
                 let Some(o) = p.options.first() else { continue };
-                if let Some(pt) = model.pools[g].types.iter().find(|t| t.ty == o.instance_type) {
+                if let Some(pt) = model.pools[g]
+                    .types
+                    .iter()
+                    .find(|t| t.ty == o.instance_type)
+                {
                     alloc.add(&pt.usable);
                 }
                 req.add(&p.requested);
             }
-            let frac = |a: i64, r: i64| if a > 0 { (a - r) as f64 / a as f64 } else { 1.0 };
+            let frac = |a: i64, r: i64| {
+                if a > 0 {
+                    (a - r) as f64 / a as f64
+                } else {
+                    1.0
+                }
+            };
             let waste = frac(alloc.cpu_milli, req.cpu_milli) + frac(alloc.memory, req.memory);
             let helped: i64 = plans.iter().map(|p| p.pods.len() as i64).sum();
-            let better = best
-                .as_ref()
-                .is_none_or(|(w, h, _, _)| waste < *w - 1e-9 || ((waste - *w).abs() <= 1e-9 && helped > *h));
+            let better = best.as_ref().is_none_or(|(w, h, _, _)| {
+                waste < *w - 1e-9 || ((waste - *w).abs() <= 1e-9 && helped > *h)
+            });
             if better {
                 best = Some((waste, helped, g, plans));
             }
         }
-        self.decision_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        self.decision_ms
+            .push(started.elapsed().as_secs_f64() * 1000.0);
         if let Some((_, _, _, plans)) = best {
             for plan in &plans {
                 self.launch(plan, true);
@@ -901,7 +955,8 @@ impl<'c> Sim<'c> {
                     .iter()
                     .filter(|&&n| {
                         self.nodes[n].pool == Some(plan.pool)
-                            && self.nodes[n].labels.get(labels::ZONE) == Some(&self.catalog.zones[z])
+                            && self.nodes[n].labels.get(labels::ZONE)
+                                == Some(&self.catalog.zones[z])
                     })
                     .count()
             };
@@ -922,8 +977,13 @@ impl<'c> Sim<'c> {
         let overhead = self
             .model
             .as_ref()
-            .and_then(|m| m.pools[plan.pool].types.iter().find(|t| t.ty == o.instance_type))
-            .map(|t| t.daemon_overhead.clone())
+            .and_then(|m| {
+                m.pools[plan.pool]
+                    .types
+                    .iter()
+                    .find(|t| t.ty == o.instance_type)
+            })
+            .map(|t| t.daemon_overhead(o.capacity_type).clone())
             .unwrap_or_default();
         self.node_counter += 1;
         let name = format!("{}-{:05}", pool.name, self.node_counter);
@@ -943,7 +1003,9 @@ impl<'c> Sim<'c> {
             node_labels.insert(k.to_string(), v.to_string());
         }
         let boot = &self.settings().boot_delay;
-        let delay = self.rng.range_f64(boot.min.as_secs_f64(), boot.max.as_secs_f64());
+        let delay = self
+            .rng
+            .range_f64(boot.min.as_secs_f64(), boot.max.as_secs_f64());
         let idx = self.nodes.len();
         self.nodes.push(SimNode {
             name,
@@ -968,7 +1030,11 @@ impl<'c> Sim<'c> {
         });
         self.live.push(idx);
         self.counts.launched += 1;
-        let managed_live = self.live.iter().filter(|&&n| self.nodes[n].managed()).count() as u64;
+        let managed_live = self
+            .live
+            .iter()
+            .filter(|&&n| self.nodes[n].managed())
+            .count() as u64;
         self.counts.peak = self.counts.peak.max(managed_live);
         *self
             .launched_by_type
@@ -1011,18 +1077,30 @@ impl<'c> Sim<'c> {
 
     /// One consolidation action per scan (fleet mode), while no replacement is pending.
     fn consolidate(&mut self) {
-        if self.live.iter().any(|&n| self.nodes[n].replaced_by.is_some()) {
+        if self
+            .live
+            .iter()
+            .any(|&n| self.nodes[n].replaced_by.is_some())
+        {
             return;
         }
         // Consolidate a settled cluster only: pending pods and launching nodes first.
-        let unsettled = self.live.iter().any(|&n| self.nodes[n].state == NodeState::Launching)
+        let unsettled = self
+            .live
+            .iter()
+            .any(|&n| self.nodes[n].state == NodeState::Launching)
             || !self.pending.is_empty();
         if unsettled {
             return;
         }
         // Nothing moved since the last fruitless search, and no node became old enough:
         // the answer would be the same.
-        let after = self.pools.iter().filter_map(|p| p.empty_node_after).min().map_or(0.0, |d| d.as_secs_f64());
+        let after = self
+            .pools
+            .iter()
+            .filter_map(|p| p.empty_node_after)
+            .min()
+            .map_or(0.0, |d| d.as_secs_f64());
         let newly_eligible = self.live.iter().any(|&n| {
             let age = self.now - self.nodes[n].stable_since;
             age >= after && age < after + self.settings().scan_interval.as_secs_f64()
@@ -1035,11 +1113,12 @@ impl<'c> Sim<'c> {
             .pools
             .iter()
             .map(|p| PoolConsolidation {
-                underutilized: self
-                    .config
-                    .extras(&p.name)
-                    .is_some_and(|e| e.consolidation_policy == ConsolidationPolicy::WhenEmptyOrUnderutilized),
-                after_s: p.empty_node_after.map_or(f64::INFINITY, |d| d.as_secs_f64()),
+                underutilized: self.config.extras(&p.name).is_some_and(|e| {
+                    e.consolidation_policy == ConsolidationPolicy::WhenEmptyOrUnderutilized
+                }),
+                after_s: p
+                    .empty_node_after
+                    .map_or(f64::INFINITY, |d| d.as_secs_f64()),
             })
             .collect();
         if !policies.iter().any(|p| p.underutilized) {
@@ -1069,7 +1148,13 @@ impl<'c> Sim<'c> {
             };
             let env = self.env(None, true);
             let started = Instant::now();
-            let action = consolidation::find_action(&env, &snapshot, &costs, &policies, CONSOLIDATION_CANDIDATES);
+            let action = consolidation::find_action(
+                &env,
+                &snapshot,
+                &costs,
+                &policies,
+                CONSOLIDATION_CANDIDATES,
+            );
             (action, started.elapsed().as_secs_f64() * 1000.0)
         };
         self.decision_ms.push(ms);
@@ -1115,7 +1200,11 @@ impl<'c> Sim<'c> {
         let mut drained_one = false;
         for n in candidates {
             let g = self.nodes[n].pool.expect("managed");
-            let group_size = self.live.iter().filter(|&&x| self.nodes[x].pool == Some(g)).count();
+            let group_size = self
+                .live
+                .iter()
+                .filter(|&&x| self.nodes[x].pool == Some(g))
+                .count();
             if group_size <= self.settings().node_groups[g].min_size as usize {
                 continue;
             }

@@ -158,22 +158,86 @@ pub fn summary(reports: &[Report]) -> String {
         hours(first.trace.duration_s),
         first.pods.total
     );
-    let rows: Vec<(&str, Box<dyn Fn(&Report) -> String>)> = vec![
+    type Row<'a> = (&'a str, Box<dyn Fn(&Report) -> String>);
+    let rows: Vec<Row> = vec![
         ("mode", Box::new(|r| r.mode.clone())),
-        ("total cost", Box::new(|r| format!("${:.2}", r.cost_usd.total))),
-        ("  spot / on-demand", Box::new(|r| format!("${:.2} / ${:.2}", r.cost_usd.spot, r.cost_usd.on_demand))),
-        ("lower bound", Box::new(|r| format!("${:.2}", r.cost_usd.lower_bound))),
-        ("cost / lower bound", Box::new(|r| format!("{:.3}x", r.cost_usd.ratio_to_lower_bound))),
-        ("pods placed", Box::new(|r| format!("{} of {}", r.pods.placed, r.pods.total))),
-        ("never placed (infeasible)", Box::new(|r| format!("{} ({})", r.pods.never_placed, r.pods.infeasible))),
-        ("pending p50 / p99 / max", Box::new(|r| format!("{:.0}s / {:.0}s / {:.0}s", r.pending_s.p50, r.pending_s.p99, r.pending_s.max))),
-        ("nodes launched / peak", Box::new(|r| format!("{} / {}", r.nodes.launched, r.nodes.peak))),
-        ("launch failures", Box::new(|r| r.nodes.launch_failures.to_string())),
-        ("utilization cpu / mem", Box::new(|r| format!("{:.0}% / {:.0}%", r.utilization.cpu * 100.0, r.utilization.memory * 100.0))),
-        ("removed (empty) / interrupted", Box::new(|r| format!("{} ({}) / {}", r.disruptions.consolidated, r.disruptions.empty, r.disruptions.interrupted))),
-        ("pods evicted", Box::new(|r| r.disruptions.pods_evicted.to_string())),
-        ("decision p50 / p99 / max", Box::new(|r| format!("{:.2} / {:.2} / {:.2} ms", r.decision_ms.p50, r.decision_ms.p99, r.decision_ms.max))),
-        ("replay wall time", Box::new(|r| format!("{:.2} s", r.wall_s))),
+        (
+            "total cost",
+            Box::new(|r| format!("${:.2}", r.cost_usd.total)),
+        ),
+        (
+            "  spot / on-demand",
+            Box::new(|r| format!("${:.2} / ${:.2}", r.cost_usd.spot, r.cost_usd.on_demand)),
+        ),
+        (
+            "lower bound",
+            Box::new(|r| format!("${:.2}", r.cost_usd.lower_bound)),
+        ),
+        (
+            "cost / lower bound",
+            Box::new(|r| format!("{:.3}x", r.cost_usd.ratio_to_lower_bound)),
+        ),
+        (
+            "pods placed",
+            Box::new(|r| format!("{} of {}", r.pods.placed, r.pods.total)),
+        ),
+        (
+            "never placed (infeasible)",
+            Box::new(|r| format!("{} ({})", r.pods.never_placed, r.pods.infeasible)),
+        ),
+        (
+            "pending p50 / p99 / max",
+            Box::new(|r| {
+                format!(
+                    "{:.0}s / {:.0}s / {:.0}s",
+                    r.pending_s.p50, r.pending_s.p99, r.pending_s.max
+                )
+            }),
+        ),
+        (
+            "nodes launched / peak",
+            Box::new(|r| format!("{} / {}", r.nodes.launched, r.nodes.peak)),
+        ),
+        (
+            "launch failures",
+            Box::new(|r| r.nodes.launch_failures.to_string()),
+        ),
+        (
+            "utilization cpu / mem",
+            Box::new(|r| {
+                format!(
+                    "{:.0}% / {:.0}%",
+                    r.utilization.cpu * 100.0,
+                    r.utilization.memory * 100.0
+                )
+            }),
+        ),
+        (
+            "removed (empty) / interrupted",
+            Box::new(|r| {
+                format!(
+                    "{} ({}) / {}",
+                    r.disruptions.consolidated, r.disruptions.empty, r.disruptions.interrupted
+                )
+            }),
+        ),
+        (
+            "pods evicted",
+            Box::new(|r| r.disruptions.pods_evicted.to_string()),
+        ),
+        (
+            "decision p50 / p99 / max",
+            Box::new(|r| {
+                format!(
+                    "{:.2} / {:.2} / {:.2} ms",
+                    r.decision_ms.p50, r.decision_ms.p99, r.decision_ms.max
+                )
+            }),
+        ),
+        (
+            "replay wall time",
+            Box::new(|r| format!("{:.2} s", r.wall_s)),
+        ),
     ];
     let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
     for (name, f) in &rows {
@@ -194,7 +258,11 @@ pub fn summary(reports: &[Report]) -> String {
             let _ = writeln!(out, "\n{}: most launched: {}", r.mode, top.join(", "));
         }
         if !r.infeasible_pods.is_empty() {
-            let _ = writeln!(out, "\n{}: infeasible pods (no offering can ever hold them):", r.mode);
+            let _ = writeln!(
+                out,
+                "\n{}: infeasible pods (no offering can ever hold them):",
+                r.mode
+            );
             for p in &r.infeasible_pods {
                 let _ = writeln!(out, "  {}: {}", p.pod, p.reason);
             }
@@ -207,7 +275,11 @@ pub fn summary(reports: &[Report]) -> String {
                 "\n{} costs {:.1}% {} than {}",
                 a.mode,
                 ((a.cost_usd.total - b.cost_usd.total) / b.cost_usd.total * 100.0).abs(),
-                if a.cost_usd.total <= b.cost_usd.total { "less" } else { "more" },
+                if a.cost_usd.total <= b.cost_usd.total {
+                    "less"
+                } else {
+                    "more"
+                },
                 b.mode
             );
         }

@@ -108,7 +108,11 @@ pub fn node_group_pools(config: &Config, catalog: &Catalog) -> Result<Vec<NodePo
                 weight: 0,
                 requirements: vec![
                     Requirement::new(labels::INSTANCE_TYPE, Operator::In, &[&g.instance_type]),
-                    Requirement::new(labels::KARPENTER_CAPACITY_TYPE, Operator::In, &[g.capacity_type.as_str()]),
+                    Requirement::new(
+                        labels::KARPENTER_CAPACITY_TYPE,
+                        Operator::In,
+                        &[g.capacity_type.as_str()],
+                    ),
                     Requirement::new(labels::ZONE, Operator::In, &zones),
                 ],
                 labels: g.labels.clone(),
