@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 # Keep build artefacts outside the checkout so repeated runs are incremental.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stevedore/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Property tests explore a fixed sequence in CI so a run is reproducible; set your own
+# seed (or unset it) to explore further.
+export PROPTEST_RNG_SEED="${PROPTEST_RNG_SEED:-20261122}"
 
 step() { printf '\n==> %s\n' "$*"; }
 

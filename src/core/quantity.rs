@@ -22,7 +22,8 @@ fn err(input: &str, reason: &'static str) -> QuantityError {
 /// Parses a quantity and returns it multiplied by `scale` (1000 for millicores, 1 for
 /// bytes and counts), rounded up as Kubernetes rounds requests.
 pub fn parse_scaled(input: &str, scale: i128) -> Result<i64, QuantityError> {
-    let s = input.trim();
+    // No trimming: the API server rejects " 5" too.
+    let s = input;
     if s.is_empty() {
         return Err(err(input, "empty"));
     }
@@ -93,11 +94,12 @@ pub fn parse_scaled(input: &str, scale: i128) -> Result<i64, QuantityError> {
                 .ok_or_else(|| err(input, "too large"))?;
         }
     } else {
-        let div = 10i128
-            .checked_pow((-num_pow10) as u32)
-            .ok_or_else(|| err(input, "too small"))?;
-        // Round up: a request of 0.0001 CPU still takes a millicore.
-        value = (value + div - 1) / div;
+        // Round up: a request of 0.0001 CPU still takes a millicore (and anything
+        // below 10^-38 of a unit is still more than nothing).
+        value = match 10i128.checked_pow((-num_pow10) as u32) {
+            Some(div) => (value + div - 1) / div,
+            None => i128::from(value > 0),
+        };
     }
     let value = sign * value;
     i64::try_from(value).map_err(|_| err(input, "too large"))
@@ -129,6 +131,7 @@ mod tests {
         assert_eq!(parse_units("1e3"), Ok(1000));
         assert_eq!(parse_units("1.5Gi"), Ok(3 << 29));
         assert_eq!(parse_units("1k"), Ok(1000));
+        assert_eq!(parse_cpu_milli("1e-30"), Ok(1));
     }
 
     #[test]
