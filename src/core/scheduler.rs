@@ -785,61 +785,183 @@ type Bin = (Vec<usize>, Resources);
 const SPLIT_TRIALS: usize = 6;
 
 /// First-fit-decreasing filled claims grow to the largest type, and large types cost
-/// more per vCPU and GiB than mid-size ones. When the claim's pods are cheaper on
-/// several nodes of one smaller type, returns those bins: (member indices into the
-/// claim's pods, their requests). Claims with hostname-scoped spread or affinity stay
-/// whole, because splitting would change what their pods were checked against.
+/// more per vCPU and GiB than mid-size ones. When the claim's pods are cheaper on several
+/// smaller nodes, returns those bins: (member indices into the claim's pods, their
+/// requests). Two shapes are tried: all pods on nodes of one type, and the pods a cheap
+/// small type can hold on that type with the rest on their own (themselves split or
+/// not). Claims with hostname-scoped affinity stay whole: splitting would separate pods
+/// that must share a node. (Hostname spread and anti-affinity only get easier on more
+/// nodes.)
 fn split_for_cost(
     env: &SolveEnv,
     model: &PoolModel,
     claim: &Claim,
     pods: &[&Pod],
     single_price: f64,
-) -> Option<Vec<(Vec<usize>, Resources)>> {
-    if pods.len() < 2 || pods.iter().any(|p| has_hostname_coupling(p)) {
+) -> Option<Vec<Bin>> {
+    if pods.len() < 2 || pods.iter().any(|p| has_hostname_affinity(p)) {
         return None;
     }
     if env.pools[model.pool].limits != Default::default() {
         return None;
     }
-    let total = &claim.requested;
-    // Estimate each type by the fluid node count it needs, then pack the best few.
-    let mut estimates: Vec<(f64, u32, f64)> = claim
-        .compatible
-        .iter()
-        .filter_map(|&t| {
-            let pt = &model.types[t as usize];
-            // Spot when the type has it (launches prefer Spot), else on-demand.
-            let price = best_price(
-                env,
-                pt.ty,
-                claim.zones,
-                claim.capacity_types & CapacityType::Spot.bit(),
-                true,
-            )
-            .or_else(|| best_price(env, pt.ty, claim.zones, claim.capacity_types, false))?;
-            let need = nodes_needed(total, &pt.usable)?;
-            let est = need * price;
-            (est < single_price).then_some((est, t, price))
-        })
-        .collect();
-    let order = |a: &(f64, u32, f64), b: &(f64, u32, f64)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
-    if estimates.len() > SPLIT_TRIALS {
-        estimates.select_nth_unstable_by(SPLIT_TRIALS - 1, order);
-        estimates.truncate(SPLIT_TRIALS);
-    }
-    estimates.sort_unstable_by(order);
-    let mut best: Option<(f64, Vec<Bin>)> = None;
-    for &(_, t, price) in estimates.iter().take(SPLIT_TRIALS) {
-        let Some(bins) = pack(pods, &model.types[t as usize].usable) else {
+    let splitter = Splitter {
+        env,
+        model,
+        claim,
+        pods,
+    };
+    let all: Vec<usize> = (0..pods.len()).collect();
+    let mut best = splitter.homogeneous(&all);
+    // Two tiers: the pods the most promising types can hold, and the rest.
+    for (t, price) in splitter.candidates(&all, true) {
+        let usable = &model.types[t as usize].usable;
+        let (fit, rest): (Vec<usize>, Vec<usize>) =
+            all.iter().partition(|&&i| pods[i].requests.fits_in(usable));
+        if fit.is_empty() || rest.is_empty() {
+            continue;
+        }
+        let Some(bins) = splitter.pack(&fit, usable) else {
             continue;
         };
-        let cost = bins.len() as f64 * price;
-        if cost < single_price * 0.98 && best.as_ref().is_none_or(|(c, _)| cost < *c) {
-            best = Some((cost, bins));
+        let Some((rest_cost, rest_bins)) = splitter
+            .homogeneous(&rest)
+            .or_else(|| splitter.single(&rest))
+        else {
+            continue;
+        };
+        let cost = bins.len() as f64 * price + rest_cost;
+        if best.as_ref().is_none_or(|(c, _)| cost < *c) {
+            best = Some((cost, bins.into_iter().chain(rest_bins).collect()));
         }
     }
-    best.map(|(_, bins)| bins)
+    best.filter(|(cost, _)| *cost < single_price * 0.98)
+        .map(|(_, bins)| bins)
+}
+
+/// The pieces `split_for_cost` combines, over subsets of one claim's pods.
+struct Splitter<'s, 'a> {
+    env: &'s SolveEnv<'a>,
+    model: &'s PoolModel,
+    claim: &'s Claim,
+    pods: &'s [&'s Pod],
+}
+
+impl Splitter<'_, '_> {
+    fn total(&self, members: &[usize]) -> Resources {
+        let mut r = Resources::default();
+        for &i in members {
+            r.add(&self.pods[i].requests);
+        }
+        r
+    }
+
+    /// Spot when the type has it (launches prefer Spot), else on-demand.
+    fn price(&self, ty: usize) -> Option<f64> {
+        let (zones, cts) = (self.claim.zones, self.claim.capacity_types);
+        best_price(self.env, ty, zones, cts & CapacityType::Spot.bit(), true)
+            .or_else(|| best_price(self.env, ty, zones, cts, false))
+    }
+
+    /// The most promising types for `members` by the fluid node count they need: when
+    /// `partial`, counting only the members each type can hold at all.
+    fn candidates(&self, members: &[usize], partial: bool) -> Vec<(u32, f64)> {
+        let mut largest = Resources::default();
+        for &i in members {
+            largest.max_with(&self.pods[i].requests);
+        }
+        let total = self.total(members);
+        let mut estimates: Vec<(f64, u32, f64)> = self
+            .claim
+            .compatible
+            .iter()
+            .filter_map(|&t| {
+                let pt = &self.model.types[t as usize];
+                let need = if largest.fits_in(&pt.usable) {
+                    nodes_needed(&total, &pt.usable)?
+                } else if partial {
+                    let fit: Vec<usize> = members
+                        .iter()
+                        .copied()
+                        .filter(|&i| self.pods[i].requests.fits_in(&pt.usable))
+                        .collect();
+                    if fit.is_empty() {
+                        return None;
+                    }
+                    nodes_needed(&self.total(&fit), &pt.usable)?
+                } else {
+                    return None;
+                };
+                let price = self.price(pt.ty)?;
+                Some((need * price, t, price))
+            })
+            .collect();
+        let order =
+            |a: &(f64, u32, f64), b: &(f64, u32, f64)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+        if estimates.len() > SPLIT_TRIALS {
+            estimates.select_nth_unstable_by(SPLIT_TRIALS - 1, order);
+            estimates.truncate(SPLIT_TRIALS);
+        }
+        estimates.sort_unstable_by(order);
+        estimates
+            .into_iter()
+            .map(|(_, t, price)| (t, price))
+            .collect()
+    }
+
+    /// All `members` on nodes of the one type that packs them cheapest.
+    fn homogeneous(&self, members: &[usize]) -> Option<(f64, Vec<Bin>)> {
+        self.candidates(members, false)
+            .into_iter()
+            .filter_map(|(t, price)| {
+                let bins = self.pack(members, &self.model.types[t as usize].usable)?;
+                Some((bins.len() as f64 * price, bins))
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+    }
+
+    /// All `members` on one node of the cheapest type that holds them.
+    fn single(&self, members: &[usize]) -> Option<(f64, Vec<Bin>)> {
+        let total = self.total(members);
+        let price = self
+            .claim
+            .compatible
+            .iter()
+            .filter(|&&t| total.fits_in(&self.model.types[t as usize].usable))
+            .filter_map(|&t| self.price(self.model.types[t as usize].ty))
+            .min_by(f64::total_cmp)?;
+        Some((price, vec![(members.to_vec(), total)]))
+    }
+
+    /// First-fit decreasing of `members` into bins of `usable`; `None` if one fits no bin.
+    fn pack(&self, members: &[usize], usable: &Resources) -> Option<Vec<Bin>> {
+        let mut order = members.to_vec();
+        order.sort_by(|&a, &b| {
+            let (ra, rb) = (&self.pods[a].requests, &self.pods[b].requests);
+            rb.cpu_milli
+                .cmp(&ra.cpu_milli)
+                .then(rb.memory.cmp(&ra.memory))
+                .then(a.cmp(&b))
+        });
+        let mut bins: Vec<Bin> = Vec::new();
+        for i in order {
+            let req = &self.pods[i].requests;
+            if !req.fits_in(usable) {
+                return None;
+            }
+            match bins
+                .iter_mut()
+                .find(|(_, used)| used.plus(req).fits_in(usable))
+            {
+                Some((m, used)) => {
+                    m.push(i);
+                    used.add(req);
+                }
+                None => bins.push((vec![i], req.clone())),
+            }
+        }
+        Some(bins)
+    }
 }
 
 /// Fractional nodes of `usable` needed for `total` (the most constrained resource).
@@ -862,38 +984,7 @@ fn nodes_needed(total: &Resources, usable: &Resources) -> Option<f64> {
     Some(n.ceil().max(1.0))
 }
 
-/// First-fit decreasing of `pods` into bins of `usable`; `None` if a pod fits no bin.
-fn pack(pods: &[&Pod], usable: &Resources) -> Option<Vec<Bin>> {
-    let mut order: Vec<usize> = (0..pods.len()).collect();
-    order.sort_by(|&a, &b| {
-        let (ra, rb) = (&pods[a].requests, &pods[b].requests);
-        rb.cpu_milli
-            .cmp(&ra.cpu_milli)
-            .then(rb.memory.cmp(&ra.memory))
-            .then(a.cmp(&b))
-    });
-    let mut bins: Vec<Bin> = Vec::new();
-    for i in order {
-        let req = &pods[i].requests;
-        if !req.fits_in(usable) {
-            return None;
-        }
-        match bins
-            .iter_mut()
-            .find(|(_, used)| used.plus(req).fits_in(usable))
-        {
-            Some((members, used)) => {
-                members.push(i);
-                used.add(req);
-            }
-            None => bins.push((vec![i], req.clone())),
-        }
-    }
-    Some(bins)
-}
-
-/// Spread or affinity counted per hostname ties a pod to its node-mates.
-fn has_hostname_coupling(pod: &Pod) -> bool {
-    pod.spread.iter().any(|s| s.kind == TopologyKey::Hostname)
-        || pod.affinity.iter().any(|t| t.kind == TopologyKey::Hostname)
+/// Required affinity per hostname ties a pod to its node-mates.
+fn has_hostname_affinity(pod: &Pod) -> bool {
+    pod.affinity.iter().any(|t| t.kind == TopologyKey::Hostname)
 }
