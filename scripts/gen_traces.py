@@ -478,7 +478,12 @@ def gen_batch_bursts() -> Trace:
     add_daemonsets(tr)
     duration = DAY
     rng = tr.rng
-    static_deployment(tr, "jobs-api", "platform", "500m", "1Gi", 10).run(HPA_PERIOD)
+    api = static_deployment(tr, "jobs-api", "platform", "500m", "1Gi", 10)
+    api.run(HPA_PERIOD)
+    # The recording covers the whole day: the service is scaled away at midnight, so the
+    # last burst's jobs have the time to run.
+    for name in list(api.live):
+        tr.delete_pod(duration, "platform", name)
     t = rng.uniform(600, 1800)
     bursts = []
     while t < duration - 1800:

@@ -91,7 +91,13 @@ fn bundled_config_parses_with_documented_contents() {
         },
         defaults
     );
-    assert_eq!(s.node_groups.len(), 6);
+    assert_eq!(s.node_groups.len(), 8);
+    let arm = s
+        .node_groups
+        .iter()
+        .find(|g| g.name == "m6g-2xlarge")
+        .unwrap();
+    assert_eq!(arm.instance_type, "m6g.2xlarge");
     let spot = s
         .node_groups
         .iter()
@@ -105,6 +111,12 @@ fn bundled_config_parses_with_documented_contents() {
         .find(|g| g.name == "g4dn-xlarge")
         .unwrap();
     assert_eq!(g4.taints, gpu.taints);
+    let g4x4 = s
+        .node_groups
+        .iter()
+        .find(|g| g.name == "g4dn-12xlarge")
+        .unwrap();
+    assert_eq!(g4x4.taints, gpu.taints);
 }
 
 #[test]
