@@ -297,6 +297,7 @@ impl Case {
             pool_filter: None,
             allow_new_nodes: true,
             use_launching_nodes: true,
+            split_claims: true,
         }
     }
 

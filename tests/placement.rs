@@ -199,6 +199,7 @@ impl World {
             pool_filter: None,
             allow_new_nodes: true,
             use_launching_nodes: true,
+            split_claims: true,
         };
         let snapshot = Snapshot {
             nodes: self

@@ -5,6 +5,7 @@
 use super::instance::CapacityType;
 use super::labels;
 use super::pod::Pod;
+use super::resources::Resources;
 use super::scheduler::{solve, LaunchPlan, SolveEnv};
 use super::snapshot::Snapshot;
 
@@ -45,6 +46,23 @@ pub enum Action {
 /// A Spot node is only replaced by Spot when at least this many cheaper Spot types are
 /// on offer, so the replacement is not the one most-interrupted cheapest pool.
 pub const MIN_CHEAPER_SPOT_TYPES: usize = 15;
+
+/// Is there any offering cheaper than `price` whose room holds all of `pods` at once?
+/// (Necessary for a replacement; much cheaper to check than simulating one.)
+fn cheaper_node_could_hold(env: &SolveEnv, pods: &[&Pod], price: f64) -> bool {
+    let mut total = Resources::default();
+    for p in pods {
+        total.add(&p.requests);
+    }
+    env.model.pools.iter().any(|pm| {
+        pm.types.iter().any(|pt| {
+            total.fits_in(&pt.usable)
+                && env.catalog.types[pt.ty].offerings.iter().any(|o| {
+                    o.price_per_hour < price && total.fits_in(pt.usable_for(o.capacity_type))
+                })
+        })
+    })
+}
 
 /// Looks for one consolidation action, trying at most `max_candidates` nodes, cheapest
 /// to disrupt first (fewest pods, then most expensive).
@@ -94,11 +112,36 @@ pub fn find_action(
             pending: pods_on[n].clone(),
         };
         // Launching nodes are already promised to pending pods: a consolidation
-        // decision counts only on ready ones.
-        let settled = SolveEnv {
+        // decision counts only on ready ones. Deleting is tried first, on existing
+        // nodes alone (cheap); a replacement only when some type could be cheaper.
+        let existing_only = SolveEnv {
             use_launching_nodes: false,
-            allow_new_nodes: true,
+            allow_new_nodes: false,
             ..*env
+        };
+        let decision = solve(&existing_only, &without);
+        if decision.existing.len() == without.pending.len() {
+            return Some(Action::Delete { node: n });
+        }
+        // The pods the other nodes could not take must fit one cheaper node.
+        let mut placed = vec![false; without.pending.len()];
+        for &(i, _) in &decision.existing {
+            placed[i] = true;
+        }
+        let leftover: Vec<&Pod> = without
+            .pending
+            .iter()
+            .zip(&placed)
+            .filter(|(_, &p)| !p)
+            .map(|(pod, _)| *pod)
+            .collect();
+        if !cheaper_node_could_hold(env, &leftover, costs[n].price_per_hour) {
+            continue;
+        }
+        let settled = SolveEnv {
+            allow_new_nodes: true,
+            split_claims: false,
+            ..existing_only
         };
         let decision = solve(&settled, &without);
         if !decision.unschedulable.is_empty() || !decision.infeasible.is_empty() {

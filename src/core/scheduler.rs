@@ -39,6 +39,9 @@ pub struct SolveEnv<'a> {
     /// `false` to ignore nodes that are still launching (the kube-scheduler binds only to
     /// ready nodes; the autoscaler counts launching ones).
     pub use_launching_nodes: bool,
+    /// Split a new node into several cheaper ones when that saves (off when the caller
+    /// needs one node per claim, as a consolidation replacement does).
+    pub split_claims: bool,
 }
 
 /// One purchasable option of a launch, cheapest first in [`LaunchPlan::options`].
@@ -452,6 +455,16 @@ impl<'a, 'e> Solver<'a, 'e> {
         if let Some(r) = requested.exceeds(&claim.max_usable) {
             return Err(format!("no instance type has enough {r}"));
         }
+        // Topology first: it is cheap, and a pod the claim's host (or pinned zone)
+        // rejects need not pay for filtering every instance type.
+        let place = Place {
+            zone: claim.zone_pinned.map(|z| self.zone_names[z]),
+            host: &claim.name,
+            labels: None,
+        };
+        if let Err(e) = self.topology.allows(pod, &place, eligible, strictness) {
+            return Err(e.to_string());
+        }
         let model = &self.env.model.pools[claim.pool];
         let mut last = String::from("no instance type matches the pod's node requirements");
         for reqs in sets {
@@ -651,35 +664,38 @@ impl<'a, 'e> Solver<'a, 'e> {
                 spot_only,
             );
             let single_price = single.first().map_or(f64::INFINITY, |o| o.price_per_hour);
-            let split: Option<Vec<LaunchPlan>> =
-                split_for_cost(env, model, &c, &pods, single_price).map(|bins| {
-                    bins.into_iter()
-                        .map(|(members, requested)| {
-                            let types: Vec<u32> = c
-                                .compatible
-                                .iter()
-                                .copied()
-                                .filter(|&t| requested.fits_in(&model.types[t as usize].usable))
-                                .collect();
-                            let spot_only =
-                                has_spot(env, model, &types, &requested, c.zones, c.capacity_types);
-                            LaunchPlan {
-                                pool: model.pool,
-                                options: launch_options(
-                                    env,
-                                    model,
-                                    &types,
-                                    &requested,
-                                    c.zones,
-                                    c.capacity_types,
-                                    spot_only,
-                                ),
-                                pods: members.iter().map(|&m| c.pods[m]).collect(),
-                                requested,
-                            }
-                        })
-                        .collect()
-                });
+            let bins = env
+                .split_claims
+                .then(|| split_for_cost(env, model, &c, &pods, single_price))
+                .flatten();
+            let split: Option<Vec<LaunchPlan>> = bins.map(|bins| {
+                bins.into_iter()
+                    .map(|(members, requested)| {
+                        let types: Vec<u32> = c
+                            .compatible
+                            .iter()
+                            .copied()
+                            .filter(|&t| requested.fits_in(&model.types[t as usize].usable))
+                            .collect();
+                        let spot_only =
+                            has_spot(env, model, &types, &requested, c.zones, c.capacity_types);
+                        LaunchPlan {
+                            pool: model.pool,
+                            options: launch_options(
+                                env,
+                                model,
+                                &types,
+                                &requested,
+                                c.zones,
+                                c.capacity_types,
+                                spot_only,
+                            ),
+                            pods: members.iter().map(|&m| c.pods[m]).collect(),
+                            requested,
+                        }
+                    })
+                    .collect()
+            });
             // A bin is packed against a type's best-case room; if no offering holds it
             // exactly, the claim stays whole.
             match split {
@@ -805,53 +821,75 @@ fn split_for_cost(
     if env.pools[model.pool].limits != Default::default() {
         return None;
     }
-    let splitter = Splitter {
-        env,
-        model,
-        claim,
-        pods,
-    };
-    let all: Vec<usize> = (0..pods.len()).collect();
+    let splitter = Splitter::new(env, model, claim, pods);
+    let all: Vec<usize> = (0..splitter.shapes.len()).collect();
     let mut best = splitter.homogeneous(&all);
     // Two tiers: the pods the most promising types can hold, and the rest.
-    for (t, price) in splitter.candidates(&all, true) {
-        let usable = &model.types[t as usize].usable;
-        let (fit, rest): (Vec<usize>, Vec<usize>) =
-            all.iter().partition(|&&i| pods[i].requests.fits_in(usable));
-        if fit.is_empty() || rest.is_empty() {
-            continue;
-        }
-        let Some(bins) = splitter.pack(&fit, usable) else {
-            continue;
-        };
-        let Some((rest_cost, rest_bins)) = splitter
-            .homogeneous(&rest)
-            .or_else(|| splitter.single(&rest))
-        else {
-            continue;
-        };
-        let cost = bins.len() as f64 * price + rest_cost;
-        if best.as_ref().is_none_or(|(c, _)| cost < *c) {
-            best = Some((cost, bins.into_iter().chain(rest_bins).collect()));
+    if all.len() > 1 {
+        for (t, price) in splitter.candidates(&all, true) {
+            let usable = &model.types[t as usize].usable;
+            let (fit, rest): (Vec<usize>, Vec<usize>) = all
+                .iter()
+                .partition(|&&s| splitter.shapes[s].0.fits_in(usable));
+            if fit.is_empty() || rest.is_empty() {
+                continue;
+            }
+            let Some(bins) = splitter.pack(&fit, usable) else {
+                continue;
+            };
+            let Some((rest_cost, rest_bins)) = splitter
+                .homogeneous(&rest)
+                .or_else(|| splitter.single(&rest))
+            else {
+                continue;
+            };
+            let cost = bins.len() as f64 * price + rest_cost;
+            if best.as_ref().is_none_or(|(c, _)| cost < *c) {
+                best = Some((cost, bins.into_iter().chain(rest_bins).collect()));
+            }
         }
     }
     best.filter(|(cost, _)| *cost < single_price * 0.98)
         .map(|(_, bins)| bins)
 }
 
-/// The pieces `split_for_cost` combines, over subsets of one claim's pods.
+/// The pieces `split_for_cost` combines. Pods are grouped by their requests (a claim
+/// holds few distinct shapes), and subsets are lists of shape indices.
 struct Splitter<'s, 'a> {
     env: &'s SolveEnv<'a>,
     model: &'s PoolModel,
     claim: &'s Claim,
-    pods: &'s [&'s Pod],
+    /// (requests, the claim-pod indices with exactly those requests)
+    shapes: Vec<(Resources, Vec<usize>)>,
 }
 
-impl Splitter<'_, '_> {
-    fn total(&self, members: &[usize]) -> Resources {
+impl<'s, 'a> Splitter<'s, 'a> {
+    fn new(env: &'s SolveEnv<'a>, model: &'s PoolModel, claim: &'s Claim, pods: &[&Pod]) -> Self {
+        let mut shapes: Vec<(Resources, Vec<usize>)> = Vec::new();
+        for (i, p) in pods.iter().enumerate() {
+            match shapes.iter_mut().find(|(r, _)| *r == p.requests) {
+                Some((_, members)) => members.push(i),
+                None => shapes.push((p.requests.clone(), vec![i])),
+            }
+        }
+        // Largest first, the order first-fit decreasing packs in.
+        shapes
+            .sort_by(|(a, _), (b, _)| b.cpu_milli.cmp(&a.cpu_milli).then(b.memory.cmp(&a.memory)));
+        Splitter {
+            env,
+            model,
+            claim,
+            shapes,
+        }
+    }
+
+    fn total(&self, shapes: &[usize]) -> Resources {
         let mut r = Resources::default();
-        for &i in members {
-            r.add(&self.pods[i].requests);
+        for &s in shapes {
+            let (req, members) = &self.shapes[s];
+            for _ in 0..members.len() {
+                r.add(req);
+            }
         }
         r
     }
@@ -863,31 +901,24 @@ impl Splitter<'_, '_> {
             .or_else(|| best_price(self.env, ty, zones, cts, false))
     }
 
-    /// The most promising types for `members` by the fluid node count they need: when
-    /// `partial`, counting only the members each type can hold at all.
-    fn candidates(&self, members: &[usize], partial: bool) -> Vec<(u32, f64)> {
-        let mut largest = Resources::default();
-        for &i in members {
-            largest.max_with(&self.pods[i].requests);
-        }
-        let total = self.total(members);
+    /// The most promising types for `shapes` by the fluid node count they need: when
+    /// `partial`, counting only the shapes each type can hold at all.
+    fn candidates(&self, shapes: &[usize], partial: bool) -> Vec<(u32, f64)> {
+        let total = self.total(shapes);
         let mut estimates: Vec<(f64, u32, f64)> = self
             .claim
             .compatible
             .iter()
             .filter_map(|&t| {
                 let pt = &self.model.types[t as usize];
-                let need = if largest.fits_in(&pt.usable) {
+                let fit: Vec<usize> = shapes
+                    .iter()
+                    .copied()
+                    .filter(|&s| self.shapes[s].0.fits_in(&pt.usable))
+                    .collect();
+                let need = if fit.len() == shapes.len() {
                     nodes_needed(&total, &pt.usable)?
-                } else if partial {
-                    let fit: Vec<usize> = members
-                        .iter()
-                        .copied()
-                        .filter(|&i| self.pods[i].requests.fits_in(&pt.usable))
-                        .collect();
-                    if fit.is_empty() {
-                        return None;
-                    }
+                } else if partial && !fit.is_empty() {
                     nodes_needed(&self.total(&fit), &pt.usable)?
                 } else {
                     return None;
@@ -909,20 +940,20 @@ impl Splitter<'_, '_> {
             .collect()
     }
 
-    /// All `members` on nodes of the one type that packs them cheapest.
-    fn homogeneous(&self, members: &[usize]) -> Option<(f64, Vec<Bin>)> {
-        self.candidates(members, false)
+    /// All pods of `shapes` on nodes of the one type that packs them cheapest.
+    fn homogeneous(&self, shapes: &[usize]) -> Option<(f64, Vec<Bin>)> {
+        self.candidates(shapes, false)
             .into_iter()
             .filter_map(|(t, price)| {
-                let bins = self.pack(members, &self.model.types[t as usize].usable)?;
+                let bins = self.pack(shapes, &self.model.types[t as usize].usable)?;
                 Some((bins.len() as f64 * price, bins))
             })
             .min_by(|a, b| a.0.total_cmp(&b.0))
     }
 
-    /// All `members` on one node of the cheapest type that holds them.
-    fn single(&self, members: &[usize]) -> Option<(f64, Vec<Bin>)> {
-        let total = self.total(members);
+    /// All pods of `shapes` on one node of the cheapest type that holds them.
+    fn single(&self, shapes: &[usize]) -> Option<(f64, Vec<Bin>)> {
+        let total = self.total(shapes);
         let price = self
             .claim
             .compatible
@@ -930,34 +961,40 @@ impl Splitter<'_, '_> {
             .filter(|&&t| total.fits_in(&self.model.types[t as usize].usable))
             .filter_map(|&t| self.price(self.model.types[t as usize].ty))
             .min_by(f64::total_cmp)?;
-        Some((price, vec![(members.to_vec(), total)]))
+        let members = shapes
+            .iter()
+            .flat_map(|&s| self.shapes[s].1.iter().copied())
+            .collect();
+        Some((price, vec![(members, total)]))
     }
 
-    /// First-fit decreasing of `members` into bins of `usable`; `None` if one fits no bin.
-    fn pack(&self, members: &[usize], usable: &Resources) -> Option<Vec<Bin>> {
-        let mut order = members.to_vec();
-        order.sort_by(|&a, &b| {
-            let (ra, rb) = (&self.pods[a].requests, &self.pods[b].requests);
-            rb.cpu_milli
-                .cmp(&ra.cpu_milli)
-                .then(rb.memory.cmp(&ra.memory))
-                .then(a.cmp(&b))
-        });
+    /// First-fit decreasing of the pods of `shapes` into bins of `usable`; `None` if a
+    /// pod fits no bin. Shapes are kept largest first, so this is decreasing order.
+    fn pack(&self, shapes: &[usize], usable: &Resources) -> Option<Vec<Bin>> {
         let mut bins: Vec<Bin> = Vec::new();
-        for i in order {
-            let req = &self.pods[i].requests;
+        for &s in shapes {
+            let (req, members) = &self.shapes[s];
             if !req.fits_in(usable) {
                 return None;
             }
-            match bins
-                .iter_mut()
-                .find(|(_, used)| used.plus(req).fits_in(usable))
-            {
-                Some((m, used)) => {
-                    m.push(i);
-                    used.add(req);
+            // Bins before `first_open` cannot take another pod of this shape.
+            let mut first_open = 0;
+            for &i in members {
+                let slot = bins[first_open..]
+                    .iter()
+                    .position(|(_, used)| used.plus(req).fits_in(usable))
+                    .map(|p| p + first_open);
+                match slot {
+                    Some(b) => {
+                        first_open = b;
+                        bins[b].0.push(i);
+                        bins[b].1.add(req);
+                    }
+                    None => {
+                        first_open = bins.len();
+                        bins.push((vec![i], req.clone()));
+                    }
                 }
-                None => bins.push((vec![i], req.clone())),
             }
         }
         Some(bins)

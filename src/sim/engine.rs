@@ -520,6 +520,7 @@ impl<'c> Sim<'c> {
             pool_filter: None,
             allow_new_nodes: true,
             use_launching_nodes: true,
+            split_claims: true,
         };
         let mut reason = scheduler::infeasible_reason(&mode_env, pod);
         let fleet_env = SolveEnv {
@@ -850,6 +851,7 @@ impl<'c> Sim<'c> {
             pool_filter,
             allow_new_nodes: new_nodes,
             use_launching_nodes: new_nodes,
+            split_claims: true,
         }
     }
 
