@@ -36,19 +36,6 @@ const INSTANCE_CPU: &str = "karpenter.k8s.aws/instance-cpu";
 const INSTANCE_TYPE: &str = "node.kubernetes.io/instance-type";
 const NOW: f64 = 100.0;
 
-/// Known core bug (see `launch_has_options_when_spot_of_fitting_types_is_unavailable`,
-/// ignored): a launch may come out with no options at all. While it stands, the random
-/// tests skip that one check (everything else about such a launch is still validated);
-/// set to `false` once the core is fixed.
-const TOLERATE_EMPTY_OPTIONS_BUG: bool = false;
-
-/// Known core bug (see `pool_limit_counts_launches_at_their_first_option`, ignored):
-/// limits are checked against other claims' first type rather than the type launched.
-/// While it stands, the random tests count each launch at the smallest capacity among its
-/// options (a lower bound of any pick) instead of its first option; set to `false` once
-/// the core is fixed.
-const TOLERATE_LIMIT_ACCOUNTING_BUG: bool = false;
-
 // ---------------------------------------------------------------------------------------
 // Catalogs
 
@@ -604,7 +591,7 @@ fn validate(w: &World, d: &Decision) -> Result<(), String> {
         if l.pods.is_empty() {
             errs.push(format!("launch {li} has no pods"));
         }
-        if l.options.is_empty() && !TOLERATE_EMPTY_OPTIONS_BUG {
+        if l.options.is_empty() {
             errs.push(format!("launch {li} has no options"));
         }
         if l.options.len() > w.max_launch_options.max(1) {
@@ -713,23 +700,7 @@ fn validate(w: &World, d: &Decision) -> Result<(), String> {
         }
         for &l in &launches {
             let opts = &d.launches[l].options;
-            if TOLERATE_LIMIT_ACCOUNTING_BUG {
-                // The smallest capacity any option could bring: exceeding even that is a
-                // violation whatever the cloud picks.
-                let mut least = cat.types[opts[0].instance_type].capacity.clone();
-                for o in opts {
-                    let c = &cat.types[o.instance_type].capacity;
-                    least.cpu_milli = least.cpu_milli.min(c.cpu_milli);
-                    least.memory = least.memory.min(c.memory);
-                    for e in &mut least.extended {
-                        e.1 =
-                            e.1.min(c.extended.iter().find(|x| x.0 == e.0).map_or(0, |x| x.1));
-                    }
-                }
-                usage.add(&least);
-            } else {
-                usage.add(&cat.types[opts[0].instance_type].capacity);
-            }
+            usage.add(&cat.types[opts[0].instance_type].capacity);
         }
         if let Err(e) = limits_ok(&pool.limits, &usage) {
             errs.push(format!("pool {} over its limits: {e}", pool.name));
