@@ -613,14 +613,6 @@ impl<'a, 'e> Solver<'a, 'e> {
                 continue;
             }
             // Counted at the type it will buy: its cheapest option.
-            let spot_only = has_spot(
-                self.env,
-                model,
-                &c.types,
-                &c.requested,
-                c.zones,
-                c.capacity_types,
-            );
             if let Some(o) = launch_options(
                 self.env,
                 model,
@@ -628,7 +620,6 @@ impl<'a, 'e> Solver<'a, 'e> {
                 &c.requested,
                 c.zones,
                 c.capacity_types,
-                spot_only,
             )
             .first()
             {
@@ -646,14 +637,6 @@ impl<'a, 'e> Solver<'a, 'e> {
         for c in self.claims.into_iter().filter(|c| !c.pods.is_empty()) {
             let model = &env.model.pools[c.pool];
             let pods: Vec<&Pod> = c.pods.iter().map(|&i| self.snapshot.pending[i]).collect();
-            let spot_only = has_spot(
-                env,
-                model,
-                &c.types,
-                &c.requested,
-                c.zones,
-                c.capacity_types,
-            );
             let single = launch_options(
                 env,
                 model,
@@ -661,7 +644,6 @@ impl<'a, 'e> Solver<'a, 'e> {
                 &c.requested,
                 c.zones,
                 c.capacity_types,
-                spot_only,
             );
             let single_price = single.first().map_or(f64::INFINITY, |o| o.price_per_hour);
             let bins = env
@@ -677,8 +659,6 @@ impl<'a, 'e> Solver<'a, 'e> {
                             .copied()
                             .filter(|&t| requested.fits_in(&model.types[t as usize].usable))
                             .collect();
-                        let spot_only =
-                            has_spot(env, model, &types, &requested, c.zones, c.capacity_types);
                         LaunchPlan {
                             pool: model.pool,
                             options: launch_options(
@@ -688,7 +668,6 @@ impl<'a, 'e> Solver<'a, 'e> {
                                 &requested,
                                 c.zones,
                                 c.capacity_types,
-                                spot_only,
                             ),
                             pods: members.iter().map(|&m| c.pods[m]).collect(),
                             requested,
@@ -747,7 +726,8 @@ fn has_spot(
         })
 }
 
-/// Every available offering of `types`, cheapest first, at most `max_launch_options`.
+/// Every available offering of `types` that holds `requested`, cheapest first, at most
+/// `max_launch_options`; only Spot ones when there are any (see [`has_spot`]).
 fn launch_options(
     env: &SolveEnv,
     model: &PoolModel,
@@ -755,8 +735,8 @@ fn launch_options(
     requested: &Resources,
     zones: u32,
     cts: u8,
-    spot_only: bool,
 ) -> Vec<LaunchOption> {
+    let spot_only = has_spot(env, model, types, requested, zones, cts);
     let mut options = Vec::new();
     for &t in types {
         let pt = &model.types[t as usize];

@@ -115,6 +115,31 @@ struct SimNode {
 }
 
 impl SimNode {
+    /// A node with no pods yet, appearing at `now`; callers fill in what it is.
+    fn new(now: f64, state: NodeState) -> Self {
+        SimNode {
+            name: String::new(),
+            labels: Labels::new(),
+            taints: Vec::new(),
+            capacity: Resources::default(),
+            allocatable: Resources::default(),
+            overhead: Resources::default(),
+            requested: Resources::default(),
+            pods: Vec::new(),
+            pool: None,
+            capacity_type: None,
+            price: 0.0,
+            launched_at: now,
+            state,
+            cordoned: false,
+            interrupted: false,
+            replaced_by: None,
+            stable_since: now,
+            empty_since: None,
+            unneeded_since: None,
+        }
+    }
+
     fn managed(&self) -> bool {
         self.pool.is_some()
     }
@@ -425,20 +450,7 @@ impl<'c> Sim<'c> {
                     taints: node.taints.clone(),
                     capacity: node.allocatable.clone(),
                     allocatable: node.allocatable.clone(),
-                    overhead: Resources::default(),
-                    requested: Resources::default(),
-                    pods: Vec::new(),
-                    pool: None,
-                    capacity_type: None,
-                    price: 0.0,
-                    launched_at: self.now,
-                    state: NodeState::Ready,
-                    cordoned: false,
-                    interrupted: false,
-                    replaced_by: None,
-                    stable_since: self.now,
-                    empty_since: None,
-                    unneeded_since: None,
+                    ..SimNode::new(self.now, NodeState::Ready)
                 });
                 self.live.push(idx);
                 self.sched_dirty = true;
@@ -1016,19 +1028,10 @@ impl<'c> Sim<'c> {
             capacity: it.capacity.clone(),
             allocatable: it.allocatable.clone(),
             overhead,
-            requested: Resources::default(),
-            pods: Vec::new(),
             pool: Some(plan.pool),
             capacity_type: Some(o.capacity_type),
             price: o.price_per_hour,
-            launched_at: self.now,
-            state: NodeState::Launching,
-            cordoned: false,
-            interrupted: false,
-            replaced_by: None,
-            stable_since: self.now,
-            empty_since: None,
-            unneeded_since: None,
+            ..SimNode::new(self.now, NodeState::Launching)
         });
         self.live.push(idx);
         self.counts.launched += 1;
