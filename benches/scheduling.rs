@@ -39,7 +39,7 @@ const NODE_SEED: u64 = 500;
 /// Karpenter caps a NodeClaim at 60 instance types; the tests use the same.
 const MAX_LAUNCH_OPTIONS: usize = 60;
 /// Pod sizes of the reference mix. 10,000 and 20,000 are left out: see README.md.
-const REFERENCE_SIZES: &[usize] = &[1_000, 5_000];
+const REFERENCE_SIZES: &[usize] = &[1_000, 5_000, 10_000, 20_000];
 const REAL_CATALOG_PODS: usize = 1_000;
 const EXISTING_NODES: usize = 500;
 /// Label values per constrained part (spread and affinity parts), like the small random

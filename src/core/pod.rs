@@ -14,7 +14,7 @@ pub enum TopologyKey {
     Other,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TopologySpread {
     pub max_skew: i32,
     pub topology_key: String,
@@ -26,7 +26,7 @@ pub struct TopologySpread {
 }
 
 /// A required pod (anti-)affinity term.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PodAffinityTerm {
     pub selector: LabelSelector,
     pub topology_key: String,

@@ -74,13 +74,22 @@ pub struct Decision {
     pub infeasible: Vec<(usize, String)>,
 }
 
+impl Claim {
+    fn live_types(&self) -> &[u32] {
+        &self.types[self.types_from..]
+    }
+}
+
 /// A node this decision would launch.
 #[derive(Clone, Debug)]
 struct Claim {
     /// Index into `SchedulingModel::pools`.
     pool: usize,
-    /// Indices into the pool model's `types` that still fit.
+    /// Indices into the pool model's `types` that may still fit: `types[types_from..]`
+    /// starts with one that holds the claim, the rest are checked when options are
+    /// built (requests only grow, so a type that stopped fitting is dropped for good).
     types: Vec<u32>,
+    types_from: usize,
     /// Types every pod of the claim accepts, whatever their size: the candidates when
     /// the claim is split into cheaper, smaller nodes.
     compatible: Vec<u32>,
@@ -109,6 +118,9 @@ struct Solver<'a, 'e> {
     /// Capacity in use per pool (existing nodes), for limits.
     pool_usage: Vec<Resources>,
     zone_names: Vec<&'a str>,
+    /// Per kind of hostname-constrained pod (see [`host_cursor_key`]), the number of
+    /// leading claims known to refuse it for their host.
+    host_cursors: std::collections::HashMap<u64, usize>,
     /// Per catalog type, the offerings purchasable now (see [`offer_mask`]); computed
     /// once per decision because claims ask it for every type on every pod.
     available: Vec<u64>,
@@ -121,12 +133,13 @@ fn offer_bit(zone: usize, ct: CapacityType) -> u64 {
 
 fn offer_mask(zones: u32, cts: u8) -> u64 {
     let mut m = 0;
-    for z in 0..32 {
-        if zones & (1 << z) != 0 {
-            for ct in [CapacityType::Spot, CapacityType::OnDemand] {
-                if cts & ct.bit() != 0 {
-                    m |= offer_bit(z, ct);
-                }
+    let mut rest = zones;
+    while rest != 0 {
+        let z = rest.trailing_zeros() as usize;
+        rest &= rest - 1;
+        for ct in [CapacityType::Spot, CapacityType::OnDemand] {
+            if cts & ct.bit() != 0 {
+                m |= offer_bit(z, ct);
             }
         }
     }
@@ -223,6 +236,38 @@ pub fn infeasible_reason(env: &SolveEnv, pod: &Pod) -> Option<String> {
     Some(reasons.join("; "))
 }
 
+/// Pods that share this key get the same answer from a claim's hostname rules: same
+/// namespace and labels (what other pods' anti-affinity selects), same constraints.
+/// `None` when the pod has no hostname rule, or one that can loosen (hostname
+/// affinity: a co-located pod may arrive).
+fn host_cursor_key(pod: &Pod, strictness: Strictness) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let host_spread = pod.spread.iter().any(|s| s.kind == TopologyKey::Hostname);
+    let host_anti = pod
+        .anti_affinity
+        .iter()
+        .any(|t| t.kind == TopologyKey::Hostname);
+    if !(host_spread || host_anti) || has_hostname_affinity(pod) {
+        return None;
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (strictness == Strictness::Strict).hash(&mut h);
+    pod.namespace.hash(&mut h);
+    pod.labels.hash(&mut h);
+    pod.spread.hash(&mut h);
+    pod.affinity.hash(&mut h);
+    pod.anti_affinity.hash(&mut h);
+    Some(h.finish())
+}
+
+/// The fast path's answer for one pod and claim.
+enum Fast {
+    /// The pod fits: the first holding type is at `from`; `pin` is the zone to pin.
+    Fits { from: usize, pin: Option<usize> },
+    /// The pod does not fit this claim.
+    Full,
+}
+
 enum Target {
     Existing(usize),
     Claim,
@@ -308,6 +353,7 @@ impl<'a, 'e> Solver<'a, 'e> {
             env,
             snapshot,
             available,
+            host_cursors: std::collections::HashMap::new(),
             rooms,
             node_order,
             claims: Vec::new(),
@@ -336,7 +382,43 @@ impl<'a, 'e> Solver<'a, 'e> {
                 last_reason = "no ready node has room".into();
                 continue;
             }
-            for c in 0..self.claims.len() {
+            // Hostname rules only tighten as a decision fills its new nodes, so a claim
+            // that refused a pod of this kind for its host refuses the next one too:
+            // start after the refusing prefix.
+            let cursor_key = host_cursor_key(pod, strictness);
+            let start = cursor_key
+                .and_then(|k| self.host_cursors.get(&k).copied())
+                .unwrap_or(0);
+            let mut contiguous = true;
+            for c in start..self.claims.len() {
+                // Too large for every type the claim has left: no need to ask topology.
+                let claim = &self.claims[c];
+                if claim
+                    .requested
+                    .plus(&pod.requests)
+                    .exceeds(&claim.max_usable)
+                    .is_some()
+                {
+                    continue;
+                }
+                if let Some(k) = cursor_key {
+                    let place = Place {
+                        zone: None,
+                        host: &self.claims[c].name,
+                        labels: None,
+                    };
+                    if self
+                        .topology
+                        .allows(pod, &place, &eligible, strictness)
+                        .is_err()
+                    {
+                        if contiguous {
+                            self.host_cursors.insert(k, c + 1);
+                        }
+                        continue;
+                    }
+                    contiguous = false;
+                }
                 if self.try_claim(c, pi, &sets, &eligible, strictness).is_ok() {
                     return Ok(Target::Claim);
                 }
@@ -406,6 +488,7 @@ impl<'a, 'e> Solver<'a, 'e> {
         self.claims.push(Claim {
             pool: pm,
             types: (0..model.types.len() as u32).collect(),
+            types_from: 0,
             compatible: (0..model.types.len() as u32).collect(),
             zones: model.zones,
             capacity_types: model.capacity_types,
@@ -421,6 +504,70 @@ impl<'a, 'e> Solver<'a, 'e> {
     /// Is the offering (type, zone, capacity type) purchasable now?
     fn offering_ok(&self, ty: usize, zone_mask: u32, cts: u8) -> bool {
         self.available[ty] & offer_mask(zone_mask, cts) != 0
+    }
+
+    /// The common case: the pod narrows nothing (no label requirements, every zone and
+    /// capacity type of the claim allowed, no pool limits). Then only capacity and the
+    /// zone can stop it: the answer is the first type, from where the claim's list
+    /// starts, that holds the new total (in the zone the pod's topology picks, when the
+    /// claim has none yet). `None` when the general path must decide.
+    fn fast_path(
+        &self,
+        c: usize,
+        pod: &Pod,
+        sets: &[Vec<Requirement>],
+        requested: &Resources,
+        eligible: &[&str],
+        strictness: Strictness,
+    ) -> Option<Fast> {
+        let claim = &self.claims[c];
+        let [reqs] = sets else { return None };
+        let zones = claim.zones & zone_mask(reqs, &self.env.catalog.zones);
+        let cts = claim.capacity_types & capacity_type_mask(reqs);
+        let simple = zones == claim.zones
+            && cts == claim.capacity_types
+            && reqs
+                .iter()
+                .all(|r| labels::is_zone_key(&r.key) || labels::is_capacity_type_key(&r.key))
+            && self.env.pools[claim.pool].limits == Default::default();
+        if !simple {
+            return None;
+        }
+        let model = &self.env.model.pools[claim.pool];
+        let first_holder = |zones: u32| {
+            claim.types[claim.types_from..]
+                .iter()
+                .position(|&t| self.holds(&model.types[t as usize], requested, zones, cts))
+                .map(|p| claim.types_from + p)
+        };
+        if claim.zone_pinned.is_some() || !self.topology.zone_matters(pod) {
+            return Some(match first_holder(zones) {
+                Some(from) => Fast::Fits { from, pin: None },
+                None => Fast::Full,
+            });
+        }
+        let mut candidates: Vec<usize> = (0..self.zone_names.len())
+            .filter(|z| zones & (1 << z) != 0)
+            .collect();
+        candidates.sort_by_key(|&z| (self.topology.zone_count(pod, self.zone_names[z]), z));
+        for z in candidates {
+            let place = Place {
+                zone: Some(self.zone_names[z]),
+                host: &claim.name,
+                labels: None,
+            };
+            if self
+                .topology
+                .allows(pod, &place, eligible, strictness)
+                .is_err()
+            {
+                continue;
+            }
+            if let Some(from) = first_holder(1 << z) {
+                return Some(Fast::Fits { from, pin: Some(z) });
+            }
+        }
+        Some(Fast::Full)
     }
 
     /// Does some purchasable offering of `pt` (in `zones`, `cts`) hold `requested`,
@@ -466,6 +613,39 @@ impl<'a, 'e> Solver<'a, 'e> {
             return Err(e.to_string());
         }
         let model = &self.env.model.pools[claim.pool];
+        if let Some(found) = self.fast_path(c, pod, sets, &requested, eligible, strictness) {
+            let Fast::Fits { from: k, pin } = found else {
+                // Make the quick reject exact for the types left, so the next pods too
+                // large for this claim are turned away without a scan.
+                let mut m = Resources::default();
+                for &t in self.claims[c].live_types() {
+                    m.max_with(&model.types[t as usize].usable);
+                }
+                self.claims[c].max_usable = m;
+                return Err(format!(
+                    "no instance type with an available offering fits {requested}"
+                ));
+            };
+            let claim = &mut self.claims[c];
+            claim.types_from = k;
+            if let Some(z) = pin {
+                claim.zones = 1 << z;
+                claim.zone_pinned = Some(z);
+            }
+            claim.requested = requested;
+            claim.pods.push(pi);
+            let zone = claim.zone_pinned.map(|z| self.zone_names[z]);
+            let host = claim.name.clone();
+            self.topology.place(
+                pod,
+                &Place {
+                    zone,
+                    host: &host,
+                    labels: None,
+                },
+            );
+            return Ok(());
+        }
         let mut last = String::from("no instance type matches the pod's node requirements");
         for reqs in sets {
             let zones = claim.zones & zone_mask(reqs, &self.env.catalog.zones);
@@ -513,7 +693,11 @@ impl<'a, 'e> Solver<'a, 'e> {
                     })
                     .collect()
             };
-            let source = if unchanged { &claim.types } else { &compatible };
+            let source = if unchanged {
+                claim.live_types()
+            } else {
+                &compatible
+            };
             let types: Vec<u32> = source
                 .iter()
                 .copied()
@@ -545,7 +729,7 @@ impl<'a, 'e> Solver<'a, 'e> {
                         .is_ok()
                         && types
                             .iter()
-                            .any(|&t| self.offering_ok(model.types[t as usize].ty, 1 << z, cts))
+                            .any(|&t| self.holds(&model.types[t as usize], &requested, 1 << z, cts))
                 });
                 let Some(z) = chosen else {
                     last = "no zone satisfies the pod's topology constraints".into();
@@ -569,7 +753,8 @@ impl<'a, 'e> Solver<'a, 'e> {
             // The old maximum still bounds the narrower set; recompute it only when the
             // set shrank a lot, so quick rejects stay sharp without a pass per pod.
             let claim = &self.claims[c];
-            let max_usable = if types.len() * 10 < claim.types.len() * 9 || types.len() <= 16 {
+            let max_usable = if types.len() * 10 < claim.live_types().len() * 9 || types.len() <= 16
+            {
                 let mut m = Resources::default();
                 for &t in &types {
                     m.max_with(&model.types[t as usize].usable);
@@ -580,6 +765,7 @@ impl<'a, 'e> Solver<'a, 'e> {
             };
             let claim = &mut self.claims[c];
             claim.types = types;
+            claim.types_from = 0;
             claim.compatible = compatible;
             claim.zones = zones;
             claim.capacity_types = cts;
@@ -616,7 +802,7 @@ impl<'a, 'e> Solver<'a, 'e> {
             if let Some(o) = launch_options(
                 self.env,
                 model,
-                &c.types,
+                c.live_types(),
                 &c.requested,
                 c.zones,
                 c.capacity_types,
@@ -640,7 +826,7 @@ impl<'a, 'e> Solver<'a, 'e> {
             let single = launch_options(
                 env,
                 model,
-                &c.types,
+                c.live_types(),
                 &c.requested,
                 c.zones,
                 c.capacity_types,

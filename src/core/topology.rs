@@ -53,7 +53,6 @@ impl Group<'_> {
 struct AntiEntry<'a> {
     owner: &'a Pod,
     term: &'a PodAffinityTerm,
-    value: String,
 }
 
 fn namespaces_of(owner: &Pod, explicit: &[String]) -> Vec<String> {
@@ -69,6 +68,10 @@ fn namespaces_of(owner: &Pod, explicit: &[String]) -> Vec<String> {
 pub struct Topology<'a> {
     groups: Vec<Group<'a>>,
     anti: Vec<AntiEntry<'a>>,
+    /// Indices into `anti` by topology key, then domain value.
+    anti_at: HashMap<String, HashMap<String, Vec<usize>>>,
+    /// Whether any entry of `anti` is zone-keyed (most are per hostname).
+    any_zone_anti: bool,
     /// Pods placed before this decision, counted when a group is made.
     seed: Vec<(&'a Pod, Place<'a>)>,
 }
@@ -85,22 +88,36 @@ impl<'a> Topology<'a> {
     /// Starts from the pods already placed. Groups must then be registered (for every
     /// pending pod) before any new placement.
     pub fn new(seed: Vec<(&'a Pod, Place<'a>)>) -> Self {
-        let mut anti = Vec::new();
-        for (pod, place) in &seed {
-            for t in &pod.anti_affinity {
-                if let Some(v) = place.value(&t.topology_key) {
-                    anti.push(AntiEntry {
-                        owner: pod,
-                        term: t,
-                        value: v.to_string(),
-                    });
-                }
-            }
-        }
-        Topology {
+        let mut topology = Topology {
             groups: Vec::new(),
-            anti,
-            seed,
+            anti: Vec::new(),
+            anti_at: HashMap::new(),
+            any_zone_anti: false,
+            seed: Vec::new(),
+        };
+        for (pod, place) in &seed {
+            topology.record_anti(pod, place);
+        }
+        topology.seed = seed;
+        topology
+    }
+
+    /// Remembers the anti-affinity terms of `pod` placed at `place`.
+    fn record_anti(&mut self, pod: &'a Pod, place: &Place<'_>) {
+        for t in &pod.anti_affinity {
+            if let Some(v) = place.value(&t.topology_key) {
+                self.any_zone_anti |= labels::is_zone_key(&t.topology_key);
+                self.anti_at
+                    .entry(t.topology_key.clone())
+                    .or_default()
+                    .entry(v.to_string())
+                    .or_default()
+                    .push(self.anti.len());
+                self.anti.push(AntiEntry {
+                    owner: pod,
+                    term: t,
+                });
+            }
         }
     }
 
@@ -155,10 +172,17 @@ impl<'a> Topology<'a> {
         selector: &LabelSelector,
         key: &str,
     ) -> Option<&Group<'a>> {
-        let ns = namespaces_of(owner, namespaces);
+        // Compared in place: this runs for every constraint of every try.
+        let ns_eq = |g: &Group| {
+            if namespaces.is_empty() {
+                g.namespaces.len() == 1 && g.namespaces[0] == owner.namespace
+            } else {
+                g.namespaces == namespaces
+            }
+        };
         self.groups
             .iter()
-            .find(|g| g.key == key && g.namespaces == ns && *g.selector == *selector)
+            .find(|g| g.key == key && ns_eq(g) && *g.selector == *selector)
     }
 
     /// Does `pod` have any constraint whose domain is the zone?
@@ -175,9 +199,10 @@ impl<'a> Topology<'a> {
     /// placed pod's zone anti-affinity that selects it?
     pub fn zone_matters(&self, pod: &Pod) -> bool {
         Self::has_zone_constraint(pod)
-            || self.anti.iter().any(|e| {
-                labels::is_zone_key(&e.term.topology_key) && e.owner.term_selects(e.term, pod)
-            })
+            || (self.any_zone_anti
+                && self.anti.iter().any(|e| {
+                    labels::is_zone_key(&e.term.topology_key) && e.owner.term_selects(e.term, pod)
+                }))
     }
 
     /// The spread count of the zone-keyed spread group of `pod` at `zone` (used to pick
@@ -229,11 +254,14 @@ impl<'a> Topology<'a> {
                 }
             }
         }
-        for e in &self.anti {
-            if place.value(&e.term.topology_key) == Some(e.value.as_str())
-                && e.owner.term_selects(e.term, pod)
-            {
-                return Err("pod anti-affinity of a placed pod");
+        // Only the placed pods in this place's domains can object.
+        for (key, by_value) in &self.anti_at {
+            let Some(v) = place.value(key) else { continue };
+            for &i in by_value.get(v).map_or(&[][..], Vec::as_slice) {
+                let e = &self.anti[i];
+                if e.owner.term_selects(e.term, pod) {
+                    return Err("pod anti-affinity of a placed pod");
+                }
             }
         }
         Ok(())
@@ -283,14 +311,6 @@ impl<'a> Topology<'a> {
                 }
             }
         }
-        for t in &pod.anti_affinity {
-            if let Some(v) = place.value(&t.topology_key) {
-                self.anti.push(AntiEntry {
-                    owner: pod,
-                    term: t,
-                    value: v.to_string(),
-                });
-            }
-        }
+        self.record_anti(pod, place);
     }
 }
