@@ -298,6 +298,7 @@ impl Case {
             allow_new_nodes: true,
             use_launching_nodes: true,
             split_claims: true,
+            exclude_node: None,
         }
     }
 

@@ -187,6 +187,7 @@ impl World {
             allow_new_nodes: true,
             use_launching_nodes: true,
             split_claims: true,
+            exclude_node: None,
         };
         let snapshot = Snapshot {
             nodes: self

@@ -66,14 +66,14 @@ fn cheaper_node_could_hold(env: &SolveEnv, pods: &[&Pod], price: f64) -> bool {
 
 /// Looks for one consolidation action, trying at most `max_candidates` nodes, cheapest
 /// to disrupt first (fewest pods, then most expensive).
-pub fn find_action(
+pub fn find_action<'a>(
     env: &SolveEnv,
-    snapshot: &Snapshot,
+    mut snapshot: Snapshot<'a>,
     costs: &[NodeCost],
     pools: &[PoolConsolidation],
     max_candidates: usize,
 ) -> Option<Action> {
-    let mut pods_on: Vec<Vec<&Pod>> = vec![Vec::new(); snapshot.nodes.len()];
+    let mut pods_on: Vec<Vec<&'a Pod>> = vec![Vec::new(); snapshot.nodes.len()];
     for &(pod, n) in &snapshot.bound {
         pods_on[n].push(pod);
     }
@@ -98,90 +98,108 @@ pub fn find_action(
             .then(costs[b].price_per_hour.total_cmp(&costs[a].price_per_hour))
             .then(a.cmp(&b))
     });
+    // Pods whose anti-affinity other pods must respect: all the topology a candidate
+    // without constraints of its own needs (most are), found once per pass.
+    let anti_bound: Vec<(&'a Pod, usize)> = snapshot
+        .bound
+        .iter()
+        .copied()
+        .filter(|(pod, _)| !pod.anti_affinity.is_empty())
+        .collect();
     for &n in candidates.iter().take(max_candidates) {
-        let mut nodes = snapshot.nodes.clone();
-        nodes[n].schedulable = false;
+        let constrained = pods_on[n]
+            .iter()
+            .any(|p| !p.spread.is_empty() || !p.affinity.is_empty() || !p.anti_affinity.is_empty());
+        let bound = if constrained {
+            &snapshot.bound
+        } else {
+            &anti_bound
+        };
+        // The node list is lent to each trial and handed back, not copied.
         let without = Snapshot {
-            nodes,
-            bound: snapshot
-                .bound
-                .iter()
-                .copied()
-                .filter(|&(_, m)| m != n)
-                .collect(),
+            nodes: std::mem::take(&mut snapshot.nodes),
+            bound: bound.iter().copied().filter(|&(_, m)| m != n).collect(),
             pending: pods_on[n].clone(),
         };
-        // Launching nodes are already promised to pending pods: a consolidation
-        // decision counts only on ready ones. Deleting is tried first, on existing
-        // nodes alone (cheap); a replacement only when some type could be cheaper.
-        let existing_only = SolveEnv {
-            use_launching_nodes: false,
-            allow_new_nodes: false,
-            ..*env
-        };
-        let decision = solve(&existing_only, &without);
-        if decision.existing.len() == without.pending.len() {
-            return Some(Action::Delete { node: n });
-        }
-        // The pods the other nodes could not take must fit one cheaper node.
-        let mut placed = vec![false; without.pending.len()];
-        for &(i, _) in &decision.existing {
-            placed[i] = true;
-        }
-        let leftover: Vec<&Pod> = without
-            .pending
-            .iter()
-            .zip(&placed)
-            .filter(|(_, &p)| !p)
-            .map(|(pod, _)| *pod)
-            .collect();
-        if !cheaper_node_could_hold(env, &leftover, costs[n].price_per_hour) {
-            continue;
-        }
-        let settled = SolveEnv {
-            allow_new_nodes: true,
-            split_claims: false,
-            ..existing_only
-        };
-        let decision = solve(&settled, &without);
-        if !decision.unschedulable.is_empty() || !decision.infeasible.is_empty() {
-            continue;
-        }
-        match decision.launches.as_slice() {
-            [] => return Some(Action::Delete { node: n }),
-            [plan] => {
-                let price = costs[n].price_per_hour;
-                let Some(best) = plan.options.first() else {
-                    continue;
-                };
-                if best.price_per_hour >= price {
-                    continue;
-                }
-                let was_spot = snapshot.nodes[n]
-                    .labels
-                    .get(labels::KARPENTER_CAPACITY_TYPE)
-                    .map(String::as_str)
-                    == Some(CapacityType::Spot.as_str());
-                if was_spot && best.capacity_type == CapacityType::Spot {
-                    let mut cheaper: Vec<usize> = plan
-                        .options
-                        .iter()
-                        .filter(|o| o.price_per_hour < price)
-                        .map(|o| o.instance_type)
-                        .collect();
-                    cheaper.sort_unstable();
-                    cheaper.dedup();
-                    if cheaper.len() < MIN_CHEAPER_SPOT_TYPES {
-                        continue;
-                    }
-                }
-                return Some(Action::Replace {
-                    node: n,
-                    plan: plan.clone(),
-                });
-            }
-            _ => continue,
+        let action = trial(env, &without, n, costs[n].price_per_hour);
+        snapshot.nodes = without.nodes;
+        if action.is_some() {
+            return action;
         }
     }
     None
+}
+
+/// Where would node `n`'s pods (`without.pending`) go if it were gone? `price` is what
+/// the node costs per hour.
+fn trial(env: &SolveEnv, without: &Snapshot, n: usize, price: f64) -> Option<Action> {
+    // Launching nodes are already promised to pending pods: a consolidation
+    // decision counts only on ready ones. Deleting is tried first, on existing
+    // nodes alone (cheap); a replacement only when some type could be cheaper.
+    let existing_only = SolveEnv {
+        use_launching_nodes: false,
+        allow_new_nodes: false,
+        exclude_node: Some(n),
+        ..*env
+    };
+    let decision = solve(&existing_only, without);
+    if decision.existing.len() == without.pending.len() {
+        return Some(Action::Delete { node: n });
+    }
+    // The pods the other nodes could not take must fit one cheaper node.
+    let mut placed = vec![false; without.pending.len()];
+    for &(i, _) in &decision.existing {
+        placed[i] = true;
+    }
+    let leftover: Vec<&Pod> = without
+        .pending
+        .iter()
+        .zip(&placed)
+        .filter(|(_, &p)| !p)
+        .map(|(pod, _)| *pod)
+        .collect();
+    if !cheaper_node_could_hold(env, &leftover, price) {
+        return None;
+    }
+    let settled = SolveEnv {
+        allow_new_nodes: true,
+        split_claims: false,
+        ..existing_only
+    };
+    let decision = solve(&settled, without);
+    if !decision.unschedulable.is_empty() || !decision.infeasible.is_empty() {
+        return None;
+    }
+    match decision.launches.as_slice() {
+        [] => Some(Action::Delete { node: n }),
+        [plan] => {
+            let best = plan.options.first()?;
+            if best.price_per_hour >= price {
+                return None;
+            }
+            let was_spot = without.nodes[n]
+                .labels
+                .get(labels::KARPENTER_CAPACITY_TYPE)
+                .map(String::as_str)
+                == Some(CapacityType::Spot.as_str());
+            if was_spot && best.capacity_type == CapacityType::Spot {
+                let mut cheaper: Vec<usize> = plan
+                    .options
+                    .iter()
+                    .filter(|o| o.price_per_hour < price)
+                    .map(|o| o.instance_type)
+                    .collect();
+                cheaper.sort_unstable();
+                cheaper.dedup();
+                if cheaper.len() < MIN_CHEAPER_SPOT_TYPES {
+                    return None;
+                }
+            }
+            Some(Action::Replace {
+                node: n,
+                plan: plan.clone(),
+            })
+        }
+        _ => None,
+    }
 }

@@ -42,6 +42,9 @@ pub struct SolveEnv<'a> {
     /// Split a new node into several cheaper ones when that saves (off when the caller
     /// needs one node per claim, as a consolidation replacement does).
     pub split_claims: bool,
+    /// A node to leave out as a target, as if it were gone (consolidation asks where
+    /// its pods would go).
+    pub exclude_node: Option<usize>,
 }
 
 /// One purchasable option of a launch, cheapest first in [`LaunchPlan::options`].
@@ -309,7 +312,7 @@ impl<'a, 'e> Solver<'a, 'e> {
         let mut node_order: Vec<usize> = (0..snapshot.nodes.len())
             .filter(|&i| {
                 let n = &snapshot.nodes[i];
-                n.schedulable && (n.ready || env.use_launching_nodes)
+                n.schedulable && (n.ready || env.use_launching_nodes) && env.exclude_node != Some(i)
             })
             .collect();
         node_order.sort_by_key(|&i| !snapshot.nodes[i].ready);

@@ -533,6 +533,7 @@ impl<'c> Sim<'c> {
             allow_new_nodes: true,
             use_launching_nodes: true,
             split_claims: true,
+            exclude_node: None,
         };
         let mut reason = scheduler::infeasible_reason(&mode_env, pod);
         let fleet_env = SolveEnv {
@@ -864,6 +865,7 @@ impl<'c> Sim<'c> {
             allow_new_nodes: new_nodes,
             use_launching_nodes: new_nodes,
             split_claims: true,
+            exclude_node: None,
         }
     }
 
@@ -1155,7 +1157,7 @@ impl<'c> Sim<'c> {
             let started = Instant::now();
             let action = consolidation::find_action(
                 &env,
-                &snapshot,
+                snapshot,
                 &costs,
                 &policies,
                 CONSOLIDATION_CANDIDATES,
