@@ -44,13 +44,8 @@ pub struct BootDelay {
     pub max: Duration,
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct SpotPriceOverride {
-    pub instance_type: String,
-    /// `None` = every zone.
-    pub zone: Option<String>,
-    pub price_per_hour: f64,
-}
+/// The catalog's own override type: settings hand it over as it is.
+pub use crate::catalog::SpotPriceOverride;
 
 /// Reservations subtracted from capacity to get allocatable (the EKS AMI's formulas).
 #[derive(Clone, Debug, PartialEq)]

@@ -573,6 +573,22 @@ impl<'a, 'e> Solver<'a, 'e> {
         Some(Fast::Full)
     }
 
+    /// Counts `pod` in the topology at claim `c` (its host, and its zone once pinned).
+    fn record_on_claim(&mut self, c: usize, pod: &'e Pod) {
+        let claim = &self.claims[c];
+        let zone = claim.zone_pinned.map(|z| self.zone_names[z]);
+        // `Topology::place` copies the strings it keeps.
+        let host = claim.name.clone();
+        self.topology.place(
+            pod,
+            &Place {
+                zone,
+                host: &host,
+                labels: None,
+            },
+        );
+    }
+
     /// Does some purchasable offering of `pt` (in `zones`, `cts`) hold `requested`,
     /// counting the DaemonSets of that offering's capacity type?
     fn holds(&self, pt: &PoolType, requested: &Resources, zones: u32, cts: u8) -> bool {
@@ -637,16 +653,7 @@ impl<'a, 'e> Solver<'a, 'e> {
             }
             claim.requested = requested;
             claim.pods.push(pi);
-            let zone = claim.zone_pinned.map(|z| self.zone_names[z]);
-            let host = claim.name.clone();
-            self.topology.place(
-                pod,
-                &Place {
-                    zone,
-                    host: &host,
-                    labels: None,
-                },
-            );
+            self.record_on_claim(c, pod);
             return Ok(());
         }
         let mut last = String::from("no instance type matches the pod's node requirements");
@@ -776,17 +783,7 @@ impl<'a, 'e> Solver<'a, 'e> {
             claim.requested = requested;
             claim.max_usable = max_usable;
             claim.pods.push(pi);
-            // `Topology::place` copies the strings it keeps.
-            let zone = pinned.map(|z| self.zone_names[z]);
-            let host = claim.name.clone();
-            self.topology.place(
-                pod,
-                &Place {
-                    zone,
-                    host: &host,
-                    labels: None,
-                },
-            );
+            self.record_on_claim(c, pod);
             return Ok(());
         }
         Err(last)

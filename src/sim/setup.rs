@@ -1,7 +1,7 @@
 //! Turns configuration into what the simulator runs: the catalog, node pools (or the
 //! node groups as one-type pools) and DaemonSet overhead templates.
 
-use crate::catalog::{self, CatalogOptions, OverheadSettings, SpotPriceOverride};
+use crate::catalog::{self, CatalogOptions, OverheadSettings};
 use crate::config::{Config, DaemonSet, Settings};
 use crate::core::instance::Catalog;
 use crate::core::labels;
@@ -32,15 +32,7 @@ pub fn catalog_options(settings: &Settings) -> CatalogOptions {
     CatalogOptions {
         region: settings.region.clone(),
         zones: settings.zones.clone(),
-        spot_price_overrides: settings
-            .spot_price_overrides
-            .iter()
-            .map(|s| SpotPriceOverride {
-                instance_type: s.instance_type.clone(),
-                zone: s.zone.clone(),
-                price_per_hour: s.price_per_hour,
-            })
-            .collect(),
+        spot_price_overrides: settings.spot_price_overrides.clone(),
         overhead: OverheadSettings {
             vm_memory_overhead_percent: o.vm_memory_overhead_percent,
             kube_reserved_memory_per_pod_mib: mib(o.kube_reserved_memory_per_pod),
