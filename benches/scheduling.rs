@@ -4,25 +4,35 @@
 //!   (kubernetes-sigs/karpenter PR #1938): 400 synthetic instance types, one unconstrained
 //!   node pool, no nodes, no DaemonSets, and a five-way pod mix (plain, zonal spread,
 //!   hostname spread, zonal self-affinity, hostname anti-affinity).
-//! * `scheduling_real_catalog`: the same pod mix against the embedded EC2 catalog, on an
-//!   empty cluster and on one that already has 500 partly used nodes.
+//! * `scheduling_real_catalog`: the same pod mix against the embedded EC2 catalog: 1,000
+//!   and 10,000 pods on an empty cluster, and 1,000 pods on clusters that already have 500
+//!   and 2,000 partly used nodes.
+//! * `consolidation`: one consolidation decision (`core::consolidation::find_action`)
+//!   over 500, 2,000 and 5,000 full nodes of the real catalog with 20 bound pods each,
+//!   trying 10 candidates (`production`, one simulator scan) or every node
+//!   (`all_candidates`, the full pass). No action succeeds on these clusters, so every
+//!   candidate tried is simulated.
 //!
-//! Only `solve` is timed: the catalog, the `SchedulingModel` (built once per
-//! configuration and reused by every decision in production) and the snapshot are built
-//! beforehand. Everything is seeded, so every run sees the same inputs.
+//! Only the decision is timed: the catalog, the `SchedulingModel` (built once per
+//! configuration and reused by every decision in production) and, for `solve`, the
+//! snapshot are built beforehand. `find_action` takes its snapshot by value, so that one
+//! is built in `iter_batched` setup (untimed); its drop is inside the timed call.
+//! Everything is seeded, so every run sees the same inputs.
 //!
 //! See `benches/README.md` for the figures and how to reproduce them.
 
 use criterion::{
-    black_box, criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+    black_box, criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, SamplingMode,
+    Throughput,
 };
 use std::time::{Duration, Instant};
 use stevedore::catalog::{load_embedded, CatalogOptions};
+use stevedore::core::consolidation::{find_action, Action, NodeCost, PoolConsolidation};
 use stevedore::core::instance::{CapacityType, Catalog, InstanceType, Offering};
 use stevedore::core::labels::{self, Labels};
 use stevedore::core::model::SchedulingModel;
 use stevedore::core::nodepool::{NodePool, PoolLimits};
-use stevedore::core::pod::{Pod, PodAffinityTerm, TopologyKey, TopologySpread};
+use stevedore::core::pod::{OwnerRef, Pod, PodAffinityTerm, TopologyKey, TopologySpread};
 use stevedore::core::requirements::LabelSelector;
 use stevedore::core::resources::Resources;
 use stevedore::core::rng::Rng;
@@ -38,10 +48,17 @@ const POD_SEED: u64 = 1938;
 const NODE_SEED: u64 = 500;
 /// Karpenter caps a NodeClaim at 60 instance types; the tests use the same.
 const MAX_LAUNCH_OPTIONS: usize = 60;
-/// Pod sizes of the reference mix. 10,000 and 20,000 are left out: see README.md.
+/// Pod counts of the reference mix.
 const REFERENCE_SIZES: &[usize] = &[1_000, 5_000, 10_000, 20_000];
 const REAL_CATALOG_PODS: usize = 1_000;
-const EXISTING_NODES: usize = 500;
+const REAL_CATALOG_PODS_LARGE: usize = 10_000;
+/// Existing-node counts of the real-catalog cases with 1,000 pods.
+const EXISTING_NODES: &[usize] = &[500, 2_000];
+/// Cluster sizes of the consolidation group.
+const CONSOLIDATION_NODES: &[usize] = &[500, 2_000, 5_000];
+const PODS_PER_NODE: usize = 20;
+/// Candidates the simulator tries per consolidation scan.
+const PRODUCTION_CANDIDATES: usize = 10;
 /// Label values per constrained part (spread and affinity parts), like the small random
 /// label set of Karpenter's benchmark; the anti-affinity part is a single group.
 const GROUPS_PER_PART: usize = 4;
@@ -230,7 +247,7 @@ fn existing_nodes(catalog: &Catalog, pool: &NodePool, count: usize) -> Vec<NodeS
             } else {
                 CapacityType::OnDemand
             };
-            let name = format!("node-{i:04}");
+            let name = format!("node-{i:05}");
             let mut l = it.labels.clone();
             l.insert(labels::ZONE.into(), zone.into());
             l.insert(labels::REGION.into(), catalog.region.clone());
@@ -255,6 +272,18 @@ fn existing_nodes(catalog: &Catalog, pool: &NodePool, count: usize) -> Vec<NodeS
             }
         })
         .collect()
+}
+
+/// The process's peak resident set so far (`VmHWM`, Linux), for the decision summaries.
+fn peak_rss() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -341,11 +370,12 @@ impl Case {
         println!(
             "[{label}] pods {}: nodes created {}, pods on existing nodes {on_existing}, \
              pods unplaced {unplaced}, mean options per launch {:.1}, \
-             first-option cost ${cost:.2}/h, one untimed solve {:.3} s",
+             first-option cost ${cost:.2}/h, one untimed solve {:.3} s, peak RSS so far {}",
             self.pods.len(),
             d.launches.len(),
             options as f64 / d.launches.len().max(1) as f64,
             took.as_secs_f64(),
+            peak_rss(),
         );
         if let Some((i, why)) = d.unschedulable.first().or(d.infeasible.first()) {
             println!("[{label}]   e.g. {}: {why}", self.pods[*i].name);
@@ -387,21 +417,249 @@ fn scheduling_reference_mix(c: &mut Criterion) {
 
 fn scheduling_real_catalog(c: &mut Criterion) {
     let catalog = real_catalog();
-    let empty = Case::new(catalog.clone(), pod_mix(REAL_CATALOG_PODS), 0);
-    empty.report("scheduling_real_catalog/empty_cluster");
-    empty.bench(
-        c,
-        "scheduling_real_catalog",
-        BenchmarkId::new("empty_cluster", REAL_CATALOG_PODS),
-    );
-    let busy = Case::new(catalog, pod_mix(REAL_CATALOG_PODS), EXISTING_NODES);
-    busy.report("scheduling_real_catalog/500_nodes");
-    busy.bench(
-        c,
-        "scheduling_real_catalog",
-        BenchmarkId::new("500_nodes", REAL_CATALOG_PODS),
-    );
+    for pods in [REAL_CATALOG_PODS, REAL_CATALOG_PODS_LARGE] {
+        let empty = Case::new(catalog.clone(), pod_mix(pods), 0);
+        empty.report(&format!("scheduling_real_catalog/empty_cluster/{pods}"));
+        empty.bench(
+            c,
+            "scheduling_real_catalog",
+            BenchmarkId::new("empty_cluster", pods),
+        );
+    }
+    for &nodes in EXISTING_NODES {
+        let busy = Case::new(catalog.clone(), pod_mix(REAL_CATALOG_PODS), nodes);
+        let label = format!("{nodes}_nodes");
+        busy.report(&format!(
+            "scheduling_real_catalog/{label}/{REAL_CATALOG_PODS}"
+        ));
+        busy.bench(
+            c,
+            "scheduling_real_catalog",
+            BenchmarkId::new(label, REAL_CATALOG_PODS),
+        );
+    }
 }
 
-criterion_group!(benches, scheduling_reference_mix, scheduling_real_catalog);
+// ---------------------------------------------------------------------------------------
+// Consolidation
+
+/// A cluster on which no consolidation action succeeds: every node is of the type (and
+/// priced at the offering) that is cheapest among all types able to hold its 20 pods, and
+/// the pods fill 97 % of its CPU, so no pod fits in the 3 % another node has left and no
+/// cheaper node could take them all.
+struct FullCluster {
+    case: Case,
+    /// `PODS_PER_NODE` pods per node, node `i` holding `pods[i*20..(i+1)*20]`.
+    pods: Vec<Pod>,
+    costs: Vec<NodeCost>,
+    pools: Vec<PoolConsolidation>,
+}
+
+/// The cheapest offering (price, type, offering index) of any type whose allocatable
+/// holds `total`.
+fn cheapest_holder(catalog: &Catalog, total: &Resources) -> (f64, usize, usize) {
+    let mut best = (f64::INFINITY, usize::MAX, usize::MAX);
+    for (t, it) in catalog.types.iter().enumerate() {
+        if !total.fits_in(&it.allocatable) {
+            continue;
+        }
+        for (o, off) in it.offerings.iter().enumerate() {
+            if off.price_per_hour < best.0 {
+                best = (off.price_per_hour, t, o);
+            }
+        }
+    }
+    best
+}
+
+/// Requests of one of the 20 pods that fill 97 % of the CPU and 80 % of the memory of
+/// `it`'s allocatable.
+fn filling_pod(it: &InstanceType) -> Resources {
+    let a = &it.allocatable;
+    let per = PODS_PER_NODE as i64;
+    Resources::new(a.cpu_milli * 97 / 100 / per, a.memory * 80 / 100 / per, 1)
+}
+
+impl FullCluster {
+    fn new(catalog: Catalog, count: usize) -> Self {
+        // Start from m5.xlarge and move to the cheapest holder of its pods until that is
+        // the type itself.
+        let mut ty = catalog
+            .find("m5.xlarge")
+            .expect("type in the embedded catalog");
+        let mut holder = (0.0, ty, 0);
+        for _ in 0..10 {
+            let mut total = Resources::default();
+            let pod = filling_pod(&catalog.types[ty]);
+            for _ in 0..PODS_PER_NODE {
+                total.add(&pod);
+            }
+            holder = cheapest_holder(&catalog, &total);
+            if holder.1 == ty {
+                break;
+            }
+            ty = holder.1;
+        }
+        assert_eq!(holder.1, ty, "no stable cheapest holder");
+        let (price, _, offering) = holder;
+        let it = &catalog.types[ty];
+        let ct = it.offerings[offering].capacity_type;
+        let request = filling_pod(it);
+        let mut total = Resources::default();
+        for _ in 0..PODS_PER_NODE {
+            total.add(&request);
+        }
+        let pool = open_pool();
+        let nodes = (0..count)
+            .map(|i| {
+                let zone = ZONES[i % ZONES.len()];
+                let name = format!("node-{i:05}");
+                let mut l = it.labels.clone();
+                l.insert(labels::ZONE.into(), zone.into());
+                l.insert(labels::REGION.into(), catalog.region.clone());
+                l.insert(labels::HOSTNAME.into(), name.clone());
+                l.insert(labels::KARPENTER_CAPACITY_TYPE.into(), ct.as_str().into());
+                l.insert(labels::CAPACITY_TYPE.into(), ct.as_str().into());
+                l.insert(labels::KARPENTER_NODEPOOL.into(), pool.name.clone());
+                l.insert(labels::NODEPOOL.into(), pool.name.clone());
+                NodeSpec {
+                    name,
+                    labels: l,
+                    capacity: it.capacity.clone(),
+                    allocatable: it.allocatable.clone(),
+                    requested: total.clone(),
+                }
+            })
+            .collect();
+        let pods = (0..count * PODS_PER_NODE)
+            .map(|i| {
+                let app = format!("app-{}", i % 50);
+                let mut pod = Pod {
+                    namespace: "default".into(),
+                    name: format!("pod-{i:06}"),
+                    requests: request.clone(),
+                    owner: Some(OwnerRef {
+                        kind: "ReplicaSet".into(),
+                        name: app.clone(),
+                    }),
+                    ..Default::default()
+                };
+                pod.labels.insert("app".into(), app);
+                pod
+            })
+            .collect();
+        let pools = vec![pool];
+        let model = SchedulingModel::new(&catalog, &pools, &[]);
+        FullCluster {
+            case: Case {
+                catalog,
+                pools,
+                model,
+                unavailable: UnavailableOfferings::default(),
+                nodes,
+                pods: Vec::new(),
+            },
+            pods,
+            costs: vec![
+                NodeCost {
+                    price_per_hour: price,
+                    stable_since: 0.0,
+                };
+                count
+            ],
+            pools: vec![PoolConsolidation {
+                underutilized: true,
+                after_s: 0.0,
+            }],
+        }
+    }
+
+    fn env(&self) -> SolveEnv<'_> {
+        SolveEnv {
+            now: 100.0,
+            ..self.case.env()
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot<'_> {
+        let mut s = self.case.snapshot();
+        s.bound = self
+            .pods
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p, i / PODS_PER_NODE))
+            .collect();
+        s
+    }
+
+    fn decide(&self, max_candidates: usize) -> Option<Action> {
+        find_action(
+            &self.env(),
+            self.snapshot(),
+            &self.costs,
+            &self.pools,
+            max_candidates,
+        )
+    }
+
+    /// One untimed pass over every candidate: it must find nothing.
+    fn report(&self, label: &str) {
+        let start = Instant::now();
+        let action = self.decide(usize::MAX);
+        let took = start.elapsed();
+        let ty = &self.case.nodes[0].labels[labels::INSTANCE_TYPE];
+        println!(
+            "[{label}] nodes {} of {ty} at ${:.4}/h, bound pods {}: action {action:?}, \
+             one untimed full pass {:.3} s",
+            self.case.nodes.len(),
+            self.costs[0].price_per_hour,
+            self.pods.len(),
+            took.as_secs_f64(),
+        );
+        assert!(action.is_none(), "the full cluster must admit no action");
+    }
+}
+
+fn consolidation(c: &mut Criterion) {
+    let catalog = real_catalog();
+    for &nodes in CONSOLIDATION_NODES {
+        let cluster = FullCluster::new(catalog.clone(), nodes);
+        cluster.report(&format!("consolidation/{nodes}"));
+        let mut g = c.benchmark_group("consolidation");
+        g.sample_size(10)
+            .sampling_mode(SamplingMode::Flat)
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(10));
+        for (name, max) in [
+            ("production", PRODUCTION_CANDIDATES),
+            ("all_candidates", usize::MAX),
+        ] {
+            // Throughput in candidates tried (each is one trial), as no action succeeds.
+            g.throughput(Throughput::Elements(max.min(nodes) as u64));
+            g.bench_function(BenchmarkId::new(name, nodes), |b| {
+                b.iter_batched(
+                    || cluster.snapshot(),
+                    |snapshot| {
+                        find_action(
+                            black_box(&cluster.env()),
+                            black_box(snapshot),
+                            &cluster.costs,
+                            &cluster.pools,
+                            max,
+                        )
+                    },
+                    BatchSize::LargeInput,
+                )
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(
+    benches,
+    scheduling_reference_mix,
+    scheduling_real_catalog,
+    consolidation
+);
 criterion_main!(benches);
