@@ -22,8 +22,7 @@
 //! See `benches/README.md` for the figures and how to reproduce them.
 
 use criterion::{
-    black_box, criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, SamplingMode,
-    Throughput,
+    black_box, criterion_group, BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
 use std::time::{Duration, Instant};
 use stevedore::catalog::{load_embedded, CatalogOptions};
@@ -662,4 +661,18 @@ criterion_group!(
     scheduling_real_catalog,
     consolidation
 );
-criterion_main!(benches);
+/// `STEVEDORE_PEAK_MEMORY_PODS=20000 <bench binary>` builds the reference mix of that
+/// size, solves it once and exits, so `/usr/bin/time -v` reports the peak memory of one
+/// scheduling run and nothing else (Criterion, other cases).
+fn main() {
+    if let Ok(n) = std::env::var("STEVEDORE_PEAK_MEMORY_PODS") {
+        let n: usize = n
+            .parse()
+            .expect("STEVEDORE_PEAK_MEMORY_PODS is a pod count");
+        let case = Case::new(synthetic_catalog(), pod_mix(n), 0);
+        case.report(&format!("peak_memory/{n}"));
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -114,6 +114,9 @@ struct Solver<'a, 'e> {
     env: &'e SolveEnv<'a>,
     snapshot: &'e Snapshot<'a>,
     rooms: Vec<NodeRoom>,
+    /// Component-wise maximum of the rooms of the nodes in `node_order`. Rooms only
+    /// shrink during a decision, so it stays an upper bound.
+    max_room: Resources,
     /// Existing-node indices in the order they are tried: ready before launching.
     node_order: Vec<usize>,
     claims: Vec<Claim>,
@@ -302,7 +305,7 @@ fn has_preferences(pod: &Pod) -> bool {
 
 impl<'a, 'e> Solver<'a, 'e> {
     fn new(env: &'e SolveEnv<'a>, snapshot: &'e Snapshot<'a>) -> Self {
-        let rooms = snapshot
+        let rooms: Vec<NodeRoom> = snapshot
             .nodes
             .iter()
             .map(|n| NodeRoom {
@@ -316,6 +319,10 @@ impl<'a, 'e> Solver<'a, 'e> {
             })
             .collect();
         node_order.sort_by_key(|&i| !snapshot.nodes[i].ready);
+        let mut max_room = Resources::default();
+        for &i in &node_order {
+            max_room.max_with(&rooms[i].remaining);
+        }
         let mut pool_usage = vec![Resources::default(); env.pools.len()];
         for n in &snapshot.nodes {
             if let Some(p) = n.pool {
@@ -355,6 +362,7 @@ impl<'a, 'e> Solver<'a, 'e> {
         Solver {
             env,
             snapshot,
+            max_room,
             available,
             host_cursors: std::collections::HashMap::new(),
             rooms,
@@ -464,6 +472,10 @@ impl<'a, 'e> Solver<'a, 'e> {
         eligible: &[&str],
         strictness: Strictness,
     ) -> Option<usize> {
+        // Larger than the most room any node has: no need to look at each.
+        if pod.requests.exceeds(&self.max_room).is_some() {
+            return None;
+        }
         self.node_order.iter().copied().find(|&ni| {
             let n = &self.snapshot.nodes[ni];
             pod.requests.fits_in(&self.rooms[ni].remaining)
@@ -957,6 +969,9 @@ fn launch_options(
         options.truncate(keep);
     }
     options.sort_unstable_by(order);
+    // The offerings were gathered from every type: give back what truncation left over
+    // (thousands of entries per launch on a large decision).
+    options.shrink_to_fit();
     options
 }
 
