@@ -402,3 +402,130 @@ fn cli_rejects_a_bad_config_naming_every_error() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+mod random_traces {
+    //! Arbitrary small workloads through both modes: the replay never panics, and its
+    //! report is self-consistent.
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Ev {
+        Add {
+            cpu_m: u32,
+            mem_mi: u32,
+            gpu: u8,
+            extra: u8,
+            run_for: Option<u16>,
+        },
+        Delete(usize),
+        Shortage {
+            spot: bool,
+            for_s: u16,
+        },
+        Interrupt(u8),
+    }
+
+    fn ev() -> impl Strategy<Value = Ev> {
+        prop_oneof![
+            6 => (1u32..20_000, 1u32..70_000, 0u8..3, 0u8..8, proptest::option::of(60u16..4000))
+                .prop_map(|(cpu_m, mem_mi, gpu, extra, run_for)| Ev::Add { cpu_m, mem_mi, gpu, extra, run_for }),
+            2 => (0usize..64).prop_map(Ev::Delete),
+            1 => (any::<bool>(), 0u16..3000).prop_map(|(spot, for_s)| Ev::Shortage { spot, for_s }),
+            1 => (0u8..=100).prop_map(Ev::Interrupt),
+        ]
+    }
+
+    /// Pod spec extras: none, spot-only, on-demand-only, zone spread, hostname
+    /// anti-affinity, arm64, an impossible selector, a do-not-disrupt annotation.
+    fn extra_spec(kind: u8, gpu: u8) -> String {
+        let gpu_tol = if gpu > 0 {
+            r#","tolerations":[{"key":"nvidia.com/gpu","operator":"Exists"}]"#
+        } else {
+            ""
+        };
+        let s = match kind {
+            1 => r#","nodeSelector":{"karpenter.sh/capacity-type":"spot"}"#,
+            2 => r#","nodeSelector":{"karpenter.sh/capacity-type":"on-demand"}"#,
+            3 => {
+                r#","topologySpreadConstraints":[{"maxSkew":1,"topologyKey":"topology.kubernetes.io/zone","whenUnsatisfiable":"DoNotSchedule","labelSelector":{"matchLabels":{"app":"x"}}}]"#
+            }
+            4 => {
+                r#","affinity":{"podAntiAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":[{"labelSelector":{"matchLabels":{"app":"x"}},"topologyKey":"kubernetes.io/hostname"}]}}"#
+            }
+            5 => r#","nodeSelector":{"kubernetes.io/arch":"arm64"}"#,
+            6 => r#","nodeSelector":{"no.such/label":"x"}"#,
+            _ => "",
+        };
+        format!("{s}{gpu_tol}")
+    }
+
+    fn trace_text(events: &[(u16, Ev)]) -> (String, usize) {
+        let mut lines = vec![header()];
+        let mut t = 0.0;
+        let mut alive: Vec<String> = Vec::new();
+        let mut added = 0;
+        for (i, (dt, e)) in events.iter().enumerate() {
+            t += f64::from(*dt);
+            match e {
+                Ev::Add { cpu_m, mem_mi, gpu, extra, run_for } => {
+                    let name = format!("p{i}");
+                    let mut p = pod(&name, &format!("{cpu_m}m"), &format!("{mem_mi}Mi"), &extra_spec(*extra, *gpu))
+                        .replace(r#""app":"p"#, r#""app":"x","n":"p"#);
+                    if *gpu > 0 {
+                        p = p.replace(
+                            &format!(r#""memory":"{mem_mi}Mi"}}"#),
+                            &format!(r#""memory":"{mem_mi}Mi","nvidia.com/gpu":"{gpu}"}}"#),
+                        );
+                    }
+                    if *extra == 7 {
+                        p = p.replace(r#""labels":"#, r#""annotations":{"karpenter.sh/do-not-disrupt":"true"},"labels":"#);
+                    }
+                    let line = match run_for {
+                        Some(r) => format!(r#"{{"t":{t},"event":"pod_added","run_for_s":{r},"pod":{p}}}"#),
+                        None => {
+                            alive.push(name);
+                            format!(r#"{{"t":{t},"event":"pod_added","pod":{p}}}"#)
+                        }
+                    };
+                    lines.push(line);
+                    added += 1;
+                }
+                Ev::Delete(k) if !alive.is_empty() => {
+                    let name = alive.remove(k % alive.len());
+                    lines.push(format!(r#"{{"t":{t},"event":"pod_deleted","namespace":"t","name":"{name}"}}"#));
+                }
+                Ev::Delete(_) => {}
+                Ev::Shortage { spot, for_s } => lines.push(format!(
+                    r#"{{"t":{t},"event":"capacity_unavailable","instance_type":"*","zone":"us-east-1a","capacity_type":"{}","for_s":{for_s}}}"#,
+                    if *spot { "spot" } else { "on-demand" }
+                )),
+                Ev::Interrupt(f) => lines.push(format!(
+                    r#"{{"t":{t},"event":"spot_interruption","fraction":{}}}"#,
+                    f64::from(*f) / 100.0
+                )),
+            }
+        }
+        lines.push(end_at(t + 1800.0));
+        (lines.join("\n"), added)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+        #[test]
+        fn replays_never_panic_and_reports_add_up(events in proptest::collection::vec((0u16..900, ev()), 1..40), seed in 0u64..1000) {
+            let (text, added) = trace_text(&events);
+            for mode in [Mode::Fleet, Mode::NodeGroups] {
+                let r = run_text(&text, mode, seed);
+                prop_assert_eq!(r.pods.total as usize, added);
+                prop_assert_eq!(r.pods.placed + r.pods.never_placed, r.pods.total);
+                prop_assert!(r.pods.infeasible <= r.pods.never_placed);
+                prop_assert!(r.cost_usd.total >= 0.0 && r.cost_usd.lower_bound >= 0.0);
+                prop_assert!((r.cost_usd.spot + r.cost_usd.on_demand - r.cost_usd.total).abs() < 0.02);
+                prop_assert!(r.nodes.terminated <= r.nodes.launched);
+                prop_assert!(r.nodes.peak <= r.nodes.launched);
+                prop_assert!(r.utilization.cpu <= 1.0 + 1e-9 && r.utilization.memory <= 1.0 + 1e-9);
+            }
+        }
+    }
+}
