@@ -890,13 +890,14 @@ impl<'a, 'e> Solver<'a, 'e> {
 }
 
 /// The cheapest available price of type `t` in the zones and capacity types allowed.
-fn best_price(env: &SolveEnv, ty: usize, zones: u32, cts: u8) -> Option<f64> {
+fn best_price(env: &SolveEnv, ty: usize, zones: u32, cts: u8, spot_only: bool) -> Option<f64> {
     env.catalog.types[ty]
         .offerings
         .iter()
         .filter(|o| {
             zones & (1 << o.zone) != 0
                 && cts & o.capacity_type.bit() != 0
+                && (!spot_only || o.capacity_type == CapacityType::Spot)
                 && !env
                     .unavailable
                     .is_unavailable(ty, o.zone, o.capacity_type, env.now)
@@ -905,10 +906,26 @@ fn best_price(env: &SolveEnv, ty: usize, zones: u32, cts: u8) -> Option<f64> {
         .min_by(f64::total_cmp)
 }
 
+/// Spot first where the pool allows it: on-demand is the fallback once the Spot
+/// offerings are marked unavailable (as Karpenter does).
+fn has_spot(
+    env: &SolveEnv,
+    model: &PoolModel,
+    types: &[u32],
+    requested: &Resources,
+    zones: u32,
+    cts: u8,
+) -> bool {
+    cts & CapacityType::Spot.bit() != 0
+        && types.iter().any(|&t| {
+            let pt = &model.types[t as usize];
+            requested.fits_in(pt.usable_for(CapacityType::Spot))
+                && best_price(env, pt.ty, zones, CapacityType::Spot.bit(), true).is_some()
+        })
+}
+
 /// Every available offering of `types` that holds `requested`, cheapest first, at most
-/// `max_launch_options`. Spot first where the pool allows it: when there is any Spot
-/// offering only Spot ones are kept, and on-demand is the fallback once they are marked
-/// unavailable after a failed launch (as Karpenter does).
+/// `max_launch_options`; only Spot ones when there are any (see [`has_spot`]).
 fn launch_options(
     env: &SolveEnv,
     model: &PoolModel,
@@ -917,6 +934,7 @@ fn launch_options(
     zones: u32,
     cts: u8,
 ) -> Vec<LaunchOption> {
+    let spot_only = has_spot(env, model, types, requested, zones, cts);
     let mut options = Vec::new();
     for &t in types {
         let pt = &model.types[t as usize];
@@ -925,6 +943,7 @@ fn launch_options(
             if zones & (1 << o.zone) != 0
                 && requested.fits_in(pt.usable_for(o.capacity_type))
                 && cts & o.capacity_type.bit() != 0
+                && (!spot_only || o.capacity_type == CapacityType::Spot)
                 && !env
                     .unavailable
                     .is_unavailable(ty, o.zone, o.capacity_type, env.now)
@@ -937,12 +956,6 @@ fn launch_options(
                 });
             }
         }
-    }
-    if options
-        .iter()
-        .any(|o| o.capacity_type == CapacityType::Spot)
-    {
-        options.retain(|o| o.capacity_type == CapacityType::Spot);
     }
     let order = |a: &LaunchOption, b: &LaunchOption| {
         a.price_per_hour
@@ -1065,8 +1078,8 @@ impl<'s, 'a> Splitter<'s, 'a> {
     /// Spot when the type has it (launches prefer Spot), else on-demand.
     fn price(&self, ty: usize) -> Option<f64> {
         let (zones, cts) = (self.claim.zones, self.claim.capacity_types);
-        best_price(self.env, ty, zones, cts & CapacityType::Spot.bit())
-            .or_else(|| best_price(self.env, ty, zones, cts))
+        best_price(self.env, ty, zones, cts & CapacityType::Spot.bit(), true)
+            .or_else(|| best_price(self.env, ty, zones, cts, false))
     }
 
     /// The most promising types for `shapes` by the fluid node count they need: when
