@@ -597,6 +597,7 @@ impl FullCluster {
             self.snapshot(),
             &self.costs,
             &self.pools,
+            &[],
             max_candidates,
         )
     }
@@ -644,6 +645,7 @@ fn consolidation(c: &mut Criterion) {
                             black_box(snapshot),
                             &cluster.costs,
                             &cluster.pools,
+                            &[],
                             max,
                         )
                     },

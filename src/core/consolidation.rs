@@ -4,6 +4,7 @@
 
 use super::instance::CapacityType;
 use super::labels;
+use super::pdb::{self, PodDisruptionBudget};
 use super::pod::Pod;
 use super::resources::Resources;
 use super::scheduler::{solve, LaunchPlan, SolveEnv};
@@ -65,18 +66,28 @@ fn cheaper_node_could_hold(env: &SolveEnv, pods: &[&Pod], price: f64) -> bool {
 }
 
 /// Looks for one consolidation action, trying at most `max_candidates` nodes, cheapest
-/// to disrupt first (fewest pods, then most expensive).
+/// to disrupt first (fewest pods, then most expensive). A node is a candidate only when
+/// evicting all its pods at once stays within every PodDisruptionBudget (`pdbs`; the
+/// snapshot's pending pods count as unavailable).
 pub fn find_action<'a>(
     env: &SolveEnv,
     mut snapshot: Snapshot<'a>,
     costs: &[NodeCost],
     pools: &[PoolConsolidation],
+    pdbs: &[PodDisruptionBudget],
     max_candidates: usize,
 ) -> Option<Action> {
     let mut pods_on: Vec<Vec<&'a Pod>> = vec![Vec::new(); snapshot.nodes.len()];
     for &(pod, n) in &snapshot.bound {
         pods_on[n].push(pod);
     }
+    // Pods count as healthy for the budgets when they run on a ready node.
+    let healthy: Vec<&Pod> = snapshot
+        .bound
+        .iter()
+        .filter(|&&(_, n)| snapshot.nodes[n].ready)
+        .map(|&(pod, _)| pod)
+        .collect();
     let mut candidates: Vec<usize> = (0..snapshot.nodes.len())
         .filter(|&n| {
             let node = &snapshot.nodes[n];
@@ -89,6 +100,7 @@ pub fn find_action<'a>(
                 && pods_on[n]
                     .iter()
                     .all(|pod| pod.owner.is_some() && !blocks_disruption(pod))
+                && pdb::breaks(pdbs, &healthy, &snapshot.pending, &pods_on[n]).is_none()
         })
         .collect();
     candidates.sort_by(|&a, &b| {

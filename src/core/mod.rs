@@ -8,6 +8,7 @@ pub mod labels;
 pub mod lower_bound;
 pub mod model;
 pub mod nodepool;
+pub mod pdb;
 pub mod pod;
 pub mod quantity;
 pub mod requirements;

@@ -1160,6 +1160,8 @@ impl<'c> Sim<'c> {
                 snapshot,
                 &costs,
                 &policies,
+                // Traces carry no PodDisruptionBudgets (trace format v1).
+                &[],
                 CONSOLIDATION_CANDIDATES,
             );
             (action, started.elapsed().as_secs_f64() * 1000.0)

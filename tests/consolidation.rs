@@ -1,0 +1,206 @@
+//! Consolidation decisions of the core on small hand-built clusters: what it deletes,
+//! and what it must leave alone (PodDisruptionBudgets, do-not-disrupt, bare pods).
+
+use std::collections::BTreeMap;
+use stevedore::catalog::{load_embedded, CatalogOptions};
+use stevedore::core::consolidation::{find_action, Action, NodeCost, PoolConsolidation};
+use stevedore::core::instance::Catalog;
+use stevedore::core::labels::{self, Labels};
+use stevedore::core::model::SchedulingModel;
+use stevedore::core::nodepool::{NodePool, PoolLimits};
+use stevedore::core::pdb::{Budget, IntOrPercent, PodDisruptionBudget};
+use stevedore::core::pod::{OwnerRef, Pod};
+use stevedore::core::requirements::LabelSelector;
+use stevedore::core::resources::Resources;
+use stevedore::core::scheduler::SolveEnv;
+use stevedore::core::snapshot::{ExistingNode, Snapshot};
+use stevedore::core::unavailable::UnavailableOfferings;
+
+const GI: i64 = 1 << 30;
+
+struct World {
+    catalog: Catalog,
+    pools: Vec<NodePool>,
+    model: SchedulingModel,
+    unavailable: UnavailableOfferings,
+    node_labels: Vec<Labels>,
+    names: Vec<String>,
+}
+
+impl World {
+    fn new() -> Self {
+        let catalog = load_embedded(&CatalogOptions::default()).unwrap();
+        let pools = vec![NodePool {
+            name: "general".into(),
+            weight: 0,
+            requirements: Vec::new(),
+            labels: Labels::new(),
+            taints: Vec::new(),
+            startup_taints: Vec::new(),
+            limits: PoolLimits::default(),
+            empty_node_after: None,
+        }];
+        let model = SchedulingModel::new(&catalog, &pools, &[]);
+        let it = &catalog.types[catalog.find("m5.xlarge").unwrap()];
+        let mut node_labels = Vec::new();
+        let mut names = Vec::new();
+        for i in 0..2 {
+            let name = format!("node-{i}");
+            let mut l = it.labels.clone();
+            l.insert(labels::ZONE.into(), "us-east-1a".into());
+            l.insert(labels::KARPENTER_CAPACITY_TYPE.into(), "on-demand".into());
+            l.insert(labels::KARPENTER_NODEPOOL.into(), "general".into());
+            l.insert(labels::HOSTNAME.into(), name.clone());
+            node_labels.push(l);
+            names.push(name);
+        }
+        World {
+            catalog,
+            pools,
+            model,
+            unavailable: UnavailableOfferings::default(),
+            node_labels,
+            names,
+        }
+    }
+
+    fn env(&self) -> SolveEnv<'_> {
+        SolveEnv {
+            catalog: &self.catalog,
+            pools: &self.pools,
+            model: &self.model,
+            unavailable: &self.unavailable,
+            now: 1000.0,
+            max_launch_options: 60,
+            pool_filter: None,
+            allow_new_nodes: true,
+            use_launching_nodes: true,
+            split_claims: true,
+            exclude_node: None,
+        }
+    }
+
+    /// Node 0 runs `small` (1 pod, easily moved); node 1 runs `big` with room to spare.
+    fn snapshot<'a>(&'a self, small: &'a Pod, big: &'a Pod) -> Snapshot<'a> {
+        let it = &self.catalog.types[self.catalog.find("m5.xlarge").unwrap()];
+        let nodes = (0..2)
+            .map(|i| ExistingNode {
+                name: &self.names[i],
+                labels: &self.node_labels[i],
+                capacity: it.capacity.clone(),
+                allocatable: it.allocatable.clone(),
+                requested: if i == 0 {
+                    small.requests.clone()
+                } else {
+                    big.requests.clone()
+                },
+                taints: &[],
+                pool: Some(0),
+                ready: true,
+                schedulable: true,
+            })
+            .collect();
+        Snapshot {
+            nodes,
+            bound: vec![(small, 0), (big, 1)],
+            pending: Vec::new(),
+        }
+    }
+}
+
+fn pod(name: &str, cpu_milli: i64, memory: i64) -> Pod {
+    let mut labels = Labels::new();
+    labels.insert("app".into(), name.into());
+    Pod {
+        namespace: "shop".into(),
+        name: name.into(),
+        labels,
+        owner: Some(OwnerRef {
+            kind: "ReplicaSet".into(),
+            name: format!("{name}-rs"),
+        }),
+        requests: Resources::new(cpu_milli, memory, 1),
+        ..Default::default()
+    }
+}
+
+fn decide(world: &World, small: &Pod, big: &Pod, pdbs: &[PodDisruptionBudget]) -> Option<Action> {
+    let costs = [0.192, 0.192].map(|price_per_hour| NodeCost {
+        price_per_hour,
+        stable_since: 0.0,
+    });
+    let pools = [PoolConsolidation {
+        underutilized: true,
+        after_s: 30.0,
+    }];
+    find_action(
+        &world.env(),
+        world.snapshot(small, big),
+        &costs,
+        &pools,
+        pdbs,
+        10,
+    )
+}
+
+fn budget_for(app: &str, budget: Budget) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        namespace: "shop".into(),
+        name: app.into(),
+        selector: LabelSelector {
+            match_labels: BTreeMap::from([("app".to_string(), app.to_string())]),
+            match_expressions: Vec::new(),
+        },
+        budget,
+    }
+}
+
+#[test]
+fn a_node_whose_pods_fit_elsewhere_is_deleted() {
+    let world = World::new();
+    let (small, big) = (pod("small", 500, GI), pod("big", 1000, 2 * GI));
+    match decide(&world, &small, &big, &[]) {
+        Some(Action::Delete { node }) => assert!(node == 0 || node == 1),
+        other => panic!("expected a delete, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_pod_disruption_budget_that_allows_nothing_blocks_it() {
+    let world = World::new();
+    let (small, big) = (pod("small", 500, GI), pod("big", 1000, 2 * GI));
+    let pdbs = [
+        budget_for("small", Budget::MaxUnavailable(IntOrPercent::Int(0))),
+        budget_for("big", Budget::MinAvailable(IntOrPercent::Percent(100))),
+    ];
+    assert!(decide(&world, &small, &big, &pdbs).is_none());
+    // A budget with room lets it through.
+    let roomy = [budget_for(
+        "small",
+        Budget::MaxUnavailable(IntOrPercent::Int(1)),
+    )];
+    assert!(decide(&world, &small, &big, &roomy).is_some());
+}
+
+#[test]
+fn do_not_disrupt_and_bare_pods_are_left_alone() {
+    let world = World::new();
+    let mut small = pod("small", 500, GI);
+    let mut big = pod("big", 1000, 2 * GI);
+    for (p, key, value) in [
+        (&mut small, "karpenter.sh/do-not-disrupt", "true"),
+        (
+            &mut big,
+            "cluster-autoscaler.kubernetes.io/safe-to-evict",
+            "false",
+        ),
+    ] {
+        p.annotations.insert(key.into(), value.into());
+    }
+    assert!(decide(&world, &small, &big, &[]).is_none());
+    let (mut small, mut big) = (pod("small", 500, GI), pod("big", 1000, 2 * GI));
+    small.owner = None;
+    big.annotations
+        .insert("stevedore.dev/do-not-disrupt".into(), "true".into());
+    assert!(decide(&world, &small, &big, &[]).is_none());
+}
