@@ -204,3 +204,42 @@ fn do_not_disrupt_and_bare_pods_are_left_alone() {
         .insert("stevedore.dev/do-not-disrupt".into(), "true".into());
     assert!(decide(&world, &small, &big, &[]).is_none());
 }
+
+#[test]
+fn local_storage_keeps_a_node_unless_safe_to_evict() {
+    use stevedore::trace::pod_from_json;
+    let world = World::new();
+    let with_volume = |name: &str, volume: serde_json::Value, annotations: serde_json::Value| {
+        pod_from_json(&serde_json::json!({
+            "metadata": {"name": name, "namespace": "shop", "labels": {"app": name},
+                         "annotations": annotations,
+                         "ownerReferences": [{"kind": "ReplicaSet", "name": "rs", "controller": true}]},
+            "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}}],
+                     "volumes": [volume]}
+        }))
+        .unwrap()
+    };
+    let disk = serde_json::json!({"name": "scratch", "emptyDir": {}});
+    let memory = serde_json::json!({"name": "scratch", "emptyDir": {"medium": "Memory"}});
+    let host = serde_json::json!({"name": "logs", "hostPath": {"path": "/var/log"}});
+    let none = serde_json::json!({});
+    let big_disk = |name: &str| {
+        let mut p = with_volume(name, disk.clone(), none.clone());
+        p.requests = Resources::new(1000, 2 * GI, 1);
+        p
+    };
+
+    assert!(with_volume("a", disk.clone(), none.clone()).local_storage);
+    assert!(with_volume("b", host.clone(), none.clone()).local_storage);
+    assert!(!with_volume("c", memory.clone(), none.clone()).local_storage);
+
+    // Both nodes hold disk-backed scratch space: neither is consolidated.
+    let small = with_volume("small", disk.clone(), none.clone());
+    assert!(decide(&world, &small, &big_disk("big"), &[]).is_none());
+    // Memory-backed scratch is no local storage; `safe-to-evict: "true"` allows it.
+    let small = with_volume("small", memory, none.clone());
+    assert!(decide(&world, &small, &big_disk("big"), &[]).is_some());
+    let safe = serde_json::json!({"cluster-autoscaler.kubernetes.io/safe-to-evict": "true"});
+    let small = with_volume("small", disk.clone(), safe);
+    assert!(decide(&world, &small, &big_disk("big"), &[]).is_some());
+}

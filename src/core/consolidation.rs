@@ -10,13 +10,16 @@ use super::resources::Resources;
 use super::scheduler::{solve, LaunchPlan, SolveEnv};
 use super::snapshot::Snapshot;
 
-/// Pod annotations that forbid disrupting the pod's node (stevedore's own, Karpenter's
-/// and the Cluster Autoscaler's).
+/// Does this pod keep its node: annotated do-not-disrupt (stevedore's own, Karpenter's
+/// or the Cluster Autoscaler's `safe-to-evict: "false"`), or holding local storage
+/// without `safe-to-evict: "true"` (as the Cluster Autoscaler decides)?
 pub fn blocks_disruption(pod: &Pod) -> bool {
     let ann = |k: &str| pod.annotations.get(k).map(String::as_str);
+    let safe_to_evict = ann("cluster-autoscaler.kubernetes.io/safe-to-evict");
     ann("stevedore.dev/do-not-disrupt") == Some("true")
         || ann("karpenter.sh/do-not-disrupt") == Some("true")
-        || ann("cluster-autoscaler.kubernetes.io/safe-to-evict") == Some("false")
+        || safe_to_evict == Some("false")
+        || (pod.local_storage && safe_to_evict != Some("true"))
 }
 
 /// Per-node facts consolidation needs besides the snapshot (same indices).

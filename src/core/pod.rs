@@ -62,6 +62,8 @@ pub struct Pod {
     pub affinity: Vec<PodAffinityTerm>,
     pub anti_affinity: Vec<PodAffinityTerm>,
     pub priority: i32,
+    /// Keeps data on its node (`emptyDir` on disk, `hostPath`): evicting it loses that.
+    pub local_storage: bool,
 }
 
 impl Pod {

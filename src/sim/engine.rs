@@ -1223,7 +1223,13 @@ impl<'c> Sim<'c> {
                 self.terminate(n);
                 continue;
             }
-            if drained_one {
+            // The Cluster Autoscaler keeps nodes whose pods it may not move: no
+            // controller, do-not-disrupt / safe-to-evict "false", local storage.
+            let movable = self.nodes[n].pods.iter().all(|&p| {
+                let pod = &self.pods[p].pod;
+                pod.owner.is_some() && !consolidation::blocks_disruption(pod)
+            });
+            if drained_one || !movable {
                 continue;
             }
             // Only if every pod fits on the other ready nodes.

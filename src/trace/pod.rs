@@ -125,7 +125,27 @@ pub(crate) fn pod_at(v: &Value, p: &JPath) -> Result<Pod, FieldError> {
             _ => 0,
         },
     };
+    pod.local_storage = local_storage(spec, &sp)?;
     Ok(pod)
+}
+
+/// Does the pod keep data on its node: an `emptyDir` on disk (not `medium: Memory`) or
+/// a `hostPath` volume? (The Cluster Autoscaler's notion of local storage.)
+fn local_storage(spec: &Map<String, Value>, sp: &JPath) -> Result<bool, FieldError> {
+    let vp = sp.key("volumes");
+    for (i, v) in json::opt_array(spec, "volumes", sp)?.iter().enumerate() {
+        let p = vp.index(i);
+        let volume = json::object(v, &p)?;
+        if json::get(volume, "hostPath").is_some() {
+            return Ok(true);
+        }
+        if let Some(dir) = json::opt_object(volume, "emptyDir", &p)? {
+            if json::opt_string(dir, "medium", &p.key("emptyDir"))? != Some("Memory") {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 fn owner_ref(meta: &Map<String, Value>, mp: &JPath) -> Result<Option<OwnerRef>, FieldError> {
