@@ -185,6 +185,10 @@ struct Sim<'c> {
     pods: Vec<SimPod>,
     /// Pods waiting for a node that some offering could hold.
     pending: BTreeSet<usize>,
+    /// Pods added since the last scheduling pass.
+    new_pending: Vec<usize>,
+    /// Room appeared since the last scheduling pass: every pending pod gets a try.
+    full_pass: bool,
     pod_index: HashMap<(String, String), usize>,
     nodes: Vec<SimNode>,
     live: Vec<usize>,
@@ -251,6 +255,8 @@ pub fn run(
         events: Vec::new(),
         pods: Vec::new(),
         pending: BTreeSet::new(),
+        new_pending: Vec::new(),
+        full_pass: false,
         pod_index: HashMap::new(),
         nodes: Vec::new(),
         live: Vec::new(),
@@ -454,6 +460,7 @@ impl<'c> Sim<'c> {
                 });
                 self.live.push(idx);
                 self.sched_dirty = true;
+                self.full_pass = true;
             }
             EventKind::CapacityUnavailable {
                 instance_type,
@@ -506,6 +513,7 @@ impl<'c> Sim<'c> {
             self.demand_dirty = true;
         }
         self.sched_dirty = true;
+        self.new_pending.push(idx);
         if self.pods[idx].infeasible.is_none() {
             self.open_batch();
         }
@@ -613,6 +621,7 @@ impl<'c> Sim<'c> {
         }
         self.set_state(i, PodState::Pending);
         self.sched_dirty = true;
+        self.full_pass = true;
     }
 
     fn handle(&mut self, ev: Ev) {
@@ -625,6 +634,7 @@ impl<'c> Sim<'c> {
                         self.nodes[n].empty_since = Some(self.now);
                     }
                     self.sched_dirty = true;
+                    self.full_pass = true;
                     let replaced: Vec<usize> = self
                         .live
                         .iter()
@@ -722,10 +732,24 @@ impl<'c> Sim<'c> {
                 spot
             }
         };
+        let ttl = self.settings().unavailable_offering_ttl.as_secs_f64();
         for n in chosen {
             self.nodes[n].cordoned = true;
             self.nodes[n].interrupted = true;
             self.push(reclaim_at, Ev::SpotReclaim(n));
+            // EC2 is taking this Spot pool back: the replacement comes from another
+            // offering (as Karpenter marks an interrupted offering unavailable).
+            let labels = &self.nodes[n].labels;
+            let ty = labels
+                .get(labels::INSTANCE_TYPE)
+                .and_then(|t| self.catalog.find(t));
+            let zone = labels
+                .get(labels::ZONE)
+                .and_then(|z| self.catalog.zone_index(z));
+            if let (Some(ty), Some(zone)) = (ty, zone) {
+                self.unavailable
+                    .mark(ty, zone, CapacityType::Spot, self.now, ttl);
+            }
         }
         // Replacements are launched now, while the doomed nodes still run their pods.
         self.provision();
@@ -755,6 +779,7 @@ impl<'c> Sim<'c> {
         self.live.retain(|&x| x != n);
         self.changes += 1;
         self.sched_dirty = true;
+        self.full_pass = true;
     }
 
     /// Pending pods that some offering could hold, oldest first.
@@ -773,9 +798,31 @@ impl<'c> Sim<'c> {
     }
 
     /// The simulated kube-scheduler: binds pending pods to ready nodes.
+    ///
+    /// Only when room appeared (a node became ready, a pod left) can a pod that found no
+    /// place before find one now; otherwise only the pods new since the last pass are
+    /// tried, with those whose pod affinity a new neighbour may have satisfied.
     fn schedule_pass(&mut self) {
         self.sched_dirty = false;
-        let pending = self.pending_pods();
+        let pending: Vec<usize> = if std::mem::take(&mut self.full_pass) {
+            self.new_pending.clear();
+            self.pending_pods()
+        } else {
+            let mut fresh: Vec<usize> = self
+                .new_pending
+                .drain(..)
+                .chain(
+                    self.pending
+                        .iter()
+                        .copied()
+                        .filter(|&i| !self.pods[i].pod.affinity.is_empty()),
+                )
+                .filter(|i| self.pending.contains(i))
+                .collect();
+            fresh.sort_unstable();
+            fresh.dedup();
+            fresh
+        };
         if pending.is_empty() {
             return;
         }
