@@ -952,6 +952,13 @@ impl<'c> Sim<'c> {
     /// pending pods need; the least-waste group is scaled (one group per loop).
     fn provision_node_groups(&mut self, pending: &[usize], displaced: bool) {
         let started = Instant::now();
+        // Pods that all fit on ready or booting nodes need no group: every group's
+        // simulation would place them there first and ask for nothing.
+        let (settled, _, _) = self.solve(pending, true, Some(&[]), displaced);
+        if settled.unschedulable.is_empty() && settled.infeasible.is_empty() {
+            self.decision_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+            return;
+        }
         let mut best: Option<(f64, i64, usize, Vec<LaunchPlan>)> = None;
         let groups = &self.settings().node_groups;
         for (g, group) in groups.iter().enumerate() {
