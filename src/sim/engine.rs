@@ -956,7 +956,8 @@ impl<'c> Sim<'c> {
         // simulation would place them there first and ask for nothing.
         let (settled, _, _) = self.solve(pending, true, Some(&[]), displaced);
         if settled.unschedulable.is_empty() && settled.infeasible.is_empty() {
-            self.decision_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+            self.decision_ms
+                .push(started.elapsed().as_secs_f64() * 1000.0);
             return;
         }
         let mut best: Option<(f64, i64, usize, Vec<LaunchPlan>)> = None;
