@@ -181,14 +181,31 @@ fn gpu_pods_land_on_gpu_nodes_in_both_modes() {
 
 #[test]
 fn daemonset_pods_are_overhead_not_workload() {
-    let ds = r#"{"t":0,"event":"pod_added","pod":{"metadata":{"name":"aws-node-x","namespace":"kube-system","ownerReferences":[{"kind":"DaemonSet","name":"aws-node","controller":true}]},"spec":{"containers":[{"name":"c","resources":{"requests":{"cpu":"25m"}}}],"tolerations":[{"operator":"Exists"}]}}}"#;
+    let ds = |name: &str, cpu: &str| {
+        format!(
+            r#"{{"t":0,"event":"pod_added","pod":{{"metadata":{{"name":"{name}-x","namespace":"kube-system","ownerReferences":[{{"kind":"DaemonSet","name":"{name}","controller":true}}]}},"spec":{{"containers":[{{"name":"c","resources":{{"requests":{{"cpu":"{cpu}"}}}}}}],"tolerations":[{{"operator":"Exists"}}]}}}}}}"#
+        )
+    };
+    let with =
+        |lines: &[String]| web_trace(&[]).replacen('\n', &format!("\n{}\n", lines.join("\n")), 1);
+    let plain = run_text(&web_trace(&[]), Mode::Fleet, 1);
+    // `aws-node` replaces the settings' DaemonSet of that name; `fluent-bit` is new.
     let r = run_text(
-        &web_trace(&[]).replacen('\n', &format!("\n{ds}\n"), 1),
+        &with(&[ds("aws-node", "25m"), ds("fluent-bit", "1500m")]),
         Mode::Fleet,
         1,
     );
-    assert_eq!(r.pods.total, 40);
-    assert!(r.pods.daemonset_templates >= 1);
+    assert_eq!(r.pods.total, 40, "DaemonSet pods are not workload");
+    assert_eq!(plain.pods.daemonset_templates, 4);
+    assert_eq!(r.pods.daemonset_templates, 5);
+    // 1.5 vCPU reserved on every new node leaves less room for the web pods.
+    assert!(
+        r.cost_usd.total > plain.cost_usd.total,
+        "{} vs {}",
+        r.cost_usd.total,
+        plain.cost_usd.total
+    );
+    assert_eq!(r.pods.placed, 40);
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! highest-weight pool that can hold it. A new node ([`Claim`]) keeps every instance
 //! type that still fits what was put on it, so the launch can carry many options.
 
-use super::instance::{CapacityType, Catalog};
+use super::instance::{CapacityType, Catalog, Offering};
 use super::labels;
 use super::model::{
     capacity_type_mask, selector_requirements, zone_mask, NodeLabels, PoolModel, PoolType,
@@ -889,19 +889,25 @@ impl<'a, 'e> Solver<'a, 'e> {
     }
 }
 
-/// The cheapest available price of type `t` in the zones and capacity types allowed.
-fn best_price(env: &SolveEnv, ty: usize, zones: u32, cts: u8, spot_only: bool) -> Option<f64> {
-    env.catalog.types[ty]
-        .offerings
-        .iter()
-        .filter(|o| {
-            zones & (1 << o.zone) != 0
-                && cts & o.capacity_type.bit() != 0
-                && (!spot_only || o.capacity_type == CapacityType::Spot)
-                && !env
-                    .unavailable
-                    .is_unavailable(ty, o.zone, o.capacity_type, env.now)
-        })
+/// The offerings of catalog type `ty` in `zones` and `cts` that are purchasable now.
+fn available_offerings<'e>(
+    env: &'e SolveEnv,
+    ty: usize,
+    zones: u32,
+    cts: u8,
+) -> impl Iterator<Item = &'e Offering> + 'e {
+    env.catalog.types[ty].offerings.iter().filter(move |o| {
+        zones & (1 << o.zone) != 0
+            && cts & o.capacity_type.bit() != 0
+            && !env
+                .unavailable
+                .is_unavailable(ty, o.zone, o.capacity_type, env.now)
+    })
+}
+
+/// The cheapest available price of type `ty` in the zones and capacity types allowed.
+fn best_price(env: &SolveEnv, ty: usize, zones: u32, cts: u8) -> Option<f64> {
+    available_offerings(env, ty, zones, cts)
         .map(|o| o.price_per_hour)
         .min_by(f64::total_cmp)
 }
@@ -920,7 +926,7 @@ fn has_spot(
         && types.iter().any(|&t| {
             let pt = &model.types[t as usize];
             requested.fits_in(pt.usable_for(CapacityType::Spot))
-                && best_price(env, pt.ty, zones, CapacityType::Spot.bit(), true).is_some()
+                && best_price(env, pt.ty, zones, CapacityType::Spot.bit()).is_some()
         })
 }
 
@@ -939,14 +945,9 @@ fn launch_options(
     for &t in types {
         let pt = &model.types[t as usize];
         let ty = pt.ty;
-        for o in &env.catalog.types[ty].offerings {
-            if zones & (1 << o.zone) != 0
-                && requested.fits_in(pt.usable_for(o.capacity_type))
-                && cts & o.capacity_type.bit() != 0
+        for o in available_offerings(env, ty, zones, cts) {
+            if requested.fits_in(pt.usable_for(o.capacity_type))
                 && (!spot_only || o.capacity_type == CapacityType::Spot)
-                && !env
-                    .unavailable
-                    .is_unavailable(ty, o.zone, o.capacity_type, env.now)
             {
                 options.push(LaunchOption {
                     instance_type: ty,
@@ -1078,8 +1079,8 @@ impl<'s, 'a> Splitter<'s, 'a> {
     /// Spot when the type has it (launches prefer Spot), else on-demand.
     fn price(&self, ty: usize) -> Option<f64> {
         let (zones, cts) = (self.claim.zones, self.claim.capacity_types);
-        best_price(self.env, ty, zones, cts & CapacityType::Spot.bit(), true)
-            .or_else(|| best_price(self.env, ty, zones, cts, false))
+        best_price(self.env, ty, zones, cts & CapacityType::Spot.bit())
+            .or_else(|| best_price(self.env, ty, zones, cts))
     }
 
     /// The most promising types for `shapes` by the fluid node count they need: when

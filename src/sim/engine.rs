@@ -106,8 +106,6 @@ struct SimNode {
     cordoned: bool,
     /// Cordoned by a Spot interruption warning: its pods need a new home now.
     interrupted: bool,
-    /// Cordoned for consolidation: deleted once this replacement node is ready.
-    replaced_by: Option<usize>,
     /// When a pod last arrived or left (consolidation waits `consolidateAfter`).
     stable_since: f64,
     empty_since: Option<f64>,
@@ -133,7 +131,6 @@ impl SimNode {
             state,
             cordoned: false,
             interrupted: false,
-            replaced_by: None,
             stable_since: now,
             empty_since: None,
             unneeded_since: None,
@@ -160,8 +157,17 @@ fn key(t: f64) -> u64 {
     t.max(0.0).to_bits()
 }
 
+/// A consolidation replacement in flight: `old` is cordoned and goes once `new` is ready.
+/// One at a time (consolidation waits for it).
+#[derive(Clone, Copy, Debug)]
+struct Replacement {
+    old: usize,
+    new: usize,
+}
+
 struct Sim<'c> {
     mode: Mode,
+    replacement: Option<Replacement>,
     /// Bumped whenever a pod or node comes or goes (consolidation skips unchanged states).
     changes: u64,
     changes_at_last_search: u64,
@@ -231,6 +237,7 @@ pub fn run(
     let mut sim = Sim {
         mode: opts.mode,
         changes: 0,
+        replacement: None,
         changes_at_last_search: u64::MAX,
         consolidation: opts.consolidation,
         config,
@@ -635,13 +642,8 @@ impl<'c> Sim<'c> {
                     }
                     self.sched_dirty = true;
                     self.full_pass = true;
-                    let replaced: Vec<usize> = self
-                        .live
-                        .iter()
-                        .copied()
-                        .filter(|&o| self.nodes[o].replaced_by == Some(n))
-                        .collect();
-                    for old in replaced {
+                    if let Some(Replacement { old, .. }) = self.replacement.filter(|r| r.new == n) {
+                        self.replacement = None;
                         self.disruptions.consolidated += 1;
                         self.disruptions.pods_evicted += self.nodes[old].pods.len() as u64;
                         let pods = self.nodes[old].pods.clone();
@@ -756,6 +758,13 @@ impl<'c> Sim<'c> {
     }
 
     fn terminate(&mut self, n: usize) {
+        // A replacement lost before it was ready: the old node stays and serves again.
+        if let Some(r) = self.replacement.filter(|r| r.new == n || r.old == n) {
+            self.replacement = None;
+            if r.new == n {
+                self.nodes[r.old].cordoned = false;
+            }
+        }
         let pods = std::mem::take(&mut self.nodes[n].pods);
         for i in pods {
             self.set_state(i, PodState::Pending);
@@ -880,12 +889,8 @@ impl<'c> Sim<'c> {
         let node = &self.nodes[n];
         // A replacement's room is taken by the pods of the node it replaces.
         let mut requested = node.requested.plus(&node.overhead);
-        if node.state == NodeState::Launching {
-            for &o in &self.live {
-                if self.nodes[o].replaced_by == Some(n) {
-                    requested.add(&self.nodes[o].requested);
-                }
-            }
+        if let Some(r) = self.replacement.filter(|r| r.new == n) {
+            requested.add(&self.nodes[r.old].requested);
         }
         ExistingNode {
             name: &node.name,
@@ -1139,11 +1144,7 @@ impl<'c> Sim<'c> {
 
     /// One consolidation action per scan (fleet mode), while no replacement is pending.
     fn consolidate(&mut self) {
-        if self
-            .live
-            .iter()
-            .any(|&n| self.nodes[n].replaced_by.is_some())
-        {
+        if self.replacement.is_some() {
             return;
         }
         // Consolidate a settled cluster only: pending pods and launching nodes first.
@@ -1233,7 +1234,7 @@ impl<'c> Sim<'c> {
                 let n = node_ids[node];
                 if let Some(new) = self.launch(&plan, false) {
                     self.nodes[n].cordoned = true;
-                    self.nodes[n].replaced_by = Some(new);
+                    self.replacement = Some(Replacement { old: n, new });
                 }
             }
             None => {}
