@@ -1,6 +1,7 @@
 //! stevedore: a Kubernetes node autoscaler. See README.md for the architecture tour.
 
 pub mod catalog;
+pub mod cloud;
 pub mod config;
 pub mod core;
 pub mod sim;
