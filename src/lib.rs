@@ -4,5 +4,7 @@ pub mod catalog;
 pub mod cloud;
 pub mod config;
 pub mod core;
+#[cfg(feature = "controller")]
+pub mod metrics;
 pub mod sim;
 pub mod trace;
