@@ -2,6 +2,8 @@
 
 pub mod catalog;
 pub mod cloud;
+#[cfg(feature = "controller")]
+pub mod cluster;
 pub mod config;
 pub mod core;
 #[cfg(feature = "controller")]

@@ -427,6 +427,16 @@ fn requirement(e: &Value, p: &JPath) -> Result<Requirement, FieldError> {
     })
 }
 
+/// A bare `metav1.LabelSelector` object (e.g. a PodDisruptionBudget's `spec.selector`);
+/// `null` selects nothing. Error paths start with `selector.`.
+pub fn label_selector_from_json(v: &Value) -> Result<LabelSelector, FieldError> {
+    let mut wrapper = Map::new();
+    if !v.is_null() {
+        wrapper.insert("labelSelector".into(), v.clone());
+    }
+    label_selector(&wrapper, &JPath::root("selector"))
+}
+
 /// A `metav1.LabelSelector`. `None` (absent) selects nothing.
 fn label_selector(o: &Map<String, Value>, p: &JPath) -> Result<LabelSelector, FieldError> {
     let Some(sel) = json::opt_object(o, "labelSelector", p)? else {

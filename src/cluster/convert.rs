@@ -1,0 +1,423 @@
+//! API objects → the entries of the in-memory indexes. Pods, Nodes and DaemonSet
+//! templates go through the trace format's converters (`crate::trace`), so a pod means
+//! the same thing to `simulate`, `record` and `run`. Every converter returns an error for
+//! a bad object instead of panicking; the caller logs it and skips the object.
+
+use super::crd::{NodeClaim, TaintSpec, REPLACES_ANNOTATION, TERMINATION_FINALIZER};
+use crate::cloud::Offering;
+use crate::core::instance::CapacityType;
+use crate::core::labels::Labels;
+use crate::core::pdb::{Budget, IntOrPercent, PodDisruptionBudget};
+use crate::core::pod::Pod;
+use crate::core::quantity;
+use crate::core::resources::Resources;
+use crate::core::taints::{Taint, TaintEffect};
+use crate::trace::pod::FieldError;
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1 as core_v1;
+use k8s_openapi::api::policy::v1 as policy_v1;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde_json::Value;
+
+/// Annotations the decision core reads (disruption blockers); the others are dropped so
+/// the index of 100,000 pods does not hold every `last-applied-configuration`.
+const KEPT_ANNOTATIONS: &[&str] = &[
+    "cluster-autoscaler.kubernetes.io/safe-to-evict",
+    "stevedore.dev/do-not-disrupt",
+    "karpenter.sh/do-not-disrupt",
+];
+
+/// Static pods mirrored by the kubelet carry this; they cannot be evicted.
+const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
+
+fn err(path: &str, message: impl Into<String>) -> FieldError {
+    FieldError {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+fn to_json<T: serde::Serialize>(obj: &T, what: &str) -> Result<Value, FieldError> {
+    serde_json::to_value(obj).map_err(|e| err(what, format!("cannot serialize: {e}")))
+}
+
+/// Seconds since the Unix epoch.
+pub fn seconds(t: &Time) -> f64 {
+    t.0.as_millisecond() as f64 / 1000.0
+}
+
+/// What the controller keeps of a pod.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodEntry {
+    pub pod: Pod,
+    /// `spec.nodeName`.
+    pub node: Option<String>,
+    /// Waiting for a node the scheduler cannot find: `PodScheduled=False` with reason
+    /// `Unschedulable`, for one of our schedulers, not gated, not being deleted.
+    pub unschedulable: bool,
+    /// `Succeeded` or `Failed`: holds no room.
+    pub terminal: bool,
+    /// Has a deletion timestamp (evicted or deleted).
+    pub deleting: bool,
+    /// `Ready` condition true: counts as healthy for PodDisruptionBudgets.
+    pub ready: bool,
+    /// A mirror (static) pod or a DaemonSet pod: never evicted by a drain.
+    pub drain_exempt: bool,
+}
+
+pub fn pod_entry(p: &core_v1::Pod, schedulers: &[String]) -> Result<PodEntry, FieldError> {
+    let mut pod = crate::trace::pod::pod_from_json(&to_json(p, "pod")?)?;
+    let mirror = pod.annotations.contains_key(MIRROR_ANNOTATION);
+    pod.annotations
+        .retain(|k, _| KEPT_ANNOTATIONS.contains(&k.as_str()));
+    let spec = p.spec.as_ref();
+    let status = p.status.as_ref();
+    let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+    let condition = |t: &str| {
+        status
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == t))
+    };
+    let node = spec.and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty());
+    let scheduler = spec
+        .and_then(|s| s.scheduler_name.as_deref())
+        .unwrap_or("default-scheduler");
+    let gated = spec
+        .and_then(|s| s.scheduling_gates.as_ref())
+        .is_some_and(|g| !g.is_empty());
+    let deleting = p.metadata.deletion_timestamp.is_some();
+    let unschedulable = node.is_none()
+        && phase == "Pending"
+        && !gated
+        && !deleting
+        && schedulers.iter().any(|s| s == scheduler)
+        && condition("PodScheduled")
+            .is_some_and(|c| c.status == "False" && c.reason.as_deref() == Some("Unschedulable"));
+    Ok(PodEntry {
+        drain_exempt: mirror || pod.is_daemonset(),
+        pod,
+        node,
+        unschedulable,
+        terminal: matches!(phase, "Succeeded" | "Failed"),
+        deleting,
+        ready: condition("Ready").is_some_and(|c| c.status == "True"),
+    })
+}
+
+/// What the controller keeps of a node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeEntry {
+    pub name: String,
+    pub labels: Labels,
+    pub taints: Vec<Taint>,
+    pub allocatable: Resources,
+    pub provider_id: Option<String>,
+    /// The `Ready` condition is `True`.
+    pub ready: bool,
+    /// Cordoned (`spec.unschedulable`).
+    pub unschedulable: bool,
+    pub deleting: bool,
+    /// Creation time, seconds since the Unix epoch (0 when unknown).
+    pub created: f64,
+}
+
+pub fn node_entry(n: &core_v1::Node) -> Result<NodeEntry, FieldError> {
+    let s = crate::trace::node::node_from_json(&to_json(n, "node")?)?;
+    let ready = n
+        .status
+        .as_ref()
+        .and_then(|st| st.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == "True");
+    let spec = n.spec.as_ref();
+    Ok(NodeEntry {
+        name: s.name,
+        labels: s.labels,
+        taints: s.taints,
+        allocatable: s.allocatable,
+        provider_id: spec.and_then(|s| s.provider_id.clone()),
+        ready,
+        unschedulable: spec.and_then(|s| s.unschedulable).unwrap_or(false),
+        deleting: n.metadata.deletion_timestamp.is_some(),
+        created: n.metadata.creation_timestamp.as_ref().map_or(0.0, seconds),
+    })
+}
+
+/// A DaemonSet as the pod template the core reserves room for on new nodes.
+pub fn daemonset_pod(ds: &DaemonSet) -> Result<Pod, FieldError> {
+    let name = ds.metadata.name.clone().unwrap_or_default();
+    let template = ds.spec.as_ref().map(|s| &s.template);
+    let spec = match template.and_then(|t| t.spec.as_ref()) {
+        Some(s) => to_json(s, "daemonset.spec.template.spec")?,
+        None => return Err(err("daemonset.spec.template.spec", "missing")),
+    };
+    let labels = template
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    let pod = serde_json::json!({
+        "metadata": {
+            "name": name,
+            "namespace": ds.metadata.namespace.clone().unwrap_or_default(),
+            "labels": labels,
+            "ownerReferences": [{"kind": "DaemonSet", "name": name, "controller": true}],
+        },
+        "spec": spec,
+    });
+    crate::trace::pod::pod_from_json(&pod)
+}
+
+pub fn pdb_entry(p: &policy_v1::PodDisruptionBudget) -> Result<PodDisruptionBudget, FieldError> {
+    let spec = p
+        .spec
+        .as_ref()
+        .ok_or_else(|| err("pdb.spec", "missing"))?;
+    let value = |v: &IntOrString, path: &str| -> Result<IntOrPercent, FieldError> {
+        match v {
+            IntOrString::Int(n) if *n >= 0 => Ok(IntOrPercent::Int(i64::from(*n))),
+            IntOrString::String(s) => s
+                .strip_suffix('%')
+                .and_then(|n| n.parse::<u32>().ok())
+                .filter(|n| *n <= 100)
+                .map(IntOrPercent::Percent)
+                .ok_or_else(|| err(path, format!("invalid value {s:?}"))),
+            IntOrString::Int(n) => Err(err(path, format!("negative value {n}"))),
+        }
+    };
+    let budget = match (&spec.min_available, &spec.max_unavailable) {
+        (Some(v), _) => Budget::MinAvailable(value(v, "pdb.spec.minAvailable")?),
+        (None, Some(v)) => Budget::MaxUnavailable(value(v, "pdb.spec.maxUnavailable")?),
+        (None, None) => return Err(err("pdb.spec", "neither minAvailable nor maxUnavailable")),
+    };
+    let selector = match &spec.selector {
+        Some(sel) => crate::trace::pod::label_selector_from_json(&to_json(sel, "pdb.spec.selector")?)?,
+        // A PDB without a selector selects no pods (policy/v1).
+        None => crate::trace::pod::label_selector_from_json(&Value::Null)?,
+    };
+    Ok(PodDisruptionBudget {
+        namespace: p.metadata.namespace.clone().unwrap_or_default(),
+        name: p.metadata.name.clone().unwrap_or_default(),
+        selector,
+        budget,
+    })
+}
+
+/// What the controller keeps of a NodeClaim.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClaimEntry {
+    pub name: String,
+    pub uid: String,
+    pub pool: String,
+    /// Cheapest first, as the decision ordered them.
+    pub options: Vec<Offering>,
+    pub requested: Resources,
+    pub labels: Labels,
+    pub taints: Vec<Taint>,
+    pub startup_taints: Vec<Taint>,
+    pub provider_id: Option<String>,
+    pub node_name: Option<String>,
+    pub instance_type: Option<String>,
+    pub zone: Option<String>,
+    pub capacity_type: Option<CapacityType>,
+    pub launched_at: Option<f64>,
+    pub launched: bool,
+    pub registered: bool,
+    pub ready: bool,
+    pub created: f64,
+    /// When deletion was requested (seconds), if it was.
+    pub deleting_since: Option<f64>,
+    pub has_finalizer: bool,
+    /// The claim this one replaces (consolidation); that one goes once this is ready.
+    pub replaces: Option<String>,
+    /// Drain waits for PodDisruptionBudgets at most this long, then deletes pods.
+    pub termination_grace_s: Option<f64>,
+    /// The status as last read, so a patch keeps the other conditions' times.
+    pub status: super::crd::NodeClaimStatus,
+}
+
+pub fn taint(t: &TaintSpec, path: &str) -> Result<Taint, FieldError> {
+    let effect = TaintEffect::parse(&t.effect)
+        .ok_or_else(|| err(path, format!("unknown taint effect {:?}", t.effect)))?;
+    Ok(Taint {
+        key: t.key.clone(),
+        value: t.value.clone().unwrap_or_default(),
+        effect,
+    })
+}
+
+pub fn taint_spec(t: &Taint) -> TaintSpec {
+    TaintSpec {
+        key: t.key.clone(),
+        value: (!t.value.is_empty()).then(|| t.value.clone()),
+        effect: format!("{:?}", t.effect),
+    }
+}
+
+fn requests(
+    map: &std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+) -> Result<Resources, FieldError> {
+    let mut r = Resources::default();
+    for (k, q) in map {
+        let path = format!("nodeclaim.spec.resources.requests.{k}");
+        let n = if k == "cpu" {
+            quantity::parse_cpu_milli(&q.0)
+        } else {
+            quantity::parse_units(&q.0)
+        }
+        .map_err(|e| err(&path, format!("invalid quantity {:?}: {}", e.input, e.reason)))?;
+        match k.as_str() {
+            "cpu" => r.cpu_milli = n,
+            "memory" => r.memory = n,
+            "ephemeral-storage" => r.ephemeral = n,
+            "pods" => r.pods = n,
+            _ => r.set_extended(k, n),
+        }
+    }
+    Ok(r)
+}
+
+pub fn claim_entry(c: &NodeClaim) -> Result<ClaimEntry, FieldError> {
+    let name = c.metadata.name.clone().unwrap_or_default();
+    let mut options = Vec::new();
+    for (i, o) in c.spec.options.iter().enumerate() {
+        let capacity_type = CapacityType::parse(&o.capacity_type).ok_or_else(|| {
+            err(
+                &format!("nodeclaim.spec.options[{i}].capacityType"),
+                format!("unknown capacity type {:?}", o.capacity_type),
+            )
+        })?;
+        options.push(Offering {
+            instance_type: o.instance_type.clone(),
+            zone: o.zone.clone(),
+            capacity_type,
+            price_per_hour: o.price_per_hour,
+        });
+    }
+    let taints = c
+        .spec
+        .taints
+        .iter()
+        .map(|t| taint(t, "nodeclaim.spec.taints"))
+        .collect::<Result<_, _>>()?;
+    let startup_taints = c
+        .spec
+        .startup_taints
+        .iter()
+        .map(|t| taint(t, "nodeclaim.spec.startupTaints"))
+        .collect::<Result<_, _>>()?;
+    let status = c.status.clone().unwrap_or_default();
+    let raw_status = status.clone();
+    let grace = c
+        .spec
+        .termination_grace_period
+        .as_deref()
+        .map(|g| {
+            humantime::parse_duration(g)
+                .map(|d| d.as_secs_f64())
+                .map_err(|e| err("nodeclaim.spec.terminationGracePeriod", e.to_string()))
+        })
+        .transpose()?;
+    Ok(ClaimEntry {
+        uid: c.metadata.uid.clone().unwrap_or_default(),
+        pool: c.spec.node_pool.clone(),
+        options,
+        requested: requests(&c.spec.resources.requests)?,
+        labels: c.spec.labels.clone(),
+        taints,
+        startup_taints,
+        launched: status.condition("Launched"),
+        registered: status.condition("Registered"),
+        ready: status.condition("Ready"),
+        provider_id: status.provider_id,
+        node_name: status.node_name,
+        instance_type: status.instance_type,
+        zone: status.zone,
+        capacity_type: status.capacity_type.as_deref().and_then(CapacityType::parse),
+        launched_at: status.launched_at,
+        created: c.metadata.creation_timestamp.as_ref().map_or(0.0, seconds),
+        deleting_since: c.metadata.deletion_timestamp.as_ref().map(seconds),
+        has_finalizer: c
+            .metadata
+            .finalizers
+            .as_ref()
+            .is_some_and(|f| f.iter().any(|f| f == TERMINATION_FINALIZER)),
+        replaces: c
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(REPLACES_ANNOTATION).cloned()),
+        termination_grace_s: grace,
+        status: raw_status,
+        name,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(v: Value) -> core_v1::Pod {
+        serde_json::from_value(v).expect("a v1.Pod")
+    }
+
+    fn schedulers() -> Vec<String> {
+        vec!["default-scheduler".into()]
+    }
+
+    fn pending(extra_spec: Value) -> Value {
+        let mut spec = json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}}]});
+        if let (Some(s), Some(e)) = (spec.as_object_mut(), extra_spec.as_object()) {
+            s.extend(e.clone());
+        }
+        json!({
+            "metadata": {"name": "web-1", "namespace": "shop", "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{...}"}},
+            "spec": spec,
+            "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]}
+        })
+    }
+
+    #[test]
+    fn an_unschedulable_pod_is_pending_for_our_scheduler_only() {
+        let e = pod_entry(&pod(pending(json!({}))), &schedulers()).unwrap();
+        assert!(e.unschedulable);
+        assert_eq!(e.pod.requests.cpu_milli, 500);
+        assert!(e.pod.annotations.is_empty(), "unread annotations dropped");
+        let other = pod(pending(json!({"schedulerName": "volcano"})));
+        assert!(!pod_entry(&other, &schedulers()).unwrap().unschedulable);
+        let gated = pod(pending(json!({"schedulingGates": [{"name": "wait"}]})));
+        assert!(!pod_entry(&gated, &schedulers()).unwrap().unschedulable);
+    }
+
+    #[test]
+    fn bad_quantities_are_errors_not_panics() {
+        for q in ["lots", "-1", "99999999999999999999999999999Ei", "1e400"] {
+            let mut v = pending(json!({}));
+            v["spec"]["containers"][0]["resources"]["requests"]["cpu"] = json!(q);
+            // An unparsable quantity fails already at deserializing into the typed Pod
+            // only when it is not a string; strings reach the converter.
+            let p = pod(v);
+            let e = pod_entry(&p, &schedulers());
+            assert!(e.is_err(), "{q} accepted: {e:?}");
+        }
+    }
+
+    #[test]
+    fn a_pdb_converts_counts_and_percentages() {
+        let p: policy_v1::PodDisruptionBudget = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"maxUnavailable": "25%", "selector": {"matchLabels": {"app": "web"}}}
+        }))
+        .unwrap();
+        let b = pdb_entry(&p).unwrap();
+        assert_eq!(b.budget, Budget::MaxUnavailable(IntOrPercent::Percent(25)));
+        assert_eq!(b.selector.match_labels["app"], "web");
+        let bad: policy_v1::PodDisruptionBudget = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"minAvailable": "lots"}
+        }))
+        .unwrap();
+        assert!(pdb_entry(&bad).is_err());
+    }
+}

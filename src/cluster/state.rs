@@ -1,0 +1,555 @@
+//! The in-memory indexes the decisions read: what the watches delivered, converted once
+//! on arrival. Objects come in through plain `apply_*`/`delete_*` calls (the watch glue
+//! in `cluster::watch` makes them; tests make them directly), so everything here is
+//! synchronous and testable without an API server.
+
+use super::convert::{self, ClaimEntry, NodeEntry, PodEntry};
+use super::crd::{self, NodeClaim, NodePool as NodePoolObject};
+use crate::config::{ConfigErrors, NodePoolExtras};
+use crate::core::instance::{CapacityType, Catalog};
+use crate::core::labels::{self, Labels};
+use crate::core::model::SchedulingModel;
+use crate::core::nodepool::NodePool;
+use crate::core::pdb::PodDisruptionBudget;
+use crate::core::pod::Pod;
+use crate::core::resources::Resources;
+use crate::core::snapshot::{ExistingNode, Snapshot};
+use crate::core::taints::Taint;
+use crate::trace::pod::FieldError;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+
+/// The taint a node gets when stevedore starts taking it away.
+pub const DISRUPTED_TAINT: &str = "stevedore.dev/disrupted";
+
+/// Taints the control plane puts on a node that is starting or unreachable. They say
+/// nothing about where pods may go once the node is up, so the simulation ignores them,
+/// as it ignores the pool's startup taints.
+const TRANSIENT_TAINTS: &[&str] = &[
+    "node.kubernetes.io/not-ready",
+    "node.kubernetes.io/unreachable",
+    "node.cloudprovider.kubernetes.io/uninitialized",
+];
+
+#[derive(Default)]
+pub struct ClusterState {
+    schedulers: Vec<String>,
+    pods: HashMap<String, PodEntry>,
+    nodes: BTreeMap<String, NodeEntry>,
+    /// Per node, when a pod last arrived or left (consolidation waits `consolidateAfter`).
+    stable_since: HashMap<String, f64>,
+    claims: BTreeMap<String, ClaimEntry>,
+    /// NodePool objects, compiled (or the validation errors, reported once).
+    pools: BTreeMap<String, Result<(NodePool, NodePoolExtras), ConfigErrors>>,
+    pdbs: BTreeMap<String, PodDisruptionBudget>,
+    daemonsets: BTreeMap<String, Pod>,
+    /// Bumped when pools or DaemonSets change: the scheduling model must be rebuilt.
+    pub model_generation: u64,
+    /// Bumped on every change a decision could see.
+    pub changes: u64,
+}
+
+/// Where a snapshot node comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Node(String),
+    /// A NodeClaim whose node has not registered yet.
+    Claim(String),
+}
+
+/// One node of a decision's snapshot, with what consolidation also needs.
+pub struct PreparedNode<'a> {
+    pub target: Target,
+    pub name: &'a str,
+    pub labels: Cow<'a, Labels>,
+    pub taints: Vec<Taint>,
+    pub capacity: Resources,
+    pub allocatable: Resources,
+    pub requested: Resources,
+    pub pool: Option<usize>,
+    pub ready: bool,
+    pub schedulable: bool,
+    pub price_per_hour: f64,
+    pub stable_since: f64,
+    /// The NodeClaim behind it, if stevedore launched it.
+    pub claim: Option<&'a str>,
+}
+
+/// Everything a decision's [`Snapshot`] borrows.
+pub struct Prepared<'a> {
+    pub nodes: Vec<PreparedNode<'a>>,
+    pub bound: Vec<(&'a Pod, usize)>,
+    pub pending: Vec<&'a Pod>,
+}
+
+impl Prepared<'_> {
+    pub fn snapshot(&self) -> Snapshot<'_> {
+        Snapshot {
+            nodes: self
+                .nodes
+                .iter()
+                .map(|n| ExistingNode {
+                    name: n.name,
+                    labels: &n.labels,
+                    capacity: n.capacity.clone(),
+                    allocatable: n.allocatable.clone(),
+                    requested: n.requested.clone(),
+                    taints: &n.taints,
+                    pool: n.pool,
+                    ready: n.ready,
+                    schedulable: n.schedulable,
+                })
+                .collect(),
+            bound: self.bound.clone(),
+            pending: self.pending.clone(),
+        }
+    }
+}
+
+/// What a decision is made with besides the indexes.
+pub struct DecisionInputs<'a> {
+    pub catalog: &'a Catalog,
+    pub pools: &'a [NodePool],
+    pub model: &'a SchedulingModel,
+}
+
+fn pod_key(ns: &str, name: &str) -> String {
+    format!("{ns}/{name}")
+}
+
+impl ClusterState {
+    /// `schedulers`: the `schedulerName`s whose unschedulable pods stevedore provisions for.
+    pub fn new(schedulers: Vec<String>) -> Self {
+        ClusterState {
+            schedulers,
+            ..Default::default()
+        }
+    }
+
+    fn touch_node(&mut self, node: Option<&String>, now: f64) {
+        if let Some(n) = node {
+            self.stable_since.insert(n.clone(), now);
+        }
+    }
+
+    /// Applies a pod. `Ok(true)` when it is a newly unschedulable pod (a batch opens).
+    /// A pod that does not convert is dropped from the index and its error returned.
+    pub fn apply_pod(&mut self, p: &k8s_openapi::api::core::v1::Pod, now: f64) -> Result<bool, FieldError> {
+        let ns = p.metadata.namespace.as_deref().unwrap_or("default");
+        let key = pod_key(ns, p.metadata.name.as_deref().unwrap_or_default());
+        self.changes += 1;
+        let entry = match convert::pod_entry(p, &self.schedulers) {
+            Ok(e) => e,
+            Err(e) => {
+                if let Some(old) = self.pods.remove(&key) {
+                    self.touch_node(old.node.as_ref(), now);
+                }
+                return Err(e);
+            }
+        };
+        let newly_pending = entry.unschedulable
+            && !self.pods.get(&key).is_some_and(|old| old.unschedulable);
+        let old_node = self.pods.get(&key).and_then(|o| o.node.clone());
+        if old_node != entry.node {
+            self.touch_node(old_node.as_ref(), now);
+            self.touch_node(entry.node.as_ref(), now);
+        }
+        self.pods.insert(key, entry);
+        Ok(newly_pending)
+    }
+
+    pub fn delete_pod(&mut self, ns: &str, name: &str, now: f64) {
+        if let Some(old) = self.pods.remove(&pod_key(ns, name)) {
+            self.changes += 1;
+            self.touch_node(old.node.as_ref(), now);
+        }
+    }
+
+    pub fn apply_node(&mut self, n: &k8s_openapi::api::core::v1::Node, now: f64) -> Result<(), FieldError> {
+        let name = n.metadata.name.clone().unwrap_or_default();
+        self.changes += 1;
+        match convert::node_entry(n) {
+            Ok(e) => {
+                self.stable_since.entry(name.clone()).or_insert(now);
+                self.nodes.insert(name, e);
+                Ok(())
+            }
+            Err(e) => {
+                self.nodes.remove(&name);
+                Err(e)
+            }
+        }
+    }
+
+    pub fn delete_node(&mut self, name: &str) {
+        self.changes += 1;
+        self.nodes.remove(name);
+        self.stable_since.remove(name);
+    }
+
+    pub fn apply_claim(&mut self, c: &NodeClaim) -> Result<(), FieldError> {
+        let name = c.metadata.name.clone().unwrap_or_default();
+        self.changes += 1;
+        match convert::claim_entry(c) {
+            Ok(e) => {
+                self.claims.insert(name, e);
+                Ok(())
+            }
+            Err(e) => {
+                self.claims.remove(&name);
+                Err(e)
+            }
+        }
+    }
+
+    pub fn delete_claim(&mut self, name: &str) {
+        self.changes += 1;
+        self.claims.remove(name);
+    }
+
+    /// Applies a NodePool object. An invalid one is kept as its errors (so the loop can
+    /// report them) and launches nothing.
+    pub fn apply_pool(&mut self, np: &NodePoolObject) -> Result<(), ConfigErrors> {
+        let name = np.metadata.name.clone().unwrap_or_default();
+        let compiled = crd::compile_node_pool(np);
+        let result = compiled.as_ref().map(|_| ()).map_err(Clone::clone);
+        self.pools.insert(name, compiled);
+        self.model_generation += 1;
+        self.changes += 1;
+        result
+    }
+
+    pub fn delete_pool(&mut self, name: &str) {
+        self.pools.remove(name);
+        self.model_generation += 1;
+        self.changes += 1;
+    }
+
+    pub fn apply_pdb(&mut self, p: &k8s_openapi::api::policy::v1::PodDisruptionBudget) -> Result<(), FieldError> {
+        let key = pod_key(
+            p.metadata.namespace.as_deref().unwrap_or_default(),
+            p.metadata.name.as_deref().unwrap_or_default(),
+        );
+        self.changes += 1;
+        match convert::pdb_entry(p) {
+            Ok(b) => {
+                self.pdbs.insert(key, b);
+                Ok(())
+            }
+            Err(e) => {
+                self.pdbs.remove(&key);
+                Err(e)
+            }
+        }
+    }
+
+    pub fn delete_pdb(&mut self, ns: &str, name: &str) {
+        self.changes += 1;
+        self.pdbs.remove(&pod_key(ns, name));
+    }
+
+    pub fn apply_daemonset(&mut self, ds: &k8s_openapi::api::apps::v1::DaemonSet) -> Result<(), FieldError> {
+        let key = pod_key(
+            ds.metadata.namespace.as_deref().unwrap_or_default(),
+            ds.metadata.name.as_deref().unwrap_or_default(),
+        );
+        self.model_generation += 1;
+        match convert::daemonset_pod(ds) {
+            Ok(p) => {
+                self.daemonsets.insert(key, p);
+                Ok(())
+            }
+            Err(e) => {
+                self.daemonsets.remove(&key);
+                Err(e)
+            }
+        }
+    }
+
+    pub fn delete_daemonset(&mut self, ns: &str, name: &str) {
+        self.model_generation += 1;
+        self.daemonsets.remove(&pod_key(ns, name));
+    }
+
+    pub fn pool_names(&self) -> Vec<String> {
+        self.pools.keys().cloned().collect()
+    }
+
+    pub fn pdb_keys(&self) -> Vec<(String, String)> {
+        self.pdbs
+            .values()
+            .map(|b| (b.namespace.clone(), b.name.clone()))
+            .collect()
+    }
+
+    pub fn daemonset_keys(&self) -> Vec<(String, String)> {
+        self.daemonsets
+            .values()
+            .map(|p| (p.namespace.clone(), p.name.clone()))
+            .collect()
+    }
+
+    pub fn pods(&self) -> impl Iterator<Item = &PodEntry> {
+        self.pods.values()
+    }
+
+    pub fn pod(&self, ns: &str, name: &str) -> Option<&PodEntry> {
+        self.pods.get(&pod_key(ns, name))
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = &NodeEntry> {
+        self.nodes.values()
+    }
+
+    pub fn node(&self, name: &str) -> Option<&NodeEntry> {
+        self.nodes.get(name)
+    }
+
+    pub fn claims(&self) -> impl Iterator<Item = &ClaimEntry> {
+        self.claims.values()
+    }
+
+    pub fn claim(&self, name: &str) -> Option<&ClaimEntry> {
+        self.claims.get(name)
+    }
+
+    pub fn pdbs(&self) -> Vec<PodDisruptionBudget> {
+        self.pdbs.values().cloned().collect()
+    }
+
+    /// DaemonSet pod templates seen in the cluster.
+    pub fn daemonsets(&self) -> Vec<Pod> {
+        self.daemonsets.values().cloned().collect()
+    }
+
+    /// The NodePool objects that compiled.
+    pub fn valid_pools(&self) -> Vec<(NodePool, NodePoolExtras)> {
+        self.pools
+            .values()
+            .filter_map(|r| r.as_ref().ok().cloned())
+            .collect()
+    }
+
+    /// Pods bound to `node`, not finished.
+    pub fn pods_on<'s>(&'s self, node: &'s str) -> impl Iterator<Item = &'s PodEntry> + 's {
+        self.pods
+            .values()
+            .filter(move |p| p.node.as_deref() == Some(node) && !p.terminal)
+    }
+
+    /// The node a claim became, found by name or by provider ID.
+    pub fn node_of(&self, claim: &ClaimEntry) -> Option<&NodeEntry> {
+        claim
+            .node_name
+            .as_deref()
+            .and_then(|n| self.nodes.get(n))
+            .or_else(|| {
+                let id = claim.provider_id.as_deref()?;
+                self.nodes
+                    .values()
+                    .find(|n| n.provider_id.as_deref() == Some(id))
+            })
+    }
+
+    /// Builds what a decision needs: nodes (and claims not yet registered, as launching
+    /// nodes), the pods bound to them and the pending pods, as the simulator does.
+    pub fn prepare<'s>(&'s self, inp: &DecisionInputs<'_>) -> Prepared<'s> {
+        let pool_index = |labels: &Labels| {
+            labels
+                .get(labels::NODEPOOL)
+                .or_else(|| labels.get(labels::KARPENTER_NODEPOOL))
+                .and_then(|p| inp.pools.iter().position(|x| &x.name == p))
+        };
+        let claim_by_node: HashMap<&str, &ClaimEntry> = self
+            .claims
+            .values()
+            .filter_map(|c| self.node_of(c).map(|n| (n.name.as_str(), c)))
+            .collect();
+        let mut nodes = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for n in self.nodes.values() {
+            let claim = claim_by_node.get(n.name.as_str()).copied();
+            let pool = pool_index(&n.labels);
+            let startup: &[Taint] = claim.map_or(&[], |c| &c.startup_taints);
+            let mut disrupted = false;
+            let taints: Vec<Taint> = n
+                .taints
+                .iter()
+                .filter(|t| {
+                    disrupted |= t.key == DISRUPTED_TAINT;
+                    !TRANSIENT_TAINTS.contains(&t.key.as_str())
+                        && t.key != DISRUPTED_TAINT
+                        && !startup.iter().any(|s| s.key == t.key && s.effect == t.effect)
+                })
+                .cloned()
+                .collect();
+            let ty = n
+                .labels
+                .get(labels::INSTANCE_TYPE)
+                .and_then(|t| inp.catalog.find(t));
+            let capacity = ty.map_or_else(|| n.allocatable.clone(), |t| inp.catalog.types[t].capacity.clone());
+            index.insert(&n.name, nodes.len());
+            nodes.push(PreparedNode {
+                target: Target::Node(n.name.clone()),
+                name: &n.name,
+                labels: Cow::Borrowed(&n.labels),
+                taints,
+                capacity,
+                allocatable: n.allocatable.clone(),
+                requested: Resources::default(),
+                pool,
+                ready: n.ready,
+                schedulable: !n.unschedulable
+                    && !n.deleting
+                    && !disrupted
+                    && !claim.is_some_and(|c| c.deleting_since.is_some()),
+                price_per_hour: claim
+                    .and_then(claim_price)
+                    .or_else(|| node_price(inp.catalog, &n.labels))
+                    .unwrap_or(0.0),
+                stable_since: self.stable_since.get(&n.name).copied().unwrap_or(n.created),
+                claim: claim.map(|c| c.name.as_str()),
+            });
+        }
+        let mut bound = Vec::new();
+        let mut pending = Vec::new();
+        let mut has_ds_pods = vec![false; nodes.len()];
+        for p in self.pods.values() {
+            if p.terminal || p.pod.is_daemonset() && p.node.is_none() {
+                continue;
+            }
+            match p.node.as_deref().and_then(|n| index.get(n)) {
+                Some(&i) => {
+                    nodes[i].requested.add(&p.pod.requests);
+                    has_ds_pods[i] |= p.pod.is_daemonset();
+                    if nodes[i].schedulable && !p.deleting {
+                        bound.push((&p.pod, i));
+                    }
+                }
+                None if p.unschedulable => pending.push(&p.pod),
+                None => {}
+            }
+        }
+        // A managed node whose DaemonSet pods have not arrived yet keeps their room, as
+        // a new node does.
+        for (i, n) in nodes.iter_mut().enumerate() {
+            if !has_ds_pods[i] {
+                if let Some(o) = overhead(inp, n.pool, &n.labels) {
+                    n.requested.add(&o);
+                }
+            }
+        }
+        for c in self.claims.values() {
+            if c.deleting_since.is_none() && self.node_of(c).is_none() {
+                if let Some(n) = launching_node(inp, c) {
+                    nodes.push(n);
+                }
+            }
+        }
+        // Oldest pods first, as the simulator hands them (the core sorts them anyway;
+        // this only makes ties reproducible).
+        pending.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        Prepared {
+            nodes,
+            bound,
+            pending,
+        }
+    }
+}
+
+fn claim_price(c: &ClaimEntry) -> Option<f64> {
+    c.options
+        .iter()
+        .find(|o| {
+            Some(&o.instance_type) == c.instance_type.as_ref()
+                && Some(&o.zone) == c.zone.as_ref()
+                && Some(o.capacity_type) == c.capacity_type
+        })
+        .map(|o| o.price_per_hour)
+}
+
+fn node_price(catalog: &Catalog, l: &Labels) -> Option<f64> {
+    let ty = catalog.find(l.get(labels::INSTANCE_TYPE)?)?;
+    let zone = catalog.zone_index(l.get(labels::ZONE)?)?;
+    let ct = l
+        .get(labels::KARPENTER_CAPACITY_TYPE)
+        .and_then(|c| CapacityType::parse(c))
+        .unwrap_or(CapacityType::OnDemand);
+    catalog.types[ty]
+        .offerings
+        .iter()
+        .find(|o| o.zone == zone && o.capacity_type == ct)
+        .map(|o| o.price_per_hour)
+}
+
+/// The DaemonSet room the model reserves on a node of this pool, type and capacity type.
+fn overhead(inp: &DecisionInputs, pool: Option<usize>, l: &Labels) -> Option<Resources> {
+    let pool = pool?;
+    let ty = inp.catalog.find(l.get(labels::INSTANCE_TYPE)?)?;
+    let ct = l
+        .get(labels::KARPENTER_CAPACITY_TYPE)
+        .and_then(|c| CapacityType::parse(c))
+        .unwrap_or(CapacityType::OnDemand);
+    inp.model
+        .pools
+        .get(pool)?
+        .types
+        .iter()
+        .find(|t| t.ty == ty)
+        .map(|t| t.daemon_overhead(ct).clone())
+}
+
+/// The labels a node launched for `claim` as `(type, zone, capacity type)` will carry.
+pub fn node_labels(
+    catalog: &Catalog,
+    pool: &NodePool,
+    ty: usize,
+    zone: &str,
+    ct: CapacityType,
+    hostname: &str,
+) -> Labels {
+    let mut l = catalog.types[ty].labels.clone();
+    l.extend(pool.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    for (k, v) in [
+        (labels::ZONE, zone),
+        (labels::ZONE_BETA, zone),
+        (labels::REGION, catalog.region.as_str()),
+        (labels::KARPENTER_CAPACITY_TYPE, ct.as_str()),
+        (labels::CAPACITY_TYPE, ct.as_str()),
+        (labels::KARPENTER_NODEPOOL, pool.name.as_str()),
+        (labels::NODEPOOL, pool.name.as_str()),
+        (labels::HOSTNAME, hostname),
+    ] {
+        l.insert(k.to_string(), v.to_string());
+    }
+    l
+}
+
+/// A claim not registered yet, as the launching node it will be: the launched instance
+/// when known, else the cheapest option.
+fn launching_node<'s>(inp: &DecisionInputs, c: &'s ClaimEntry) -> Option<PreparedNode<'s>> {
+    let first = c.options.first();
+    let ty_name = c.instance_type.as_ref().or(first.map(|o| &o.instance_type))?;
+    let zone = c.zone.as_ref().or(first.map(|o| &o.zone))?;
+    let ct = c.capacity_type.or(first.map(|o| o.capacity_type))?;
+    let ty = inp.catalog.find(ty_name)?;
+    let pool = inp.pools.iter().position(|p| p.name == c.pool)?;
+    let labels = node_labels(inp.catalog, &inp.pools[pool], ty, zone, ct, &c.name);
+    let requested = overhead(inp, Some(pool), &labels).unwrap_or_default();
+    let it = &inp.catalog.types[ty];
+    Some(PreparedNode {
+        target: Target::Claim(c.name.clone()),
+        name: &c.name,
+        taints: inp.pools[pool].taints.clone(),
+        capacity: it.capacity.clone(),
+        allocatable: it.allocatable.clone(),
+        requested,
+        pool: Some(pool),
+        ready: false,
+        schedulable: true,
+        price_per_hour: claim_price(c).or(first.map(|o| o.price_per_hour)).unwrap_or(0.0),
+        stable_since: c.created,
+        claim: Some(&c.name),
+        labels: Cow::Owned(labels),
+    })
+}

@@ -1,0 +1,201 @@
+//! Watch glue: each kind's watch stream is applied to the shared [`ClusterState`] as it
+//! arrives. Bad objects are logged and skipped; the loop never stops for one. A relist
+//! (`Init` ... `InitDone`) drops the objects that did not come back.
+
+use super::state::ClusterState;
+use super::wall_clock;
+use futures::StreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use std::collections::HashSet;
+use std::fmt::Debug;
+use std::sync::{Arc, RwLock};
+use tokio::sync::mpsc;
+
+/// What a watch tells the loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// A pod became unschedulable: a batch opens (or stays open).
+    PodPending,
+    /// Something else changed (a node, a claim...): lifecycle steps may proceed.
+    Changed,
+    /// One watch finished its initial list.
+    Synced(&'static str),
+}
+
+/// How one kind goes into the state.
+pub struct Kind<K> {
+    pub name: &'static str,
+    /// Applies an object; `Ok(true)` asks for a batch.
+    pub apply: fn(&mut ClusterState, &K, f64) -> Result<bool, String>,
+    pub delete: fn(&mut ClusterState, &str, &str, f64),
+    /// The (namespace, name) of every object of this kind held now.
+    pub keys: fn(&ClusterState) -> Vec<(String, String)>,
+}
+
+fn key<K: Resource>(o: &K) -> (String, String) {
+    (o.namespace().unwrap_or_default(), o.name_any())
+}
+
+/// Applies one watch event; returns the signal to send, if any.
+pub fn handle<K: Resource>(
+    state: &RwLock<ClusterState>,
+    kind: &Kind<K>,
+    event: Event<K>,
+    relist: &mut Option<HashSet<(String, String)>>,
+) -> Option<Signal> {
+    let now = wall_clock();
+    let mut st = match state.write() {
+        Ok(g) => g,
+        // A panic elsewhere poisoned the lock; the data is still consistent per call.
+        Err(p) => p.into_inner(),
+    };
+    let apply = |st: &mut ClusterState, o: &K| match (kind.apply)(st, o, now) {
+        Ok(pending) => pending,
+        Err(e) => {
+            tracing::warn!(kind = kind.name, object = %o.name_any(), error = %e, "skipping a bad object");
+            false
+        }
+    };
+    match event {
+        Event::Apply(o) => Some(if apply(&mut st, &o) { Signal::PodPending } else { Signal::Changed }),
+        Event::Delete(o) => {
+            let (ns, name) = key(&o);
+            (kind.delete)(&mut st, &ns, &name, now);
+            Some(Signal::Changed)
+        }
+        Event::Init => {
+            *relist = Some(HashSet::new());
+            None
+        }
+        Event::InitApply(o) => {
+            if let Some(seen) = relist.as_mut() {
+                seen.insert(key(&o));
+            }
+            apply(&mut st, &o).then_some(Signal::PodPending)
+        }
+        Event::InitDone => {
+            if let Some(seen) = relist.take() {
+                for (ns, name) in (kind.keys)(&st) {
+                    if !seen.contains(&(ns.clone(), name.clone())) {
+                        (kind.delete)(&mut st, &ns, &name, now);
+                    }
+                }
+            }
+            Some(Signal::Synced(kind.name))
+        }
+    }
+}
+
+/// Runs one kind's watch until the process ends (the watcher retries with backoff).
+pub async fn run<K>(
+    api: Api<K>,
+    state: Arc<RwLock<ClusterState>>,
+    kind: Kind<K>,
+    signals: mpsc::UnboundedSender<Signal>,
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    use kube::runtime::WatchStreamExt;
+    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    futures::pin_mut!(stream);
+    let mut relist = None;
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(event) => {
+                if let Some(s) = handle(&state, &kind, event, &mut relist) {
+                    let _ = signals.send(s);
+                }
+            }
+            Err(e) => tracing::warn!(kind = kind.name, error = %e, "watch error; retrying"),
+        }
+    }
+}
+
+use super::crd::{NodeClaim, NodePool};
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+
+fn cluster_scoped(names: Vec<String>) -> Vec<(String, String)> {
+    names.into_iter().map(|n| (String::new(), n)).collect()
+}
+
+pub fn pods() -> Kind<Pod> {
+    Kind {
+        name: "Pod",
+        apply: |st, o, now| st.apply_pod(o, now).map_err(|e| e.to_string()),
+        delete: |st, ns, name, now| st.delete_pod(ns, name, now),
+        keys: |st| {
+            st.pods()
+                .map(|p| (p.pod.namespace.clone(), p.pod.name.clone()))
+                .collect()
+        },
+    }
+}
+
+pub fn nodes() -> Kind<Node> {
+    Kind {
+        name: "Node",
+        apply: |st, o, now| st.apply_node(o, now).map(|_| false).map_err(|e| e.to_string()),
+        delete: |st, _, name, _| st.delete_node(name),
+        keys: |st| cluster_scoped(st.nodes().map(|n| n.name.clone()).collect()),
+    }
+}
+
+pub fn node_claims() -> Kind<NodeClaim> {
+    Kind {
+        name: "NodeClaim",
+        apply: |st, o, _| st.apply_claim(o).map(|_| false).map_err(|e| e.to_string()),
+        delete: |st, _, name, _| st.delete_claim(name),
+        keys: |st| cluster_scoped(st.claims().map(|c| c.name.clone()).collect()),
+    }
+}
+
+pub fn node_pools() -> Kind<NodePool> {
+    Kind {
+        name: "NodePool",
+        apply: |st, o, _| st.apply_pool(o).map(|_| false).map_err(|e| e.to_string()),
+        delete: |st, _, name, _| st.delete_pool(name),
+        keys: |st| cluster_scoped(st.pool_names()),
+    }
+}
+
+pub fn pdbs() -> Kind<PodDisruptionBudget> {
+    Kind {
+        name: "PodDisruptionBudget",
+        apply: |st, o, _| st.apply_pdb(o).map(|_| false).map_err(|e| e.to_string()),
+        delete: |st, ns, name, _| st.delete_pdb(ns, name),
+        keys: |st| st.pdb_keys(),
+    }
+}
+
+pub fn daemonsets() -> Kind<DaemonSet> {
+    Kind {
+        name: "DaemonSet",
+        apply: |st, o, _| st.apply_daemonset(o).map(|_| false).map_err(|e| e.to_string()),
+        delete: |st, ns, name, _| st.delete_daemonset(ns, name),
+        keys: |st| st.daemonset_keys(),
+    }
+}
+
+/// Starts every watch the controller needs; signals go to `signals`.
+pub fn spawn_all(
+    client: &kube::Client,
+    state: &Arc<RwLock<ClusterState>>,
+    signals: &mpsc::UnboundedSender<Signal>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let c = client.clone();
+    vec![
+        tokio::spawn(run(Api::<Pod>::all(c.clone()), state.clone(), pods(), signals.clone())),
+        tokio::spawn(run(Api::<Node>::all(c.clone()), state.clone(), nodes(), signals.clone())),
+        tokio::spawn(run(Api::<NodeClaim>::all(c.clone()), state.clone(), node_claims(), signals.clone())),
+        tokio::spawn(run(Api::<NodePool>::all(c.clone()), state.clone(), node_pools(), signals.clone())),
+        tokio::spawn(run(Api::<PodDisruptionBudget>::all(c.clone()), state.clone(), pdbs(), signals.clone())),
+        tokio::spawn(run(Api::<DaemonSet>::all(c), state.clone(), daemonsets(), signals.clone())),
+    ]
+}
+
+/// The kinds [`spawn_all`] watches: readiness waits for each to sync once.
+pub const WATCHED: &[&str] = &["Pod", "Node", "NodeClaim", "NodePool", "PodDisruptionBudget", "DaemonSet"];
