@@ -9,6 +9,7 @@
 //! ```
 
 mod error;
+mod headroom;
 mod nodepool;
 mod settings;
 mod walk;

@@ -68,6 +68,9 @@ pub struct NodePoolExtras {
     pub min_values: Vec<(String, u32)>,
     /// `spec.template.metadata.annotations`.
     pub annotations: Labels,
+    /// `spec.headroom` (a stevedore extension): utilization targets and spare capacity.
+    /// `None` when the pool has no such block. Parsed by `config::headroom`.
+    pub headroom: Option<crate::core::headroom::HeadroomPolicy>,
     /// Where the pool is defined: file and line of `metadata.name`.
     pub file: String,
     pub line: usize,
@@ -194,7 +197,7 @@ pub fn parse(ctx: &mut Ctx, root: &Node) -> Option<(NodePool, NodePoolExtras)> {
             ctx,
             s,
             "spec",
-            &["weight", "template", "limits", "disruption"],
+            &["weight", "template", "limits", "disruption", "headroom"],
         )
     });
     let mut weight = 0;
@@ -203,7 +206,11 @@ pub fn parse(ctx: &mut Ctx, root: &Node) -> Option<(NodePool, NodePoolExtras)> {
     let mut empty_after = Some(DEFAULT_CONSOLIDATE_AFTER);
     let mut budgets = Vec::new();
     let mut tmpl = Template::default();
+    let mut headroom = None;
     if let Some(spec) = &spec {
+        if let Some(h) = spec.get("headroom") {
+            headroom = super::headroom::parse(ctx, h);
+        }
         if let Some(w) = spec.get("weight") {
             weight = walk::int_in(ctx, w, "spec.weight", 0, 100).unwrap_or(0) as i32;
         }
@@ -240,6 +247,7 @@ pub fn parse(ctx: &mut Ctx, root: &Node) -> Option<(NodePool, NodePoolExtras)> {
         budgets,
         min_values: tmpl.min_values,
         annotations: tmpl.annotations,
+        headroom,
         file: ctx.file.to_string(),
         line: name_line,
     };

@@ -3,6 +3,7 @@
 //! controller call the same code.
 
 pub mod consolidation;
+pub mod headroom;
 pub mod instance;
 pub mod labels;
 pub mod lower_bound;

@@ -1,0 +1,741 @@
+//! Renders the metrics and reads them back with a strict parser of the Prometheus text
+//! exposition format (0.0.4), so a malformed line, a missing TYPE or a wrong number fails.
+
+use super::*;
+use std::collections::BTreeMap;
+
+#[derive(Debug)]
+struct Family {
+    kind: String,
+    samples: Vec<Sample>,
+}
+
+#[derive(Debug, Clone)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+fn valid_metric_name(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_' || f == ':')
+        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == ':')
+}
+
+fn valid_label_name(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+}
+
+fn parse_value(s: &str) -> Result<f64, String> {
+    match s {
+        "+Inf" => Ok(f64::INFINITY),
+        "-Inf" => Ok(f64::NEG_INFINITY),
+        "NaN" => Ok(f64::NAN),
+        _ => s
+            .parse::<f64>()
+            .map_err(|e| format!("bad value {s:?}: {e}")),
+    }
+}
+
+/// `name{a="x",b="y"} value`; returns the sample.
+fn parse_sample(line: &str) -> Result<Sample, String> {
+    let name_end = line
+        .find(['{', ' '])
+        .ok_or_else(|| format!("no value in {line:?}"))?;
+    let name = &line[..name_end];
+    if !valid_metric_name(name) {
+        return Err(format!("bad metric name {name:?}"));
+    }
+    let mut rest = &line[name_end..];
+    let mut labels = BTreeMap::new();
+    if let Some(r) = rest.strip_prefix('{') {
+        let mut chars = r.char_indices().peekable();
+        loop {
+            // label name up to '='
+            let start = chars.peek().map(|(i, _)| *i).ok_or("unterminated labels")?;
+            if r[start..].starts_with('}') {
+                chars.next();
+                break;
+            }
+            let eq = r[start..].find('=').ok_or("label without '='")? + start;
+            let lname = &r[start..eq];
+            if !valid_label_name(lname) {
+                return Err(format!("bad label name {lname:?}"));
+            }
+            while chars.peek().is_some_and(|(i, _)| *i <= eq) {
+                chars.next();
+            }
+            if chars.next().map(|(_, c)| c) != Some('"') {
+                return Err(format!("label {lname} value not quoted"));
+            }
+            let mut value = String::new();
+            loop {
+                match chars.next().ok_or("unterminated label value")?.1 {
+                    '\\' => match chars.next().ok_or("dangling escape")?.1 {
+                        '\\' => value.push('\\'),
+                        '"' => value.push('"'),
+                        'n' => value.push('\n'),
+                        c => return Err(format!("bad escape \\{c}")),
+                    },
+                    '"' => break,
+                    '\n' => return Err("newline in label value".into()),
+                    c => value.push(c),
+                }
+            }
+            if labels.insert(lname.to_string(), value).is_some() {
+                return Err(format!("label {lname} repeated"));
+            }
+            match chars.next().map(|(_, c)| c) {
+                Some(',') => {}
+                Some('}') => break,
+                other => return Err(format!("expected ',' or '}}', got {other:?}")),
+            }
+        }
+        let consumed = chars.peek().map_or(r.len(), |(i, _)| *i);
+        rest = &r[consumed..];
+    }
+    let rest = rest
+        .strip_prefix(' ')
+        .ok_or_else(|| format!("no space before value in {line:?}"))?;
+    let mut parts = rest.split(' ');
+    let value = parse_value(parts.next().unwrap_or(""))?;
+    if let Some(ts) = parts.next() {
+        ts.parse::<i64>()
+            .map_err(|_| format!("bad timestamp {ts:?}"))?;
+    }
+    if parts.next().is_some() {
+        return Err(format!("trailing text in {line:?}"));
+    }
+    Ok(Sample {
+        name: name.to_string(),
+        labels,
+        value,
+    })
+}
+
+/// Parses a whole exposition strictly: HELP then TYPE before a family's samples, each
+/// family declared once, samples named after the family they follow, no duplicate series,
+/// histograms cumulative with `+Inf` equal to `_count`.
+fn parse(text: &str) -> Result<BTreeMap<String, Family>, String> {
+    if !text.is_empty() && !text.ends_with('\n') {
+        return Err("exposition does not end with a newline".into());
+    }
+    let mut families: BTreeMap<String, Family> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    let mut helped: Option<String> = None;
+    let mut seen = std::collections::HashSet::new();
+    for (no, line) in text.lines().enumerate() {
+        let err = |m: String| format!("line {}: {m}: {line:?}", no + 1);
+        if let Some(h) = line.strip_prefix("# HELP ") {
+            let n = h.split(' ').next().unwrap_or("");
+            if !valid_metric_name(n) || families.contains_key(n) {
+                return Err(err(format!("bad or repeated HELP for {n}")));
+            }
+            helped = Some(n.to_string());
+            continue;
+        }
+        if let Some(t) = line.strip_prefix("# TYPE ") {
+            let mut p = t.split(' ');
+            let (n, k) = (p.next().unwrap_or(""), p.next().unwrap_or(""));
+            if p.next().is_some()
+                || !["counter", "gauge", "histogram", "summary", "untyped"].contains(&k)
+            {
+                return Err(err("bad TYPE line".into()));
+            }
+            if helped.as_deref() != Some(n) {
+                return Err(err(format!("TYPE for {n} without its HELP just before")));
+            }
+            if families.contains_key(n) {
+                return Err(err(format!("{n} declared twice")));
+            }
+            families.insert(
+                n.to_string(),
+                Family {
+                    kind: k.to_string(),
+                    samples: Vec::new(),
+                },
+            );
+            current = Some(n.to_string());
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            return Err(err("unexpected comment or blank line".into()));
+        }
+        let s = parse_sample(line).map_err(err)?;
+        let fam_name = current
+            .clone()
+            .ok_or_else(|| err("sample before any TYPE".into()))?;
+        let fam = families.get_mut(&fam_name).expect("current family exists");
+        let ok_name = match fam.kind.as_str() {
+            "histogram" => [
+                fam_name.clone(),
+                format!("{fam_name}_bucket"),
+                format!("{fam_name}_sum"),
+                format!("{fam_name}_count"),
+            ]
+            .contains(&s.name),
+            _ => s.name == fam_name,
+        };
+        if !ok_name || s.name == fam_name && fam.kind == "histogram" {
+            return Err(err(format!(
+                "sample {} does not belong to {fam_name}",
+                s.name
+            )));
+        }
+        if s.name.ends_with("_bucket") != s.labels.contains_key("le") {
+            return Err(err("le label only and always on buckets".into()));
+        }
+        let key = format!("{}{:?}", s.name, s.labels);
+        if !seen.insert(key) {
+            return Err(err("duplicate series".into()));
+        }
+        fam.samples.push(s);
+    }
+    for (n, f) in &families {
+        if f.kind == "histogram" {
+            check_histogram(n, f)?;
+        }
+    }
+    Ok(families)
+}
+
+fn check_histogram(name: &str, f: &Family) -> Result<(), String> {
+    // Group buckets by their labels without `le`.
+    let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut counts: BTreeMap<String, f64> = BTreeMap::new();
+    for s in &f.samples {
+        let mut l = s.labels.clone();
+        let le = l.remove("le");
+        let key = format!("{l:?}");
+        if let Some(le) = le {
+            series
+                .entry(key)
+                .or_default()
+                .push((parse_value(&le)?, s.value));
+        } else if s.name.ends_with("_count") {
+            counts.insert(key, s.value);
+        }
+    }
+    for (k, buckets) in &series {
+        let mut prev = (f64::NEG_INFINITY, 0.0);
+        for &(le, v) in buckets {
+            if le <= prev.0 || v < prev.1 {
+                return Err(format!("{name}{k}: buckets not increasing/cumulative"));
+            }
+            prev = (le, v);
+        }
+        if prev.0 != f64::INFINITY || Some(&prev.1) != counts.get(k) {
+            return Err(format!("{name}{k}: +Inf bucket missing or != _count"));
+        }
+    }
+    Ok(())
+}
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The value of the one sample named `name` with exactly these labels.
+fn value(f: &BTreeMap<String, Family>, name: &str, l: &[(&str, &str)]) -> Option<f64> {
+    let want = labels(l);
+    f.values()
+        .flat_map(|fam| &fam.samples)
+        .find(|s| s.name == name && s.labels == want)
+        .map(|s| s.value)
+}
+
+fn series(f: &BTreeMap<String, Family>, name: &str) -> Vec<Sample> {
+    f.values()
+        .flat_map(|fam| &fam.samples)
+        .filter(|s| s.name == name)
+        .cloned()
+        .collect()
+}
+
+/// (node pool, instance type, capacity type, zone).
+type Place<'a> = (Option<&'a str>, &'a str, CapacityType, &'a str);
+
+fn node(
+    (pool, ty, ct, zone): Place,
+    state: NodeState,
+    alloc: Resources,
+    req: Resources,
+    price: Option<f64>,
+) -> NodeObservation {
+    NodeObservation {
+        nodepool: pool.map(str::to_string),
+        instance_type: ty.into(),
+        capacity_type: ct,
+        zone: zone.into(),
+        state,
+        allocatable: alloc,
+        requested: req,
+        price_per_hour: price,
+    }
+}
+
+const GI: i64 = 1 << 30;
+
+fn sample_cluster() -> ClusterObservation {
+    let mut gpu_alloc = Resources::new(4000, 16 * GI, 29);
+    gpu_alloc.set_extended(GPU_NVIDIA, 1);
+    let mut gpu_req = Resources::new(1000, 4 * GI, 2);
+    gpu_req.set_extended(GPU_NVIDIA, 1);
+    ClusterObservation {
+        pending_pods: 7,
+        oldest_pending: Some(Duration::from_millis(42_500)),
+        nodes: vec![
+            node(
+                (
+                    Some("general"),
+                    "m5.large",
+                    CapacityType::Spot,
+                    "us-east-1a",
+                ),
+                NodeState::Ready,
+                Resources::new(2000, 8 * GI, 29),
+                Resources::new(1500, 2 * GI, 10),
+                Some(0.04),
+            ),
+            node(
+                (
+                    Some("general"),
+                    "m5.large",
+                    CapacityType::OnDemand,
+                    "us-east-1b",
+                ),
+                NodeState::Launching,
+                Resources::new(2000, 8 * GI, 29),
+                Resources::new(500, 6 * GI, 4),
+                Some(0.096),
+            ),
+            node(
+                (
+                    Some("gpu"),
+                    "g4dn.xlarge",
+                    CapacityType::OnDemand,
+                    "us-east-1a",
+                ),
+                NodeState::Draining,
+                gpu_alloc,
+                gpu_req,
+                Some(0.526),
+            ),
+            // Not managed by stevedore: counts cluster-wide only.
+            node(
+                (None, "t3.medium", CapacityType::OnDemand, "us-east-1c"),
+                NodeState::Ready,
+                Resources::new(2000, 4 * GI, 17),
+                Resources::new(1000, GI, 5),
+                Some(0.0416),
+            ),
+        ],
+        lower_bound_per_hour: Some(0.31),
+        unavailable_offerings: 3,
+    }
+}
+
+fn close(a: Option<f64>, b: f64) -> bool {
+    a.is_some_and(|a| (a - b).abs() < 1e-9 * b.abs().max(1.0))
+}
+
+#[test]
+fn fresh_registry_renders_valid_exposition_with_conventional_names() {
+    let m = Metrics::new();
+    let text = m.render();
+    let f = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    for (name, fam) in &f {
+        assert!(name.starts_with("stevedore_"), "{name} lacks the prefix");
+        match fam.kind.as_str() {
+            "counter" => assert!(name.ends_with("_total"), "counter {name}"),
+            "histogram" => assert!(name.ends_with("_seconds"), "histogram {name}"),
+            "gauge" => assert!(!name.ends_with("_total"), "gauge {name}"),
+            k => panic!("{name} has unexpected type {k}"),
+        }
+    }
+    assert_eq!(f["stevedore_pending_pods"].kind, "gauge");
+    assert_eq!(value(&f, "stevedore_pending_pods", &[]), Some(0.0));
+    assert_eq!(value(&f, "stevedore_leader", &[]), Some(0.0));
+    assert_eq!(
+        value(
+            &f,
+            "stevedore_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn cluster_observation_sets_triggers_utilization_nodes_and_cost() {
+    let m = Metrics::new();
+    m.observe_cluster(&sample_cluster());
+    let text = m.render();
+    let f = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+
+    assert_eq!(value(&f, "stevedore_pending_pods", &[]), Some(7.0));
+    assert_eq!(
+        value(&f, "stevedore_pending_pods_oldest_age_seconds", &[]),
+        Some(42.5)
+    );
+    assert_eq!(value(&f, "stevedore_offerings_unavailable", &[]), Some(3.0));
+    assert!(close(
+        value(&f, "stevedore_lower_bound_hourly_cost_dollars", &[]),
+        0.31
+    ));
+
+    // Pool `general`: 2 cores of 4 requested, 8 GiB of 16, 14 pods of 58, no GPU.
+    let g = |r| [("nodepool", "general"), ("resource", r)];
+    assert_eq!(
+        value(&f, "stevedore_nodepool_requested", &g("cpu")),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(&f, "stevedore_nodepool_allocatable", &g("cpu")),
+        Some(4.0)
+    );
+    assert_eq!(
+        value(&f, "stevedore_nodepool_utilization_ratio", &g("cpu")),
+        Some(0.5)
+    );
+    assert_eq!(
+        value(&f, "stevedore_nodepool_requested", &g("memory")),
+        Some((8 * GI) as f64)
+    );
+    assert!(close(
+        value(&f, "stevedore_nodepool_utilization_ratio", &g("pods")),
+        14.0 / 58.0
+    ));
+    assert_eq!(
+        value(&f, "stevedore_nodepool_allocatable", &g("gpu")),
+        Some(0.0)
+    );
+    // No GPU allocatable: no ratio rather than NaN.
+    assert_eq!(
+        value(&f, "stevedore_nodepool_utilization_ratio", &g("gpu")),
+        None
+    );
+    assert_eq!(
+        value(
+            &f,
+            "stevedore_nodepool_utilization_ratio",
+            &[("nodepool", "gpu"), ("resource", "gpu")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &f,
+            "stevedore_nodepool_pods_per_node",
+            &[("nodepool", "general"), ("stat", "avg")]
+        ),
+        Some(7.0)
+    );
+    assert_eq!(
+        value(
+            &f,
+            "stevedore_nodepool_pods_per_node",
+            &[("nodepool", "general"), ("stat", "max")]
+        ),
+        Some(10.0)
+    );
+
+    // Cluster-wide includes the unmanaged node: 4 of 10 cores.
+    assert_eq!(
+        value(&f, "stevedore_cluster_requested", &[("resource", "cpu")]),
+        Some(4.0)
+    );
+    assert!(close(
+        value(
+            &f,
+            "stevedore_cluster_utilization_ratio",
+            &[("resource", "cpu")]
+        ),
+        0.4
+    ));
+
+    // Nodes: only managed ones, one series per (pool, type, capacity type, zone).
+    let nodes = series(&f, "stevedore_nodes");
+    assert_eq!(nodes.len(), 3, "{nodes:?}");
+    assert_eq!(
+        value(
+            &f,
+            "stevedore_nodes",
+            &[
+                ("nodepool", "general"),
+                ("instance_type", "m5.large"),
+                ("capacity_type", "on-demand"),
+                ("zone", "us-east-1b")
+            ]
+        ),
+        Some(1.0)
+    );
+    let st = |p, s| [("nodepool", p), ("state", s)];
+    assert_eq!(
+        value(&f, "stevedore_nodes_by_state", &st("general", "ready")),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&f, "stevedore_nodes_by_state", &st("general", "launching")),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&f, "stevedore_nodes_by_state", &st("general", "draining")),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(&f, "stevedore_nodes_by_state", &st("gpu", "draining")),
+        Some(1.0)
+    );
+
+    let cost = |p, c| [("nodepool", p), ("capacity_type", c)];
+    assert!(close(
+        value(
+            &f,
+            "stevedore_nodes_hourly_cost_dollars",
+            &cost("general", "spot")
+        ),
+        0.04
+    ));
+    assert!(close(
+        value(
+            &f,
+            "stevedore_nodes_hourly_cost_dollars",
+            &cost("gpu", "on-demand")
+        ),
+        0.526
+    ));
+    // The unmanaged node's price is not stevedore's cost.
+    assert_eq!(series(&f, "stevedore_nodes_hourly_cost_dollars").len(), 3);
+}
+
+#[test]
+fn a_new_observation_drops_series_of_pools_that_are_gone() {
+    let m = Metrics::new();
+    m.observe_cluster(&sample_cluster());
+    let mut obs = sample_cluster();
+    obs.nodes.retain(|n| n.nodepool.as_deref() != Some("gpu"));
+    obs.pending_pods = 0;
+    obs.oldest_pending = None;
+    m.observe_cluster(&obs);
+    let f = parse(&m.render()).unwrap();
+    for name in [
+        "stevedore_nodes",
+        "stevedore_nodes_by_state",
+        "stevedore_nodepool_requested",
+        "stevedore_nodes_hourly_cost_dollars",
+    ] {
+        assert!(
+            series(&f, name)
+                .iter()
+                .all(|s| s.labels.get("nodepool").map(String::as_str) != Some("gpu")),
+            "{name} still has pool gpu"
+        );
+    }
+    assert_eq!(value(&f, "stevedore_pending_pods", &[]), Some(0.0));
+    assert_eq!(
+        value(&f, "stevedore_pending_pods_oldest_age_seconds", &[]),
+        Some(0.0)
+    );
+}
+
+#[test]
+fn decisions_launches_calls_and_leader_are_counted() {
+    let m = Metrics::new();
+    m.record_decision(&DecisionRecord {
+        kind: DecisionKind::Provisioning,
+        result: DecisionResult::Acted,
+        reason: DecisionReason::PendingPods,
+        duration: Duration::from_millis(3),
+        nominated: vec![("general".into(), 12), ("gpu".into(), 1)],
+    });
+    m.record_decision(&DecisionRecord {
+        kind: DecisionKind::Provisioning,
+        result: DecisionResult::Acted,
+        reason: DecisionReason::PendingPods,
+        duration: Duration::from_millis(300),
+        nominated: vec![("general".into(), 3)],
+    });
+    m.record_decision(&DecisionRecord {
+        kind: DecisionKind::Disruption,
+        result: DecisionResult::Blocked,
+        reason: DecisionReason::Underutilized,
+        duration: Duration::from_micros(50),
+        nominated: vec![],
+    });
+    let launch = |outcome| LaunchRecord {
+        nodepool: "general",
+        instance_type: "m5.large",
+        capacity_type: CapacityType::Spot,
+        zone: "us-east-1a",
+        outcome,
+    };
+    m.record_launch(&launch(Ok(())));
+    m.record_launch(&launch(Err(LaunchFailure::InsufficientCapacity)));
+    m.record_launch(&launch(Err(LaunchFailure::InsufficientCapacity)));
+    m.record_launch(&launch(Err(LaunchFailure::Quota)));
+    m.record_cloud_call("CreateFleet", 1.5, true);
+    m.record_cloud_call("CreateFleet", 0.2, false);
+    m.record_api_call("create", "pods/eviction", 0.01, false);
+    m.set_leader(true);
+
+    let text = m.render();
+    let f = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let d = |k, r, why| [("kind", k), ("result", r), ("reason", why)];
+    assert_eq!(
+        value(
+            &f,
+            "stevedore_decisions_total",
+            &d("provisioning", "acted", "pending_pods")
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(
+            &f,
+            "stevedore_decisions_total",
+            &d("disruption", "blocked", "underutilized")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(f["stevedore_decision_duration_seconds"].kind, "histogram");
+    let k = [("kind", "provisioning")];
+    assert_eq!(
+        value(&f, "stevedore_decision_duration_seconds_count", &k),
+        Some(2.0)
+    );
+    assert!(close(
+        value(&f, "stevedore_decision_duration_seconds_sum", &k),
+        0.303
+    ));
+    // 3 ms falls in le=0.005, 300 ms only from le=0.5.
+    assert_eq!(
+        value(
+            &f,
+            "stevedore_decision_duration_seconds_bucket",
+            &[("kind", "provisioning"), ("le", "0.005")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &f,
+            "stevedore_decision_duration_seconds_bucket",
+            &[("kind", "provisioning"), ("le", "0.5")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(
+            &f,
+            "stevedore_pods_nominated_total",
+            &[("nodepool", "general")]
+        ),
+        Some(15.0)
+    );
+    let where_ = [
+        ("nodepool", "general"),
+        ("instance_type", "m5.large"),
+        ("capacity_type", "spot"),
+        ("zone", "us-east-1a"),
+    ];
+    assert_eq!(value(&f, "stevedore_launches_total", &where_), Some(1.0));
+    let fail = |r| {
+        [
+            ("nodepool", "general"),
+            ("capacity_type", "spot"),
+            ("reason", r),
+        ]
+    };
+    assert_eq!(
+        value(
+            &f,
+            "stevedore_launch_failures_total",
+            &fail("insufficient_capacity")
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(&f, "stevedore_launch_failures_total", &fail("quota")),
+        Some(1.0)
+    );
+    // Only capacity failures mark the offering unavailable.
+    assert_eq!(
+        value(
+            &f,
+            "stevedore_offerings_marked_unavailable_total",
+            &[
+                ("instance_type", "m5.large"),
+                ("capacity_type", "spot"),
+                ("zone", "us-east-1a")
+            ]
+        ),
+        Some(2.0)
+    );
+    let op = [("operation", "CreateFleet")];
+    assert_eq!(
+        value(&f, "stevedore_cloud_request_duration_seconds_count", &op),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(&f, "stevedore_cloud_request_errors_total", &op),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &f,
+            "stevedore_kube_request_errors_total",
+            &[("verb", "create"), ("resource", "pods/eviction")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(value(&f, "stevedore_leader", &[]), Some(1.0));
+    m.set_leader(false);
+    assert_eq!(
+        value(&parse(&m.render()).unwrap(), "stevedore_leader", &[]),
+        Some(0.0)
+    );
+}
+
+#[test]
+fn label_values_are_escaped_and_read_back() {
+    let m = Metrics::new();
+    let mut obs = sample_cluster();
+    obs.nodes[0].nodepool = Some("we\"ird\\pool".into());
+    m.observe_cluster(&obs);
+    let f = parse(&m.render()).unwrap();
+    assert_eq!(
+        value(
+            &f,
+            "stevedore_nodes_by_state",
+            &[("nodepool", "we\"ird\\pool"), ("state", "ready")]
+        ),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn the_parser_rejects_malformed_expositions() {
+    let ok = "# HELP a_total x\n# TYPE a_total counter\na_total{l=\"v\"} 1\n";
+    assert!(parse(ok).is_ok());
+    for bad in [
+        "a_total 1\n",                                                   // no TYPE
+        "# TYPE a_total counter\na_total 1\n",                           // no HELP
+        "# HELP a_total x\n# TYPE a_total counter\na_total{l=v} 1\n",    // unquoted
+        "# HELP a_total x\n# TYPE a_total counter\na_total 1\na_total 2\n", // duplicate
+        "# HELP a_total x\n# TYPE a_total counter\nb_total 1\n",         // wrong family
+        "# HELP a_total x\n# TYPE a_total counter\na_total one\n",       // bad number
+        "# HELP a_total x\n# TYPE a_total counter\na_total 1",           // no final newline
+        "# HELP h x\n# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n",
+    ] {
+        assert!(parse(bad).is_err(), "accepted {bad:?}");
+    }
+}
