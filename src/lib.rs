@@ -7,6 +7,8 @@ pub mod cluster;
 pub mod config;
 pub mod core;
 #[cfg(feature = "controller")]
+pub mod controller;
+#[cfg(feature = "controller")]
 pub mod metrics;
 pub mod sim;
 pub mod trace;

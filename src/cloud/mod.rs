@@ -15,6 +15,11 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
+#[cfg(feature = "controller")]
+pub mod fake;
+#[cfg(feature = "controller")]
+pub mod simulated;
+
 use crate::core::instance::CapacityType;
 use crate::core::taints::Taint;
 

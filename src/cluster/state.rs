@@ -158,6 +158,15 @@ impl ClusterState {
         Ok(newly_pending)
     }
 
+    /// Records that a pod's eviction or deletion was accepted (before the watch says so),
+    /// so a drain does not evict it twice.
+    pub fn mark_pod_deleting(&mut self, ns: &str, name: &str) {
+        if let Some(p) = self.pods.get_mut(&pod_key(ns, name)) {
+            p.deleting = true;
+            self.changes += 1;
+        }
+    }
+
     pub fn delete_pod(&mut self, ns: &str, name: &str, now: f64) {
         if let Some(old) = self.pods.remove(&pod_key(ns, name)) {
             self.changes += 1;

@@ -1,0 +1,189 @@
+//! A simulated cloud for the controller: instances live in memory, IDs are
+//! deterministic (`simulated:///<zone>/i-<n>`), launches are idempotent per NodeClaim,
+//! and capacity shortages can be injected (the simulator's own [`SimCloud`] decides
+//! which option has capacity, so both paths pick alike). A launch hook lets a test or
+//! `run --provider simulated` turn instances into Nodes.
+
+use super::{CloudError, CloudProvider, Instance, InstanceState, LaunchRequest, Offering, OfferingUpdate};
+use crate::core::instance::Catalog;
+use crate::core::scheduler::LaunchOption;
+use crate::sim::cloud::SimCloud;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Called after every new launch (not for a repeated launch of the same claim).
+pub type LaunchHook = Box<dyn Fn(&Instance, &LaunchRequest) + Send + Sync>;
+
+#[derive(Default)]
+struct Inner {
+    /// Live instances by NodeClaim name.
+    instances: BTreeMap<String, Instance>,
+    counter: u64,
+    shortages: SimCloud,
+    /// Launch calls that created an instance (a repeated launch does not count).
+    launches: u64,
+    /// A fixed clock for tests; the wall clock otherwise.
+    now: Option<f64>,
+}
+
+pub struct SimulatedCloud {
+    catalog: Arc<Catalog>,
+    inner: Mutex<Inner>,
+    hook: Option<LaunchHook>,
+}
+
+impl SimulatedCloud {
+    pub fn new(catalog: Arc<Catalog>) -> Self {
+        SimulatedCloud {
+            catalog,
+            inner: Mutex::new(Inner::default()),
+            hook: None,
+        }
+    }
+
+    pub fn with_hook(mut self, hook: LaunchHook) -> Self {
+        self.hook = Some(hook);
+        self
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // The data stays consistent across a panic in a hook; keep serving.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Fixes the clock (seconds since the Unix epoch) for launches and shortages.
+    pub fn set_now(&self, now: f64) {
+        self.lock().now = Some(now);
+    }
+
+    fn now(inner: &Inner) -> f64 {
+        inner.now.unwrap_or_else(wall_clock)
+    }
+
+    /// No capacity for matching offerings (`*` matches all) for `for_s` seconds from now.
+    pub fn add_shortage(&self, instance_type: &str, zone: &str, capacity_type: &str, for_s: f64) {
+        let mut inner = self.lock();
+        let now = Self::now(&inner);
+        inner
+            .shortages
+            .add_shortage(instance_type, zone, capacity_type, now, for_s);
+    }
+
+    /// How many instances launches created (repeated launches of a claim excluded).
+    pub fn launches(&self) -> u64 {
+        self.lock().launches
+    }
+
+    /// Inserts an instance as if launched earlier (tests: an orphan, or an instance
+    /// whose claim never got its status).
+    pub fn insert(&self, instance: Instance) {
+        let mut inner = self.lock();
+        let claim = instance.node_claim.clone().unwrap_or_default();
+        inner.instances.insert(claim, instance);
+    }
+
+    fn options(&self, request: &LaunchRequest) -> Vec<LaunchOption> {
+        request
+            .options
+            .iter()
+            .filter_map(|o| {
+                Some(LaunchOption {
+                    instance_type: self.catalog.find(&o.instance_type)?,
+                    zone: self.catalog.zone_index(&o.zone)?,
+                    capacity_type: o.capacity_type,
+                    price_per_hour: o.price_per_hour,
+                })
+            })
+            .collect()
+    }
+
+    fn launch_now(&self, request: &LaunchRequest) -> Result<(Instance, bool), CloudError> {
+        let mut inner = self.lock();
+        if let Some(existing) = inner.instances.get(&request.node_claim) {
+            return Ok((existing.clone(), false));
+        }
+        let options = self.options(request);
+        let now = Self::now(&inner);
+        let Some(i) = inner.shortages.launch(&self.catalog, &options, now) else {
+            return Err(CloudError::InsufficientCapacity {
+                offerings: request.options.clone(),
+            });
+        };
+        let o: &Offering = request
+            .options
+            .iter()
+            .find(|x| {
+                self.catalog.find(&x.instance_type) == Some(options[i].instance_type)
+                    && self.catalog.zone_index(&x.zone) == Some(options[i].zone)
+                    && x.capacity_type == options[i].capacity_type
+            })
+            .ok_or_else(|| CloudError::Invalid {
+                operation: "launch".into(),
+                message: "no option".into(),
+            })?;
+        inner.counter += 1;
+        inner.launches += 1;
+        let instance = Instance {
+            provider_id: format!("simulated:///{}/i-{:017x}", o.zone, inner.counter),
+            instance_type: o.instance_type.clone(),
+            zone: o.zone.clone(),
+            capacity_type: o.capacity_type,
+            state: InstanceState::Running,
+            node_claim: Some(request.node_claim.clone()),
+            node_pool: Some(request.node_pool.clone()),
+            launched_at: now,
+        };
+        inner
+            .instances
+            .insert(request.node_claim.clone(), instance.clone());
+        Ok((instance, true))
+    }
+}
+
+fn wall_clock() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl CloudProvider for SimulatedCloud {
+    fn name(&self) -> &'static str {
+        "simulated"
+    }
+
+    async fn launch(&self, request: &LaunchRequest) -> Result<Instance, CloudError> {
+        let (instance, new) = self.launch_now(request)?;
+        if new {
+            if let Some(h) = &self.hook {
+                h(&instance, request);
+            }
+        }
+        Ok(instance)
+    }
+
+    async fn terminate(&self, provider_id: &str) -> Result<(), CloudError> {
+        let mut inner = self.lock();
+        let claim = inner
+            .instances
+            .iter()
+            .find(|(_, i)| i.provider_id == provider_id)
+            .map(|(c, _)| c.clone());
+        match claim {
+            Some(c) => {
+                inner.instances.remove(&c);
+                Ok(())
+            }
+            None => Err(CloudError::NotFound {
+                provider_id: provider_id.to_string(),
+            }),
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<Instance>, CloudError> {
+        Ok(self.lock().instances.values().cloned().collect())
+    }
+
+    async fn offerings(&self) -> Result<OfferingUpdate, CloudError> {
+        Ok(OfferingUpdate::default())
+    }
+}

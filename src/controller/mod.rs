@@ -1,0 +1,915 @@
+//! The in-cluster controller: the same decisions the simulator makes, on the cluster the
+//! watches mirror, acted on through the Kubernetes API and a [`CloudProvider`].
+//!
+//! Shape (after linkerd2's policy controller): watches apply objects to in-memory
+//! indexes ([`ClusterState`], plain synchronous calls); decisions are pure functions of
+//! those indexes ([`provision::plan`], [`lifecycle::step`], `core::consolidation`) that
+//! return data; the `Controller` methods below carry that data out, and the loop calls
+//! them only while this replica holds the leader Lease. A follower keeps its indexes
+//! warm and takes over within one lease duration.
+
+pub mod http;
+pub mod lifecycle;
+pub mod provision;
+pub mod record;
+
+use crate::cloud::{CloudError, CloudProvider, Instance, LaunchRequest};
+use crate::cluster::convert::{ClaimEntry, NodeEntry};
+use crate::cluster::crd::{NodeClaim, NodeClaimStatus, TERMINATION_FINALIZER};
+use crate::cluster::lease::LeaderElector;
+use crate::cluster::state::{ClusterState, Target, DISRUPTED_TAINT};
+use crate::cluster::watch::{Signal, WATCHED};
+use crate::cluster::{rfc3339, wall_clock};
+use crate::config::{Config, ConsolidationPolicy, NodePoolExtras};
+use crate::core::consolidation::{self, Action, NodeCost, PoolConsolidation};
+use crate::core::instance::{CapacityType, Catalog};
+use crate::core::model::SchedulingModel;
+use crate::core::nodepool::NodePool;
+use crate::core::pod::Pod as CorePod;
+use crate::core::rng::Rng;
+use crate::core::unavailable::UnavailableOfferings;
+use crate::metrics::Metrics;
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Node, ObjectReference, Pod};
+use kube::api::{Api, DeleteParams, EvictParams, Patch, PatchParams, PostParams};
+use provision::{Decider, NewClaim, Plan};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+/// Immediate re-decisions after launches that found no capacity (as the simulator).
+const MAX_LAUNCH_ROUNDS: usize = 8;
+/// Nodes tried per consolidation pass (as the simulator).
+const CONSOLIDATION_CANDIDATES: usize = 10;
+/// Eviction retry backoff: first and longest wait after a 429.
+const EVICT_BACKOFF_MIN_S: f64 = 1.0;
+const EVICT_BACKOFF_MAX_S: f64 = 60.0;
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub cluster_name: String,
+    /// Where the leader Lease and the controller's own events live.
+    pub namespace: String,
+    /// This replica's name in the Lease (the pod name).
+    pub identity: String,
+    pub lease_name: String,
+    pub leader_elect: bool,
+    pub lease_duration: Duration,
+    pub renew_every: Duration,
+    pub dry_run: bool,
+    /// A launched instance must become a Node within this, or its claim is deleted.
+    pub registration_timeout: Duration,
+    /// An instance tagged for a NodeClaim that no longer exists is terminated after this.
+    pub orphan_grace: Duration,
+    /// Schedulers whose unschedulable pods stevedore provisions for.
+    pub schedulers: Vec<String>,
+    /// How often NodeClaims are moved along (launch, register, drain, terminate).
+    pub lifecycle_every: Duration,
+    pub gc_every: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            cluster_name: "stevedore".into(),
+            namespace: "default".into(),
+            identity: "stevedore-0".into(),
+            lease_name: "stevedore-leader".into(),
+            leader_elect: true,
+            lease_duration: Duration::from_secs(15),
+            renew_every: Duration::from_secs(5),
+            dry_run: false,
+            registration_timeout: Duration::from_secs(15 * 60),
+            orphan_grace: Duration::from_secs(5 * 60),
+            schedulers: vec!["default-scheduler".into()],
+            lifecycle_every: Duration::from_secs(2),
+            gc_every: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("cloud: {0}")]
+    Cloud(#[from] CloudError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The pools and the scheduling model, rebuilt when NodePools or DaemonSets change.
+pub struct Model {
+    generation: u64,
+    pub pools: Vec<NodePool>,
+    pub extras: Vec<NodePoolExtras>,
+    pub model: SchedulingModel,
+}
+
+/// What one provisioning call did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProvisionReport {
+    pub pending: usize,
+    pub claims_created: usize,
+    pub launched: usize,
+    pub launch_failures: usize,
+    /// Wall-clock milliseconds of each decision (core solve plus snapshot building).
+    pub decision_ms: Vec<f64>,
+}
+
+pub struct Controller<P> {
+    client: kube::Client,
+    cloud: P,
+    config: Config,
+    catalog: Arc<Catalog>,
+    pub opts: Options,
+    pub state: Arc<RwLock<ClusterState>>,
+    unavailable: Mutex<UnavailableOfferings>,
+    model: Mutex<Option<Arc<Model>>>,
+    /// Per pod (ns/name): (next eviction attempt, current backoff), after a 429.
+    backoff: Mutex<HashMap<String, (f64, f64)>>,
+    /// Last event message per object, so a repeated decision does not repeat events.
+    said: Mutex<HashMap<String, String>>,
+    names: Mutex<Rng>,
+    pub metrics: Arc<Metrics>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn is_code(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == code)
+}
+
+/// JSON merge patch removing our finalizer (keeping any others).
+fn finalizer_patch(claim: &NodeClaim) -> serde_json::Value {
+    let rest: Vec<String> = claim
+        .metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .filter(|f| *f != TERMINATION_FINALIZER)
+        .cloned()
+        .collect();
+    serde_json::json!({"metadata": {"finalizers": rest}})
+}
+
+impl<P: CloudProvider> Controller<P> {
+    pub fn new(client: kube::Client, cloud: P, config: Config, catalog: Arc<Catalog>, opts: Options) -> Self {
+        let seed = wall_clock().to_bits() ^ u64::from(std::process::id());
+        Controller {
+            state: Arc::new(RwLock::new(ClusterState::new(opts.schedulers.clone()))),
+            client,
+            cloud,
+            config,
+            catalog,
+            opts,
+            unavailable: Mutex::new(UnavailableOfferings::default()),
+            model: Mutex::new(None),
+            backoff: Mutex::new(HashMap::new()),
+            said: Mutex::new(HashMap::new()),
+            names: Mutex::new(Rng::new(seed)),
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+
+    pub fn cloud(&self) -> &P {
+        &self.cloud
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, ClusterState> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, ClusterState> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn claims_api(&self) -> Api<NodeClaim> {
+        Api::all(self.client.clone())
+    }
+
+    /// The pools (configuration's, overridden by NodePool objects of the same name) and
+    /// the model for them and the cluster's DaemonSets (the configuration's when the
+    /// cluster shows none).
+    pub fn model(&self) -> Arc<Model> {
+        let (generation, crd_pools, daemonsets) = {
+            let st = self.read();
+            (st.model_generation, st.valid_pools(), st.daemonsets())
+        };
+        let mut cached = lock(&self.model);
+        if let Some(m) = cached.as_ref().filter(|m| m.generation == generation) {
+            return m.clone();
+        }
+        let mut pools: Vec<(NodePool, NodePoolExtras)> = self
+            .config
+            .node_pools
+            .iter()
+            .cloned()
+            .zip(self.config.pool_extras.iter().cloned())
+            .filter(|(p, _)| !crd_pools.iter().any(|(c, _)| c.name == p.name))
+            .collect();
+        pools.extend(crd_pools);
+        pools.sort_by(|(a, _), (b, _)| b.weight.cmp(&a.weight).then_with(|| a.name.cmp(&b.name)));
+        let ds: Vec<CorePod> = if daemonsets.is_empty() {
+            self.config
+                .settings
+                .daemon_sets
+                .iter()
+                .map(crate::sim::setup::daemonset_pod)
+                .collect()
+        } else {
+            daemonsets
+        };
+        let ds_refs: Vec<&CorePod> = ds.iter().collect();
+        let (pools, extras): (Vec<_>, Vec<_>) = pools.into_iter().unzip();
+        let model = SchedulingModel::new(&self.catalog, &pools, &ds_refs);
+        let m = Arc::new(Model {
+            generation,
+            pools,
+            extras,
+            model,
+        });
+        *cached = Some(m.clone());
+        m
+    }
+
+    fn next_name(&self, pool: &str) -> String {
+        const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        let mut rng = lock(&self.names);
+        let suffix: String = (0..5)
+            .map(|_| ALPHABET[rng.below(ALPHABET.len())] as char)
+            .collect();
+        format!("{pool}-{suffix}")
+    }
+
+    /// One provisioning decision on the current indexes (no I/O).
+    pub fn decide(&self, now: f64) -> (Plan, f64) {
+        let m = self.model();
+        let started = Instant::now();
+        let unavailable = {
+            let mut u = lock(&self.unavailable);
+            u.expire(now);
+            u.clone()
+        };
+        let d = Decider {
+            catalog: &self.catalog,
+            pools: &m.pools,
+            extras: &m.extras,
+            model: &m.model,
+            unavailable: &unavailable,
+            max_launch_options: self.config.settings.max_launch_options,
+            now,
+        };
+        let st = self.read();
+        let plan = provision::plan(&st, &d, &mut |pool| self.next_name(pool));
+        (plan, started.elapsed().as_secs_f64() * 1000.0)
+    }
+
+    /// Decides and launches for the pending pods; a launch that finds no capacity marks
+    /// its offerings unavailable and the pods are decided again at once.
+    pub async fn provision(&self, now: f64) -> ProvisionReport {
+        let mut report = ProvisionReport::default();
+        for _ in 0..MAX_LAUNCH_ROUNDS {
+            let (plan, ms) = self.decide(now);
+            report.decision_ms.push(ms);
+            report.pending = report.pending.max(plan.pending);
+            let mut failed = false;
+            for claim in &plan.claims {
+                if self.opts.dry_run {
+                    tracing::info!(claim = claim.name(), pods = claim.pods.len(), "dry run: would launch {}", claim.summary());
+                    continue;
+                }
+                match self.launch_new(claim, now).await {
+                    Ok(()) => {
+                        report.claims_created += 1;
+                        report.launched += 1;
+                    }
+                    Err(ControllerError::Cloud(CloudError::InsufficientCapacity { .. })) => {
+                        report.claims_created += 1;
+                        report.launch_failures += 1;
+                        failed = true;
+                    }
+                    Err(e) => {
+                        report.launch_failures += 1;
+                        tracing::warn!(claim = claim.name(), error = %e, "launch failed");
+                    }
+                }
+            }
+            self.tell_pods(&plan).await;
+            if !failed || self.opts.dry_run {
+                break;
+            }
+        }
+        report
+    }
+
+    /// Creates the NodeClaim (with its finalizer) first, then calls the cloud: a crash
+    /// in between leaves a claim the next lifecycle step launches, idempotently.
+    async fn launch_new(&self, claim: &NewClaim, now: f64) -> Result<(), ControllerError> {
+        let created = self
+            .claims_api()
+            .create(&PostParams::default(), &claim.object)
+            .await?;
+        self.apply_claim(&created);
+        tracing::info!(claim = claim.name(), pods = claim.pods.len(), "launching {}", claim.summary());
+        self.launch(&created, &claim.request, now).await
+    }
+
+    fn apply_claim(&self, c: &NodeClaim) {
+        if let Err(e) = self.write().apply_claim(c) {
+            tracing::warn!(error = %e, "NodeClaim does not convert");
+        }
+    }
+
+    /// Calls the cloud for a claim and records the instance in its status. On
+    /// insufficient capacity the offerings are marked unavailable and the claim released.
+    async fn launch(&self, claim: &NodeClaim, request: &LaunchRequest, now: f64) -> Result<(), ControllerError> {
+        let name = request.node_claim.as_str();
+        match self.cloud.launch(request).await {
+            Ok(instance) => {
+                self.record_launch(claim, &instance, now).await?;
+                self.event_claim(name, "Normal", "Launched", &format!(
+                    "launched {} {} in {} ({})",
+                    instance.instance_type,
+                    instance.capacity_type.as_str(),
+                    instance.zone,
+                    instance.provider_id
+                ))
+                .await;
+                Ok(())
+            }
+            Err(e @ CloudError::InsufficientCapacity { .. }) => {
+                self.mark_unavailable(&request.options.iter().map(|o| (o.instance_type.as_str(), o.zone.as_str(), o.capacity_type)).collect::<Vec<_>>(), now);
+                tracing::info!(claim = name, error = %e, "no capacity; deciding again without these offerings");
+                self.release(claim).await?;
+                Err(e.into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn mark_unavailable(&self, offerings: &[(&str, &str, CapacityType)], now: f64) {
+        let ttl = self.config.settings.unavailable_offering_ttl.as_secs_f64();
+        let mut u = lock(&self.unavailable);
+        for (ty, zone, ct) in offerings {
+            if let (Some(t), Some(z)) = (self.catalog.find(ty), self.catalog.zone_index(zone)) {
+                u.mark(t, z, *ct, now, ttl);
+            }
+        }
+    }
+
+    async fn record_launch(&self, claim: &NodeClaim, instance: &Instance, now: f64) -> Result<(), ControllerError> {
+        let mut status = claim.status.clone().unwrap_or_default();
+        status.provider_id = Some(instance.provider_id.clone());
+        status.instance_type = Some(instance.instance_type.clone());
+        status.zone = Some(instance.zone.clone());
+        status.capacity_type = Some(instance.capacity_type.as_str().into());
+        status.launched_at = Some(if instance.launched_at > 0.0 { instance.launched_at } else { now });
+        status.set_true("Launched", "Launched", &rfc3339(now));
+        self.patch_status(claim.metadata.name.as_deref().unwrap_or_default(), &status).await
+    }
+
+    async fn patch_status(&self, name: &str, status: &NodeClaimStatus) -> Result<(), ControllerError> {
+        let patch = serde_json::json!({"status": status});
+        let updated = self
+            .claims_api()
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        self.apply_claim(&updated);
+        Ok(())
+    }
+
+    /// Drops a claim that has no instance: finalizer off, then delete.
+    async fn release(&self, claim: &NodeClaim) -> Result<(), ControllerError> {
+        let name = claim.metadata.name.clone().unwrap_or_default();
+        let api = self.claims_api();
+        match api.patch(&name, &PatchParams::default(), &Patch::Merge(&finalizer_patch(claim))).await {
+            Ok(_) => {}
+            Err(e) if is_code(&e, 404) => {}
+            Err(e) => return Err(e.into()),
+        }
+        match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(e) if is_code(&e, 404) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.write().delete_claim(&name);
+        Ok(())
+    }
+
+    /// Events on the pods of a decision, each said once until it changes.
+    async fn tell_pods(&self, plan: &Plan) {
+        for (ns, name, message, normal) in &plan.pod_messages {
+            let (kind, reason) = if *normal { ("Normal", "Nominated") } else { ("Warning", "FailedProvisioning") };
+            let prefix = if self.opts.dry_run { "dry run: " } else { "" };
+            self.event(
+                ObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Pod".into()),
+                    namespace: Some(ns.clone()),
+                    name: Some(name.clone()),
+                    ..Default::default()
+                },
+                kind,
+                reason,
+                &format!("{prefix}{message}"),
+            )
+            .await;
+        }
+    }
+
+    async fn event_claim(&self, claim: &str, kind: &str, reason: &str, message: &str) {
+        let uid = self.read().claim(claim).map(|c| c.uid.clone());
+        self.event(
+            ObjectReference {
+                api_version: Some("stevedore.dev/v1".into()),
+                kind: Some("NodeClaim".into()),
+                name: Some(claim.to_string()),
+                uid,
+                ..Default::default()
+            },
+            kind,
+            reason,
+            message,
+        )
+        .await;
+    }
+
+    /// Posts a core/v1 Event (best effort: a failure is logged, never fatal).
+    async fn event(&self, target: ObjectReference, kind: &str, reason: &str, message: &str) {
+        let key = format!(
+            "{}/{}/{}",
+            target.kind.as_deref().unwrap_or_default(),
+            target.namespace.as_deref().unwrap_or_default(),
+            target.name.as_deref().unwrap_or_default()
+        );
+        {
+            let mut said = lock(&self.said);
+            if said.get(&key).is_some_and(|m| m == message) {
+                return;
+            }
+            said.insert(key, message.to_string());
+        }
+        tracing::info!(object = %format!("{}/{}", target.kind.as_deref().unwrap_or_default(), target.name.as_deref().unwrap_or_default()), reason, "{message}");
+        // Cluster-scoped objects (NodeClaims) get their events in our own namespace.
+        let ns = target
+            .namespace
+            .clone()
+            .unwrap_or_else(|| self.opts.namespace.clone());
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let n = lock(&self.names).next_u64();
+        let ev = CoreEvent {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some(format!("{}.{n:016x}", target.name.as_deref().unwrap_or("object"))),
+                namespace: Some(ns.clone()),
+                ..Default::default()
+            },
+            involved_object: target,
+            reason: Some(reason.into()),
+            message: Some(message.into()),
+            type_: Some(kind.into()),
+            first_timestamp: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now)),
+            last_timestamp: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now)),
+            count: Some(1),
+            source: Some(k8s_openapi::api::core::v1::EventSource {
+                component: Some("stevedore".into()),
+                host: None,
+            }),
+            reporting_component: Some("stevedore.dev/controller".into()),
+            reporting_instance: Some(self.opts.identity.clone()),
+            ..Default::default()
+        };
+        let api: Api<CoreEvent> = Api::namespaced(self.client.clone(), &ns);
+        if let Err(e) = api.create(&PostParams::default(), &ev).await {
+            tracing::debug!(error = %e, "event not recorded");
+        }
+    }
+
+    /// Moves every NodeClaim one step along (launch, register, ready, drain, terminate).
+    pub async fn reconcile(&self, now: f64) {
+        let work: Vec<(ClaimEntry, Option<NodeEntry>, bool)> = {
+            let st = self.read();
+            st.claims()
+                .map(|c| {
+                    let node = st.node_of(c).cloned();
+                    let drained = node.as_ref().is_none_or(|n| {
+                        st.pods_on(&n.name).all(|p| p.drain_exempt || p.deleting)
+                    });
+                    (c.clone(), node, drained)
+                })
+                .collect()
+        };
+        let timeout = self.opts.registration_timeout.as_secs_f64();
+        for (claim, node, drained) in work {
+            let step = lifecycle::step(&claim, node.as_ref(), drained, now, timeout);
+            if step == lifecycle::Step::Nothing || self.opts.dry_run {
+                continue;
+            }
+            if let Err(e) = self.carry_out(&claim, node.as_ref(), &step, now).await {
+                tracing::warn!(claim = %claim.name, ?step, error = %e, "NodeClaim step failed; retrying later");
+            }
+        }
+    }
+
+    fn request_for(claim: &ClaimEntry) -> LaunchRequest {
+        LaunchRequest {
+            node_claim: claim.name.clone(),
+            node_pool: claim.pool.clone(),
+            options: claim.options.clone(),
+            labels: claim.labels.clone(),
+            taints: claim.taints.clone(),
+            startup_taints: claim.startup_taints.clone(),
+        }
+    }
+
+    fn claim_object(claim: &ClaimEntry) -> NodeClaim {
+        let mut obj = NodeClaim::new(&claim.name, Default::default());
+        obj.metadata.finalizers = claim.has_finalizer.then(|| vec![TERMINATION_FINALIZER.to_string()]);
+        obj.status = Some(claim.status.clone());
+        obj
+    }
+
+    async fn carry_out(&self, claim: &ClaimEntry, node: Option<&NodeEntry>, step: &lifecycle::Step, now: f64) -> Result<(), ControllerError> {
+        use lifecycle::Step;
+        let obj = Self::claim_object(claim);
+        match step {
+            Step::Launch => self.launch(&obj, &Self::request_for(claim), now).await,
+            Step::Register { node } => self.register(claim, node, now).await,
+            Step::MarkReady => {
+                let mut status = claim.status.clone();
+                status.set_true("Ready", "NodeReady", &rfc3339(now));
+                self.patch_status(&claim.name, &status).await?;
+                let node = claim.node_name.clone().unwrap_or_default();
+                self.event_claim(&claim.name, "Normal", "Ready", &format!("node {node} is ready")).await;
+                Ok(())
+            }
+            Step::RegistrationTimeout => {
+                if let (Some(t), Some(z), Some(ct)) = (&claim.instance_type, &claim.zone, claim.capacity_type) {
+                    self.mark_unavailable(&[(t.as_str(), z.as_str(), ct)], now);
+                }
+                let msg = format!(
+                    "no node registered within {}; deleting",
+                    humantime::format_duration(self.opts.registration_timeout)
+                );
+                self.event_claim(&claim.name, "Warning", "RegistrationTimeout", &msg).await;
+                self.delete_claim(&claim.name).await
+            }
+            Step::Drain { .. } => match node {
+                Some(n) => self.drain(claim, n, now).await,
+                None => Ok(()),
+            },
+            Step::Terminate => self.terminate(claim, node).await,
+            Step::RetireReplaced { old } => {
+                let live = self.read().claim(old).is_some_and(|c| c.deleting_since.is_none());
+                if live {
+                    self.event_claim(old, "Normal", "Consolidated", &format!("replaced by {}", claim.name)).await;
+                    self.delete_claim(old).await?;
+                }
+                Ok(())
+            }
+            Step::Nothing => Ok(()),
+        }
+    }
+
+    /// Deletes a claim; its finalizer keeps it until drained and terminated.
+    pub async fn delete_claim(&self, name: &str) -> Result<(), ControllerError> {
+        match self.claims_api().delete(name, &DeleteParams::default()).await {
+            Ok(either) => {
+                if let Some(obj) = either.left() {
+                    self.apply_claim(&obj);
+                }
+                Ok(())
+            }
+            Err(e) if is_code(&e, 404) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn register(&self, claim: &ClaimEntry, node: &str, now: f64) -> Result<(), ControllerError> {
+        // The pool's labels, and our claim label, on the node (kept if already there).
+        let missing: std::collections::BTreeMap<String, String> = {
+            let st = self.read();
+            let have = st.node(node).map(|n| n.labels.clone()).unwrap_or_default();
+            claim
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .chain([(crate::cloud::tags::NODE_CLAIM.to_string(), claim.name.clone())])
+                .filter(|(k, v)| have.get(k) != Some(v))
+                .collect()
+        };
+        if !missing.is_empty() {
+            let nodes: Api<Node> = Api::all(self.client.clone());
+            let patch = serde_json::json!({"metadata": {"labels": missing}});
+            let updated = nodes.patch(node, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            let _ = self.write().apply_node(&updated, now);
+        }
+        let mut status = claim.status.clone();
+        status.node_name = Some(node.to_string());
+        status.set_true("Registered", "NodeRegistered", &rfc3339(now));
+        self.patch_status(&claim.name, &status).await?;
+        self.event_claim(&claim.name, "Normal", "Registered", &format!("registered as node {node}")).await;
+        Ok(())
+    }
+
+    /// One drain pass: the disrupted taint, then an eviction per pod (PDBs answer 429:
+    /// that pod is retried with backoff). Past the claim's terminationGracePeriod, pods
+    /// are deleted instead.
+    async fn drain(&self, claim: &ClaimEntry, node: &NodeEntry, now: f64) -> Result<(), ControllerError> {
+        if !node.taints.iter().any(|t| t.key == DISRUPTED_TAINT) {
+            let mut taints: Vec<serde_json::Value> = node
+                .taints
+                .iter()
+                .map(|t| serde_json::json!({"key": t.key, "value": t.value, "effect": format!("{:?}", t.effect)}))
+                .collect();
+            taints.push(serde_json::json!({"key": DISRUPTED_TAINT, "effect": "NoSchedule"}));
+            let nodes: Api<Node> = Api::all(self.client.clone());
+            let patch = serde_json::json!({"spec": {"taints": taints}});
+            let updated = nodes.patch(&node.name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            let _ = self.write().apply_node(&updated, now);
+        }
+        let pods: Vec<(String, String)> = self
+            .read()
+            .pods_on(&node.name)
+            .filter(|p| !p.drain_exempt && !p.deleting)
+            .map(|p| (p.pod.namespace.clone(), p.pod.name.clone()))
+            .collect();
+        let past_grace = match (claim.termination_grace_s, claim.deleting_since) {
+            (Some(g), Some(since)) => now - since >= g,
+            _ => false,
+        };
+        for (ns, name) in pods {
+            let key = format!("{ns}/{name}");
+            if lock(&self.backoff).get(&key).is_some_and(|(next, _)| *next > now) {
+                continue;
+            }
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+            let result = if past_grace {
+                api.delete(&name, &DeleteParams::default()).await.map(|_| ())
+            } else {
+                api.evict(&name, &EvictParams::default()).await.map(|_| ())
+            };
+            match result {
+                Ok(()) => {
+                    lock(&self.backoff).remove(&key);
+                    self.write().mark_pod_deleting(&ns, &name);
+                }
+                Err(e) if is_code(&e, 404) => {
+                    self.write().delete_pod(&ns, &name, now);
+                }
+                Err(e) => {
+                    let mut b = lock(&self.backoff);
+                    let delay = b.get(&key).map_or(EVICT_BACKOFF_MIN_S, |(_, d)| (d * 2.0).min(EVICT_BACKOFF_MAX_S));
+                    b.insert(key, (now + delay, delay));
+                    if is_code(&e, 429) {
+                        tracing::info!(pod = %format!("{ns}/{name}"), retry_in_s = delay, "eviction blocked by a PodDisruptionBudget");
+                    } else {
+                        tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "eviction failed");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The end of a claim: instance terminated, node deleted, finalizer released.
+    async fn terminate(&self, claim: &ClaimEntry, node: Option<&NodeEntry>) -> Result<(), ControllerError> {
+        if let Some(id) = &claim.provider_id {
+            match self.cloud.terminate(id).await {
+                Ok(()) | Err(CloudError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if let Some(n) = node {
+            let nodes: Api<Node> = Api::all(self.client.clone());
+            match nodes.delete(&n.name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(e) if is_code(&e, 404) => {}
+                Err(e) => return Err(e.into()),
+            }
+            self.write().delete_node(&n.name);
+        }
+        let obj = Self::claim_object(claim);
+        match self.claims_api().patch(&claim.name, &PatchParams::default(), &Patch::Merge(&finalizer_patch(&obj))).await {
+            Ok(_) => {}
+            Err(e) if is_code(&e, 404) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.write().delete_claim(&claim.name);
+        tracing::info!(claim = %claim.name, "terminated");
+        Ok(())
+    }
+
+    /// One consolidation action when the cluster is settled: an empty node past its
+    /// pool's `consolidateAfter`, else what `core::consolidation::find_action` finds.
+    pub async fn consolidate(&self, now: f64) -> Result<(), ControllerError> {
+        let action = self.consolidation_action(now);
+        match action {
+            Some((old, None, why)) => {
+                self.event_claim(&old, "Normal", "Consolidating", &why).await;
+                if !self.opts.dry_run {
+                    self.delete_claim(&old).await?;
+                }
+            }
+            Some((old, Some(replacement), why)) => {
+                self.event_claim(&old, "Normal", "Consolidating", &why).await;
+                if !self.opts.dry_run {
+                    self.launch_new(&replacement, now).await?;
+                }
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// (claim to remove, replacement to launch first, why).
+    fn consolidation_action(&self, now: f64) -> Option<(String, Option<NewClaim>, String)> {
+        let m = self.model();
+        let st = self.read();
+        let unsettled = st.claims().any(|c| !c.ready || c.deleting_since.is_some())
+            || st.pods().any(|p| p.unschedulable);
+        if unsettled {
+            return None;
+        }
+        let unavailable = lock(&self.unavailable).clone();
+        let d = Decider {
+            catalog: &self.catalog,
+            pools: &m.pools,
+            extras: &m.extras,
+            model: &m.model,
+            unavailable: &unavailable,
+            max_launch_options: self.config.settings.max_launch_options,
+            now,
+        };
+        let prepared = st.prepare(&d.inputs());
+        // Empty nodes first (no pods but DaemonSets' and mirrors').
+        for n in &prepared.nodes {
+            let (Some(pool), Some(claim), Target::Node(name)) = (n.pool, n.claim, &n.target) else { continue };
+            let after = m.pools[pool].empty_node_after.map(|d| d.as_secs_f64());
+            let empty = st.pods_on(name).all(|p| p.drain_exempt);
+            if empty && n.ready && n.schedulable && after.is_some_and(|a| now - n.stable_since >= a) {
+                return Some((claim.to_string(), None, format!("node {name} is empty")));
+            }
+        }
+        let policies: Vec<PoolConsolidation> = m
+            .pools
+            .iter()
+            .zip(&m.extras)
+            .map(|(p, e)| PoolConsolidation {
+                underutilized: e.consolidation_policy == ConsolidationPolicy::WhenEmptyOrUnderutilized,
+                after_s: p.empty_node_after.map_or(f64::INFINITY, |d| d.as_secs_f64()),
+            })
+            .collect();
+        if !policies.iter().any(|p| p.underutilized) {
+            return None;
+        }
+        let costs: Vec<NodeCost> = prepared
+            .nodes
+            .iter()
+            .map(|n| NodeCost {
+                price_per_hour: n.price_per_hour,
+                stable_since: n.stable_since,
+            })
+            .collect();
+        let pdbs = st.pdbs();
+        let action = consolidation::find_action(&d.env(), prepared.snapshot(), &costs, &policies, &pdbs, CONSOLIDATION_CANDIDATES)?;
+        let (node, plan) = match action {
+            Action::Delete { node } => (node, None),
+            Action::Replace { node, plan } => (node, Some(plan)),
+        };
+        let claim = prepared.nodes[node].claim?.to_string();
+        let name = prepared.nodes[node].name;
+        match plan {
+            None => Some((claim, None, format!("node {name}'s pods fit on other nodes"))),
+            Some(plan) => {
+                let pool = m.pools[plan.pool].name.clone();
+                let new = provision::new_claim(&d, &plan, &self.next_name(&pool), Some(&claim));
+                let why = format!("node {name} is replaced by a cheaper {}", new.summary());
+                Some((claim, Some(new), why))
+            }
+        }
+    }
+
+    /// Terminates instances tagged for a NodeClaim that no longer exists, once they are
+    /// older than the grace period (a claim may be created just after its instance is
+    /// listed). Call only once the NodeClaim watch has synced.
+    pub async fn collect_orphans(&self, now: f64) -> Result<Vec<String>, ControllerError> {
+        let instances = self.cloud.list().await?;
+        let grace = self.opts.orphan_grace.as_secs_f64();
+        let orphans: Vec<Instance> = {
+            let st = self.read();
+            instances
+                .into_iter()
+                .filter(|i| i.node_claim.as_ref().is_some_and(|c| st.claim(c).is_none()))
+                .filter(|i| now - i.launched_at >= grace)
+                .collect()
+        };
+        let mut done = Vec::new();
+        for i in orphans {
+            if self.opts.dry_run {
+                tracing::info!(instance = %i.provider_id, "dry run: would terminate an orphan");
+                continue;
+            }
+            match self.cloud.terminate(&i.provider_id).await {
+                Ok(()) | Err(CloudError::NotFound { .. }) => {
+                    tracing::info!(instance = %i.provider_id, claim = ?i.node_claim, "terminated an orphan instance");
+                    done.push(i.provider_id);
+                }
+                Err(e) => tracing::warn!(instance = %i.provider_id, error = %e, "orphan termination failed"),
+            }
+        }
+        Ok(done)
+    }
+
+    /// The loop: batches of pending pods (idle `batchIdle`, at most `batchMax`), a scan
+    /// every `scanInterval`, NodeClaim steps and orphan collection; all acting only while
+    /// `leader` says so and after every watch listed once.
+    pub async fn run(
+        self: Arc<Self>,
+        mut signals: mpsc::UnboundedReceiver<Signal>,
+        leader: watch::Receiver<bool>,
+        ready: Arc<AtomicBool>,
+    ) {
+        let s = &self.config.settings;
+        let (idle, max) = (s.batch_idle, s.batch_max);
+        let mut scan = tokio::time::interval(s.scan_interval);
+        let mut steps = tokio::time::interval(self.opts.lifecycle_every);
+        let mut gc = tokio::time::interval(self.opts.gc_every);
+        let mut batch: Option<(tokio::time::Instant, tokio::time::Instant)> = None;
+        let mut synced: HashSet<&'static str> = HashSet::new();
+        loop {
+            let deadline = batch.map(|(start, last)| (last + idle).min(start + max));
+            let acting = *leader.borrow() && ready.load(Ordering::Relaxed);
+            tokio::select! {
+                sig = signals.recv() => match sig {
+                    Some(Signal::PodPending) => {
+                        let now = tokio::time::Instant::now();
+                        batch = Some(batch.map_or((now, now), |(s, _)| (s, now)));
+                    }
+                    Some(Signal::Synced(kind)) => {
+                        synced.insert(kind);
+                        if WATCHED.iter().all(|k| synced.contains(k)) {
+                            ready.store(true, Ordering::Relaxed);
+                        }
+                    }
+                    Some(Signal::Changed) => {}
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
+                    batch = None;
+                    if acting {
+                        self.provision(wall_clock()).await;
+                    }
+                }
+                _ = scan.tick() => if acting {
+                    self.provision(wall_clock()).await;
+                    if let Err(e) = self.consolidate(wall_clock()).await {
+                        tracing::warn!(error = %e, "consolidation failed");
+                    }
+                },
+                _ = steps.tick() => if acting {
+                    self.reconcile(wall_clock()).await;
+                },
+                _ = gc.tick() => if acting {
+                    if let Err(e) = self.collect_orphans(wall_clock()).await {
+                        tracing::warn!(error = %e, "orphan collection failed");
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// Keeps `tx` saying whether this replica holds the lease. Renews every `renew_every`;
+/// a leader that cannot renew for a whole lease duration stops acting.
+pub async fn lead(mut elector: LeaderElector, renew_every: Duration, lease_duration: Duration, tx: watch::Sender<bool>) {
+    let start = Instant::now();
+    let mut last_ok = Instant::now();
+    let mut ticker = tokio::time::interval(renew_every);
+    loop {
+        ticker.tick().await;
+        let now = start.elapsed().as_secs_f64();
+        match elector.step(now).await {
+            Ok(held) => {
+                last_ok = Instant::now();
+                if *tx.borrow() != held {
+                    tracing::info!(identity = elector.identity(), leader = held, "leadership changed");
+                }
+                let _ = tx.send(held);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "lease renewal failed");
+                if last_ok.elapsed() >= lease_duration {
+                    let _ = tx.send(false);
+                }
+            }
+        }
+    }
+}
