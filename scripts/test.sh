@@ -31,4 +31,12 @@ cargo test --locked
 step "cargo bench --no-run (benchmarks must build)"
 cargo bench --locked --no-run --no-default-features
 
+# ---- Helm chart (issue 6) -------------------------------------------------------------
+# Lints and renders charts/stevedore with the Helm SDK, validates the manifests against the
+# Kubernetes schemas and checks RBAC against src/cluster/rbac.rs. Installs its Python tools
+# into $HOME/.cache/stevedore/helm-venv (from PyPI) and fails if it cannot.
+step "chart tests (scripts/test-helm.sh)"
+./scripts/test-helm.sh
+# ---- end Helm chart -------------------------------------------------------------------
+
 step "all checks passed"
