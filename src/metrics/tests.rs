@@ -739,3 +739,104 @@ fn the_parser_rejects_malformed_expositions() {
         assert!(parse(bad).is_err(), "accepted {bad:?}");
     }
 }
+
+/// Every family, after every recording method ran once (a labelled family with no series
+/// is not exported at all).
+fn all_families() -> BTreeMap<String, Family> {
+    let m = Metrics::new();
+    m.observe_cluster(&sample_cluster());
+    m.record_decision(&DecisionRecord {
+        kind: DecisionKind::Disruption,
+        result: DecisionResult::Acted,
+        reason: DecisionReason::Empty,
+        duration: Duration::from_millis(1),
+        nominated: vec![("general".into(), 1)],
+    });
+    for outcome in [Ok(()), Err(LaunchFailure::InsufficientCapacity)] {
+        m.record_launch(&LaunchRecord {
+            nodepool: "general",
+            instance_type: "m5.large",
+            capacity_type: CapacityType::OnDemand,
+            zone: "us-east-1a",
+            outcome,
+        });
+    }
+    m.record_cloud_call("CreateFleet", 0.1, false);
+    m.record_api_call("patch", "nodes", 0.1, false);
+    parse(&m.render()).unwrap()
+}
+
+/// Metric names in the first column of docs/metrics.md's tables.
+fn documented() -> Vec<String> {
+    include_str!("../../docs/metrics.md")
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `stevedore_"))
+        .filter_map(|l| l.split('`').next())
+        .map(|n| format!("stevedore_{n}"))
+        .collect()
+}
+
+#[test]
+fn the_metrics_reference_documents_exactly_the_exported_families() {
+    let families = all_families();
+    let docs = documented();
+    let exported: Vec<&String> = families.keys().collect();
+    let mut sorted_docs = docs.clone();
+    sorted_docs.sort();
+    sorted_docs.dedup();
+    assert_eq!(sorted_docs.len(), docs.len(), "a metric documented twice");
+    assert_eq!(
+        exported,
+        sorted_docs.iter().collect::<Vec<_>>(),
+        "docs/metrics.md and the registry disagree"
+    );
+    // The documented type matches the exported one.
+    for line in include_str!("../../docs/metrics.md").lines() {
+        let Some(rest) = line.strip_prefix("| `") else {
+            continue;
+        };
+        let Some((name, rest)) = rest.split_once('`') else {
+            continue;
+        };
+        if let Some(fam) = families.get(name) {
+            let ty = rest.trim_start_matches(" | ").split([' ', ',']).next();
+            assert_eq!(ty, Some(fam.kind.as_str()), "{name} documented as {ty:?}");
+        }
+    }
+}
+
+#[test]
+fn the_grafana_dashboard_only_queries_exported_metrics() {
+    let families = all_families();
+    let dashboard = include_str!("../../charts/stevedore/dashboards/stevedore.json");
+    let mut used = 0;
+    let mut rest = dashboard;
+    while let Some(i) = rest.find("stevedore_") {
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = &tail[..end];
+        rest = &tail[end..];
+        // `stevedore-overview` (the uid) and the like are not metric names.
+        if name == "stevedore_" {
+            continue;
+        }
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| {
+                name.strip_suffix(s)
+                    .filter(|b| families.get(*b).is_some_and(|f| f.kind == "histogram"))
+            })
+            .unwrap_or(name);
+        assert!(
+            families.contains_key(base),
+            "dashboard queries unknown {name}"
+        );
+        used += 1;
+    }
+    assert!(
+        used >= 20,
+        "only {used} metric references found in the dashboard"
+    );
+}
