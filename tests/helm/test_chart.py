@@ -45,6 +45,7 @@ VALUE_SETS = {
             "scanInterval": "15s",
             "region": "eu-west-1",
             "zones": ["eu-west-1a", "eu-west-1b"],
+            "aws": {"interruptionQueue": "stevedore-prod-eu"},
         },
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "kps"}}},
         "dashboard": {"enabled": True},
@@ -281,6 +282,16 @@ class ChartTest(unittest.TestCase):
         self.assertEqual(cfg["region"], "eu-west-1")
         self.assertEqual(cfg["zones"], ["eu-west-1a", "eu-west-1b"])
         self.assertEqual(cfg["scanInterval"], "15s")
+        # The aws block gets the cluster's name unless it sets one itself.
+        self.assertEqual(cfg["aws"], {"interruptionQueue": "stevedore-prod-eu", "clusterName": "prod-eu"})
+        own = copy.deepcopy(VALUE_SETS["aws-irsa-servicemonitor-nodepools"])
+        own["settings"]["aws"]["clusterName"] = "other"
+        cfg = yaml.safe_load(one(objects(own), "ConfigMap")["data"]["config.yaml"])
+        self.assertEqual(cfg["aws"]["clusterName"], "other")
+        # Without an aws block none is invented (a Settings parser without the AWS
+        # provider rejects unknown fields).
+        cfg = yaml.safe_load(one(objects(VALUE_SETS["default"]), "ConfigMap")["data"]["config.yaml"])
+        self.assertNotIn("aws", cfg)
         # A settings change rolls the pods.
         default = one(objects(VALUE_SETS["default"]), "Deployment")
         annotation = lambda d: d["spec"]["template"]["metadata"]["annotations"]["checksum/config"]

@@ -52,9 +52,16 @@ app.kubernetes.io/part-of: stevedore
 
 {{/* The Settings document the controller reads (--config). */}}
 {{- define "stevedore.config" -}}
+{{- $settings := deepCopy (default (dict) .Values.settings) }}
+{{- /* The AWS block names the cluster too: default it to clusterName so the two agree. */}}
+{{- if and (eq .Values.provider "aws") (kindIs "map" $settings.aws) }}
+{{- if not $settings.aws.clusterName }}
+{{- $_ := set $settings.aws "clusterName" .Values.clusterName }}
+{{- end }}
+{{- end }}
 apiVersion: stevedore.dev/v1
 kind: Settings
-{{- with .Values.settings }}
+{{- with $settings }}
 {{ toYaml . }}
 {{- end }}
 {{- end }}
