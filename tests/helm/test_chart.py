@@ -214,6 +214,18 @@ class ChartTest(unittest.TestCase):
         with self.assertRaises(kubernetes_validate.ValidationError):
             kubernetes_validate.validate(dep, KUBE_VERSION, strict=True)
 
+    def test_the_crd_schema_rejects_a_broken_node_pool(self):
+        crds = crd_schemas()
+        key = ("stevedore.dev/v1", "NodePool")
+        if key not in crds:
+            self.skipTest("charts/stevedore/crds/ has no NodePool CRD yet")
+        pools = [o for o in objects(VALUE_SETS["aws-irsa-servicemonitor-nodepools"]) if o["kind"] == "NodePool"]
+        pool = copy.deepcopy(pools[0])
+        jsonschema.Draft7Validator(crds[key]).validate(pool)
+        pool["spec"]["weight"] = "high"
+        with self.assertRaises(jsonschema.ValidationError):
+            jsonschema.Draft7Validator(crds[key]).validate(pool)
+
     def test_deployment_follows_the_cli_contract_and_runs_locked_down(self):
         objs = objects(VALUE_SETS["default"])
         dep = one(objs, "Deployment")
