@@ -25,6 +25,15 @@ struct Cli {
 enum Command {
     /// Replay a recorded trace on a simulated EC2 and report cost, latency and nodes.
     Simulate(SimulateArgs),
+    /// Run the controller in (or against) a cluster.
+    #[cfg(feature = "controller")]
+    Run(controller_cli::RunArgs),
+    /// Record the cluster's pod arrivals and departures as a trace.
+    #[cfg(feature = "controller")]
+    Record(controller_cli::RecordArgs),
+    /// Print the NodePool and NodeClaim CustomResourceDefinitions.
+    #[cfg(feature = "controller")]
+    Crds,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -66,8 +75,20 @@ struct SimulateArgs {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Simulate(args) => simulate(args),
+        #[cfg(feature = "controller")]
+        Command::Run(args) => controller_cli::run(args),
+        #[cfg(feature = "controller")]
+        Command::Record(args) => controller_cli::record(args),
+        #[cfg(feature = "controller")]
+        Command::Crds => {
+            print!("{}", stevedore::cluster::crd::crds_yaml());
+            Ok(())
+        }
     }
 }
+
+#[cfg(feature = "controller")]
+mod controller_cli;
 
 fn simulate(args: SimulateArgs) -> Result<()> {
     // Everything is read and validated before the replay starts: a bad input replays

@@ -23,6 +23,15 @@ pub const TERMINATION_FINALIZER: &str = "stevedore.dev/termination";
 /// Annotation on a consolidation replacement naming the claim it replaces.
 pub const REPLACES_ANNOTATION: &str = "stevedore.dev/replaces";
 
+/// Schema of a map of resource quantities: `1`, `"500m"`, `"4Gi"` (the upstream
+/// `Quantity` schema carries a page of prose in every place it appears).
+fn quantity_map(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "additionalProperties": {"x-kubernetes-int-or-string": true}
+    })
+}
+
 /// Karpenter v1 `NodePool.spec`.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
@@ -42,6 +51,7 @@ pub struct NodePoolSpec {
     pub template: NodeClaimTemplate,
     /// Upper bounds on the pool's total capacity (cpu, memory, extended resources).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "quantity_map")]
     pub limits: BTreeMap<String, Quantity>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disruption: Option<Disruption>,
@@ -183,6 +193,7 @@ pub struct NodeClaimSpec {
 #[serde(rename_all = "camelCase")]
 pub struct ClaimResources {
     #[serde(default)]
+    #[schemars(schema_with = "quantity_map")]
     pub requests: BTreeMap<String, Quantity>,
 }
 

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 /// Immediate re-decisions after launches that found no capacity (as the simulator).
-const MAX_LAUNCH_ROUNDS: usize = 8;
+const MAX_LAUNCH_ROUNDS: usize = 64;
 /// Nodes tried per consolidation pass (as the simulator).
 const CONSOLIDATION_CANDIDATES: usize = 10;
 /// Eviction retry backoff: first and longest wait after a 429.
@@ -912,4 +912,101 @@ pub async fn lead(mut elector: LeaderElector, renew_every: Duration, lease_durat
             }
         }
     }
+}
+
+/// Runs the controller until Ctrl-C/SIGTERM: watches, leader election, the metrics
+/// server and the loop. The metrics address is bound first, so a bad one fails at once.
+pub async fn start<P: CloudProvider + 'static>(
+    client: kube::Client,
+    cloud: P,
+    config: Config,
+    catalog: Arc<Catalog>,
+    opts: Options,
+    metrics_addr: std::net::SocketAddr,
+) -> Result<(), ControllerError> {
+    let listener = tokio::net::TcpListener::bind(metrics_addr).await?;
+    let ctl = Arc::new(Controller::new(client.clone(), cloud, config, catalog, opts.clone()));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let watches = crate::cluster::watch::spawn_all(&client, &ctl.state, &tx);
+    let ready = Arc::new(AtomicBool::new(false));
+    let (leader_tx, leader_rx) = watch::channel(!opts.leader_elect);
+    if opts.leader_elect {
+        let api = Api::namespaced(client.clone(), &opts.namespace);
+        let elector = LeaderElector::new(api, &opts.lease_name, &opts.identity, opts.lease_duration);
+        tokio::spawn(lead(elector, opts.renew_every, opts.lease_duration, leader_tx));
+    }
+    tracing::info!(
+        provider = ctl.cloud().name(),
+        cluster = %opts.cluster_name,
+        dry_run = opts.dry_run,
+        leader_elect = opts.leader_elect,
+        "stevedore controller starting"
+    );
+    let http = tokio::spawn(http::serve_on(listener, ctl.metrics.clone(), ready.clone()));
+    let result = tokio::select! {
+        _ = ctl.clone().run(rx, leader_rx, ready) => Ok(()),
+        r = http => match r {
+            Ok(Err(e)) => Err(e.into()),
+            _ => Ok(()),
+        },
+        _ = shutdown_signal() => Ok(()),
+    };
+    for w in watches {
+        w.abort();
+    }
+    result
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Keeps the fake provider's nodes Ready (heartbeats and node Leases every 10 s).
+pub async fn keep_fake_nodes_alive(fake: Arc<crate::cloud::fake::FakeCloud>) {
+    let mut ticker = tokio::time::interval(crate::cloud::fake::HEARTBEAT_EVERY);
+    loop {
+        ticker.tick().await;
+        if let Err(e) = fake.heartbeat().await {
+            tracing::warn!(error = %e, "fake node heartbeat failed");
+        }
+    }
+}
+
+/// A simulated cloud whose instances become Node objects (built as the fake provider
+/// builds them), for `run --provider simulated` against a real API server.
+pub fn simulated_with_nodes(
+    client: kube::Client,
+    catalog: Arc<Catalog>,
+    cluster: &str,
+) -> (crate::cloud::simulated::SimulatedCloud, Arc<crate::cloud::fake::FakeCloud>) {
+    let builder = Arc::new(crate::cloud::fake::FakeCloud::new(client.clone(), catalog.clone(), cluster));
+    let b = builder.clone();
+    let handle = tokio::runtime::Handle::current();
+    let hook: crate::cloud::simulated::LaunchHook = Box::new(move |inst: &Instance, req: &LaunchRequest| {
+        let mut req = req.clone();
+        // The node is built from its first option: put the one the cloud chose first.
+        req.options.retain(|o| o.instance_type == inst.instance_type && o.zone == inst.zone && o.capacity_type == inst.capacity_type);
+        let Ok(mut node) = b.node_object(&req) else { return };
+        if let Some(spec) = node.spec.as_mut() {
+            spec.provider_id = Some(inst.provider_id.clone());
+        }
+        let nodes: Api<Node> = Api::all(client.clone());
+        handle.spawn(async move {
+            if let Err(e) = nodes.create(&PostParams::default(), &node).await {
+                tracing::warn!(error = %e, "simulated instance's node not created");
+            }
+        });
+    });
+    (crate::cloud::simulated::SimulatedCloud::new(catalog).with_hook(hook), builder)
 }

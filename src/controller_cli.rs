@@ -1,0 +1,157 @@
+//! The `run` and `record` commands (part of the binary: argument parsing, logging
+//! setup, wiring; everything else is in the library).
+
+use anyhow::{bail, Context, Result};
+use clap::{ArgAction, ValueEnum};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use stevedore::config;
+use stevedore::controller::{self, Options};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ProviderArg {
+    Aws,
+    Fake,
+    Simulated,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Config file or directory (Settings and NodePool documents); bundled defaults when omitted.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where nodes come from.
+    #[arg(long, value_enum)]
+    provider: ProviderArg,
+    /// Tags every instance, so a restart finds its own and orphans are collected.
+    #[arg(long)]
+    cluster_name: String,
+    /// Namespace of the leader Lease and of events on NodeClaims (default: $POD_NAMESPACE, else "default").
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_addr: std::net::SocketAddr,
+    /// Elect a leader among replicas through a Lease (`--leader-elect false` for one replica).
+    #[arg(long, default_value_t = true, action = ArgAction::Set)]
+    leader_elect: bool,
+    /// Name of the leader Lease.
+    #[arg(long, default_value = "stevedore-leader")]
+    lease_name: String,
+    /// Decide, log, emit metrics and events; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// A launched instance that has not become a Node by then is given up.
+    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+    registration_timeout: Duration,
+    /// Instances tagged for a NodeClaim that no longer exists are terminated after this.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    orphan_grace: Duration,
+    /// Schedulers whose unschedulable pods get nodes (repeat for several).
+    #[arg(long = "scheduler", default_value = "default-scheduler")]
+    schedulers: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct RecordArgs {
+    /// The trace file to write (.jsonl).
+    #[arg(long)]
+    out: PathBuf,
+    /// Stop after this long (default: at Ctrl-C).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    init_logging(args.log_format);
+    let config = match &args.config {
+        Some(p) => config::load_path(p).map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => config::bundled(),
+    };
+    let catalog = Arc::new(stevedore::sim::setup::load_catalog(&config.settings)?);
+    let namespace = args
+        .namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .unwrap_or_else(|| "default".into());
+    let identity = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| format!("stevedore-{}", std::process::id()));
+    let opts = Options {
+        cluster_name: args.cluster_name.clone(),
+        namespace,
+        identity,
+        lease_name: args.lease_name.clone(),
+        leader_elect: args.leader_elect,
+        dry_run: args.dry_run,
+        registration_timeout: args.registration_timeout,
+        orphan_grace: args.orphan_grace,
+        schedulers: args.schedulers.clone(),
+        ..Options::default()
+    };
+    runtime()?.block_on(async move {
+        let client = kube::Client::try_default()
+            .await
+            .context("connecting to the Kubernetes API (in-cluster config or kubeconfig)")?;
+        let addr = args.metrics_addr;
+        match args.provider {
+            ProviderArg::Fake => {
+                let fake = stevedore::cloud::fake::FakeCloud::new(client.clone(), catalog.clone(), &args.cluster_name);
+                let alive = Arc::new(stevedore::cloud::fake::FakeCloud::new(client.clone(), catalog.clone(), &args.cluster_name));
+                tokio::spawn(controller::keep_fake_nodes_alive(alive));
+                controller::start(client, fake, config, catalog, opts, addr).await?;
+            }
+            ProviderArg::Simulated => {
+                let (sim, nodes) = controller::simulated_with_nodes(client.clone(), catalog.clone(), &args.cluster_name);
+                tokio::spawn(controller::keep_fake_nodes_alive(nodes));
+                controller::start(client, sim, config, catalog, opts, addr).await?;
+            }
+            ProviderArg::Aws => bail!(
+                "--provider aws is not wired into `run` yet (the AWS provider is built separately); use fake or simulated"
+            ),
+        }
+        Ok(())
+    })
+}
+
+pub fn record(args: RecordArgs) -> Result<()> {
+    init_logging(args.log_format);
+    runtime()?.block_on(async move {
+        let client = kube::Client::try_default()
+            .await
+            .context("connecting to the Kubernetes API")?;
+        let n = controller::record::record(client, &args.out, args.duration)
+            .await
+            .with_context(|| format!("recording to {}", args.out.display()))?;
+        eprintln!("wrote {n} events to {}", args.out.display());
+        Ok(())
+    })
+}
