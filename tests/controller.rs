@@ -27,7 +27,13 @@ fn catalog() -> Arc<Catalog> {
 
 fn controller(client: kube::Client, catalog: Arc<Catalog>) -> Controller<SimulatedCloud> {
     let cloud = SimulatedCloud::new(catalog.clone());
-    Controller::new(client, cloud, stevedore::config::bundled(), catalog, Options::default())
+    Controller::new(
+        client,
+        cloud,
+        stevedore::config::bundled(),
+        catalog,
+        Options::default(),
+    )
 }
 
 fn pending_json(ns: &str, name: &str, cpu: &str, memory: &str) -> Value {
@@ -44,7 +50,9 @@ fn pod(v: Value) -> Pod {
 
 /// A Node for an instance, as a kubelet would register it.
 fn node_json(name: &str, instance: &Instance, catalog: &Catalog, ready: bool) -> Value {
-    let ty = &catalog.types[catalog.find(&instance.instance_type).expect("type in catalog")];
+    let ty = &catalog.types[catalog
+        .find(&instance.instance_type)
+        .expect("type in catalog")];
     json!({
         "metadata": {"name": name, "labels": {
             "node.kubernetes.io/instance-type": instance.instance_type,
@@ -61,11 +69,16 @@ fn node_json(name: &str, instance: &Instance, catalog: &Catalog, ready: bool) ->
 }
 
 fn claim_of(store: &fake_api::Store, name: &str) -> NodeClaim {
-    serde_json::from_value(store.get(CLAIMS, name).expect("claim stored").clone()).expect("a NodeClaim")
+    serde_json::from_value(store.get(CLAIMS, name).expect("claim stored").clone())
+        .expect("a NodeClaim")
 }
 
 fn assert_all_granted(store: &fake_api::Store) {
-    assert!(store.ungranted.is_empty(), "calls missing from API_CALLS: {:?}", store.ungranted);
+    assert!(
+        store.ungranted.is_empty(),
+        "calls missing from API_CALLS: {:?}",
+        store.ungranted
+    );
 }
 
 #[tokio::test]
@@ -74,10 +87,20 @@ async fn a_pending_pod_gets_a_claim_a_launch_a_node_and_a_ready_claim() {
     let cat = catalog();
     let ctl = controller(client, cat.clone());
     let now = 1_000.0;
-    ctl.state.write().unwrap().apply_pod(&pod(pending_json("shop", "web-1", "1", "2Gi")), now).unwrap();
+    ctl.state
+        .write()
+        .unwrap()
+        .apply_pod(&pod(pending_json("shop", "web-1", "1", "2Gi")), now)
+        .unwrap();
 
-    let report = tokio::time::timeout(LIMIT, ctl.provision(now)).await.expect("in time");
-    assert_eq!((report.claims_created, report.launched), (1, 1), "{report:?}");
+    let report = tokio::time::timeout(LIMIT, ctl.provision(now))
+        .await
+        .expect("in time");
+    assert_eq!(
+        (report.claims_created, report.launched),
+        (1, 1),
+        "{report:?}"
+    );
     assert_eq!(ctl.cloud().launches(), 1);
     let name = {
         let s = store.lock().unwrap();
@@ -85,13 +108,30 @@ async fn a_pending_pod_gets_a_claim_a_launch_a_node_and_a_ready_claim() {
         assert_eq!(keys.len(), 1);
         let claim = claim_of(&s, keys[0].rsplit('/').next().unwrap());
         // Created with the finalizer before the cloud was called, then the status.
-        assert_eq!(claim.metadata.finalizers.as_deref(), Some(&[TERMINATION_FINALIZER.to_string()][..]));
-        let create = s.calls.iter().position(|c| c == &format!("POST {CLAIMS}")).expect("created");
-        let status = s.calls.iter().position(|c| c.starts_with("PATCH") && c.ends_with("/status")).expect("status patched");
+        assert_eq!(
+            claim.metadata.finalizers.as_deref(),
+            Some(&[TERMINATION_FINALIZER.to_string()][..])
+        );
+        let create = s
+            .calls
+            .iter()
+            .position(|c| c == &format!("POST {CLAIMS}"))
+            .expect("created");
+        let status = s
+            .calls
+            .iter()
+            .position(|c| c.starts_with("PATCH") && c.ends_with("/status"))
+            .expect("status patched");
         assert!(create < status);
         let st = claim.status.clone().expect("status");
-        assert!(st.provider_id.as_deref().is_some_and(|p| p.starts_with("simulated:///")));
-        assert!(st.conditions.iter().any(|c| c.type_ == "Launched" && c.status == "True"));
+        assert!(st
+            .provider_id
+            .as_deref()
+            .is_some_and(|p| p.starts_with("simulated:///")));
+        assert!(st
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Launched" && c.status == "True"));
         assert!(!claim.spec.options.is_empty());
         // The pod was told where it goes.
         assert!(s.calls_to("POST", "/namespaces/shop/events") >= 1);
@@ -99,7 +139,9 @@ async fn a_pending_pod_gets_a_claim_a_launch_a_node_and_a_ready_claim() {
     };
 
     // The pod still pending must not get a second node: it fits on the launching claim.
-    let again = tokio::time::timeout(LIMIT, ctl.provision(now + 5.0)).await.expect("in time");
+    let again = tokio::time::timeout(LIMIT, ctl.provision(now + 5.0))
+        .await
+        .expect("in time");
     assert_eq!(again.claims_created, 0, "{again:?}");
     assert_eq!(ctl.cloud().launches(), 1);
 
@@ -107,30 +149,56 @@ async fn a_pending_pod_gets_a_claim_a_launch_a_node_and_a_ready_claim() {
     let instance = ctl.cloud().list().await.unwrap().remove(0);
     let n = node_json("ip-10-0-0-1", &instance, &cat, false);
     store.lock().unwrap().put(NODES, n.clone());
-    ctl.state.write().unwrap().apply_node(&serde_json::from_value::<Node>(n).unwrap(), now).unwrap();
-    tokio::time::timeout(LIMIT, ctl.reconcile(now + 30.0)).await.expect("in time");
+    ctl.state
+        .write()
+        .unwrap()
+        .apply_node(&serde_json::from_value::<Node>(n).unwrap(), now)
+        .unwrap();
+    tokio::time::timeout(LIMIT, ctl.reconcile(now + 30.0))
+        .await
+        .expect("in time");
     {
         let s = store.lock().unwrap();
         let claim = claim_of(&s, &name);
         let st = claim.status.unwrap();
         assert_eq!(st.node_name.as_deref(), Some("ip-10-0-0-1"));
-        assert!(st.conditions.iter().any(|c| c.type_ == "Registered" && c.status == "True"));
+        assert!(st
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Registered" && c.status == "True"));
         assert!(!st.conditions.iter().any(|c| c.type_ == "Ready"));
         // Pool labels synced onto the node.
         let node = s.get(NODES, "ip-10-0-0-1").unwrap();
-        assert_eq!(node["metadata"]["labels"]["stevedore.dev/nodeclaim"], json!(name));
+        assert_eq!(
+            node["metadata"]["labels"]["stevedore.dev/nodeclaim"],
+            json!(name)
+        );
     }
     let ready = node_json("ip-10-0-0-1", &instance, &cat, true);
-    ctl.state.write().unwrap().apply_node(&serde_json::from_value::<Node>(ready).unwrap(), now).unwrap();
-    tokio::time::timeout(LIMIT, ctl.reconcile(now + 40.0)).await.expect("in time");
+    ctl.state
+        .write()
+        .unwrap()
+        .apply_node(&serde_json::from_value::<Node>(ready).unwrap(), now)
+        .unwrap();
+    tokio::time::timeout(LIMIT, ctl.reconcile(now + 40.0))
+        .await
+        .expect("in time");
     let s = store.lock().unwrap();
     let st = claim_of(&s, &name).status.unwrap();
-    assert!(st.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    assert!(st
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True"));
     assert_all_granted(&s);
 }
 
 /// A ready claim with its node and two web pods on it, in the store and the indexes.
-fn ready_claim_with_pods(ctl: &Controller<SimulatedCloud>, store: &fake_api::Store, cat: &Catalog, now: f64) -> (String, String) {
+fn ready_claim_with_pods(
+    ctl: &Controller<SimulatedCloud>,
+    store: &fake_api::Store,
+    cat: &Catalog,
+    now: f64,
+) -> (String, String) {
     let instance = Instance {
         provider_id: "simulated:///us-east-1a/i-00000000000000001".into(),
         instance_type: "m5.large".into(),
@@ -155,20 +223,26 @@ fn ready_claim_with_pods(ctl: &Controller<SimulatedCloud>, store: &fake_api::Sto
     store_claims["metadata"]["uid"] = json!("uid-general-drain");
     let node = node_json("n1", &instance, cat, true);
     let mut st = ctl.state.write().unwrap();
-    st.apply_claim(&serde_json::from_value(claim).unwrap()).unwrap();
-    st.apply_node(&serde_json::from_value(node.clone()).unwrap(), now).unwrap();
+    st.apply_claim(&serde_json::from_value(claim).unwrap())
+        .unwrap();
+    st.apply_node(&serde_json::from_value(node.clone()).unwrap(), now)
+        .unwrap();
     let mut pods = Vec::new();
     for name in ["web-a", "web-b"] {
         let mut p = pending_json("shop", name, "100m", "128Mi");
         p["spec"]["nodeName"] = json!("n1");
-        p["status"] = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
+        p["status"] =
+            json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
         st.apply_pod(&pod(p.clone()), now).unwrap();
         pods.push(p);
     }
     drop(st);
     // The store is a copy the controller writes to.
     let _ = store;
-    (serde_json::to_string(&store_claims).unwrap(), serde_json::to_string(&json!({"node": node, "pods": pods})).unwrap())
+    (
+        serde_json::to_string(&store_claims).unwrap(),
+        serde_json::to_string(&json!({"node": node, "pods": pods})).unwrap(),
+    )
 }
 
 #[tokio::test]
@@ -189,37 +263,71 @@ async fn deleting_a_claim_drains_with_evictions_retries_a_pdb_429_then_terminate
         s.evict_429 = 1;
     }
 
-    tokio::time::timeout(LIMIT, ctl.delete_claim("general-drain")).await.unwrap().unwrap();
-    assert!(ctl.state.read().unwrap().claim("general-drain").unwrap().deleting_since.is_some());
+    tokio::time::timeout(LIMIT, ctl.delete_claim("general-drain"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(ctl
+        .state
+        .read()
+        .unwrap()
+        .claim("general-drain")
+        .unwrap()
+        .deleting_since
+        .is_some());
 
     // First pass: taint, one eviction refused (429), the other accepted.
-    tokio::time::timeout(LIMIT, ctl.reconcile(now)).await.unwrap();
+    tokio::time::timeout(LIMIT, ctl.reconcile(now))
+        .await
+        .unwrap();
     {
         let s = store.lock().unwrap();
         let taints = &s.get(NODES, "n1").unwrap()["spec"]["taints"];
-        assert!(taints.as_array().unwrap().iter().any(|t| t["key"] == DISRUPTED_TAINT && t["effect"] == "NoSchedule"), "{taints}");
+        assert!(
+            taints
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["key"] == DISRUPTED_TAINT && t["effect"] == "NoSchedule"),
+            "{taints}"
+        );
         assert_eq!(s.calls_to("POST", "/eviction"), 2);
     }
     let deleting = |ctl: &Controller<SimulatedCloud>| {
         let st = ctl.state.read().unwrap();
-        ["web-a", "web-b"].iter().filter(|n| st.pod("shop", n).unwrap().deleting).count()
+        ["web-a", "web-b"]
+            .iter()
+            .filter(|n| st.pod("shop", n).unwrap().deleting)
+            .count()
     };
     assert_eq!(deleting(&ctl), 1);
-    assert!(ctl.cloud().list().await.unwrap().len() == 1, "not terminated while pods remain");
+    assert!(
+        ctl.cloud().list().await.unwrap().len() == 1,
+        "not terminated while pods remain"
+    );
 
     // Within the backoff nothing is retried; after it, the refused pod is evicted.
-    tokio::time::timeout(LIMIT, ctl.reconcile(now + 0.5)).await.unwrap();
+    tokio::time::timeout(LIMIT, ctl.reconcile(now + 0.5))
+        .await
+        .unwrap();
     assert_eq!(store.lock().unwrap().calls_to("POST", "/eviction"), 2);
-    tokio::time::timeout(LIMIT, ctl.reconcile(now + 1.5)).await.unwrap();
+    tokio::time::timeout(LIMIT, ctl.reconcile(now + 1.5))
+        .await
+        .unwrap();
     assert_eq!(store.lock().unwrap().calls_to("POST", "/eviction"), 3);
     assert_eq!(deleting(&ctl), 2);
 
     // Drained: instance terminated, node deleted, finalizer released.
-    tokio::time::timeout(LIMIT, ctl.reconcile(now + 2.0)).await.unwrap();
+    tokio::time::timeout(LIMIT, ctl.reconcile(now + 2.0))
+        .await
+        .unwrap();
     assert!(ctl.cloud().list().await.unwrap().is_empty());
     let s = store.lock().unwrap();
     assert!(s.get(NODES, "n1").is_none());
-    assert!(s.get(CLAIMS, "general-drain").is_none(), "finalizer released, claim gone");
+    assert!(
+        s.get(CLAIMS, "general-drain").is_none(),
+        "finalizer released, claim gone"
+    );
     assert!(ctl.state.read().unwrap().claim("general-drain").is_none());
     assert_all_granted(&s);
 }
@@ -241,17 +349,34 @@ async fn past_the_termination_grace_period_pods_are_deleted_not_evicted() {
         }
         s.evict_429 = 100;
     }
-    tokio::time::timeout(LIMIT, ctl.delete_claim("general-drain")).await.unwrap().unwrap();
-    let since = ctl.state.read().unwrap().claim("general-drain").unwrap().deleting_since.unwrap();
-    tokio::time::timeout(LIMIT, ctl.reconcile(since + 1.0)).await.unwrap();
+    tokio::time::timeout(LIMIT, ctl.delete_claim("general-drain"))
+        .await
+        .unwrap()
+        .unwrap();
+    let since = ctl
+        .state
+        .read()
+        .unwrap()
+        .claim("general-drain")
+        .unwrap()
+        .deleting_since
+        .unwrap();
+    tokio::time::timeout(LIMIT, ctl.reconcile(since + 1.0))
+        .await
+        .unwrap();
     assert_eq!(store.lock().unwrap().calls_to("DELETE", "/pods/"), 0);
     // terminationGracePeriod is 10m.
-    tokio::time::timeout(LIMIT, ctl.reconcile(since + 601.0)).await.unwrap();
+    tokio::time::timeout(LIMIT, ctl.reconcile(since + 601.0))
+        .await
+        .unwrap();
     assert_eq!(store.lock().unwrap().calls_to("DELETE", "/pods/"), 2);
 }
 
 async fn step(e: &mut LeaderElector, t: f64) -> bool {
-    tokio::time::timeout(LIMIT, e.step(t)).await.expect("in time").expect("api ok")
+    tokio::time::timeout(LIMIT, e.step(t))
+        .await
+        .expect("in time")
+        .expect("api ok")
 }
 
 #[tokio::test]
@@ -269,10 +394,18 @@ async fn leader_hand_over_through_the_lease_api() {
     assert!(!step(&mut b, 5.0).await);
     // a stops renewing. b waits a whole lease duration from the last renewal it saw.
     assert!(!step(&mut b, 19.0).await);
-    assert!(step(&mut b, 20.0).await, "b takes over 15 s after a's last renewal");
+    assert!(
+        step(&mut b, 20.0).await,
+        "b takes over 15 s after a's last renewal"
+    );
     assert!(!step(&mut a, 21.0).await, "a, back, follows b");
     let s = store.lock().unwrap();
-    let lease = s.get("/apis/coordination.k8s.io/v1/namespaces/stevedore/leases", "stevedore-leader").unwrap();
+    let lease = s
+        .get(
+            "/apis/coordination.k8s.io/v1/namespaces/stevedore/leases",
+            "stevedore-leader",
+        )
+        .unwrap();
     assert_eq!(lease["spec"]["holderIdentity"], "pod-b");
     assert_eq!(lease["spec"]["leaseTransitions"], 1);
     assert_all_granted(&s);
@@ -286,7 +419,12 @@ async fn a_restart_in_the_middle_of_a_launch_adopts_the_instance_and_launches_no
     // Before the crash: the claim was created and the cloud launched, but the status
     // was never written.
     let first = controller(client.clone(), cat.clone());
-    first.state.write().unwrap().apply_pod(&pod(pending_json("shop", "web-1", "1", "2Gi")), now).unwrap();
+    first
+        .state
+        .write()
+        .unwrap()
+        .apply_pod(&pod(pending_json("shop", "web-1", "1", "2Gi")), now)
+        .unwrap();
     let (plan, _) = first.decide(now);
     assert_eq!(plan.claims.len(), 1);
     let new = &plan.claims[0];
@@ -302,19 +440,37 @@ async fn a_restart_in_the_middle_of_a_launch_adopts_the_instance_and_launches_no
     assert_eq!(cloud.launches(), 1);
 
     // After the restart: a fresh controller over the same cloud rebuilds from the API.
-    let ctl = Controller::new(client, cloud, stevedore::config::bundled(), cat, Options::default());
+    let ctl = Controller::new(
+        client,
+        cloud,
+        stevedore::config::bundled(),
+        cat,
+        Options::default(),
+    );
     {
         let mut st = ctl.state.write().unwrap();
-        st.apply_claim(&serde_json::from_value(created).unwrap()).unwrap();
-        st.apply_pod(&pod(pending_json("shop", "web-1", "1", "2Gi")), now).unwrap();
+        st.apply_claim(&serde_json::from_value(created).unwrap())
+            .unwrap();
+        st.apply_pod(&pod(pending_json("shop", "web-1", "1", "2Gi")), now)
+            .unwrap();
     }
-    let report = tokio::time::timeout(LIMIT, ctl.provision(now + 1.0)).await.unwrap();
-    assert_eq!(report.claims_created, 0, "the pod fits on the claim in flight");
-    tokio::time::timeout(LIMIT, ctl.reconcile(now + 2.0)).await.unwrap();
+    let report = tokio::time::timeout(LIMIT, ctl.provision(now + 1.0))
+        .await
+        .unwrap();
+    assert_eq!(
+        report.claims_created, 0,
+        "the pod fits on the claim in flight"
+    );
+    tokio::time::timeout(LIMIT, ctl.reconcile(now + 2.0))
+        .await
+        .unwrap();
     assert_eq!(ctl.cloud().launches(), 1, "no second instance");
     let s = store.lock().unwrap();
     let claim = claim_of(&s, new.name());
-    assert_eq!(claim.status.unwrap().provider_id.as_deref(), Some(launched.provider_id.as_str()));
+    assert_eq!(
+        claim.status.unwrap().provider_id.as_deref(),
+        Some(launched.provider_id.as_str())
+    );
     assert_all_granted(&s);
 }
 
@@ -336,9 +492,19 @@ async fn orphans_are_terminated_after_the_grace_period_only() {
     };
     ctl.cloud().insert(orphan("i-old", "gone-old", now - 600.0));
     ctl.cloud().insert(orphan("i-new", "gone-new", now - 10.0));
-    let done = tokio::time::timeout(LIMIT, ctl.collect_orphans(now)).await.unwrap().unwrap();
+    let done = tokio::time::timeout(LIMIT, ctl.collect_orphans(now))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(done, vec!["simulated:///us-east-1a/i-old".to_string()]);
-    let left: Vec<String> = ctl.cloud().list().await.unwrap().into_iter().map(|i| i.provider_id).collect();
+    let left: Vec<String> = ctl
+        .cloud()
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.provider_id)
+        .collect();
     assert_eq!(left, vec!["simulated:///us-east-1a/i-new".to_string()]);
 }
 
@@ -352,15 +518,25 @@ async fn insufficient_capacity_marks_offerings_unavailable_and_decides_again() {
     // No Spot anywhere: launches fail (each takes up to 60 Spot offerings out for the
     // TTL) until the decision turns to on-demand, as in the simulator.
     ctl.cloud().add_shortage("*", "*", "spot", 3600.0);
-    ctl.state.write().unwrap().apply_pod(&pod(pending_json("shop", "web-1", "1", "2Gi")), now).unwrap();
-    let report = tokio::time::timeout(LIMIT, ctl.provision(now)).await.unwrap();
+    ctl.state
+        .write()
+        .unwrap()
+        .apply_pod(&pod(pending_json("shop", "web-1", "1", "2Gi")), now)
+        .unwrap();
+    let report = tokio::time::timeout(LIMIT, ctl.provision(now))
+        .await
+        .unwrap();
     assert!(report.launch_failures >= 1, "{report:?}");
     assert_eq!(report.launched, 1, "{report:?}");
     let instances = ctl.cloud().list().await.unwrap();
     assert_eq!(instances.len(), 1);
     assert_eq!(instances[0].capacity_type, CapacityType::OnDemand);
     let s = store.lock().unwrap();
-    assert_eq!(s.objects.keys().filter(|k| k.starts_with(CLAIMS)).count(), 1, "the failed claim was released");
+    assert_eq!(
+        s.objects.keys().filter(|k| k.starts_with(CLAIMS)).count(),
+        1,
+        "the failed claim was released"
+    );
     assert_all_granted(&s);
 }
 
@@ -372,9 +548,15 @@ async fn bad_objects_are_skipped_and_never_stop_a_decision() {
     let ctl = controller(client, cat);
     let now = 1_000.0;
     let mut bad = Vec::new();
-    for (i, (cpu, mem)) in [("lots", "1Gi"), ("1", "-5Gi"), ("99999999999999999999999", "1Gi"), ("1", "9999999999999Ei"), ("1e400", "1Gi")]
-        .iter()
-        .enumerate()
+    for (i, (cpu, mem)) in [
+        ("lots", "1Gi"),
+        ("1", "-5Gi"),
+        ("99999999999999999999999", "1Gi"),
+        ("1", "9999999999999Ei"),
+        ("1e400", "1Gi"),
+    ]
+    .iter()
+    .enumerate()
     {
         bad.push(pending_json("shop", &format!("bad-{i}"), cpu, mem));
     }
@@ -383,25 +565,50 @@ async fn bad_objects_are_skipped_and_never_stop_a_decision() {
     let kind = watch::pods();
     let mut relist = None;
     for b in &bad {
-        let sig = watch::handle(&ctl.state, &kind, kube::runtime::watcher::Event::Apply(pod(b.clone())), &mut relist);
+        let sig = watch::handle(
+            &ctl.state,
+            &kind,
+            kube::runtime::watcher::Event::Apply(pod(b.clone())),
+            &mut relist,
+        );
         assert_eq!(sig, Some(Signal::Changed), "a bad pod opens no batch: {b}");
     }
     // Huge but valid requests are infeasible, not a crash.
     let huge = pending_json("shop", "huge", "100000", "100Ti");
-    ctl.state.write().unwrap().apply_pod(&pod(huge), now).unwrap();
+    ctl.state
+        .write()
+        .unwrap()
+        .apply_pod(&pod(huge), now)
+        .unwrap();
     // Bad nodes (no allocatable, unknown quantity) are skipped too.
-    for n in [json!({"metadata": {"name": "x"}}), json!({"metadata": {"name": "y"}, "status": {"allocatable": {"cpu": "many"}}})] {
+    for n in [
+        json!({"metadata": {"name": "x"}}),
+        json!({"metadata": {"name": "y"}, "status": {"allocatable": {"cpu": "many"}}}),
+    ] {
         let node: Node = serde_json::from_value(n).unwrap();
         assert!(ctl.state.write().unwrap().apply_node(&node, now).is_err());
     }
-    ctl.state.write().unwrap().apply_pod(&pod(pending_json("shop", "good", "1", "1Gi")), now).unwrap();
+    ctl.state
+        .write()
+        .unwrap()
+        .apply_pod(&pod(pending_json("shop", "good", "1", "1Gi")), now)
+        .unwrap();
     let st = ctl.state.read().unwrap();
-    assert!(st.pods().all(|p| !p.pod.name.starts_with("bad-")), "bad pods not indexed");
+    assert!(
+        st.pods().all(|p| !p.pod.name.starts_with("bad-")),
+        "bad pods not indexed"
+    );
     assert_eq!(st.nodes().count(), 0);
     drop(st);
     let (plan, _) = ctl.decide(now);
     assert_eq!(plan.claims.len(), 1, "the good pod gets a node");
-    assert!(plan.pod_messages.iter().any(|(_, n, m, ok)| n == "huge" && !ok && m.starts_with("cannot schedule")), "{:?}", plan.pod_messages);
+    assert!(
+        plan.pod_messages
+            .iter()
+            .any(|(_, n, m, ok)| n == "huge" && !ok && m.starts_with("cannot schedule")),
+        "{:?}",
+        plan.pod_messages
+    );
 }
 
 #[tokio::test]
@@ -409,17 +616,37 @@ async fn dry_run_decides_and_tells_but_creates_nothing() {
     let (client, store) = fake_api::client();
     let cat = catalog();
     let cloud = SimulatedCloud::new(cat.clone());
-    let opts = Options { dry_run: true, ..Options::default() };
+    let opts = Options {
+        dry_run: true,
+        ..Options::default()
+    };
     let ctl = Controller::new(client, cloud, stevedore::config::bundled(), cat, opts);
-    ctl.state.write().unwrap().apply_pod(&pod(pending_json("shop", "web-1", "1", "2Gi")), 1.0).unwrap();
-    let report = tokio::time::timeout(LIMIT, ctl.provision(1.0)).await.unwrap();
+    ctl.state
+        .write()
+        .unwrap()
+        .apply_pod(&pod(pending_json("shop", "web-1", "1", "2Gi")), 1.0)
+        .unwrap();
+    let report = tokio::time::timeout(LIMIT, ctl.provision(1.0))
+        .await
+        .unwrap();
     assert_eq!(report.claims_created, 0);
     assert_eq!(ctl.cloud().launches(), 0);
     let s = store.lock().unwrap();
     assert_eq!(s.calls_to("POST", "nodeclaims"), 0);
     assert_eq!(s.calls_to("POST", "/events"), 1);
-    let ev = s.objects.iter().find(|(k, _)| k.contains("/events/")).unwrap().1;
-    assert!(ev["message"].as_str().unwrap().starts_with("dry run: nominated for new "), "{ev}");
+    let ev = s
+        .objects
+        .iter()
+        .find(|(k, _)| k.contains("/events/"))
+        .unwrap()
+        .1;
+    assert!(
+        ev["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("dry run: nominated for new "),
+        "{ev}"
+    );
 }
 
 /// The same pods, decided through the controller path (simulated cloud) and replayed by
@@ -431,21 +658,42 @@ async fn the_controller_and_the_simulator_decide_alike() {
     let cat = catalog();
     let ctl = controller(client, cat.clone());
     let mut events = Vec::new();
-    let shapes = [("250m", "512Mi", 12), ("1", "2Gi", 9), ("2", "8Gi", 4), ("500m", "4Gi", 6)];
+    let shapes = [
+        ("250m", "512Mi", 12),
+        ("1", "2Gi", 9),
+        ("2", "8Gi", 4),
+        ("500m", "4Gi", 6),
+    ];
     for (s, (cpu, mem, n)) in shapes.iter().enumerate() {
         for i in 0..*n {
             let p = pending_json("shop", &format!("w{s}-{i}"), cpu, mem);
-            ctl.state.write().unwrap().apply_pod(&pod(p.clone()), 0.0).unwrap();
+            ctl.state
+                .write()
+                .unwrap()
+                .apply_pod(&pod(p.clone()), 0.0)
+                .unwrap();
             let mut trace_pod = p;
             trace_pod.as_object_mut().unwrap().remove("status");
-            events.push(RawEvent { t: 0.0, kind: RawEventKind::PodAdded { pod: trace_pod, run_for_s: None } });
+            events.push(RawEvent {
+                t: 0.0,
+                kind: RawEventKind::PodAdded {
+                    pod: trace_pod,
+                    run_for_s: None,
+                },
+            });
         }
     }
     let mut buf = Vec::new();
     stevedore::trace::write_to(&mut buf, &TraceHeader::new("same"), &events).unwrap();
-    let trace = stevedore::trace::read_from(std::io::BufReader::new(&buf[..]), "same.jsonl").unwrap();
+    let trace =
+        stevedore::trace::read_from(std::io::BufReader::new(&buf[..]), "same.jsonl").unwrap();
     let config = stevedore::config::bundled();
-    let opts = stevedore::sim::SimOptions { mode: stevedore::sim::Mode::Fleet, seed: 1, progress: false, consolidation: true };
+    let opts = stevedore::sim::SimOptions {
+        mode: stevedore::sim::Mode::Fleet,
+        seed: 1,
+        progress: false,
+        consolidation: true,
+    };
     let report = stevedore::sim::run(&trace, "same.jsonl", &config, &cat, &opts).unwrap();
     let mut sim: Vec<(String, String, u64)> = report
         .launched_by_type
@@ -454,19 +702,27 @@ async fn the_controller_and_the_simulator_decide_alike() {
         .collect();
     sim.sort();
 
-    tokio::time::timeout(LIMIT, ctl.provision(0.0)).await.unwrap();
+    tokio::time::timeout(LIMIT, ctl.provision(0.0))
+        .await
+        .unwrap();
     let mut counts = std::collections::BTreeMap::new();
     for i in ctl.cloud().list().await.unwrap() {
-        *counts.entry((i.instance_type, i.capacity_type.as_str().to_string())).or_insert(0u64) += 1;
+        *counts
+            .entry((i.instance_type, i.capacity_type.as_str().to_string()))
+            .or_insert(0u64) += 1;
     }
-    let ours: Vec<(String, String, u64)> = counts.into_iter().map(|((t, c), n)| (t, c, n)).collect();
+    let ours: Vec<(String, String, u64)> =
+        counts.into_iter().map(|((t, c), n)| (t, c, n)).collect();
     assert!(!ours.is_empty());
     assert_eq!(ours, sim);
 }
 
 #[test]
 fn the_shipped_crds_are_the_generated_ones() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/stevedore/crds/stevedore.dev.yaml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/charts/stevedore/crds/stevedore.dev.yaml"
+    );
     let shipped = std::fs::read_to_string(path).unwrap_or_default();
     assert_eq!(
         shipped,

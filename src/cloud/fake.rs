@@ -9,7 +9,9 @@
 //! All state is in the API server (Node objects labelled for this cluster), so a
 //! restarted controller finds every fake instance with [`CloudProvider::list`].
 
-use super::{tags, CloudError, CloudProvider, Instance, InstanceState, LaunchRequest, OfferingUpdate};
+use super::{
+    tags, CloudError, CloudProvider, Instance, InstanceState, LaunchRequest, OfferingUpdate,
+};
 use crate::core::instance::{CapacityType, Catalog};
 use crate::core::labels;
 use crate::core::resources::Resources;
@@ -55,7 +57,10 @@ pub fn quantities(r: &Resources) -> BTreeMap<String, Quantity> {
     m.insert("memory".into(), Quantity(r.memory.to_string()));
     m.insert("pods".into(), Quantity(r.pods.to_string()));
     if r.ephemeral > 0 {
-        m.insert("ephemeral-storage".into(), Quantity(r.ephemeral.to_string()));
+        m.insert(
+            "ephemeral-storage".into(),
+            Quantity(r.ephemeral.to_string()),
+        );
     }
     for (k, v) in &r.extended {
         m.insert(k.clone(), Quantity(v.to_string()));
@@ -133,7 +138,10 @@ impl FakeCloud {
             .collect();
         let now = k8s_openapi::jiff::Timestamp::now();
         let mut annotations = BTreeMap::new();
-        annotations.insert("stevedore.dev/launched-at".to_string(), now.as_second().to_string());
+        annotations.insert(
+            "stevedore.dev/launched-at".to_string(),
+            now.as_second().to_string(),
+        );
         Ok(Node {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
@@ -163,7 +171,12 @@ impl FakeCloud {
             .as_ref()
             .and_then(|a| a.get("stevedore.dev/launched-at"))
             .and_then(|s| s.parse::<f64>().ok())
-            .or_else(|| n.metadata.creation_timestamp.as_ref().map(|t| t.0.as_second() as f64))
+            .or_else(|| {
+                n.metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|t| t.0.as_second() as f64)
+            })
             .unwrap_or(0.0);
         Some(Instance {
             provider_id: n.spec.as_ref()?.provider_id.clone()?,
@@ -195,7 +208,9 @@ impl FakeCloud {
         let now = k8s_openapi::jiff::Timestamp::now();
         let mut n = 0;
         for node in list.items {
-            let Some(name) = node.metadata.name.clone() else { continue };
+            let Some(name) = node.metadata.name.clone() else {
+                continue;
+            };
             let status = serde_json::json!({"status": {"conditions": [ready_condition(&now)]}});
             if let Err(e) = nodes
                 .patch_status(&name, &PatchParams::default(), &Patch::Strategic(status))

@@ -4,7 +4,9 @@
 //! which option has capacity, so both paths pick alike). A launch hook lets a test or
 //! `run --provider simulated` turn instances into Nodes.
 
-use super::{CloudError, CloudProvider, Instance, InstanceState, LaunchRequest, Offering, OfferingUpdate};
+use super::{
+    CloudError, CloudProvider, Instance, InstanceState, LaunchRequest, Offering, OfferingUpdate,
+};
 use crate::core::instance::Catalog;
 use crate::core::scheduler::LaunchOption;
 use crate::sim::cloud::SimCloud;

@@ -79,7 +79,9 @@ pub fn pod_entry(p: &core_v1::Pod, schedulers: &[String]) -> Result<PodEntry, Fi
             .and_then(|s| s.conditions.as_ref())
             .and_then(|cs| cs.iter().find(|c| c.type_ == t))
     };
-    let node = spec.and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty());
+    let node = spec
+        .and_then(|s| s.node_name.clone())
+        .filter(|n| !n.is_empty());
     let scheduler = spec
         .and_then(|s| s.scheduler_name.as_deref())
         .unwrap_or("default-scheduler");
@@ -169,10 +171,7 @@ pub fn daemonset_pod(ds: &DaemonSet) -> Result<Pod, FieldError> {
 }
 
 pub fn pdb_entry(p: &policy_v1::PodDisruptionBudget) -> Result<PodDisruptionBudget, FieldError> {
-    let spec = p
-        .spec
-        .as_ref()
-        .ok_or_else(|| err("pdb.spec", "missing"))?;
+    let spec = p.spec.as_ref().ok_or_else(|| err("pdb.spec", "missing"))?;
     let value = |v: &IntOrString, path: &str| -> Result<IntOrPercent, FieldError> {
         match v {
             IntOrString::Int(n) if *n >= 0 => Ok(IntOrPercent::Int(i64::from(*n))),
@@ -191,7 +190,9 @@ pub fn pdb_entry(p: &policy_v1::PodDisruptionBudget) -> Result<PodDisruptionBudg
         (None, None) => return Err(err("pdb.spec", "neither minAvailable nor maxUnavailable")),
     };
     let selector = match &spec.selector {
-        Some(sel) => crate::trace::pod::label_selector_from_json(&to_json(sel, "pdb.spec.selector")?)?,
+        Some(sel) => {
+            crate::trace::pod::label_selector_from_json(&to_json(sel, "pdb.spec.selector")?)?
+        }
         // A PDB without a selector selects no pods (policy/v1).
         None => crate::trace::pod::label_selector_from_json(&Value::Null)?,
     };
@@ -255,7 +256,10 @@ pub fn taint_spec(t: &Taint) -> TaintSpec {
 }
 
 fn requests(
-    map: &std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    map: &std::collections::BTreeMap<
+        String,
+        k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+    >,
 ) -> Result<Resources, FieldError> {
     let mut r = Resources::default();
     for (k, q) in map {
@@ -265,7 +269,12 @@ fn requests(
         } else {
             quantity::parse_units(&q.0)
         }
-        .map_err(|e| err(&path, format!("invalid quantity {:?}: {}", e.input, e.reason)))?;
+        .map_err(|e| {
+            err(
+                &path,
+                format!("invalid quantity {:?}: {}", e.input, e.reason),
+            )
+        })?;
         match k.as_str() {
             "cpu" => r.cpu_milli = n,
             "memory" => r.memory = n,
@@ -333,7 +342,10 @@ pub fn claim_entry(c: &NodeClaim) -> Result<ClaimEntry, FieldError> {
         node_name: status.node_name,
         instance_type: status.instance_type,
         zone: status.zone,
-        capacity_type: status.capacity_type.as_deref().and_then(CapacityType::parse),
+        capacity_type: status
+            .capacity_type
+            .as_deref()
+            .and_then(CapacityType::parse),
         launched_at: status.launched_at,
         created: c.metadata.creation_timestamp.as_ref().map_or(0.0, seconds),
         deleting_since: c.metadata.deletion_timestamp.as_ref().map(seconds),

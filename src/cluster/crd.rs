@@ -41,7 +41,11 @@ fn quantity_map(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     plural = "nodepools",
     doc = "What stevedore may launch: instance requirements, labels, taints, limits and disruption settings (Karpenter v1 shape)",
     printcolumn(name = "Weight", type_ = "integer", json_path = ".spec.weight"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct NodePoolSpec {
@@ -146,6 +150,8 @@ pub struct BudgetSpec {
 }
 
 /// One launch: the options the decision chose, cheapest first, and what it is for.
+// Several printer columns share `type_ = "string"`, which the lint reads as a duplicate.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "stevedore.dev",
@@ -156,14 +162,22 @@ pub struct BudgetSpec {
     doc = "One node stevedore launched or is launching",
     printcolumn(name = "Type", type_ = "string", json_path = ".status.instanceType"),
     printcolumn(name = "Zone", type_ = "string", json_path = ".status.zone"),
-    printcolumn(name = "Capacity", type_ = "string", json_path = ".status.capacityType"),
+    printcolumn(
+        name = "Capacity",
+        type_ = "string",
+        json_path = ".status.capacityType"
+    ),
     printcolumn(name = "Node", type_ = "string", json_path = ".status.nodeName"),
     printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct NodeClaimSpec {
@@ -326,7 +340,10 @@ mod tests {
         assert_eq!(core.labels["team"], "web");
         assert_eq!(core.limits.cpu_milli, Some(100_000));
         assert_eq!(core.taints.len(), 1);
-        assert_eq!(core.empty_node_after, Some(std::time::Duration::from_secs(60)));
+        assert_eq!(
+            core.empty_node_after,
+            Some(std::time::Duration::from_secs(60))
+        );
         assert_eq!(
             extras.consolidation_policy,
             crate::config::ConsolidationPolicy::WhenEmpty

@@ -57,10 +57,7 @@ fn view(l: &Lease) -> LeaseView {
     LeaseView {
         holder: spec.holder_identity,
         duration_s: f64::from(spec.lease_duration_seconds.unwrap_or(15)),
-        renew_stamp: spec
-            .renew_time
-            .map(|t| t.0.to_string())
-            .unwrap_or_default(),
+        renew_stamp: spec.renew_time.map(|t| t.0.to_string()).unwrap_or_default(),
     }
 }
 
@@ -101,7 +98,11 @@ impl LeaderElector {
                 previous.and_then(|p| p.acquire_time.clone())
             },
             renew_time: Some(now),
-            lease_transitions: Some(if taking_over { transitions + 1 } else { transitions }),
+            lease_transitions: Some(if taking_over {
+                transitions + 1
+            } else {
+                transitions
+            }),
             ..Default::default()
         }
     }
@@ -112,7 +113,11 @@ impl LeaderElector {
         let current = self.api.get_opt(&self.name).await?;
         let v = current.as_ref().map(view);
         if let Some(v) = &v {
-            if self.observed.as_ref().is_none_or(|(s, _)| *s != v.renew_stamp) {
+            if self
+                .observed
+                .as_ref()
+                .is_none_or(|(s, _)| *s != v.renew_stamp)
+            {
                 self.observed = Some((v.renew_stamp.clone(), now));
             }
         }
@@ -138,7 +143,10 @@ impl LeaderElector {
                     != Some(self.identity.as_str());
                 lease.spec = Some(self.spec(lease.spec.as_ref(), taking_over));
                 // `replace` sends the resourceVersion we read: a concurrent writer wins.
-                self.api.replace(&self.name, &pp, &lease).await.map(|_| true)
+                self.api
+                    .replace(&self.name, &pp, &lease)
+                    .await
+                    .map(|_| true)
             }
             (LeaseDecision::Renew | LeaseDecision::TakeOver, None) => Ok(false),
             (LeaseDecision::Follow { .. }, _) => Ok(false),
@@ -171,7 +179,10 @@ mod tests {
 
     #[test]
     fn the_holder_renews() {
-        assert_eq!(decide("a", Some(&held_by("a")), 0.0, 100.0), LeaseDecision::Renew);
+        assert_eq!(
+            decide("a", Some(&held_by("a")), 0.0, 100.0),
+            LeaseDecision::Renew
+        );
     }
 
     #[test]

@@ -130,7 +130,11 @@ mod tests {
         );
         assert_eq!(c("GET", "/api/v1/nodes?").as_deref(), Some("list  nodes "));
         assert_eq!(
-            c("PATCH", "/apis/stevedore.dev/v1/nodeclaims/general-abc/status?").as_deref(),
+            c(
+                "PATCH",
+                "/apis/stevedore.dev/v1/nodeclaims/general-abc/status?"
+            )
+            .as_deref(),
             Some("patch stevedore.dev nodeclaims status")
         );
         assert_eq!(

@@ -134,7 +134,11 @@ impl ClusterState {
 
     /// Applies a pod. `Ok(true)` when it is a newly unschedulable pod (a batch opens).
     /// A pod that does not convert is dropped from the index and its error returned.
-    pub fn apply_pod(&mut self, p: &k8s_openapi::api::core::v1::Pod, now: f64) -> Result<bool, FieldError> {
+    pub fn apply_pod(
+        &mut self,
+        p: &k8s_openapi::api::core::v1::Pod,
+        now: f64,
+    ) -> Result<bool, FieldError> {
         let ns = p.metadata.namespace.as_deref().unwrap_or("default");
         let key = pod_key(ns, p.metadata.name.as_deref().unwrap_or_default());
         self.changes += 1;
@@ -147,8 +151,8 @@ impl ClusterState {
                 return Err(e);
             }
         };
-        let newly_pending = entry.unschedulable
-            && !self.pods.get(&key).is_some_and(|old| old.unschedulable);
+        let newly_pending =
+            entry.unschedulable && !self.pods.get(&key).is_some_and(|old| old.unschedulable);
         let old_node = self.pods.get(&key).and_then(|o| o.node.clone());
         if old_node != entry.node {
             self.touch_node(old_node.as_ref(), now);
@@ -174,7 +178,11 @@ impl ClusterState {
         }
     }
 
-    pub fn apply_node(&mut self, n: &k8s_openapi::api::core::v1::Node, now: f64) -> Result<(), FieldError> {
+    pub fn apply_node(
+        &mut self,
+        n: &k8s_openapi::api::core::v1::Node,
+        now: f64,
+    ) -> Result<(), FieldError> {
         let name = n.metadata.name.clone().unwrap_or_default();
         self.changes += 1;
         match convert::node_entry(n) {
@@ -234,7 +242,10 @@ impl ClusterState {
         self.changes += 1;
     }
 
-    pub fn apply_pdb(&mut self, p: &k8s_openapi::api::policy::v1::PodDisruptionBudget) -> Result<(), FieldError> {
+    pub fn apply_pdb(
+        &mut self,
+        p: &k8s_openapi::api::policy::v1::PodDisruptionBudget,
+    ) -> Result<(), FieldError> {
         let key = pod_key(
             p.metadata.namespace.as_deref().unwrap_or_default(),
             p.metadata.name.as_deref().unwrap_or_default(),
@@ -257,7 +268,10 @@ impl ClusterState {
         self.pdbs.remove(&pod_key(ns, name));
     }
 
-    pub fn apply_daemonset(&mut self, ds: &k8s_openapi::api::apps::v1::DaemonSet) -> Result<(), FieldError> {
+    pub fn apply_daemonset(
+        &mut self,
+        ds: &k8s_openapi::api::apps::v1::DaemonSet,
+    ) -> Result<(), FieldError> {
         let key = pod_key(
             ds.metadata.namespace.as_deref().unwrap_or_default(),
             ds.metadata.name.as_deref().unwrap_or_default(),
@@ -388,7 +402,9 @@ impl ClusterState {
                     disrupted |= t.key == DISRUPTED_TAINT;
                     !TRANSIENT_TAINTS.contains(&t.key.as_str())
                         && t.key != DISRUPTED_TAINT
-                        && !startup.iter().any(|s| s.key == t.key && s.effect == t.effect)
+                        && !startup
+                            .iter()
+                            .any(|s| s.key == t.key && s.effect == t.effect)
                 })
                 .cloned()
                 .collect();
@@ -396,7 +412,10 @@ impl ClusterState {
                 .labels
                 .get(labels::INSTANCE_TYPE)
                 .and_then(|t| inp.catalog.find(t));
-            let capacity = ty.map_or_else(|| n.allocatable.clone(), |t| inp.catalog.types[t].capacity.clone());
+            let capacity = ty.map_or_else(
+                || n.allocatable.clone(),
+                |t| inp.catalog.types[t].capacity.clone(),
+            );
             index.insert(&n.name, nodes.len());
             nodes.push(PreparedNode {
                 target: Target::Node(n.name.clone()),
@@ -411,7 +430,7 @@ impl ClusterState {
                 schedulable: !n.unschedulable
                     && !n.deleting
                     && !disrupted
-                    && !claim.is_some_and(|c| c.deleting_since.is_some()),
+                    && claim.is_none_or(|c| c.deleting_since.is_none()),
                 price_per_hour: claim
                     .and_then(claim_price)
                     .or_else(|| node_price(inp.catalog, &n.labels))
@@ -538,7 +557,10 @@ pub fn node_labels(
 /// when known, else the cheapest option.
 fn launching_node<'s>(inp: &DecisionInputs, c: &'s ClaimEntry) -> Option<PreparedNode<'s>> {
     let first = c.options.first();
-    let ty_name = c.instance_type.as_ref().or(first.map(|o| &o.instance_type))?;
+    let ty_name = c
+        .instance_type
+        .as_ref()
+        .or(first.map(|o| &o.instance_type))?;
     let zone = c.zone.as_ref().or(first.map(|o| &o.zone))?;
     let ct = c.capacity_type.or(first.map(|o| o.capacity_type))?;
     let ty = inp.catalog.find(ty_name)?;
@@ -556,7 +578,9 @@ fn launching_node<'s>(inp: &DecisionInputs, c: &'s ClaimEntry) -> Option<Prepare
         pool: Some(pool),
         ready: false,
         schedulable: true,
-        price_per_hour: claim_price(c).or(first.map(|o| o.price_per_hour)).unwrap_or(0.0),
+        price_per_hour: claim_price(c)
+            .or(first.map(|o| o.price_per_hour))
+            .unwrap_or(0.0),
         stable_since: c.created,
         claim: Some(&c.name),
         labels: Cow::Owned(labels),

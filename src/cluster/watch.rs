@@ -59,7 +59,11 @@ pub fn handle<K: Resource>(
         }
     };
     match event {
-        Event::Apply(o) => Some(if apply(&mut st, &o) { Signal::PodPending } else { Signal::Changed }),
+        Event::Apply(o) => Some(if apply(&mut st, &o) {
+            Signal::PodPending
+        } else {
+            Signal::Changed
+        }),
         Event::Delete(o) => {
             let (ns, name) = key(&o);
             (kind.delete)(&mut st, &ns, &name, now);
@@ -138,7 +142,11 @@ pub fn pods() -> Kind<Pod> {
 pub fn nodes() -> Kind<Node> {
     Kind {
         name: "Node",
-        apply: |st, o, now| st.apply_node(o, now).map(|_| false).map_err(|e| e.to_string()),
+        apply: |st, o, now| {
+            st.apply_node(o, now)
+                .map(|_| false)
+                .map_err(|e| e.to_string())
+        },
         delete: |st, _, name, _| st.delete_node(name),
         keys: |st| cluster_scoped(st.nodes().map(|n| n.name.clone()).collect()),
     }
@@ -174,7 +182,11 @@ pub fn pdbs() -> Kind<PodDisruptionBudget> {
 pub fn daemonsets() -> Kind<DaemonSet> {
     Kind {
         name: "DaemonSet",
-        apply: |st, o, _| st.apply_daemonset(o).map(|_| false).map_err(|e| e.to_string()),
+        apply: |st, o, _| {
+            st.apply_daemonset(o)
+                .map(|_| false)
+                .map_err(|e| e.to_string())
+        },
         delete: |st, ns, name, _| st.delete_daemonset(ns, name),
         keys: |st| st.daemonset_keys(),
     }
@@ -188,14 +200,51 @@ pub fn spawn_all(
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let c = client.clone();
     vec![
-        tokio::spawn(run(Api::<Pod>::all(c.clone()), state.clone(), pods(), signals.clone())),
-        tokio::spawn(run(Api::<Node>::all(c.clone()), state.clone(), nodes(), signals.clone())),
-        tokio::spawn(run(Api::<NodeClaim>::all(c.clone()), state.clone(), node_claims(), signals.clone())),
-        tokio::spawn(run(Api::<NodePool>::all(c.clone()), state.clone(), node_pools(), signals.clone())),
-        tokio::spawn(run(Api::<PodDisruptionBudget>::all(c.clone()), state.clone(), pdbs(), signals.clone())),
-        tokio::spawn(run(Api::<DaemonSet>::all(c), state.clone(), daemonsets(), signals.clone())),
+        tokio::spawn(run(
+            Api::<Pod>::all(c.clone()),
+            state.clone(),
+            pods(),
+            signals.clone(),
+        )),
+        tokio::spawn(run(
+            Api::<Node>::all(c.clone()),
+            state.clone(),
+            nodes(),
+            signals.clone(),
+        )),
+        tokio::spawn(run(
+            Api::<NodeClaim>::all(c.clone()),
+            state.clone(),
+            node_claims(),
+            signals.clone(),
+        )),
+        tokio::spawn(run(
+            Api::<NodePool>::all(c.clone()),
+            state.clone(),
+            node_pools(),
+            signals.clone(),
+        )),
+        tokio::spawn(run(
+            Api::<PodDisruptionBudget>::all(c.clone()),
+            state.clone(),
+            pdbs(),
+            signals.clone(),
+        )),
+        tokio::spawn(run(
+            Api::<DaemonSet>::all(c),
+            state.clone(),
+            daemonsets(),
+            signals.clone(),
+        )),
     ]
 }
 
 /// The kinds [`spawn_all`] watches: readiness waits for each to sync once.
-pub const WATCHED: &[&str] = &["Pod", "Node", "NodeClaim", "NodePool", "PodDisruptionBudget", "DaemonSet"];
+pub const WATCHED: &[&str] = &[
+    "Pod",
+    "Node",
+    "NodeClaim",
+    "NodePool",
+    "PodDisruptionBudget",
+    "DaemonSet",
+];

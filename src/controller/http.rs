@@ -13,15 +13,25 @@ use std::sync::Arc;
 /// The answer to one request (no I/O; tested directly).
 pub fn respond(path: &str, metrics: &Metrics, ready: &AtomicBool) -> Response<Full<Bytes>> {
     let (status, body, content_type) = match path {
-        "/metrics" => (StatusCode::OK, metrics.render(), "text/plain; version=0.0.4"),
+        "/metrics" => (
+            StatusCode::OK,
+            metrics.render(),
+            "text/plain; version=0.0.4",
+        ),
         "/healthz" => (StatusCode::OK, "ok\n".to_string(), "text/plain"),
-        "/readyz" if ready.load(Ordering::Relaxed) => (StatusCode::OK, "ok\n".to_string(), "text/plain"),
+        "/readyz" if ready.load(Ordering::Relaxed) => {
+            (StatusCode::OK, "ok\n".to_string(), "text/plain")
+        }
         "/readyz" => (
             StatusCode::SERVICE_UNAVAILABLE,
             "caches not synced\n".to_string(),
             "text/plain",
         ),
-        _ => (StatusCode::NOT_FOUND, "not found\n".to_string(), "text/plain"),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "not found\n".to_string(),
+            "text/plain",
+        ),
     };
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
@@ -74,7 +84,10 @@ mod tests {
     fn readyz_follows_the_sync_flag_and_unknown_paths_are_404() {
         let m = Metrics::new();
         let ready = AtomicBool::new(false);
-        assert_eq!(respond("/readyz", &m, &ready).status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            respond("/readyz", &m, &ready).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         ready.store(true, Ordering::Relaxed);
         assert_eq!(respond("/readyz", &m, &ready).status(), StatusCode::OK);
         assert_eq!(respond("/healthz", &m, &ready).status(), StatusCode::OK);

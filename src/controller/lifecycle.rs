@@ -8,17 +8,23 @@ pub enum Step {
     /// adopts the instance an interrupted launch created).
     Launch,
     /// The node with our provider ID appeared.
-    Register { node: String },
+    Register {
+        node: String,
+    },
     /// The node is Ready.
     MarkReady,
     /// Launched long ago and no node came: give up on the offering.
     RegistrationTimeout,
     /// Being deleted and the node still runs pods: taint and evict.
-    Drain { node: String },
+    Drain {
+        node: String,
+    },
     /// Being deleted and drained (or no node): terminate, delete the node, release.
     Terminate,
     /// This replacement is ready: the claim it replaces can go.
-    RetireReplaced { old: String },
+    RetireReplaced {
+        old: String,
+    },
     Nothing,
 }
 
@@ -105,8 +111,14 @@ mod tests {
             Step::Register { node: "n1".into() }
         );
         c.registered = true;
-        assert_eq!(step(&c, Some(&node(false)), true, 200.0, 900.0), Step::Nothing);
-        assert_eq!(step(&c, Some(&node(true)), true, 200.0, 900.0), Step::MarkReady);
+        assert_eq!(
+            step(&c, Some(&node(false)), true, 200.0, 900.0),
+            Step::Nothing
+        );
+        assert_eq!(
+            step(&c, Some(&node(true)), true, 200.0, 900.0),
+            Step::MarkReady
+        );
     }
 
     #[test]
@@ -115,7 +127,10 @@ mod tests {
         c.provider_id = Some("p".into());
         c.launched_at = Some(100.0);
         assert_eq!(step(&c, None, true, 999.0, 900.0), Step::Nothing);
-        assert_eq!(step(&c, None, true, 1000.0, 900.0), Step::RegistrationTimeout);
+        assert_eq!(
+            step(&c, None, true, 1000.0, 900.0),
+            Step::RegistrationTimeout
+        );
     }
 
     #[test]
@@ -127,7 +142,10 @@ mod tests {
             step(&c, Some(&node(true)), false, 500.0, 900.0),
             Step::Drain { node: "n1".into() }
         );
-        assert_eq!(step(&c, Some(&node(true)), true, 500.0, 900.0), Step::Terminate);
+        assert_eq!(
+            step(&c, Some(&node(true)), true, 500.0, 900.0),
+            Step::Terminate
+        );
         assert_eq!(step(&c, None, false, 500.0, 900.0), Step::Terminate);
         c.has_finalizer = false;
         assert_eq!(step(&c, None, false, 500.0, 900.0), Step::Nothing);
@@ -142,7 +160,9 @@ mod tests {
         c.replaces = Some("general-old".into());
         assert_eq!(
             step(&c, Some(&node(true)), true, 500.0, 900.0),
-            Step::RetireReplaced { old: "general-old".into() }
+            Step::RetireReplaced {
+                old: "general-old".into()
+            }
         );
     }
 }

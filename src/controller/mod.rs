@@ -157,7 +157,13 @@ fn finalizer_patch(claim: &NodeClaim) -> serde_json::Value {
 }
 
 impl<P: CloudProvider> Controller<P> {
-    pub fn new(client: kube::Client, cloud: P, config: Config, catalog: Arc<Catalog>, opts: Options) -> Self {
+    pub fn new(
+        client: kube::Client,
+        cloud: P,
+        config: Config,
+        catalog: Arc<Catalog>,
+        opts: Options,
+    ) -> Self {
         let seed = wall_clock().to_bits() ^ u64::from(std::process::id());
         Controller {
             state: Arc::new(RwLock::new(ClusterState::new(opts.schedulers.clone()))),
@@ -283,7 +289,12 @@ impl<P: CloudProvider> Controller<P> {
             let mut failed = false;
             for claim in &plan.claims {
                 if self.opts.dry_run {
-                    tracing::info!(claim = claim.name(), pods = claim.pods.len(), "dry run: would launch {}", claim.summary());
+                    tracing::info!(
+                        claim = claim.name(),
+                        pods = claim.pods.len(),
+                        "dry run: would launch {}",
+                        claim.summary()
+                    );
                     continue;
                 }
                 match self.launch_new(claim, now).await {
@@ -318,7 +329,12 @@ impl<P: CloudProvider> Controller<P> {
             .create(&PostParams::default(), &claim.object)
             .await?;
         self.apply_claim(&created);
-        tracing::info!(claim = claim.name(), pods = claim.pods.len(), "launching {}", claim.summary());
+        tracing::info!(
+            claim = claim.name(),
+            pods = claim.pods.len(),
+            "launching {}",
+            claim.summary()
+        );
         self.launch(&created, &claim.request, now).await
     }
 
@@ -330,23 +346,40 @@ impl<P: CloudProvider> Controller<P> {
 
     /// Calls the cloud for a claim and records the instance in its status. On
     /// insufficient capacity the offerings are marked unavailable and the claim released.
-    async fn launch(&self, claim: &NodeClaim, request: &LaunchRequest, now: f64) -> Result<(), ControllerError> {
+    async fn launch(
+        &self,
+        claim: &NodeClaim,
+        request: &LaunchRequest,
+        now: f64,
+    ) -> Result<(), ControllerError> {
         let name = request.node_claim.as_str();
         match self.cloud.launch(request).await {
             Ok(instance) => {
                 self.record_launch(claim, &instance, now).await?;
-                self.event_claim(name, "Normal", "Launched", &format!(
-                    "launched {} {} in {} ({})",
-                    instance.instance_type,
-                    instance.capacity_type.as_str(),
-                    instance.zone,
-                    instance.provider_id
-                ))
+                self.event_claim(
+                    name,
+                    "Normal",
+                    "Launched",
+                    &format!(
+                        "launched {} {} in {} ({})",
+                        instance.instance_type,
+                        instance.capacity_type.as_str(),
+                        instance.zone,
+                        instance.provider_id
+                    ),
+                )
                 .await;
                 Ok(())
             }
             Err(e @ CloudError::InsufficientCapacity { .. }) => {
-                self.mark_unavailable(&request.options.iter().map(|o| (o.instance_type.as_str(), o.zone.as_str(), o.capacity_type)).collect::<Vec<_>>(), now);
+                self.mark_unavailable(
+                    &request
+                        .options
+                        .iter()
+                        .map(|o| (o.instance_type.as_str(), o.zone.as_str(), o.capacity_type))
+                        .collect::<Vec<_>>(),
+                    now,
+                );
                 tracing::info!(claim = name, error = %e, "no capacity; deciding again without these offerings");
                 self.release(claim).await?;
                 Err(e.into())
@@ -365,18 +398,32 @@ impl<P: CloudProvider> Controller<P> {
         }
     }
 
-    async fn record_launch(&self, claim: &NodeClaim, instance: &Instance, now: f64) -> Result<(), ControllerError> {
+    async fn record_launch(
+        &self,
+        claim: &NodeClaim,
+        instance: &Instance,
+        now: f64,
+    ) -> Result<(), ControllerError> {
         let mut status = claim.status.clone().unwrap_or_default();
         status.provider_id = Some(instance.provider_id.clone());
         status.instance_type = Some(instance.instance_type.clone());
         status.zone = Some(instance.zone.clone());
         status.capacity_type = Some(instance.capacity_type.as_str().into());
-        status.launched_at = Some(if instance.launched_at > 0.0 { instance.launched_at } else { now });
+        status.launched_at = Some(if instance.launched_at > 0.0 {
+            instance.launched_at
+        } else {
+            now
+        });
         status.set_true("Launched", "Launched", &rfc3339(now));
-        self.patch_status(claim.metadata.name.as_deref().unwrap_or_default(), &status).await
+        self.patch_status(claim.metadata.name.as_deref().unwrap_or_default(), &status)
+            .await
     }
 
-    async fn patch_status(&self, name: &str, status: &NodeClaimStatus) -> Result<(), ControllerError> {
+    async fn patch_status(
+        &self,
+        name: &str,
+        status: &NodeClaimStatus,
+    ) -> Result<(), ControllerError> {
         let patch = serde_json::json!({"status": status});
         let updated = self
             .claims_api()
@@ -390,7 +437,14 @@ impl<P: CloudProvider> Controller<P> {
     async fn release(&self, claim: &NodeClaim) -> Result<(), ControllerError> {
         let name = claim.metadata.name.clone().unwrap_or_default();
         let api = self.claims_api();
-        match api.patch(&name, &PatchParams::default(), &Patch::Merge(&finalizer_patch(claim))).await {
+        match api
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(&finalizer_patch(claim)),
+            )
+            .await
+        {
             Ok(_) => {}
             Err(e) if is_code(&e, 404) => {}
             Err(e) => return Err(e.into()),
@@ -407,7 +461,11 @@ impl<P: CloudProvider> Controller<P> {
     /// Events on the pods of a decision, each said once until it changes.
     async fn tell_pods(&self, plan: &Plan) {
         for (ns, name, message, normal) in &plan.pod_messages {
-            let (kind, reason) = if *normal { ("Normal", "Nominated") } else { ("Warning", "FailedProvisioning") };
+            let (kind, reason) = if *normal {
+                ("Normal", "Nominated")
+            } else {
+                ("Warning", "FailedProvisioning")
+            };
             let prefix = if self.opts.dry_run { "dry run: " } else { "" };
             self.event(
                 ObjectReference {
@@ -467,7 +525,10 @@ impl<P: CloudProvider> Controller<P> {
         let n = lock(&self.names).next_u64();
         let ev = CoreEvent {
             metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-                name: Some(format!("{}.{n:016x}", target.name.as_deref().unwrap_or("object"))),
+                name: Some(format!(
+                    "{}.{n:016x}",
+                    target.name.as_deref().unwrap_or("object")
+                )),
                 namespace: Some(ns.clone()),
                 ..Default::default()
             },
@@ -499,9 +560,9 @@ impl<P: CloudProvider> Controller<P> {
             st.claims()
                 .map(|c| {
                     let node = st.node_of(c).cloned();
-                    let drained = node.as_ref().is_none_or(|n| {
-                        st.pods_on(&n.name).all(|p| p.drain_exempt || p.deleting)
-                    });
+                    let drained = node
+                        .as_ref()
+                        .is_none_or(|n| st.pods_on(&n.name).all(|p| p.drain_exempt || p.deleting));
                     (c.clone(), node, drained)
                 })
                 .collect()
@@ -531,12 +592,20 @@ impl<P: CloudProvider> Controller<P> {
 
     fn claim_object(claim: &ClaimEntry) -> NodeClaim {
         let mut obj = NodeClaim::new(&claim.name, Default::default());
-        obj.metadata.finalizers = claim.has_finalizer.then(|| vec![TERMINATION_FINALIZER.to_string()]);
+        obj.metadata.finalizers = claim
+            .has_finalizer
+            .then(|| vec![TERMINATION_FINALIZER.to_string()]);
         obj.status = Some(claim.status.clone());
         obj
     }
 
-    async fn carry_out(&self, claim: &ClaimEntry, node: Option<&NodeEntry>, step: &lifecycle::Step, now: f64) -> Result<(), ControllerError> {
+    async fn carry_out(
+        &self,
+        claim: &ClaimEntry,
+        node: Option<&NodeEntry>,
+        step: &lifecycle::Step,
+        now: f64,
+    ) -> Result<(), ControllerError> {
         use lifecycle::Step;
         let obj = Self::claim_object(claim);
         match step {
@@ -547,18 +616,27 @@ impl<P: CloudProvider> Controller<P> {
                 status.set_true("Ready", "NodeReady", &rfc3339(now));
                 self.patch_status(&claim.name, &status).await?;
                 let node = claim.node_name.clone().unwrap_or_default();
-                self.event_claim(&claim.name, "Normal", "Ready", &format!("node {node} is ready")).await;
+                self.event_claim(
+                    &claim.name,
+                    "Normal",
+                    "Ready",
+                    &format!("node {node} is ready"),
+                )
+                .await;
                 Ok(())
             }
             Step::RegistrationTimeout => {
-                if let (Some(t), Some(z), Some(ct)) = (&claim.instance_type, &claim.zone, claim.capacity_type) {
+                if let (Some(t), Some(z), Some(ct)) =
+                    (&claim.instance_type, &claim.zone, claim.capacity_type)
+                {
                     self.mark_unavailable(&[(t.as_str(), z.as_str(), ct)], now);
                 }
                 let msg = format!(
                     "no node registered within {}; deleting",
                     humantime::format_duration(self.opts.registration_timeout)
                 );
-                self.event_claim(&claim.name, "Warning", "RegistrationTimeout", &msg).await;
+                self.event_claim(&claim.name, "Warning", "RegistrationTimeout", &msg)
+                    .await;
                 self.delete_claim(&claim.name).await
             }
             Step::Drain { .. } => match node {
@@ -567,9 +645,18 @@ impl<P: CloudProvider> Controller<P> {
             },
             Step::Terminate => self.terminate(claim, node).await,
             Step::RetireReplaced { old } => {
-                let live = self.read().claim(old).is_some_and(|c| c.deleting_since.is_none());
+                let live = self
+                    .read()
+                    .claim(old)
+                    .is_some_and(|c| c.deleting_since.is_none());
                 if live {
-                    self.event_claim(old, "Normal", "Consolidated", &format!("replaced by {}", claim.name)).await;
+                    self.event_claim(
+                        old,
+                        "Normal",
+                        "Consolidated",
+                        &format!("replaced by {}", claim.name),
+                    )
+                    .await;
                     self.delete_claim(old).await?;
                 }
                 Ok(())
@@ -580,7 +667,11 @@ impl<P: CloudProvider> Controller<P> {
 
     /// Deletes a claim; its finalizer keeps it until drained and terminated.
     pub async fn delete_claim(&self, name: &str) -> Result<(), ControllerError> {
-        match self.claims_api().delete(name, &DeleteParams::default()).await {
+        match self
+            .claims_api()
+            .delete(name, &DeleteParams::default())
+            .await
+        {
             Ok(either) => {
                 if let Some(obj) = either.left() {
                     self.apply_claim(&obj);
@@ -592,7 +683,12 @@ impl<P: CloudProvider> Controller<P> {
         }
     }
 
-    async fn register(&self, claim: &ClaimEntry, node: &str, now: f64) -> Result<(), ControllerError> {
+    async fn register(
+        &self,
+        claim: &ClaimEntry,
+        node: &str,
+        now: f64,
+    ) -> Result<(), ControllerError> {
         // The pool's labels, and our claim label, on the node (kept if already there).
         let missing: std::collections::BTreeMap<String, String> = {
             let st = self.read();
@@ -601,28 +697,44 @@ impl<P: CloudProvider> Controller<P> {
                 .labels
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
-                .chain([(crate::cloud::tags::NODE_CLAIM.to_string(), claim.name.clone())])
+                .chain([(
+                    crate::cloud::tags::NODE_CLAIM.to_string(),
+                    claim.name.clone(),
+                )])
                 .filter(|(k, v)| have.get(k) != Some(v))
                 .collect()
         };
         if !missing.is_empty() {
             let nodes: Api<Node> = Api::all(self.client.clone());
             let patch = serde_json::json!({"metadata": {"labels": missing}});
-            let updated = nodes.patch(node, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            let updated = nodes
+                .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
             let _ = self.write().apply_node(&updated, now);
         }
         let mut status = claim.status.clone();
         status.node_name = Some(node.to_string());
         status.set_true("Registered", "NodeRegistered", &rfc3339(now));
         self.patch_status(&claim.name, &status).await?;
-        self.event_claim(&claim.name, "Normal", "Registered", &format!("registered as node {node}")).await;
+        self.event_claim(
+            &claim.name,
+            "Normal",
+            "Registered",
+            &format!("registered as node {node}"),
+        )
+        .await;
         Ok(())
     }
 
     /// One drain pass: the disrupted taint, then an eviction per pod (PDBs answer 429:
     /// that pod is retried with backoff). Past the claim's terminationGracePeriod, pods
     /// are deleted instead.
-    async fn drain(&self, claim: &ClaimEntry, node: &NodeEntry, now: f64) -> Result<(), ControllerError> {
+    async fn drain(
+        &self,
+        claim: &ClaimEntry,
+        node: &NodeEntry,
+        now: f64,
+    ) -> Result<(), ControllerError> {
         if !node.taints.iter().any(|t| t.key == DISRUPTED_TAINT) {
             let mut taints: Vec<serde_json::Value> = node
                 .taints
@@ -632,7 +744,9 @@ impl<P: CloudProvider> Controller<P> {
             taints.push(serde_json::json!({"key": DISRUPTED_TAINT, "effect": "NoSchedule"}));
             let nodes: Api<Node> = Api::all(self.client.clone());
             let patch = serde_json::json!({"spec": {"taints": taints}});
-            let updated = nodes.patch(&node.name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            let updated = nodes
+                .patch(&node.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
             let _ = self.write().apply_node(&updated, now);
         }
         let pods: Vec<(String, String)> = self
@@ -647,12 +761,17 @@ impl<P: CloudProvider> Controller<P> {
         };
         for (ns, name) in pods {
             let key = format!("{ns}/{name}");
-            if lock(&self.backoff).get(&key).is_some_and(|(next, _)| *next > now) {
+            if lock(&self.backoff)
+                .get(&key)
+                .is_some_and(|(next, _)| *next > now)
+            {
                 continue;
             }
             let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
             let result = if past_grace {
-                api.delete(&name, &DeleteParams::default()).await.map(|_| ())
+                api.delete(&name, &DeleteParams::default())
+                    .await
+                    .map(|_| ())
             } else {
                 api.evict(&name, &EvictParams::default()).await.map(|_| ())
             };
@@ -666,7 +785,9 @@ impl<P: CloudProvider> Controller<P> {
                 }
                 Err(e) => {
                     let mut b = lock(&self.backoff);
-                    let delay = b.get(&key).map_or(EVICT_BACKOFF_MIN_S, |(_, d)| (d * 2.0).min(EVICT_BACKOFF_MAX_S));
+                    let delay = b.get(&key).map_or(EVICT_BACKOFF_MIN_S, |(_, d)| {
+                        (d * 2.0).min(EVICT_BACKOFF_MAX_S)
+                    });
                     b.insert(key, (now + delay, delay));
                     if is_code(&e, 429) {
                         tracing::info!(pod = %format!("{ns}/{name}"), retry_in_s = delay, "eviction blocked by a PodDisruptionBudget");
@@ -680,7 +801,11 @@ impl<P: CloudProvider> Controller<P> {
     }
 
     /// The end of a claim: instance terminated, node deleted, finalizer released.
-    async fn terminate(&self, claim: &ClaimEntry, node: Option<&NodeEntry>) -> Result<(), ControllerError> {
+    async fn terminate(
+        &self,
+        claim: &ClaimEntry,
+        node: Option<&NodeEntry>,
+    ) -> Result<(), ControllerError> {
         if let Some(id) = &claim.provider_id {
             match self.cloud.terminate(id).await {
                 Ok(()) | Err(CloudError::NotFound { .. }) => {}
@@ -697,7 +822,15 @@ impl<P: CloudProvider> Controller<P> {
             self.write().delete_node(&n.name);
         }
         let obj = Self::claim_object(claim);
-        match self.claims_api().patch(&claim.name, &PatchParams::default(), &Patch::Merge(&finalizer_patch(&obj))).await {
+        match self
+            .claims_api()
+            .patch(
+                &claim.name,
+                &PatchParams::default(),
+                &Patch::Merge(&finalizer_patch(&obj)),
+            )
+            .await
+        {
             Ok(_) => {}
             Err(e) if is_code(&e, 404) => {}
             Err(e) => return Err(e.into()),
@@ -713,13 +846,15 @@ impl<P: CloudProvider> Controller<P> {
         let action = self.consolidation_action(now);
         match action {
             Some((old, None, why)) => {
-                self.event_claim(&old, "Normal", "Consolidating", &why).await;
+                self.event_claim(&old, "Normal", "Consolidating", &why)
+                    .await;
                 if !self.opts.dry_run {
                     self.delete_claim(&old).await?;
                 }
             }
             Some((old, Some(replacement), why)) => {
-                self.event_claim(&old, "Normal", "Consolidating", &why).await;
+                self.event_claim(&old, "Normal", "Consolidating", &why)
+                    .await;
                 if !self.opts.dry_run {
                     self.launch_new(&replacement, now).await?;
                 }
@@ -751,10 +886,13 @@ impl<P: CloudProvider> Controller<P> {
         let prepared = st.prepare(&d.inputs());
         // Empty nodes first (no pods but DaemonSets' and mirrors').
         for n in &prepared.nodes {
-            let (Some(pool), Some(claim), Target::Node(name)) = (n.pool, n.claim, &n.target) else { continue };
+            let (Some(pool), Some(claim), Target::Node(name)) = (n.pool, n.claim, &n.target) else {
+                continue;
+            };
             let after = m.pools[pool].empty_node_after.map(|d| d.as_secs_f64());
             let empty = st.pods_on(name).all(|p| p.drain_exempt);
-            if empty && n.ready && n.schedulable && after.is_some_and(|a| now - n.stable_since >= a) {
+            if empty && n.ready && n.schedulable && after.is_some_and(|a| now - n.stable_since >= a)
+            {
                 return Some((claim.to_string(), None, format!("node {name} is empty")));
             }
         }
@@ -763,8 +901,11 @@ impl<P: CloudProvider> Controller<P> {
             .iter()
             .zip(&m.extras)
             .map(|(p, e)| PoolConsolidation {
-                underutilized: e.consolidation_policy == ConsolidationPolicy::WhenEmptyOrUnderutilized,
-                after_s: p.empty_node_after.map_or(f64::INFINITY, |d| d.as_secs_f64()),
+                underutilized: e.consolidation_policy
+                    == ConsolidationPolicy::WhenEmptyOrUnderutilized,
+                after_s: p
+                    .empty_node_after
+                    .map_or(f64::INFINITY, |d| d.as_secs_f64()),
             })
             .collect();
         if !policies.iter().any(|p| p.underutilized) {
@@ -779,7 +920,14 @@ impl<P: CloudProvider> Controller<P> {
             })
             .collect();
         let pdbs = st.pdbs();
-        let action = consolidation::find_action(&d.env(), prepared.snapshot(), &costs, &policies, &pdbs, CONSOLIDATION_CANDIDATES)?;
+        let action = consolidation::find_action(
+            &d.env(),
+            prepared.snapshot(),
+            &costs,
+            &policies,
+            &pdbs,
+            CONSOLIDATION_CANDIDATES,
+        )?;
         let (node, plan) = match action {
             Action::Delete { node } => (node, None),
             Action::Replace { node, plan } => (node, Some(plan)),
@@ -787,7 +935,11 @@ impl<P: CloudProvider> Controller<P> {
         let claim = prepared.nodes[node].claim?.to_string();
         let name = prepared.nodes[node].name;
         match plan {
-            None => Some((claim, None, format!("node {name}'s pods fit on other nodes"))),
+            None => Some((
+                claim,
+                None,
+                format!("node {name}'s pods fit on other nodes"),
+            )),
             Some(plan) => {
                 let pool = m.pools[plan.pool].name.clone();
                 let new = provision::new_claim(&d, &plan, &self.next_name(&pool), Some(&claim));
@@ -822,7 +974,9 @@ impl<P: CloudProvider> Controller<P> {
                     tracing::info!(instance = %i.provider_id, claim = ?i.node_claim, "terminated an orphan instance");
                     done.push(i.provider_id);
                 }
-                Err(e) => tracing::warn!(instance = %i.provider_id, error = %e, "orphan termination failed"),
+                Err(e) => {
+                    tracing::warn!(instance = %i.provider_id, error = %e, "orphan termination failed")
+                }
             }
         }
         Ok(done)
@@ -889,7 +1043,12 @@ impl<P: CloudProvider> Controller<P> {
 
 /// Keeps `tx` saying whether this replica holds the lease. Renews every `renew_every`;
 /// a leader that cannot renew for a whole lease duration stops acting.
-pub async fn lead(mut elector: LeaderElector, renew_every: Duration, lease_duration: Duration, tx: watch::Sender<bool>) {
+pub async fn lead(
+    mut elector: LeaderElector,
+    renew_every: Duration,
+    lease_duration: Duration,
+    tx: watch::Sender<bool>,
+) {
     let start = Instant::now();
     let mut last_ok = Instant::now();
     let mut ticker = tokio::time::interval(renew_every);
@@ -900,7 +1059,11 @@ pub async fn lead(mut elector: LeaderElector, renew_every: Duration, lease_durat
             Ok(held) => {
                 last_ok = Instant::now();
                 if *tx.borrow() != held {
-                    tracing::info!(identity = elector.identity(), leader = held, "leadership changed");
+                    tracing::info!(
+                        identity = elector.identity(),
+                        leader = held,
+                        "leadership changed"
+                    );
                 }
                 let _ = tx.send(held);
             }
@@ -925,15 +1088,27 @@ pub async fn start<P: CloudProvider + 'static>(
     metrics_addr: std::net::SocketAddr,
 ) -> Result<(), ControllerError> {
     let listener = tokio::net::TcpListener::bind(metrics_addr).await?;
-    let ctl = Arc::new(Controller::new(client.clone(), cloud, config, catalog, opts.clone()));
+    let ctl = Arc::new(Controller::new(
+        client.clone(),
+        cloud,
+        config,
+        catalog,
+        opts.clone(),
+    ));
     let (tx, rx) = mpsc::unbounded_channel();
     let watches = crate::cluster::watch::spawn_all(&client, &ctl.state, &tx);
     let ready = Arc::new(AtomicBool::new(false));
     let (leader_tx, leader_rx) = watch::channel(!opts.leader_elect);
     if opts.leader_elect {
         let api = Api::namespaced(client.clone(), &opts.namespace);
-        let elector = LeaderElector::new(api, &opts.lease_name, &opts.identity, opts.lease_duration);
-        tokio::spawn(lead(elector, opts.renew_every, opts.lease_duration, leader_tx));
+        let elector =
+            LeaderElector::new(api, &opts.lease_name, &opts.identity, opts.lease_duration);
+        tokio::spawn(lead(
+            elector,
+            opts.renew_every,
+            opts.lease_duration,
+            leader_tx,
+        ));
     }
     tracing::info!(
         provider = ctl.cloud().name(),
@@ -989,24 +1164,41 @@ pub fn simulated_with_nodes(
     client: kube::Client,
     catalog: Arc<Catalog>,
     cluster: &str,
-) -> (crate::cloud::simulated::SimulatedCloud, Arc<crate::cloud::fake::FakeCloud>) {
-    let builder = Arc::new(crate::cloud::fake::FakeCloud::new(client.clone(), catalog.clone(), cluster));
+) -> (
+    crate::cloud::simulated::SimulatedCloud,
+    Arc<crate::cloud::fake::FakeCloud>,
+) {
+    let builder = Arc::new(crate::cloud::fake::FakeCloud::new(
+        client.clone(),
+        catalog.clone(),
+        cluster,
+    ));
     let b = builder.clone();
     let handle = tokio::runtime::Handle::current();
-    let hook: crate::cloud::simulated::LaunchHook = Box::new(move |inst: &Instance, req: &LaunchRequest| {
-        let mut req = req.clone();
-        // The node is built from its first option: put the one the cloud chose first.
-        req.options.retain(|o| o.instance_type == inst.instance_type && o.zone == inst.zone && o.capacity_type == inst.capacity_type);
-        let Ok(mut node) = b.node_object(&req) else { return };
-        if let Some(spec) = node.spec.as_mut() {
-            spec.provider_id = Some(inst.provider_id.clone());
-        }
-        let nodes: Api<Node> = Api::all(client.clone());
-        handle.spawn(async move {
-            if let Err(e) = nodes.create(&PostParams::default(), &node).await {
-                tracing::warn!(error = %e, "simulated instance's node not created");
+    let hook: crate::cloud::simulated::LaunchHook =
+        Box::new(move |inst: &Instance, req: &LaunchRequest| {
+            let mut req = req.clone();
+            // The node is built from its first option: put the one the cloud chose first.
+            req.options.retain(|o| {
+                o.instance_type == inst.instance_type
+                    && o.zone == inst.zone
+                    && o.capacity_type == inst.capacity_type
+            });
+            let Ok(mut node) = b.node_object(&req) else {
+                return;
+            };
+            if let Some(spec) = node.spec.as_mut() {
+                spec.provider_id = Some(inst.provider_id.clone());
             }
+            let nodes: Api<Node> = Api::all(client.clone());
+            handle.spawn(async move {
+                if let Err(e) = nodes.create(&PostParams::default(), &node).await {
+                    tracing::warn!(error = %e, "simulated instance's node not created");
+                }
+            });
         });
-    });
-    (crate::cloud::simulated::SimulatedCloud::new(catalog).with_hook(hook), builder)
+    (
+        crate::cloud::simulated::SimulatedCloud::new(catalog).with_hook(hook),
+        builder,
+    )
 }

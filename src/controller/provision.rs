@@ -37,7 +37,12 @@ impl NewClaim {
     /// "c7i.xlarge spot in us-east-1a" (the cheapest option).
     pub fn summary(&self) -> String {
         self.request.options.first().map_or_else(String::new, |o| {
-            format!("{} {} in {}", o.instance_type, o.capacity_type.as_str(), o.zone)
+            format!(
+                "{} {} in {}",
+                o.instance_type,
+                o.capacity_type.as_str(),
+                o.zone
+            )
         })
     }
 }
@@ -99,7 +104,12 @@ pub fn plan(state: &ClusterState, d: &Decider, names: &mut dyn FnMut(&str) -> St
     plan_from(&prepared, &decision, d, names)
 }
 
-fn plan_from(prepared: &Prepared, decision: &Decision, d: &Decider, names: &mut dyn FnMut(&str) -> String) -> Plan {
+fn plan_from(
+    prepared: &Prepared,
+    decision: &Decision,
+    d: &Decider,
+    names: &mut dyn FnMut(&str) -> String,
+) -> Plan {
     let pod_id = |i: usize| {
         let p = prepared.pending[i];
         (p.namespace.clone(), p.name.clone())
@@ -114,7 +124,12 @@ fn plan_from(prepared: &Prepared, decision: &Decision, d: &Decider, names: &mut 
         let summary = claim.summary();
         for &i in &plan.pods {
             let (ns, n) = pod_id(i);
-            out.pod_messages.push((ns, n, format!("nominated for new {summary} (NodeClaim {name})"), true));
+            out.pod_messages.push((
+                ns,
+                n,
+                format!("nominated for new {summary} (NodeClaim {name})"),
+                true,
+            ));
         }
         out.claims.push(NewClaim {
             pods: plan.pods.iter().map(|&i| pod_id(i)).collect(),
@@ -127,11 +142,13 @@ fn plan_from(prepared: &Prepared, decision: &Decision, d: &Decider, names: &mut 
             Target::Node(name) => format!("node {name}"),
             Target::Claim(name) => format!("launching NodeClaim {name}"),
         };
-        out.pod_messages.push((ns, n, format!("fits on {target}"), true));
+        out.pod_messages
+            .push((ns, n, format!("fits on {target}"), true));
     }
     for (i, why) in decision.infeasible.iter().chain(&decision.unschedulable) {
         let (ns, n) = pod_id(*i);
-        out.pod_messages.push((ns, n, format!("cannot schedule: {why}"), false));
+        out.pod_messages
+            .push((ns, n, format!("cannot schedule: {why}"), false));
     }
     out
 }
@@ -142,7 +159,10 @@ fn quantity_map(r: &Resources) -> BTreeMap<String, Quantity> {
     m.insert("memory".into(), Quantity(r.memory.to_string()));
     m.insert("pods".into(), Quantity(r.pods.to_string()));
     if r.ephemeral > 0 {
-        m.insert("ephemeral-storage".into(), Quantity(r.ephemeral.to_string()));
+        m.insert(
+            "ephemeral-storage".into(),
+            Quantity(r.ephemeral.to_string()),
+        );
     }
     for (k, v) in &r.extended {
         m.insert(k.clone(), Quantity(v.to_string()));
@@ -181,11 +201,20 @@ pub fn new_claim(d: &Decider, plan: &LaunchPlan, name: &str, replaces: Option<&s
     let spec = NodeClaimSpec {
         node_pool: pool.name.clone(),
         requirements: vec![
-            in_requirement(labels::INSTANCE_TYPE, options.iter().map(|o| o.instance_type.clone()).collect()),
-            in_requirement(labels::ZONE, options.iter().map(|o| o.zone.clone()).collect()),
+            in_requirement(
+                labels::INSTANCE_TYPE,
+                options.iter().map(|o| o.instance_type.clone()).collect(),
+            ),
+            in_requirement(
+                labels::ZONE,
+                options.iter().map(|o| o.zone.clone()).collect(),
+            ),
             in_requirement(
                 labels::KARPENTER_CAPACITY_TYPE,
-                options.iter().map(|o| o.capacity_type.as_str().to_string()).collect(),
+                options
+                    .iter()
+                    .map(|o| o.capacity_type.as_str().to_string())
+                    .collect(),
             ),
         ],
         resources: ClaimResources {

@@ -152,7 +152,8 @@ mod tests {
         assert_eq!(r.skipped, 1);
         let mut buf = Vec::new();
         r.write(&mut buf, "rec", "2026-01-01T00:00:00Z").unwrap();
-        let trace = crate::trace::read_from(std::io::BufReader::new(&buf[..]), "rec.jsonl").unwrap();
+        let trace =
+            crate::trace::read_from(std::io::BufReader::new(&buf[..]), "rec.jsonl").unwrap();
         assert_eq!(trace.events.len(), 3);
         assert!(!String::from_utf8(buf).unwrap().contains("managedFields"));
     }

@@ -120,12 +120,22 @@ impl Store {
                 }
                 if self.evict_429 > 0 {
                     self.evict_429 -= 1;
-                    return (429, status(429, "TooManyRequests", "Cannot evict pod as it would violate the pod's disruption budget."));
+                    return (
+                        429,
+                        status(
+                            429,
+                            "TooManyRequests",
+                            "Cannot evict pod as it would violate the pod's disruption budget.",
+                        ),
+                    );
                 }
                 if let Some(p) = self.objects.get_mut(&pod_key) {
                     p["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
                 }
-                (201, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}))
+                (
+                    201,
+                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+                )
             }
             ("GET", Some(n), "") => match self.objects.get(&key(n)) {
                 Some(o) => (200, o.clone()),
@@ -139,7 +149,10 @@ impl Store {
                     .filter(|(k, _)| k.starts_with(&prefix) && !k[prefix.len()..].contains('/'))
                     .map(|(_, v)| v.clone())
                     .collect();
-                (200, json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": self.rv.to_string()}, "items": items}))
+                (
+                    200,
+                    json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": self.rv.to_string()}, "items": items}),
+                )
             }
             ("PUT", Some(n), "") => {
                 let Some(current) = self.objects.get(&key(n)) else {
@@ -159,7 +172,9 @@ impl Store {
                 };
                 merge(&mut obj, &body);
                 self.bump(&mut obj);
-                let finalized = obj["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty());
+                let finalized = obj["metadata"]["finalizers"]
+                    .as_array()
+                    .is_none_or(|f| f.is_empty());
                 if obj["metadata"]["deletionTimestamp"].is_string() && finalized {
                     self.objects.remove(&key(n));
                 } else {
@@ -171,7 +186,9 @@ impl Store {
                 let Some(mut obj) = self.objects.get(&key(n)).cloned() else {
                     return (404, status(404, "NotFound", "not found"));
                 };
-                let has_finalizers = obj["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+                let has_finalizers = obj["metadata"]["finalizers"]
+                    .as_array()
+                    .is_some_and(|f| !f.is_empty());
                 if has_finalizers {
                     if !obj["metadata"]["deletionTimestamp"].is_string() {
                         obj["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
@@ -183,7 +200,10 @@ impl Store {
                 }
                 (200, obj)
             }
-            _ => (405, status(405, "MethodNotAllowed", "not supported by the fake")),
+            _ => (
+                405,
+                status(405, "MethodNotAllowed", "not supported by the fake"),
+            ),
         }
     }
 }
