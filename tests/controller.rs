@@ -192,13 +192,9 @@ async fn a_pending_pod_gets_a_claim_a_launch_a_node_and_a_ready_claim() {
     assert_all_granted(&s);
 }
 
-/// A ready claim with its node and two web pods on it, in the store and the indexes.
-fn ready_claim_with_pods(
-    ctl: &Controller<SimulatedCloud>,
-    store: &fake_api::Store,
-    cat: &Catalog,
-    now: f64,
-) -> (String, String) {
+/// A ready claim with its node and two web pods on it, in the API store and the
+/// indexes; the next `evict_429` evictions are refused.
+fn ready_claim_with_pods(ctl: &Controller<SimulatedCloud>, store: &mut fake_api::Store, cat: &Catalog, now: f64, evict_429: u32) {
     let instance = Instance {
         provider_id: "simulated:///us-east-1a/i-00000000000000001".into(),
         instance_type: "m5.large".into(),
@@ -212,37 +208,27 @@ fn ready_claim_with_pods(
     ctl.cloud().insert(instance.clone());
     let claim = json!({
         "apiVersion": "stevedore.dev/v1", "kind": "NodeClaim",
-        "metadata": {"name": "general-drain", "finalizers": [TERMINATION_FINALIZER], "resourceVersion": "1"},
+        "metadata": {"name": "general-drain", "finalizers": [TERMINATION_FINALIZER], "resourceVersion": "1", "uid": "uid-general-drain"},
         "spec": {"nodePool": "general", "options": [{"instanceType": "m5.large", "zone": "us-east-1a", "capacityType": "on-demand", "pricePerHour": 0.096}],
                  "terminationGracePeriod": "10m"},
         "status": {"providerID": instance.provider_id, "nodeName": "n1", "instanceType": "m5.large", "zone": "us-east-1a",
                    "capacityType": "on-demand", "launchedAt": now - 600.0,
                    "conditions": [{"type": "Launched", "status": "True"}, {"type": "Registered", "status": "True"}, {"type": "Ready", "status": "True"}]}
     });
-    let mut store_claims = claim.clone();
-    store_claims["metadata"]["uid"] = json!("uid-general-drain");
     let node = node_json("n1", &instance, cat, true);
     let mut st = ctl.state.write().unwrap();
-    st.apply_claim(&serde_json::from_value(claim).unwrap())
-        .unwrap();
-    st.apply_node(&serde_json::from_value(node.clone()).unwrap(), now)
-        .unwrap();
-    let mut pods = Vec::new();
+    st.apply_claim(&serde_json::from_value(claim.clone()).unwrap()).unwrap();
+    st.apply_node(&serde_json::from_value(node.clone()).unwrap(), now).unwrap();
+    store.put(CLAIMS, claim);
+    store.put(NODES, node);
     for name in ["web-a", "web-b"] {
         let mut p = pending_json("shop", name, "100m", "128Mi");
         p["spec"]["nodeName"] = json!("n1");
-        p["status"] =
-            json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
+        p["status"] = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
         st.apply_pod(&pod(p.clone()), now).unwrap();
-        pods.push(p);
+        store.put("/api/v1/namespaces/shop/pods", p);
     }
-    drop(st);
-    // The store is a copy the controller writes to.
-    let _ = store;
-    (
-        serde_json::to_string(&store_claims).unwrap(),
-        serde_json::to_string(&json!({"node": node, "pods": pods})).unwrap(),
-    )
+    store.evict_429 = evict_429;
 }
 
 #[tokio::test]
@@ -251,17 +237,7 @@ async fn deleting_a_claim_drains_with_evictions_retries_a_pdb_429_then_terminate
     let cat = catalog();
     let ctl = controller(client, cat.clone());
     let now = 5_000.0;
-    let (claim, rest) = ready_claim_with_pods(&ctl, &store.lock().unwrap(), &cat, now);
-    {
-        let mut s = store.lock().unwrap();
-        s.put(CLAIMS, serde_json::from_str(&claim).unwrap());
-        let rest: Value = serde_json::from_str(&rest).unwrap();
-        s.put(NODES, rest["node"].clone());
-        for p in rest["pods"].as_array().unwrap() {
-            s.put("/api/v1/namespaces/shop/pods", p.clone());
-        }
-        s.evict_429 = 1;
-    }
+    ready_claim_with_pods(&ctl, &mut store.lock().unwrap(), &cat, now, 1);
 
     tokio::time::timeout(LIMIT, ctl.delete_claim("general-drain"))
         .await
@@ -338,17 +314,7 @@ async fn past_the_termination_grace_period_pods_are_deleted_not_evicted() {
     let cat = catalog();
     let ctl = controller(client, cat.clone());
     let now = 5_000.0;
-    let (claim, rest) = ready_claim_with_pods(&ctl, &store.lock().unwrap(), &cat, now);
-    {
-        let mut s = store.lock().unwrap();
-        s.put(CLAIMS, serde_json::from_str(&claim).unwrap());
-        let rest: Value = serde_json::from_str(&rest).unwrap();
-        s.put(NODES, rest["node"].clone());
-        for p in rest["pods"].as_array().unwrap() {
-            s.put("/api/v1/namespaces/shop/pods", p.clone());
-        }
-        s.evict_429 = 100;
-    }
+    ready_claim_with_pods(&ctl, &mut store.lock().unwrap(), &cat, now, 100);
     tokio::time::timeout(LIMIT, ctl.delete_claim("general-drain"))
         .await
         .unwrap()

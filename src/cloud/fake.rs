@@ -14,10 +14,9 @@ use super::{
 };
 use crate::core::instance::{CapacityType, Catalog};
 use crate::core::labels;
-use crate::core::resources::Resources;
+use crate::cluster::convert::quantities;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{Node, NodeCondition, NodeSpec, NodeStatus, Taint};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use std::collections::BTreeMap;
@@ -48,24 +47,6 @@ fn api_error(operation: &str, e: kube::Error) -> CloudError {
             message: other.to_string(),
         },
     }
-}
-
-/// Resources as a node's `capacity`/`allocatable` map.
-pub fn quantities(r: &Resources) -> BTreeMap<String, Quantity> {
-    let mut m = BTreeMap::new();
-    m.insert("cpu".into(), Quantity(format!("{}m", r.cpu_milli)));
-    m.insert("memory".into(), Quantity(r.memory.to_string()));
-    m.insert("pods".into(), Quantity(r.pods.to_string()));
-    if r.ephemeral > 0 {
-        m.insert(
-            "ephemeral-storage".into(),
-            Quantity(r.ephemeral.to_string()),
-        );
-    }
-    for (k, v) in &r.extended {
-        m.insert(k.clone(), Quantity(v.to_string()));
-    }
-    m
 }
 
 fn ready_condition(now: &k8s_openapi::jiff::Timestamp) -> NodeCondition {

@@ -255,6 +255,24 @@ pub fn taint_spec(t: &Taint) -> TaintSpec {
     }
 }
 
+/// Resources as a Kubernetes quantity map (a node's `capacity`, a claim's requests).
+pub fn quantities(
+    r: &Resources,
+) -> std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity> {
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    let mut m = std::collections::BTreeMap::new();
+    m.insert("cpu".into(), Quantity(format!("{}m", r.cpu_milli)));
+    m.insert("memory".into(), Quantity(r.memory.to_string()));
+    m.insert("pods".into(), Quantity(r.pods.to_string()));
+    if r.ephemeral > 0 {
+        m.insert("ephemeral-storage".into(), Quantity(r.ephemeral.to_string()));
+    }
+    for (k, v) in &r.extended {
+        m.insert(k.clone(), Quantity(v.to_string()));
+    }
+    m
+}
+
 fn requests(
     map: &std::collections::BTreeMap<
         String,

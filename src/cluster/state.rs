@@ -586,3 +586,101 @@ fn launching_node<'s>(inp: &DecisionInputs, c: &'s ClaimEntry) -> Option<Prepare
         labels: Cow::Owned(labels),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn catalog() -> Catalog {
+        crate::sim::setup::load_catalog(&crate::config::bundled().settings).expect("catalog")
+    }
+
+    fn pool() -> NodePool {
+        let mut p = crate::config::bundled().node_pools[0].clone();
+        p.startup_taints = vec![Taint {
+            key: "agent-not-ready".into(),
+            value: String::new(),
+            effect: crate::core::taints::TaintEffect::NoSchedule,
+        }];
+        p
+    }
+
+    fn node(name: &str, taints: serde_json::Value, provider: &str) -> k8s_openapi::api::core::v1::Node {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"node.kubernetes.io/instance-type": "m5.large",
+                "topology.kubernetes.io/zone": "us-east-1a", "stevedore.dev/nodepool": pool().name}},
+            "spec": {"providerID": provider, "taints": taints},
+            "status": {"allocatable": {"cpu": "1930m", "memory": "7Gi", "pods": "29"},
+                       "conditions": [{"type": "Ready", "status": "True"}]}
+        }))
+        .unwrap()
+    }
+
+    fn claim(name: &str, provider: Option<&str>) -> NodeClaim {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"nodePool": pool().name, "options": [{"instanceType": "m5.large", "zone": "us-east-1a",
+                     "capacityType": "spot", "pricePerHour": 0.03}],
+                     "startupTaints": [{"key": "agent-not-ready", "effect": "NoSchedule"}]},
+            "status": {"providerID": provider}
+        }))
+        .unwrap()
+    }
+
+    fn prepared_targets(st: &ClusterState) -> Vec<(Target, bool, usize)> {
+        let cat = catalog();
+        let pools = vec![pool()];
+        let model = SchedulingModel::new(&cat, &pools, &[]);
+        let inp = DecisionInputs {
+            catalog: &cat,
+            pools: &pools,
+            model: &model,
+        };
+        let p = st.prepare(&inp);
+        p.nodes
+            .iter()
+            .map(|n| (n.target.clone(), n.schedulable, n.taints.len()))
+            .collect()
+    }
+
+    #[test]
+    fn a_claim_counts_as_a_launching_node_until_its_node_registers() {
+        let mut st = ClusterState::new(vec!["default-scheduler".into()]);
+        st.apply_claim(&claim("c1", Some("simulated:///us-east-1a/i-1"))).unwrap();
+        assert_eq!(prepared_targets(&st), vec![(Target::Claim("c1".into()), true, 0)]);
+        // The node arrives (found by provider ID): the claim is not counted twice, and
+        // the startup and not-ready taints do not keep pods away in the simulation.
+        let taints = json!([{"key": "agent-not-ready", "effect": "NoSchedule"},
+                            {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"},
+                            {"key": "dedicated", "value": "x", "effect": "NoSchedule"}]);
+        st.apply_node(&node("n1", taints, "simulated:///us-east-1a/i-1"), 0.0).unwrap();
+        assert_eq!(prepared_targets(&st), vec![(Target::Node("n1".into()), true, 1)]);
+    }
+
+    #[test]
+    fn a_disrupted_node_is_no_target_and_its_pods_are_not_counted_as_staying() {
+        let mut st = ClusterState::new(vec!["default-scheduler".into()]);
+        let taints = json!([{"key": DISRUPTED_TAINT, "effect": "NoSchedule"}]);
+        st.apply_node(&node("n1", taints, "p"), 0.0).unwrap();
+        assert_eq!(prepared_targets(&st), vec![(Target::Node("n1".into()), false, 0)]);
+    }
+
+    #[test]
+    fn pods_move_the_nodes_stable_time() {
+        let mut st = ClusterState::new(vec!["default-scheduler".into()]);
+        st.apply_node(&node("n1", json!([]), "p"), 10.0).unwrap();
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+            "metadata": {"name": "a", "namespace": "x"},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c"}]},
+            "status": {"phase": "Running"}
+        }))
+        .unwrap();
+        st.apply_pod(&pod, 50.0).unwrap();
+        assert_eq!(st.stable_since["n1"], 50.0);
+        st.apply_pod(&pod, 60.0).unwrap();
+        assert_eq!(st.stable_since["n1"], 50.0, "an update in place is no move");
+        st.delete_pod("x", "a", 70.0);
+        assert_eq!(st.stable_since["n1"], 70.0);
+    }
+}

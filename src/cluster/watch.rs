@@ -248,3 +248,49 @@ pub const WATCHED: &[&str] = &[
     "PodDisruptionBudget",
     "DaemonSet",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str) -> Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "status": {"allocatable": {"cpu": "1", "memory": "1Gi"}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_relist_drops_what_did_not_come_back() {
+        let state = RwLock::new(ClusterState::default());
+        let kind = nodes();
+        let mut relist = None;
+        for n in ["a", "b"] {
+            handle(&state, &kind, Event::Apply(node(n)), &mut relist);
+        }
+        assert_eq!(handle(&state, &kind, Event::Init, &mut relist), None);
+        handle(&state, &kind, Event::InitApply(node("b")), &mut relist);
+        assert_eq!(
+            handle(&state, &kind, Event::InitDone, &mut relist),
+            Some(Signal::Synced("Node"))
+        );
+        let names: Vec<String> = state.read().unwrap().nodes().map(|n| n.name.clone()).collect();
+        assert_eq!(names, vec!["b".to_string()]);
+    }
+
+    #[test]
+    fn a_newly_unschedulable_pod_opens_a_batch_once() {
+        let state = RwLock::new(ClusterState::new(vec!["default-scheduler".into()]));
+        let kind = pods();
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "a", "namespace": "x"},
+            "spec": {"containers": [{"name": "c"}]},
+            "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]}
+        }))
+        .unwrap();
+        let mut relist = None;
+        assert_eq!(handle(&state, &kind, Event::Apply(pod.clone()), &mut relist), Some(Signal::PodPending));
+        assert_eq!(handle(&state, &kind, Event::Apply(pod), &mut relist), Some(Signal::Changed));
+    }
+}

@@ -42,6 +42,8 @@ use tokio::sync::{mpsc, watch};
 const MAX_LAUNCH_ROUNDS: usize = 64;
 /// Nodes tried per consolidation pass (as the simulator).
 const CONSOLIDATION_CANDIDATES: usize = 10;
+/// Objects whose last event message is remembered (to not repeat it).
+const MAX_REMEMBERED_EVENTS: usize = 200_000;
 /// Eviction retry backoff: first and longest wait after a 429.
 const EVICT_BACKOFF_MIN_S: f64 = 1.0;
 const EVICT_BACKOFF_MAX_S: f64 = 60.0;
@@ -255,24 +257,31 @@ impl<P: CloudProvider> Controller<P> {
         format!("{pool}-{suffix}")
     }
 
-    /// One provisioning decision on the current indexes (no I/O).
-    pub fn decide(&self, now: f64) -> (Plan, f64) {
-        let m = self.model();
-        let started = Instant::now();
-        let unavailable = {
-            let mut u = lock(&self.unavailable);
-            u.expire(now);
-            u.clone()
-        };
-        let d = Decider {
+    /// The offerings out of capacity now (expired entries dropped).
+    fn unavailable_now(&self, now: f64) -> UnavailableOfferings {
+        let mut u = lock(&self.unavailable);
+        u.expire(now);
+        u.clone()
+    }
+
+    fn decider<'a>(&'a self, m: &'a Model, unavailable: &'a UnavailableOfferings, now: f64) -> Decider<'a> {
+        Decider {
             catalog: &self.catalog,
             pools: &m.pools,
             extras: &m.extras,
             model: &m.model,
-            unavailable: &unavailable,
+            unavailable,
             max_launch_options: self.config.settings.max_launch_options,
             now,
-        };
+        }
+    }
+
+    /// One provisioning decision on the current indexes (no I/O).
+    pub fn decide(&self, now: f64) -> (Plan, f64) {
+        let m = self.model();
+        let started = Instant::now();
+        let unavailable = self.unavailable_now(now);
+        let d = self.decider(&m, &unavailable, now);
         let st = self.read();
         let plan = provision::plan(&st, &d, &mut |pool| self.next_name(pool));
         (plan, started.elapsed().as_secs_f64() * 1000.0)
@@ -286,6 +295,9 @@ impl<P: CloudProvider> Controller<P> {
             let (plan, ms) = self.decide(now);
             report.decision_ms.push(ms);
             report.pending = report.pending.max(plan.pending);
+            if plan.pending > 0 {
+                self.metrics.record_decision(&provisioning_record(&plan, ms, self.opts.dry_run));
+            }
             let mut failed = false;
             for claim in &plan.claims {
                 if self.opts.dry_run {
@@ -353,7 +365,9 @@ impl<P: CloudProvider> Controller<P> {
         now: f64,
     ) -> Result<(), ControllerError> {
         let name = request.node_claim.as_str();
-        match self.cloud.launch(request).await {
+        let result = self.cloud.launch(request).await;
+        self.count_launch(request, &result);
+        match result {
             Ok(instance) => {
                 self.record_launch(claim, &instance, now).await?;
                 self.event_claim(
@@ -386,6 +400,34 @@ impl<P: CloudProvider> Controller<P> {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    fn count_launch(&self, request: &LaunchRequest, result: &Result<Instance, CloudError>) {
+        use crate::metrics::{LaunchFailure, LaunchRecord};
+        let first = request.options.first();
+        let (ty, zone, ct) = match result {
+            Ok(i) => (i.instance_type.as_str(), i.zone.as_str(), i.capacity_type),
+            Err(_) => (
+                first.map_or("", |o| o.instance_type.as_str()),
+                first.map_or("", |o| o.zone.as_str()),
+                first.map_or(CapacityType::OnDemand, |o| o.capacity_type),
+            ),
+        };
+        let outcome = match result {
+            Ok(_) => Ok(()),
+            Err(CloudError::InsufficientCapacity { .. }) => Err(LaunchFailure::InsufficientCapacity),
+            Err(CloudError::QuotaExceeded { .. }) => Err(LaunchFailure::Quota),
+            Err(CloudError::Unauthorized { .. }) => Err(LaunchFailure::Unauthorized),
+            Err(CloudError::Invalid { .. }) => Err(LaunchFailure::InvalidRequest),
+            Err(_) => Err(LaunchFailure::Other),
+        };
+        self.metrics.record_launch(&LaunchRecord {
+            nodepool: &request.node_pool,
+            instance_type: ty,
+            capacity_type: ct,
+            zone,
+            outcome,
+        });
     }
 
     fn mark_unavailable(&self, offerings: &[(&str, &str, CapacityType)], now: f64) {
@@ -512,6 +554,10 @@ impl<P: CloudProvider> Controller<P> {
             let mut said = lock(&self.said);
             if said.get(&key).is_some_and(|m| m == message) {
                 return;
+            }
+            // Bounded: objects come and go; forgetting only means an event said again.
+            if said.len() >= MAX_REMEMBERED_EVENTS {
+                said.clear();
             }
             said.insert(key, message.to_string());
         }
@@ -873,16 +919,8 @@ impl<P: CloudProvider> Controller<P> {
         if unsettled {
             return None;
         }
-        let unavailable = lock(&self.unavailable).clone();
-        let d = Decider {
-            catalog: &self.catalog,
-            pools: &m.pools,
-            extras: &m.extras,
-            model: &m.model,
-            unavailable: &unavailable,
-            max_launch_options: self.config.settings.max_launch_options,
-            now,
-        };
+        let unavailable = self.unavailable_now(now);
+        let d = self.decider(&m, &unavailable, now);
         let prepared = st.prepare(&d.inputs());
         // Empty nodes first (no pods but DaemonSets' and mirrors').
         for n in &prepared.nodes {
@@ -1000,7 +1038,9 @@ impl<P: CloudProvider> Controller<P> {
         let mut synced: HashSet<&'static str> = HashSet::new();
         loop {
             let deadline = batch.map(|(start, last)| (last + idle).min(start + max));
-            let acting = *leader.borrow() && ready.load(Ordering::Relaxed);
+            let leading = *leader.borrow();
+            self.metrics.set_leader(leading);
+            let acting = leading && ready.load(Ordering::Relaxed);
             tokio::select! {
                 sig = signals.recv() => match sig {
                     Some(Signal::PodPending) => {
@@ -1038,6 +1078,32 @@ impl<P: CloudProvider> Controller<P> {
                 },
             }
         }
+    }
+}
+
+/// The metrics record of one provisioning decision.
+fn provisioning_record(plan: &Plan, ms: f64, dry_run: bool) -> crate::metrics::DecisionRecord {
+    use crate::metrics::{DecisionKind, DecisionReason, DecisionRecord, DecisionResult};
+    let mut nominated: std::collections::BTreeMap<String, u64> = Default::default();
+    for c in &plan.claims {
+        *nominated.entry(c.request.node_pool.clone()).or_default() += c.pods.len() as u64;
+    }
+    let cannot = plan.pod_messages.iter().any(|m| !m.3);
+    let result = if dry_run {
+        DecisionResult::DryRun
+    } else if !plan.claims.is_empty() {
+        DecisionResult::Acted
+    } else if cannot {
+        DecisionResult::Infeasible
+    } else {
+        DecisionResult::NoAction
+    };
+    DecisionRecord {
+        kind: DecisionKind::Provisioning,
+        result,
+        reason: DecisionReason::PendingPods,
+        duration: Duration::from_secs_f64(ms / 1000.0),
+        nominated: nominated.into_iter().collect(),
     }
 }
 

@@ -13,10 +13,8 @@ use crate::config::NodePoolExtras;
 use crate::core::instance::Catalog;
 use crate::core::labels;
 use crate::core::nodepool::NodePool;
-use crate::core::resources::Resources;
 use crate::core::scheduler::{self, Decision, LaunchPlan, SolveEnv};
 use crate::core::unavailable::UnavailableOfferings;
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeMap;
 
@@ -153,23 +151,6 @@ fn plan_from(
     out
 }
 
-fn quantity_map(r: &Resources) -> BTreeMap<String, Quantity> {
-    let mut m = BTreeMap::new();
-    m.insert("cpu".into(), Quantity(format!("{}m", r.cpu_milli)));
-    m.insert("memory".into(), Quantity(r.memory.to_string()));
-    m.insert("pods".into(), Quantity(r.pods.to_string()));
-    if r.ephemeral > 0 {
-        m.insert(
-            "ephemeral-storage".into(),
-            Quantity(r.ephemeral.to_string()),
-        );
-    }
-    for (k, v) in &r.extended {
-        m.insert(k.clone(), Quantity(v.to_string()));
-    }
-    m
-}
-
 fn in_requirement(key: &str, mut values: Vec<String>) -> RequirementSpec {
     values.sort();
     values.dedup();
@@ -218,7 +199,7 @@ pub fn new_claim(d: &Decider, plan: &LaunchPlan, name: &str, replaces: Option<&s
             ),
         ],
         resources: ClaimResources {
-            requests: quantity_map(&plan.requested),
+            requests: crate::cluster::convert::quantities(&plan.requested),
         },
         options: options
             .iter()

@@ -2,6 +2,8 @@
 //! controller tests: create/get/list/replace/merge-patch/delete with finalizers and
 //! resourceVersion conflicts, evictions (with injectable 429s). Every request is checked
 //! against `cluster::rbac::API_CALLS`: a call the table does not list fails the test.
+// Shared by the tests and the figures example, which uses only part of it.
+#![allow(dead_code)]
 
 use http::{Request, Response};
 use kube::client::Body;
