@@ -12,6 +12,9 @@
 //! generic over its provider, so nothing here needs an async runtime or a trait object,
 //! and the decision core stays free of both.
 
+#[cfg(feature = "aws")]
+pub mod aws;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 

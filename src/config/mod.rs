@@ -8,12 +8,14 @@
 //! # let _ = config;
 //! ```
 
+mod aws;
 mod error;
 mod nodepool;
 mod settings;
 mod walk;
 mod yaml;
 
+pub use aws::{AmiSelector, AwsSettings, RootVolume};
 pub use error::{ConfigError, ConfigErrors};
 pub use nodepool::{
     is_well_known_key, ConsolidationPolicy, DisruptionBudget, NodePoolExtras,

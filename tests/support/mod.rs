@@ -1,0 +1,87 @@
+//! Shared set-up of the AWS emulator tests.
+#![allow(dead_code)] // each test binary uses a different part
+
+pub mod moto;
+pub mod recorder;
+
+use aws_sdk_ec2::types::{Filter, Tag};
+use stevedore::cloud::aws::Clients;
+use stevedore::config::AwsSettings;
+
+pub use moto::Moto;
+pub use recorder::{Fault, Recorder};
+
+pub const CLUSTER: &str = "test-cluster";
+
+/// A moto server, clients that go through the recorder (what the provider uses) and
+/// plain clients for arranging and inspecting state (not counted).
+pub struct Env {
+    pub moto: Moto,
+    pub recorder: Recorder,
+    pub clients: Clients,
+    pub setup: Clients,
+}
+
+pub async fn env(max_attempts: u32) -> Env {
+    let moto = Moto::start();
+    let cfg = moto.sdk_config(max_attempts).await;
+    let recorder = Recorder::default();
+    let clients = Clients {
+        ec2: aws_sdk_ec2::Client::from_conf(
+            aws_sdk_ec2::config::Builder::from(&cfg).interceptor(recorder.clone()).build(),
+        ),
+        autoscaling: aws_sdk_autoscaling::Client::from_conf(
+            aws_sdk_autoscaling::config::Builder::from(&cfg)
+                .interceptor(recorder.clone())
+                .build(),
+        ),
+        sqs: aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(&cfg).interceptor(recorder.clone()).build(),
+        ),
+    };
+    let setup = Clients::from_config(&cfg);
+    Env {
+        moto,
+        recorder,
+        clients,
+        setup,
+    }
+}
+
+pub fn settings() -> AwsSettings {
+    let mut s = AwsSettings::new(CLUSTER);
+    s.cluster_endpoint = Some("https://example.eks.amazonaws.com".into());
+    s.cluster_certificate_authority = Some("Q0E=".into());
+    s.cluster_cidr = Some("10.100.0.0/16".into());
+    s.instance_profile = Some("stevedore-node".into());
+    s
+}
+
+/// Tags the default VPC's subnets in `zones` and its default security group with the
+/// cluster tag the default selectors look for. Returns the subnet IDs by zone.
+pub async fn tag_network(ec2: &aws_sdk_ec2::Client, zones: &[&str]) -> Vec<(String, String)> {
+    let subnets = ec2.describe_subnets().send().await.expect("describe subnets");
+    let mut chosen = Vec::new();
+    for s in subnets.subnets() {
+        let zone = s.availability_zone().unwrap_or_default();
+        if zones.contains(&zone) {
+            chosen.push((zone.to_string(), s.subnet_id().unwrap_or_default().to_string()));
+        }
+    }
+    chosen.sort();
+    let groups = ec2
+        .describe_security_groups()
+        .filters(Filter::builder().name("group-name").values("default").build())
+        .send()
+        .await
+        .expect("describe security groups");
+    let mut ids: Vec<String> = chosen.iter().map(|(_, id)| id.clone()).collect();
+    ids.extend(groups.security_groups().iter().filter_map(|g| g.group_id().map(str::to_string)));
+    ec2.create_tags()
+        .set_resources(Some(ids))
+        .tags(Tag::builder().key(format!("kubernetes.io/cluster/{CLUSTER}")).value("shared").build())
+        .send()
+        .await
+        .expect("tag network");
+    chosen
+}
