@@ -5,61 +5,13 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-
-use aws_sdk_ec2::types::Filter;
-use stevedore::catalog::{load_embedded, CatalogOptions};
-use stevedore::cloud::aws::{ops, AwsFleet};
-use stevedore::cloud::{tags, CloudError, CloudProvider, LaunchRequest, Offering};
+use stevedore::cloud::aws::ops;
+use stevedore::cloud::{CloudError, CloudProvider, Offering};
 use stevedore::core::instance::CapacityType;
-use support::{env, settings, tag_network, Env, Fault};
-
-const ZONES: &[&str] = &["us-east-1a", "us-east-1b"];
-
-fn offerings(types: &[&str], capacity: CapacityType) -> Vec<Offering> {
-    types
-        .iter()
-        .flat_map(|t| {
-            ZONES.iter().map(move |z| Offering {
-                instance_type: t.to_string(),
-                zone: z.to_string(),
-                capacity_type: capacity,
-                price_per_hour: 0.05,
-            })
-        })
-        .collect()
-}
-
-fn request(claim: &str, options: Vec<Offering>) -> LaunchRequest {
-    LaunchRequest {
-        node_claim: claim.into(),
-        node_pool: "general".into(),
-        options,
-        labels: BTreeMap::new(),
-        taints: vec![],
-        startup_taints: vec![],
-    }
-}
-
-async fn setup(max_attempts: u32) -> (Env, AwsFleet) {
-    let env = env(max_attempts).await;
-    tag_network(&env.setup.ec2, ZONES).await;
-    let catalog = load_embedded(&CatalogOptions::default()).expect("catalog");
-    let fleet = AwsFleet::new(env.clients.ec2.clone(), settings(), catalog);
-    (env, fleet)
-}
+use support::{fleet_env as setup, instances_of, offerings, request, Env, Fault};
 
 async fn live_instances(env: &Env, claim: &str) -> usize {
-    let out = env
-        .setup
-        .ec2
-        .describe_instances()
-        .filters(Filter::builder().name(format!("tag:{}", tags::NODE_CLAIM)).values(claim).build())
-        .filters(Filter::builder().name("instance-state-name").values("pending").values("running").build())
-        .send()
-        .await
-        .expect("describe");
-    out.reservations().iter().map(|r| r.instances().len()).sum()
+    instances_of(env, claim).await.len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

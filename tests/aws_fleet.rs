@@ -5,78 +5,17 @@
 
 mod support;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
-use aws_sdk_ec2::types::Filter;
 use stevedore::catalog::{load_embedded, CatalogOptions};
-use stevedore::cloud::aws::{ops, AwsFleet};
-use stevedore::cloud::{
-    instance_id, tags, CloudError, CloudProvider, Instance, InstanceState, LaunchRequest, Offering,
-};
+use stevedore::cloud::aws::ops;
+use stevedore::cloud::{instance_id, tags, CloudError, CloudProvider, Instance, InstanceState, Offering};
 use stevedore::core::instance::CapacityType;
-use stevedore::core::taints::{Taint, TaintEffect};
-use support::{env, settings, tag_network, Env, CLUSTER};
+use support::{env, fleet as provider, fleet_env as setup_with, instances_of, offerings, request, tag_network, Env, CLUSTER, ZONES};
 
-const ZONES: &[&str] = &["us-east-1a", "us-east-1b"];
-
-fn offerings(types: &[&str], capacity: CapacityType) -> Vec<Offering> {
-    let mut out = Vec::new();
-    for t in types {
-        for z in ZONES {
-            out.push(Offering {
-                instance_type: t.to_string(),
-                zone: z.to_string(),
-                capacity_type: capacity,
-                price_per_hour: 0.05,
-            });
-        }
-    }
-    out
-}
-
-fn request(claim: &str, options: Vec<Offering>) -> LaunchRequest {
-    LaunchRequest {
-        node_claim: claim.into(),
-        node_pool: "general".into(),
-        options,
-        labels: BTreeMap::from([("team".to_string(), "web".to_string())]),
-        taints: vec![Taint {
-            key: "dedicated".into(),
-            value: "web".into(),
-            effect: TaintEffect::NoSchedule,
-        }],
-        startup_taints: vec![],
-    }
-}
-
-async fn setup() -> (Env, AwsFleet) {
-    let env = env(3).await;
-    tag_network(&env.setup.ec2, ZONES).await;
-    let fleet = provider(&env);
-    (env, fleet)
-}
-
-fn provider(env: &Env) -> AwsFleet {
-    let catalog = load_embedded(&CatalogOptions::default()).expect("catalog");
-    AwsFleet::new(env.clients.ec2.clone(), settings(), catalog)
-}
-
-/// Instances moto holds for a claim (any state but terminated), via the plain client.
-async fn instances_of(env: &Env, claim: &str) -> Vec<aws_sdk_ec2::types::Instance> {
-    let out = env
-        .setup
-        .ec2
-        .describe_instances()
-        .filters(Filter::builder().name(format!("tag:{}", tags::NODE_CLAIM)).values(claim).build())
-        .send()
-        .await
-        .expect("describe");
-    out.reservations()
-        .iter()
-        .flat_map(|r| r.instances().iter().cloned())
-        .filter(|i| i.state().and_then(|s| s.name()).is_some_and(|n| n.as_str() != "terminated"))
-        .collect()
+async fn setup() -> (Env, stevedore::cloud::aws::AwsFleet) {
+    setup_with(3).await
 }
 
 fn tag_value(i: &aws_sdk_ec2::types::Instance, key: &str) -> Option<String> {

@@ -4,14 +4,25 @@
 pub mod moto;
 pub mod recorder;
 
+use std::collections::BTreeMap;
+
 use aws_sdk_ec2::types::{Filter, Tag};
-use stevedore::cloud::aws::Clients;
+use stevedore::catalog::{load_embedded, CatalogOptions};
+use stevedore::cloud::aws::{AwsFleet, Clients};
+use stevedore::cloud::{tags, LaunchRequest, Offering};
 use stevedore::config::AwsSettings;
+use stevedore::core::instance::CapacityType;
+use stevedore::core::taints::{Taint, TaintEffect};
 
 pub use moto::Moto;
+#[allow(unused_imports)] // not every test binary injects faults
 pub use recorder::{Fault, Recorder};
 
+pub mod groups;
+
 pub const CLUSTER: &str = "test-cluster";
+/// Zones whose default subnets carry the cluster tag (us-east-1c has none).
+pub const ZONES: &[&str] = &["us-east-1a", "us-east-1b"];
 
 /// A moto server, clients that go through the recorder (what the provider uses) and
 /// plain clients for arranging and inspecting state (not counted).
@@ -84,4 +95,75 @@ pub async fn tag_network(ec2: &aws_sdk_ec2::Client, zones: &[&str]) -> Vec<(Stri
         .await
         .expect("tag network");
     chosen
+}
+
+/// Every type in every tagged zone at one capacity type.
+pub fn offerings(types: &[&str], capacity: CapacityType) -> Vec<Offering> {
+    types
+        .iter()
+        .flat_map(|t| {
+            ZONES.iter().map(move |z| Offering {
+                instance_type: t.to_string(),
+                zone: z.to_string(),
+                capacity_type: capacity,
+                price_per_hour: 0.05,
+            })
+        })
+        .collect()
+}
+
+/// A launch for `claim` in pool `general` with a label and a taint.
+pub fn request(claim: &str, options: Vec<Offering>) -> LaunchRequest {
+    LaunchRequest {
+        node_claim: claim.into(),
+        node_pool: "general".into(),
+        options,
+        labels: BTreeMap::from([("team".to_string(), "web".to_string())]),
+        taints: vec![Taint {
+            key: "dedicated".into(),
+            value: "web".into(),
+            effect: TaintEffect::NoSchedule,
+        }],
+        startup_taints: vec![],
+    }
+}
+
+/// A fleet provider on the recorded clients (a fresh one models a restart).
+pub fn fleet(env: &Env) -> AwsFleet {
+    let catalog = load_embedded(&CatalogOptions::default()).expect("catalog");
+    AwsFleet::new(env.clients.ec2.clone(), settings(), catalog)
+}
+
+/// moto with the tagged network and a fleet provider.
+pub async fn fleet_env(max_attempts: u32) -> (Env, AwsFleet) {
+    let env = env(max_attempts).await;
+    tag_network(&env.setup.ec2, ZONES).await;
+    let fleet = fleet(&env);
+    (env, fleet)
+}
+
+/// Instances moto holds for a claim, any state but terminated (plain client).
+pub async fn instances_of(env: &Env, claim: &str) -> Vec<aws_sdk_ec2::types::Instance> {
+    let out = env
+        .setup
+        .ec2
+        .describe_instances()
+        .filters(
+            Filter::builder()
+                .name(format!("tag:{}", tags::NODE_CLAIM))
+                .values(claim)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("describe");
+    out.reservations()
+        .iter()
+        .flat_map(|r| r.instances().iter().cloned())
+        .filter(|i| {
+            i.state()
+                .and_then(|s| s.name())
+                .is_some_and(|n| n.as_str() != "terminated")
+        })
+        .collect()
 }

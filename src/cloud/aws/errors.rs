@@ -90,7 +90,7 @@ pub fn from_code(operation: &str, code: &str, message: &str) -> CloudError {
         ErrorClass::Quota => CloudError::QuotaExceeded { message },
         ErrorClass::Throttled => CloudError::Throttled { operation },
         ErrorClass::Unauthorized => CloudError::Unauthorized {
-            action: operation,
+            action: super::iam_action(&operation).to_string(),
             message,
         },
         ErrorClass::Invalid | ErrorClass::NotFound => CloudError::Invalid { operation, message },

@@ -2,7 +2,7 @@
 //! ([`asg::AwsNodeGroups`]) and the interruption queue ([`interruption::InterruptionQueue`]).
 //!
 //! Every AWS operation the code calls is named once in [`ops`] and listed in
-//! [`AWS_CALLS`]; `docs/iam-policy.json` grants exactly those (plus the
+//! [`AWS_CALLS`]; `docs/iam-policy.json` grants exactly their [`iam_action`]s (plus the
 //! [`IMPLIED_PERMISSIONS`] EC2 checks on our behalf), and the emulator tests check that
 //! every request on the wire is in the table. See docs/aws.md.
 
@@ -68,6 +68,15 @@ pub const AWS_CALLS: &[&str] = &[
     ops::RECEIVE_MESSAGE,
     ops::DELETE_MESSAGE_BATCH,
 ];
+
+/// The IAM action that authorizes an operation: the same name, except that SQS batch
+/// operations are authorized by their single-message action.
+pub fn iam_action(operation: &str) -> &str {
+    match operation {
+        ops::DELETE_MESSAGE_BATCH => "sqs:DeleteMessage",
+        other => other,
+    }
+}
 
 /// Permissions EC2 checks on the caller's behalf during `CreateFleet` although the code
 /// never calls them directly: the fleet runs instances, tags them at launch, passes the
