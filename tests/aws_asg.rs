@@ -16,11 +16,19 @@ use support::groups::arrange;
 use support::{env, settings, Env};
 
 fn provider(env: &Env) -> AwsNodeGroups {
-    AwsNodeGroups::new(env.clients.autoscaling.clone(), env.clients.ec2.clone(), settings())
+    AwsNodeGroups::new(
+        env.clients.autoscaling.clone(),
+        env.clients.ec2.clone(),
+        settings(),
+    )
 }
 
 fn by_name(groups: &[NodeGroup], name: &str) -> NodeGroup {
-    groups.iter().find(|g| g.name == name).cloned().unwrap_or_else(|| panic!("no group {name}"))
+    groups
+        .iter()
+        .find(|g| g.name == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no group {name}"))
 }
 
 async fn desired(env: &Env, group: &str) -> (i32, usize) {
@@ -46,17 +54,33 @@ async fn groups_are_discovered_by_tags_with_node_templates() {
     assert_eq!(names, ["general", "gpu"], "`other` lacks the cluster tag");
 
     let general = by_name(&groups, "general");
-    assert_eq!((general.min_size, general.max_size, general.desired), (0, 3, 1));
-    assert_eq!(general.instance_type, "m5.large", "from the launch template");
+    assert_eq!(
+        (general.min_size, general.max_size, general.desired),
+        (0, 3, 1)
+    );
+    assert_eq!(
+        general.instance_type, "m5.large",
+        "from the launch template"
+    );
     assert_eq!(general.capacity_type, CapacityType::OnDemand);
     assert_eq!(general.instances.len(), 1);
-    assert!(general.instances[0].starts_with("aws:///us-east-1"), "{:?}", general.instances);
+    assert!(
+        general.instances[0].starts_with("aws:///us-east-1"),
+        "{:?}",
+        general.instances
+    );
     assert!(general.labels.is_empty() && general.taints.is_empty());
 
     let gpu = by_name(&groups, "gpu");
-    assert_eq!(gpu.instance_type, "g5.xlarge", "first override of the mixed policy");
+    assert_eq!(
+        gpu.instance_type, "g5.xlarge",
+        "first override of the mixed policy"
+    );
     assert_eq!(gpu.capacity_type, CapacityType::Spot, "0% on-demand");
-    assert_eq!(gpu.labels, BTreeMap::from([("accelerator".to_string(), "nvidia".to_string())]));
+    assert_eq!(
+        gpu.labels,
+        BTreeMap::from([("accelerator".to_string(), "nvidia".to_string())])
+    );
     assert_eq!(gpu.taints.len(), 1);
     assert_eq!(gpu.taints[0].key, "nvidia.com/gpu");
     assert_eq!(gpu.taints[0].effect, TaintEffect::NoSchedule);
@@ -64,7 +88,10 @@ async fn groups_are_discovered_by_tags_with_node_templates() {
     // One DescribeAutoScalingGroups, one template lookup (the mixed policy names its
     // type), one DescribeScalingActivities.
     assert_eq!(env.recorder.count(ops::DESCRIBE_AUTO_SCALING_GROUPS), 1);
-    assert_eq!(env.recorder.count(ops::DESCRIBE_LAUNCH_TEMPLATE_VERSIONS), 1);
+    assert_eq!(
+        env.recorder.count(ops::DESCRIBE_LAUNCH_TEMPLATE_VERSIONS),
+        1
+    );
     assert_eq!(env.recorder.count(ops::DESCRIBE_SCALING_ACTIVITIES), 1);
     env.recorder.assert_registered();
 }
@@ -93,7 +120,11 @@ async fn set_desired_scales_within_bounds() {
     assert_eq!(desired(&env, "general").await.0, 3, "unchanged");
     p.set_desired("general", 2).await.expect("scale down");
     assert_eq!(desired(&env, "general").await, (2, 2));
-    assert_eq!(env.recorder.count(ops::SET_DESIRED_CAPACITY), 2, "the rejected one was never sent");
+    assert_eq!(
+        env.recorder.count(ops::SET_DESIRED_CAPACITY),
+        2,
+        "the rejected one was never sent"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,7 +142,10 @@ async fn terminating_a_chosen_node_decrements_the_group() {
     let after = by_name(&p.groups().await.expect("groups"), "general");
     assert!(!after.instances.contains(&victim));
     assert_eq!(after.desired, 2);
-    let err = p.terminate_instance("aws:///us-east-1a/i-0000000000000000f").await.expect_err("unknown");
+    let err = p
+        .terminate_instance("aws:///us-east-1a/i-0000000000000000f")
+        .await
+        .expect_err("unknown");
     assert!(matches!(err, CloudError::NotFound { .. }), "{err:?}");
 }
 

@@ -11,16 +11,15 @@ use aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpecification};
 use stevedore::cloud::aws::{
     iam_action, ops, AwsNodeGroups, InterruptionQueue, AWS_CALLS, IMPLIED_PERMISSIONS,
 };
-use stevedore::cloud::{
-    tags, CloudProvider, InterruptionSource, NodeGroupProvider,
-};
+use stevedore::cloud::{tags, CloudProvider, InterruptionSource, NodeGroupProvider};
 use stevedore::core::instance::CapacityType;
 use support::groups::arrange;
 use support::{fleet_env, offerings, request, settings, Env, CLUSTER};
 
 fn policy_actions() -> BTreeSet<String> {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/iam-policy.json"))
-        .expect("read docs/iam-policy.json");
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/iam-policy.json"))
+            .expect("read docs/iam-policy.json");
     let doc: serde_json::Value = serde_json::from_str(&text).expect("policy is JSON");
     let mut out = BTreeSet::new();
     for st in doc["Statement"].as_array().expect("statements") {
@@ -36,12 +35,19 @@ fn policy_actions() -> BTreeSet<String> {
 
 #[test]
 fn iam_policy_grants_exactly_the_calls_the_code_makes() {
-    let mut wanted: BTreeSet<String> = AWS_CALLS.iter().map(|c| iam_action(c).to_string()).collect();
+    let mut wanted: BTreeSet<String> = AWS_CALLS
+        .iter()
+        .map(|c| iam_action(c).to_string())
+        .collect();
     wanted.extend(IMPLIED_PERMISSIONS.iter().map(|p| p.to_string()));
     assert_eq!(policy_actions(), wanted);
-    let why = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/aws.md")).expect("docs/aws.md");
+    let why = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/aws.md"))
+        .expect("docs/aws.md");
     for a in &wanted {
-        assert!(why.contains(&format!("`{a}`")), "docs/aws.md does not explain {a}");
+        assert!(
+            why.contains(&format!("`{a}`")),
+            "docs/aws.md does not explain {a}"
+        );
     }
 }
 
@@ -51,18 +57,33 @@ async fn every_registered_call_is_made_and_nothing_else() {
     let (env, fleet) = fleet_env(3).await;
     fleet.offerings().await.expect("offerings");
     let inst = fleet
-        .launch(&request("claim-all", offerings(&["m5.large"], CapacityType::Spot)))
+        .launch(&request(
+            "claim-all",
+            offerings(&["m5.large"], CapacityType::Spot),
+        ))
         .await
         .expect("launch");
     fleet.list().await.expect("list");
     fleet.terminate(&inst.provider_id).await.expect("terminate");
 
     arrange(&env).await;
-    let groups = AwsNodeGroups::new(env.clients.autoscaling.clone(), env.clients.ec2.clone(), settings());
+    let groups = AwsNodeGroups::new(
+        env.clients.autoscaling.clone(),
+        env.clients.ec2.clone(),
+        settings(),
+    );
     groups.set_desired("general", 2).await.expect("scale up");
     let g = groups.groups().await.expect("groups");
-    let victim = g.iter().find(|g| g.name == "general").expect("general").instances[0].clone();
-    groups.terminate_instance(&victim).await.expect("terminate in group");
+    let victim = g
+        .iter()
+        .find(|g| g.name == "general")
+        .expect("general")
+        .instances[0]
+        .clone();
+    groups
+        .terminate_instance(&victim)
+        .await
+        .expect("terminate in group");
 
     let queue = interruption_queue(&env, &[&spot_warning("i-0123456789abcdef0")]).await;
     queue.poll().await.expect("poll");
@@ -70,7 +91,10 @@ async fn every_registered_call_is_made_and_nothing_else() {
     env.recorder.assert_registered();
     let called: BTreeSet<String> = env.recorder.calls().into_iter().collect();
     let table: BTreeSet<String> = AWS_CALLS.iter().map(|c| c.to_string()).collect();
-    assert_eq!(called, table, "a call in AWS_CALLS is never made (or vice versa)");
+    assert_eq!(
+        called, table,
+        "a call in AWS_CALLS is never made (or vice versa)"
+    );
 }
 
 fn spot_warning(instance: &str) -> String {
@@ -92,10 +116,21 @@ async fn interruption_queue(env: &Env, bodies: &[&str]) -> InterruptionQueue {
         .expect("url")
         .to_string();
     for b in bodies {
-        env.setup.sqs.send_message().queue_url(&url).message_body(*b).send().await.expect("send");
+        env.setup
+            .sqs
+            .send_message()
+            .queue_url(&url)
+            .message_body(*b)
+            .send()
+            .await
+            .expect("send");
     }
-    InterruptionQueue::new(env.clients.sqs.clone(), env.clients.ec2.clone(), "interruptions")
-        .with_wait(Duration::from_secs(1))
+    InterruptionQueue::new(
+        env.clients.sqs.clone(),
+        env.clients.ec2.clone(),
+        "interruptions",
+    )
+    .with_wait(Duration::from_secs(1))
 }
 
 /// `n` running instances tagged as ours, launched directly (one RunInstances).
@@ -137,12 +172,23 @@ async fn call_budget_per_launch_and_per_minute_at_1000_nodes() {
 
     // A launch decision: cold (discovery, template) then warm.
     let opts = offerings(&["m5.large", "c5.large", "m5.xlarge"], CapacityType::Spot);
-    fleet.launch(&request("claim-cold", opts.clone())).await.expect("cold launch");
+    fleet
+        .launch(&request("claim-cold", opts.clone()))
+        .await
+        .expect("cold launch");
     let cold = rec.calls().len();
     rec.clear();
-    fleet.launch(&request("claim-warm", opts)).await.expect("warm launch");
+    fleet
+        .launch(&request("claim-warm", opts))
+        .await
+        .expect("warm launch");
     let warm = rec.calls().len();
-    assert_eq!(warm, 2, "DescribeInstances (claim tag) + CreateFleet: {:?}", rec.calls());
+    assert_eq!(
+        warm,
+        2,
+        "DescribeInstances (claim tag) + CreateFleet: {:?}",
+        rec.calls()
+    );
     assert!(cold <= 6, "cold launch: {:?}", rec.calls());
 
     // 1,000 nodes (plus the two above): list() pages 1,000 at a time.
@@ -169,12 +215,19 @@ async fn call_budget_per_launch_and_per_minute_at_1000_nodes() {
 
     // Node groups: one refresh of every group.
     arrange(&env).await;
-    let groups = AwsNodeGroups::new(env.clients.autoscaling.clone(), env.clients.ec2.clone(), settings());
+    let groups = AwsNodeGroups::new(
+        env.clients.autoscaling.clone(),
+        env.clients.ec2.clone(),
+        settings(),
+    );
     groups.groups().await.expect("groups (cold)");
     rec.clear();
     groups.groups().await.expect("groups (warm)");
     let groups_warm = rec.calls().len();
-    assert_eq!(groups_warm, 2, "DescribeAutoScalingGroups + DescribeScalingActivities");
+    assert_eq!(
+        groups_warm, 2,
+        "DescribeAutoScalingGroups + DescribeScalingActivities"
+    );
 
     // The interruption queue: one empty long poll.
     let queue = interruption_queue(&env, &[]).await;
@@ -195,5 +248,8 @@ async fn call_budget_per_launch_and_per_minute_at_1000_nodes() {
     println!(
         "steady state per minute at 1,000 nodes: EC2 {ec2_per_minute:.1}, Auto Scaling {asg_per_minute:.1}, SQS {sqs_per_minute:.1}"
     );
-    assert!(ec2_per_minute < DESCRIBE_REFILL_PER_MINUTE / 100.0, "{ec2_per_minute} EC2 calls/min");
+    assert!(
+        ec2_per_minute < DESCRIBE_REFILL_PER_MINUTE / 100.0,
+        "{ec2_per_minute} EC2 calls/min"
+    );
 }

@@ -10,16 +10,25 @@ use std::time::Duration;
 
 use stevedore::catalog::{load_embedded, CatalogOptions};
 use stevedore::cloud::aws::ops;
-use stevedore::cloud::{instance_id, tags, CloudError, CloudProvider, Instance, InstanceState, Offering};
+use stevedore::cloud::{
+    instance_id, tags, CloudError, CloudProvider, Instance, InstanceState, Offering,
+};
 use stevedore::core::instance::CapacityType;
-use support::{env, fleet as provider, fleet_env as setup_with, instances_of, offerings, request, tag_network, Env, CLUSTER, ZONES};
+use support::{
+    env, fleet as provider, fleet_env as setup_with, instances_of, offerings, request, tag_network,
+    Env, CLUSTER, ZONES,
+};
 
 async fn setup() -> (Env, stevedore::cloud::aws::AwsFleet) {
     setup_with(3).await
 }
 
 fn tag_value(i: &aws_sdk_ec2::types::Instance, key: &str) -> Option<String> {
-    i.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value()).map(str::to_string)
+    i.tags()
+        .iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+        .map(str::to_string)
 }
 
 fn base64_decode(s: &str) -> Vec<u8> {
@@ -30,7 +39,10 @@ fn base64_decode(s: &str) -> Vec<u8> {
         b'+' => 62,
         _ => 63,
     };
-    let clean: Vec<u8> = s.bytes().filter(|c| *c != b'=' && !c.is_ascii_whitespace()).collect();
+    let clean: Vec<u8> = s
+        .bytes()
+        .filter(|c| *c != b'=' && !c.is_ascii_whitespace())
+        .collect();
     let mut out = Vec::new();
     for chunk in clean.chunks(4) {
         let mut n: u32 = 0;
@@ -46,9 +58,9 @@ fn base64_decode(s: &str) -> Vec<u8> {
 
 fn assert_in_options(i: &Instance, options: &[Offering]) {
     assert!(
-        options
-            .iter()
-            .any(|o| o.instance_type == i.instance_type && o.zone == i.zone && o.capacity_type == i.capacity_type),
+        options.iter().any(|o| o.instance_type == i.instance_type
+            && o.zone == i.zone
+            && o.capacity_type == i.capacity_type),
         "{i:?} is not one of the options"
     );
 }
@@ -57,12 +69,20 @@ fn assert_in_options(i: &Instance, options: &[Offering]) {
 async fn spot_launch_creates_a_template_and_one_tagged_instance() {
     let (env, fleet) = setup().await;
     let options = offerings(&["m5.large", "c5.large", "m5.xlarge"], CapacityType::Spot);
-    let inst = fleet.launch(&request("claim-spot", options.clone())).await.expect("launch");
+    let inst = fleet
+        .launch(&request("claim-spot", options.clone()))
+        .await
+        .expect("launch");
 
     assert_eq!(inst.capacity_type, CapacityType::Spot);
     assert_in_options(&inst, &options);
     assert_eq!(inst.node_claim.as_deref(), Some("claim-spot"));
-    assert!(inst.provider_id.starts_with(&format!("aws:///{}/i-", inst.zone)), "{}", inst.provider_id);
+    assert!(
+        inst.provider_id
+            .starts_with(&format!("aws:///{}/i-", inst.zone)),
+        "{}",
+        inst.provider_id
+    );
 
     // One fleet request: Spot, price-capacity-optimized, 3 types x 2 subnets, a token.
     assert_eq!(env.recorder.count(ops::CREATE_FLEET), 1);
@@ -81,7 +101,10 @@ async fn spot_launch_creates_a_template_and_one_tagged_instance() {
     assert_eq!(i.instance_id(), Some(instance_id(&inst.provider_id)));
     assert_eq!(tag_value(i, tags::CLUSTER).as_deref(), Some(CLUSTER));
     assert_eq!(tag_value(i, tags::NODE_POOL).as_deref(), Some("general"));
-    assert_eq!(tag_value(i, tags::NODE_CLAIM).as_deref(), Some("claim-spot"));
+    assert_eq!(
+        tag_value(i, tags::NODE_CLAIM).as_deref(),
+        Some("claim-spot")
+    );
     assert_eq!(i.instance_lifecycle().map(|l| l.as_str()), Some("spot"));
 
     // The pool's launch template: IMDSv2 required, encrypted gp3 root, nodeadm user data.
@@ -95,23 +118,40 @@ async fn spot_launch_creates_a_template_and_one_tagged_instance() {
         .send()
         .await
         .expect("template versions");
-    let data = lt.launch_template_versions()[0].launch_template_data().expect("data");
+    let data = lt.launch_template_versions()[0]
+        .launch_template_data()
+        .expect("data");
     let md = data.metadata_options().expect("metadata options");
     assert_eq!(md.http_tokens().map(|t| t.as_str()), Some("required"));
     let ebs = data.block_device_mappings()[0].ebs().expect("ebs");
     assert_eq!(ebs.volume_size(), Some(20));
     assert_eq!(ebs.volume_type().map(|t| t.as_str()), Some("gp3"));
-    assert_eq!(data.iam_instance_profile().and_then(|p| p.name()), Some("stevedore-node"));
-    assert!(data.image_id().unwrap_or("").starts_with("resolve:ssm:/aws/service/eks/"));
+    assert_eq!(
+        data.iam_instance_profile().and_then(|p| p.name()),
+        Some("stevedore-node")
+    );
+    assert!(data
+        .image_id()
+        .unwrap_or("")
+        .starts_with("resolve:ssm:/aws/service/eks/"));
     let ud = String::from_utf8(base64_decode(data.user_data().expect("user data"))).expect("utf8");
     assert!(ud.contains("kind: NodeConfig"), "{ud}");
     assert!(ud.contains("--node-labels=team=web"), "{ud}");
-    assert!(ud.contains("--register-with-taints=dedicated=web:NoSchedule"), "{ud}");
+    assert!(
+        ud.contains("--register-with-taints=dedicated=web:NoSchedule"),
+        "{ud}"
+    );
     env.recorder.assert_registered();
 }
 
 async fn template_name(env: &Env) -> String {
-    let out = env.setup.ec2.describe_launch_templates().send().await.expect("templates");
+    let out = env
+        .setup
+        .ec2
+        .describe_launch_templates()
+        .send()
+        .await
+        .expect("templates");
     let names: Vec<&str> = out
         .launch_templates()
         .iter()
@@ -126,7 +166,10 @@ async fn template_name(env: &Env) -> String {
 async fn on_demand_launch_uses_lowest_price_and_one_template_per_architecture() {
     let (env, fleet) = setup().await;
     let options = offerings(&["m6g.large", "m5.large"], CapacityType::OnDemand);
-    let inst = fleet.launch(&request("claim-od", options.clone())).await.expect("launch");
+    let inst = fleet
+        .launch(&request("claim-od", options.clone()))
+        .await
+        .expect("launch");
     assert_eq!(inst.capacity_type, CapacityType::OnDemand);
     assert_in_options(&inst, &options);
     let body = &env.recorder.bodies(ops::CREATE_FLEET)[0];
@@ -137,16 +180,26 @@ async fn on_demand_launch_uses_lowest_price_and_one_template_per_architecture() 
     assert!(body.contains("LaunchTemplateConfigs.2.Overrides.2.InstanceType="));
     let found = instances_of(&env, "claim-od").await;
     assert_eq!(found.len(), 1);
-    assert_eq!(found[0].instance_lifecycle(), None, "on-demand has no lifecycle");
+    assert_eq!(
+        found[0].instance_lifecycle(),
+        None,
+        "on-demand has no lifecycle"
+    );
     // A second claim of the same pool reuses the cached templates.
-    fleet.launch(&request("claim-od-2", options)).await.expect("launch 2");
+    fleet
+        .launch(&request("claim-od-2", options))
+        .await
+        .expect("launch 2");
     assert_eq!(env.recorder.count(ops::CREATE_LAUNCH_TEMPLATE), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_launch_of_a_claim_returns_the_same_instance() {
     let (env, fleet) = setup().await;
-    let req = request("claim-idem", offerings(&["m5.large", "c5.large"], CapacityType::Spot));
+    let req = request(
+        "claim-idem",
+        offerings(&["m5.large", "c5.large"], CapacityType::Spot),
+    );
     let first = fleet.launch(&req).await.expect("first");
     let again = fleet.launch(&req).await.expect("again");
     assert_eq!(first.provider_id, again.provider_id);
@@ -170,7 +223,11 @@ async fn lost_response_is_not_relaunched() {
     let req = request("claim-lost", offerings(&["m5.large"], CapacityType::Spot));
     let err = fleet.launch(&req).await.expect_err("response lost");
     assert!(matches!(err, CloudError::Other { .. }), "{err:?}");
-    assert_eq!(instances_of(&env, "claim-lost").await.len(), 1, "moto did launch it");
+    assert_eq!(
+        instances_of(&env, "claim-lost").await.len(),
+        1,
+        "moto did launch it"
+    );
     // The controller retries: the tag check finds the instance, no second fleet.
     let inst = fleet.launch(&req).await.expect("retry");
     assert_eq!(env.recorder.count(ops::CREATE_FLEET), 1);
@@ -183,7 +240,10 @@ async fn list_rebuilds_state_after_restart_and_terminate_removes() {
     let (env, fleet) = setup().await;
     let mut launched = Vec::new();
     for c in ["claim-1", "claim-2", "claim-3"] {
-        let i = fleet.launch(&request(c, offerings(&["m5.large"], CapacityType::Spot))).await.expect("launch");
+        let i = fleet
+            .launch(&request(c, offerings(&["m5.large"], CapacityType::Spot)))
+            .await
+            .expect("launch");
         launched.push(i);
     }
     let restarted = provider(&env);
@@ -198,32 +258,76 @@ async fn list_rebuilds_state_after_restart_and_terminate_removes() {
         assert_eq!(l.node_pool.as_deref(), Some("general"));
         assert_eq!(l.capacity_type, CapacityType::Spot);
         assert_eq!(l.instance_type, "m5.large");
-        assert!(matches!(l.state, InstanceState::Pending | InstanceState::Running));
+        assert!(matches!(
+            l.state,
+            InstanceState::Pending | InstanceState::Running
+        ));
         assert!(l.launched_at > 1.7e9, "{}", l.launched_at);
     }
 
-    restarted.terminate(&launched[1].provider_id).await.expect("terminate");
-    let after: Vec<String> = restarted.list().await.expect("list").into_iter().map(|i| i.provider_id).collect();
+    restarted
+        .terminate(&launched[1].provider_id)
+        .await
+        .expect("terminate");
+    let after: Vec<String> = restarted
+        .list()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|i| i.provider_id)
+        .collect();
     assert_eq!(after.len(), 2);
     assert!(!after.contains(&launched[1].provider_id));
-    let missing = restarted.terminate("aws:///us-east-1a/i-0123456789abcdef0").await;
-    assert!(matches!(missing, Err(CloudError::NotFound { .. })), "{missing:?}");
+    let missing = restarted
+        .terminate("aws:///us-east-1a/i-0123456789abcdef0")
+        .await;
+    assert!(
+        matches!(missing, Err(CloudError::NotFound { .. })),
+        "{missing:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphaned_instance_is_garbage_collected() {
     let (env, fleet) = setup().await;
-    let live = fleet.launch(&request("claim-live", offerings(&["m5.large"], CapacityType::Spot))).await.expect("live");
-    let orphan = fleet.launch(&request("claim-gone", offerings(&["m5.large"], CapacityType::Spot))).await.expect("orphan");
+    let live = fleet
+        .launch(&request(
+            "claim-live",
+            offerings(&["m5.large"], CapacityType::Spot),
+        ))
+        .await
+        .expect("live");
+    let orphan = fleet
+        .launch(&request(
+            "claim-gone",
+            offerings(&["m5.large"], CapacityType::Spot),
+        ))
+        .await
+        .expect("orphan");
     let claims = HashSet::from(["claim-live".to_string()]);
 
     // Within the grace period nothing is touched.
-    let none = fleet.collect_garbage(&claims, Duration::from_secs(3600)).await.expect("gc");
+    let none = fleet
+        .collect_garbage(&claims, Duration::from_secs(3600))
+        .await
+        .expect("gc");
     assert!(none.is_empty(), "{none:?}");
-    let collected = fleet.collect_garbage(&claims, Duration::ZERO).await.expect("gc");
+    let collected = fleet
+        .collect_garbage(&claims, Duration::ZERO)
+        .await
+        .expect("gc");
     assert_eq!(collected, [orphan.provider_id.clone()]);
-    assert!(instances_of(&env, "claim-gone").await.is_empty(), "orphan terminated");
-    let left: Vec<String> = fleet.list().await.expect("list").into_iter().map(|i| i.provider_id).collect();
+    assert!(
+        instances_of(&env, "claim-gone").await.is_empty(),
+        "orphan terminated"
+    );
+    let left: Vec<String> = fleet
+        .list()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|i| i.provider_id)
+        .collect();
     assert_eq!(left, [live.provider_id]);
 }
 
@@ -242,13 +346,18 @@ async fn offerings_keep_estimates_for_bogus_spot_prices_and_flag_zones_without_s
     let spot_a = update
         .prices
         .iter()
-        .find(|o| o.instance_type == "m5.large" && o.zone == "us-east-1a" && o.capacity_type == CapacityType::Spot)
+        .find(|o| {
+            o.instance_type == "m5.large"
+                && o.zone == "us-east-1a"
+                && o.capacity_type == CapacityType::Spot
+        })
         .expect("price");
     // moto reports 0.00001 for every Spot price: the bundled estimate stays.
     assert_eq!(spot_a.price_per_hour, estimate);
     assert!(estimate > 0.01);
     // us-east-1c has no tagged subnet: its offerings are unavailable, 1a's are not.
-    let unavailable: HashSet<(String, String, CapacityType)> = update.unavailable.iter().cloned().collect();
+    let unavailable: HashSet<(String, String, CapacityType)> =
+        update.unavailable.iter().cloned().collect();
     assert!(unavailable.contains(&("m5.large".into(), "us-east-1c".into(), CapacityType::Spot)));
     assert!(!unavailable.contains(&("m5.large".into(), "us-east-1a".into(), CapacityType::Spot)));
     assert!(env.recorder.count(ops::DESCRIBE_SPOT_PRICE_HISTORY) >= 1);

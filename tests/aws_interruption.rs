@@ -21,7 +21,11 @@ async fn run_instance(env: &Env, zone: &str) -> String {
         .instance_type(InstanceType::M5Large)
         .min_count(1)
         .max_count(1)
-        .placement(aws_sdk_ec2::types::Placement::builder().availability_zone(zone).build())
+        .placement(
+            aws_sdk_ec2::types::Placement::builder()
+                .availability_zone(zone)
+                .build(),
+        )
         .send()
         .await
         .expect("run instance");
@@ -100,7 +104,14 @@ async fn events_become_interruptions_and_messages_are_deleted() {
         "this is not an event".to_string(),
     ];
     for b in &bodies {
-        env.setup.sqs.send_message().queue_url(&url).message_body(b).send().await.expect("send");
+        env.setup
+            .sqs
+            .send_message()
+            .queue_url(&url)
+            .message_body(b)
+            .send()
+            .await
+            .expect("send");
     }
 
     let queue = InterruptionQueue::new(env.clients.sqs.clone(), env.clients.ec2.clone(), QUEUE)
@@ -114,17 +125,33 @@ async fn events_become_interruptions_and_messages_are_deleted() {
         }
     }
     got.sort_by(|a, b| a.provider_id.cmp(&b.provider_id));
-    let kinds: Vec<(String, InterruptionKind)> = got.iter().map(|i| (i.provider_id.clone(), i.kind.clone())).collect();
+    let kinds: Vec<(String, InterruptionKind)> = got
+        .iter()
+        .map(|i| (i.provider_id.clone(), i.kind.clone()))
+        .collect();
     let mut want = vec![
-        (aws_provider_id("us-east-1b", &spot_id), InterruptionKind::SpotInterruption),
-        (aws_provider_id("us-east-1c", &rebalance_id), InterruptionKind::RebalanceRecommendation),
+        (
+            aws_provider_id("us-east-1b", &spot_id),
+            InterruptionKind::SpotInterruption,
+        ),
+        (
+            aws_provider_id("us-east-1c", &rebalance_id),
+            InterruptionKind::RebalanceRecommendation,
+        ),
         // Already gone: no zone to find, the instance ID still matches the node.
-        (aws_provider_id("", "i-0000000000000dead"), InterruptionKind::ScheduledChange),
+        (
+            aws_provider_id("", "i-0000000000000dead"),
+            InterruptionKind::ScheduledChange,
+        ),
     ];
     want.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(kinds, want);
     assert!(got.iter().all(|i| i.at == 1_795_348_800.0));
-    assert_eq!(in_queue(&env, &url).await, (0, 0), "every message deleted, the junk too");
+    assert_eq!(
+        in_queue(&env, &url).await,
+        (0, 0),
+        "every message deleted, the junk too"
+    );
     assert_eq!(env.recorder.count(ops::GET_QUEUE_URL), 1, "URL cached");
     assert!(env.recorder.count(ops::DELETE_MESSAGE_BATCH) >= 1);
     // Nothing left: a further poll returns nothing.

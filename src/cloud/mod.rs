@@ -124,7 +124,14 @@ fn describe(offerings: &[Offering]) -> String {
     let names: Vec<String> = offerings
         .iter()
         .take(5)
-        .map(|o| format!("{} {} {}", o.instance_type, o.capacity_type.as_str(), o.zone))
+        .map(|o| {
+            format!(
+                "{} {} {}",
+                o.instance_type,
+                o.capacity_type.as_str(),
+                o.zone
+            )
+        })
         .collect();
     let more = offerings.len().saturating_sub(names.len());
     if more > 0 {

@@ -234,7 +234,9 @@ fn check_queue(ctx: &mut Ctx, f: &walk::Fields, s: &AwsSettings) {
 
 fn selector(ctx: &mut Ctx, node: &Node, path: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    for (key, line, v) in walk::entries(ctx, node, path) {
+    let entries = walk::entries(ctx, node, path);
+    let given = !entries.is_empty();
+    for (key, line, v) in entries {
         let Some(value) = walk::string(ctx, v, &join(path, key)) else {
             continue;
         };
@@ -248,7 +250,7 @@ fn selector(ctx: &mut Ctx, node: &Node, path: &str) -> BTreeMap<String, String> 
         }
         out.insert(key.to_string(), value);
     }
-    if out.is_empty() {
+    if !given {
         ctx.err(
             node.line,
             path,

@@ -45,7 +45,11 @@ fn lt_spec(name: &str) -> LaunchTemplateSpecification {
 /// node-template tags, tagged) and `other` (not tagged for this cluster).
 pub async fn arrange(env: &Env) -> String {
     let subnets = tag_network(&env.setup.ec2, ZONES).await;
-    let vpc_zone = subnets.iter().map(|(_, id)| id.as_str()).collect::<Vec<_>>().join(",");
+    let vpc_zone = subnets
+        .iter()
+        .map(|(_, id)| id.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
     template(env, "general-lt", "m5.large").await;
     template(env, "gpu-lt", "g4dn.xlarge").await;
     let asg = &env.setup.autoscaling;
@@ -67,8 +71,16 @@ pub async fn arrange(env: &Env) -> String {
         .await
         .expect("general");
     let mut gpu_tags = ours("gpu");
-    gpu_tags.push(tag("gpu", "k8s.io/cluster-autoscaler/node-template/label/accelerator", "nvidia"));
-    gpu_tags.push(tag("gpu", "k8s.io/cluster-autoscaler/node-template/taint/nvidia.com/gpu", "true:NoSchedule"));
+    gpu_tags.push(tag(
+        "gpu",
+        "k8s.io/cluster-autoscaler/node-template/label/accelerator",
+        "nvidia",
+    ));
+    gpu_tags.push(tag(
+        "gpu",
+        "k8s.io/cluster-autoscaler/node-template/taint/nvidia.com/gpu",
+        "true:NoSchedule",
+    ));
     asg.create_auto_scaling_group()
         .auto_scaling_group_name("gpu")
         .mixed_instances_policy(
@@ -76,8 +88,16 @@ pub async fn arrange(env: &Env) -> String {
                 .launch_template(
                     LaunchTemplate::builder()
                         .launch_template_specification(lt_spec("gpu-lt"))
-                        .overrides(LaunchTemplateOverrides::builder().instance_type("g5.xlarge").build())
-                        .overrides(LaunchTemplateOverrides::builder().instance_type("g4dn.xlarge").build())
+                        .overrides(
+                            LaunchTemplateOverrides::builder()
+                                .instance_type("g5.xlarge")
+                                .build(),
+                        )
+                        .overrides(
+                            LaunchTemplateOverrides::builder()
+                                .instance_type("g4dn.xlarge")
+                                .build(),
+                        )
                         .build(),
                 )
                 .instances_distribution(
@@ -109,4 +129,3 @@ pub async fn arrange(env: &Env) -> String {
         .expect("other");
     vpc_zone
 }
-

@@ -39,7 +39,9 @@ pub async fn env(max_attempts: u32) -> Env {
     let recorder = Recorder::default();
     let clients = Clients {
         ec2: aws_sdk_ec2::Client::from_conf(
-            aws_sdk_ec2::config::Builder::from(&cfg).interceptor(recorder.clone()).build(),
+            aws_sdk_ec2::config::Builder::from(&cfg)
+                .interceptor(recorder.clone())
+                .build(),
         ),
         autoscaling: aws_sdk_autoscaling::Client::from_conf(
             aws_sdk_autoscaling::config::Builder::from(&cfg)
@@ -47,7 +49,9 @@ pub async fn env(max_attempts: u32) -> Env {
                 .build(),
         ),
         sqs: aws_sdk_sqs::Client::from_conf(
-            aws_sdk_sqs::config::Builder::from(&cfg).interceptor(recorder.clone()).build(),
+            aws_sdk_sqs::config::Builder::from(&cfg)
+                .interceptor(recorder.clone())
+                .build(),
         ),
     };
     let setup = Clients::from_config(&cfg);
@@ -71,26 +75,48 @@ pub fn settings() -> AwsSettings {
 /// Tags the default VPC's subnets in `zones` and its default security group with the
 /// cluster tag the default selectors look for. Returns the subnet IDs by zone.
 pub async fn tag_network(ec2: &aws_sdk_ec2::Client, zones: &[&str]) -> Vec<(String, String)> {
-    let subnets = ec2.describe_subnets().send().await.expect("describe subnets");
+    let subnets = ec2
+        .describe_subnets()
+        .send()
+        .await
+        .expect("describe subnets");
     let mut chosen = Vec::new();
     for s in subnets.subnets() {
         let zone = s.availability_zone().unwrap_or_default();
         if zones.contains(&zone) {
-            chosen.push((zone.to_string(), s.subnet_id().unwrap_or_default().to_string()));
+            chosen.push((
+                zone.to_string(),
+                s.subnet_id().unwrap_or_default().to_string(),
+            ));
         }
     }
     chosen.sort();
     let groups = ec2
         .describe_security_groups()
-        .filters(Filter::builder().name("group-name").values("default").build())
+        .filters(
+            Filter::builder()
+                .name("group-name")
+                .values("default")
+                .build(),
+        )
         .send()
         .await
         .expect("describe security groups");
     let mut ids: Vec<String> = chosen.iter().map(|(_, id)| id.clone()).collect();
-    ids.extend(groups.security_groups().iter().filter_map(|g| g.group_id().map(str::to_string)));
+    ids.extend(
+        groups
+            .security_groups()
+            .iter()
+            .filter_map(|g| g.group_id().map(str::to_string)),
+    );
     ec2.create_tags()
         .set_resources(Some(ids))
-        .tags(Tag::builder().key(format!("kubernetes.io/cluster/{CLUSTER}")).value("shared").build())
+        .tags(
+            Tag::builder()
+                .key(format!("kubernetes.io/cluster/{CLUSTER}"))
+                .value("shared")
+                .build(),
+        )
         .send()
         .await
         .expect("tag network");

@@ -20,10 +20,12 @@ pub struct Moto {
 }
 
 fn moto_server() -> PathBuf {
-    let venv = std::env::var_os("MOTO_VENV").map(PathBuf::from).unwrap_or_else(|| {
-        let home = std::env::var_os("HOME").unwrap_or_default();
-        PathBuf::from(home).join(".cache/stevedore/moto-venv")
-    });
+    let venv = std::env::var_os("MOTO_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").unwrap_or_default();
+            PathBuf::from(home).join(".cache/stevedore/moto-venv")
+        });
     let bin = venv.join("bin/moto_server");
     assert!(
         bin.exists(),
@@ -60,10 +62,16 @@ impl Moto {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("moto_server exited during start-up: {status}");
             }
-            if self.request("GET", "/moto-api/").is_ok_and(|r| r.starts_with("HTTP/1.1 200") || r.starts_with("HTTP/1.0 200")) {
+            if self
+                .request("GET", "/moto-api/")
+                .is_ok_and(|r| r.starts_with("HTTP/1.1 200") || r.starts_with("HTTP/1.0 200"))
+            {
                 return;
             }
-            assert!(Instant::now() < deadline, "moto_server did not answer within {START_TIMEOUT:?}");
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not answer within {START_TIMEOUT:?}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -72,7 +80,10 @@ impl Moto {
     pub fn request(&self, method: &str, path: &str) -> std::io::Result<String> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(s, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n")?;
+        write!(
+            s,
+            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+        )?;
         let mut out = String::new();
         s.read_to_string(&mut out)?;
         Ok(out)

@@ -121,7 +121,11 @@ impl Recorder {
     }
 
     pub fn count(&self, action: &str) -> usize {
-        self.lock().calls.iter().filter(|(a, _)| a == action).count()
+        self.lock()
+            .calls
+            .iter()
+            .filter(|(a, _)| a == action)
+            .count()
     }
 
     pub fn clear(&self) {
@@ -141,7 +145,9 @@ impl Recorder {
     fn take_fault(&self, action: &str, body: &str) -> Option<((u16, String), bool)> {
         let mut inner = self.lock();
         let f = inner.faults.iter_mut().find(|f| {
-            f.times > 0 && f.action == action && f.when.as_ref().is_none_or(|w| body.contains(w.as_str()))
+            f.times > 0
+                && f.action == action
+                && f.when.as_ref().is_none_or(|w| body.contains(w.as_str()))
         })?;
         f.times -= 1;
         Some(((f.status, f.body.clone()), f.pass_through))
@@ -201,7 +207,8 @@ impl Intercept for Recorder {
         };
         if fault.is_some() && !pass_through {
             let replacement = harmless(&action);
-            req.headers_mut().insert("content-length", replacement.len().to_string());
+            req.headers_mut()
+                .insert("content-length", replacement.len().to_string());
             *req.body_mut() = SdkBody::from(replacement);
         }
         cfg.interceptor_state().store_put(Injected(fault));

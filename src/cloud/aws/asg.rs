@@ -61,7 +61,11 @@ pub struct Activity {
 /// Applies launch activities started after `since` to the back-off in time order: a
 /// failed launch backs the group off (further), a successful one clears it. Returns the
 /// latest start time seen and the groups that failed.
-pub fn apply_activities(backoff: &mut Backoff, activities: &[Activity], since: f64) -> (f64, Vec<String>) {
+pub fn apply_activities(
+    backoff: &mut Backoff,
+    activities: &[Activity],
+    since: f64,
+) -> (f64, Vec<String>) {
     let mut new: Vec<&Activity> = activities
         .iter()
         .filter(|a| a.launching && a.started_at > since)
@@ -202,12 +206,19 @@ impl AwsNodeGroups {
 
     /// The instance type and market of a launch template version, cached (versions
     /// are immutable; `$Latest`/`$Default` are re-read only on a restart).
-    async fn template_type(&self, id_or_name: &str, version: &str) -> Result<(String, bool), CloudError> {
+    async fn template_type(
+        &self,
+        id_or_name: &str,
+        version: &str,
+    ) -> Result<(String, bool), CloudError> {
         let key = (id_or_name.to_string(), version.to_string());
         if let Some(v) = self.state().templates.get(&key) {
             return Ok(v.clone());
         }
-        let mut req = self.ec2.describe_launch_template_versions().versions(version);
+        let mut req = self
+            .ec2
+            .describe_launch_template_versions()
+            .versions(version);
         req = if id_or_name.starts_with("lt-") {
             req.launch_template_id(id_or_name)
         } else {
@@ -228,7 +239,9 @@ impl AwsNodeGroups {
             .and_then(|d| d.instance_market_options())
             .and_then(|m| m.market_type())
             .is_some_and(|m| m.as_str() == "spot");
-        self.state().templates.insert(key, (instance_type.clone(), spot));
+        self.state()
+            .templates
+            .insert(key, (instance_type.clone(), spot));
         Ok((instance_type, spot))
     }
 
@@ -265,7 +278,10 @@ impl AwsNodeGroups {
     /// The type new nodes get: the first override of a mixed-instances policy, else the
     /// launch template's. Spot when the policy buys no on-demand (or the template asks
     /// for Spot).
-    async fn instance_type_of(&self, g: &AutoScalingGroup) -> Result<(String, CapacityType), CloudError> {
+    async fn instance_type_of(
+        &self,
+        g: &AutoScalingGroup,
+    ) -> Result<(String, CapacityType), CloudError> {
         let mixed = g.mixed_instances_policy();
         let spec = mixed
             .and_then(|m| m.launch_template())
@@ -275,20 +291,31 @@ impl AwsNodeGroups {
             .and_then(|m| m.launch_template())
             .and_then(|l| l.overrides().first())
             .and_then(|o| o.instance_type());
-        let mixed_spot = mixed.and_then(|m| m.instances_distribution()).is_some_and(|d| {
-            d.on_demand_base_capacity().unwrap_or(0) == 0
-                && d.on_demand_percentage_above_base_capacity().unwrap_or(100) == 0
-        });
+        let mixed_spot = mixed
+            .and_then(|m| m.instances_distribution())
+            .is_some_and(|d| {
+                d.on_demand_base_capacity().unwrap_or(0) == 0
+                    && d.on_demand_percentage_above_base_capacity().unwrap_or(100) == 0
+            });
         let (mut instance_type, mut spot) = (first_override.unwrap_or("").to_string(), mixed_spot);
         if instance_type.is_empty() {
             if let Some(s) = spec {
-                let id = s.launch_template_id().or(s.launch_template_name()).unwrap_or("");
-                let (t, template_spot) = self.template_type(id, s.version().unwrap_or("$Default")).await?;
+                let id = s
+                    .launch_template_id()
+                    .or(s.launch_template_name())
+                    .unwrap_or("");
+                let (t, template_spot) = self
+                    .template_type(id, s.version().unwrap_or("$Default"))
+                    .await?;
                 instance_type = t;
                 spot |= template_spot;
             }
         }
-        let capacity = if spot { CapacityType::Spot } else { CapacityType::OnDemand };
+        let capacity = if spot {
+            CapacityType::Spot
+        } else {
+            CapacityType::OnDemand
+        };
         Ok((instance_type, capacity))
     }
 
@@ -443,23 +470,49 @@ mod tests {
         let t = |k: &str, v: &str| (k.to_string(), v.to_string());
         let (labels, taints) = node_template(&[
             t("k8s.io/cluster-autoscaler/node-template/label/team", "ml"),
-            t("k8s.io/cluster-autoscaler/node-template/taint/nvidia.com/gpu", "true:NoSchedule"),
-            t("k8s.io/cluster-autoscaler/node-template/taint/dedicated", "NoExecute"),
-            t("k8s.io/cluster-autoscaler/node-template/taint/bad", "x:Sometimes"),
+            t(
+                "k8s.io/cluster-autoscaler/node-template/taint/nvidia.com/gpu",
+                "true:NoSchedule",
+            ),
+            t(
+                "k8s.io/cluster-autoscaler/node-template/taint/dedicated",
+                "NoExecute",
+            ),
+            t(
+                "k8s.io/cluster-autoscaler/node-template/taint/bad",
+                "x:Sometimes",
+            ),
             t("Name", "gpu"),
         ]);
-        assert_eq!(labels, BTreeMap::from([("team".to_string(), "ml".to_string())]));
+        assert_eq!(
+            labels,
+            BTreeMap::from([("team".to_string(), "ml".to_string())])
+        );
         assert_eq!(
             taints,
             [
-                Taint { key: "nvidia.com/gpu".into(), value: "true".into(), effect: TaintEffect::NoSchedule },
-                Taint { key: "dedicated".into(), value: "".into(), effect: TaintEffect::NoExecute },
+                Taint {
+                    key: "nvidia.com/gpu".into(),
+                    value: "true".into(),
+                    effect: TaintEffect::NoSchedule
+                },
+                Taint {
+                    key: "dedicated".into(),
+                    value: "".into(),
+                    effect: TaintEffect::NoExecute
+                },
             ]
         );
     }
 
     fn act(group: &str, failed: bool, launching: bool, at: f64) -> Activity {
-        Activity { group: group.into(), failed, launching, started_at: at, message: format!("m{at}") }
+        Activity {
+            group: group.into(),
+            failed,
+            launching,
+            started_at: at,
+            message: format!("m{at}"),
+        }
     }
 
     #[test]
@@ -519,7 +572,13 @@ mod tests {
         };
         assert!(check_desired(&g, 3).is_ok());
         assert!(check_desired(&g, 1).is_ok());
-        assert!(matches!(check_desired(&g, 4), Err(CloudError::Invalid { .. })));
-        assert!(matches!(check_desired(&g, 0), Err(CloudError::Invalid { .. })));
+        assert!(matches!(
+            check_desired(&g, 4),
+            Err(CloudError::Invalid { .. })
+        ));
+        assert!(matches!(
+            check_desired(&g, 0),
+            Err(CloudError::Invalid { .. })
+        ));
     }
 }

@@ -214,7 +214,9 @@ mod tests {
         // m5.large is fine in 1a; 1b and 1c have no subnet: 2 zones x 2 capacity types.
         assert_eq!(m5.len(), 4, "{m5:?}");
         assert!(m5.iter().all(|(_, z, _)| z != "us-east-1a"));
-        assert!(out.iter().any(|(t, z, _)| t == "c5.large" && z == "us-east-1a"));
+        assert!(out
+            .iter()
+            .any(|(t, z, _)| t == "c5.large" && z == "us-east-1a"));
     }
 
     #[test]

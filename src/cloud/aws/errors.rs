@@ -131,7 +131,10 @@ mod tests {
 
     #[test]
     fn codes_fall_in_the_documented_classes() {
-        assert_eq!(classify("InsufficientInstanceCapacity"), ErrorClass::Capacity);
+        assert_eq!(
+            classify("InsufficientInstanceCapacity"),
+            ErrorClass::Capacity
+        );
         assert_eq!(classify("UnfulfillableCapacity"), ErrorClass::Capacity);
         assert_eq!(classify("VcpuLimitExceeded"), ErrorClass::Quota);
         assert_eq!(classify("MaxSpotInstanceCountExceeded"), ErrorClass::Quota);

@@ -128,7 +128,10 @@ pub fn classify_failures(
     {
         let zone = f.subnet.as_deref().and_then(|s| network.zone_of_subnet(s));
         for o in requested {
-            let type_ok = f.instance_type.as_deref().is_none_or(|t| t == o.instance_type);
+            let type_ok = f
+                .instance_type
+                .as_deref()
+                .is_none_or(|t| t == o.instance_type);
             let zone_ok = zone.is_none_or(|z| z == o.zone);
             if type_ok && zone_ok && !failed.contains(o) {
                 failed.push(o.clone());
@@ -136,7 +139,10 @@ pub fn classify_failures(
         }
     }
     if failed.is_empty() {
-        if let Some(f) = failures.first().filter(|f| errors::classify(&f.code) == ErrorClass::Other) {
+        if let Some(f) = failures
+            .first()
+            .filter(|f| errors::classify(&f.code) == ErrorClass::Other)
+        {
             return errors::from_code(ops::CREATE_FLEET, &f.code, &f.message);
         }
         failed = requested.to_vec();
@@ -252,7 +258,12 @@ impl AwsFleet {
 
     fn claim_tags(&self, req: &LaunchRequest) -> Vec<Tag> {
         let mut t = launch_template::pool_tags(&self.settings.cluster_name, &req.node_pool);
-        t.push(Tag::builder().key(tags::NODE_CLAIM).value(&req.node_claim).build());
+        t.push(
+            Tag::builder()
+                .key(tags::NODE_CLAIM)
+                .value(&req.node_claim)
+                .build(),
+        );
         t.push(Tag::builder().key("Name").value(&req.node_claim).build());
         t
     }
@@ -285,7 +296,11 @@ impl AwsFleet {
             .send()
             .await
             .map_err(|e| errors::map(ops::CREATE_FLEET, e))?;
-        if let Some(i) = out.instances().iter().find_map(|i| self.launched(req, i, network)) {
+        if let Some(i) = out
+            .instances()
+            .iter()
+            .find_map(|i| self.launched(req, i, network))
+        {
             return Ok(i);
         }
         let failures: Vec<FleetFailure> = out.errors().iter().map(failure).collect();
@@ -311,7 +326,11 @@ impl AwsFleet {
             .ec2
             .create_fleet()
             .r#type(FleetType::Instant)
-            .client_token(client_token(&self.settings.cluster_name, &req.node_claim, capacity))
+            .client_token(client_token(
+                &self.settings.cluster_name,
+                &req.node_claim,
+                capacity,
+            ))
             .set_launch_template_configs(Some(configs))
             .target_capacity_specification(
                 TargetCapacitySpecificationRequest::builder()
@@ -348,7 +367,9 @@ impl AwsFleet {
         network: &Network,
     ) -> Option<Instance> {
         let id = i.instance_ids().first()?;
-        let overrides = i.launch_template_and_overrides().and_then(|l| l.overrides());
+        let overrides = i
+            .launch_template_and_overrides()
+            .and_then(|l| l.overrides());
         let zone = overrides
             .and_then(|o| o.subnet_id())
             .and_then(|s| network.zone_of_subnet(s))
@@ -434,7 +455,10 @@ fn gib(bytes: i64) -> i32 {
     i32::try_from(g).unwrap_or(i32::MAX)
 }
 
-fn launch_config(template_id: &str, overrides: &[&PlannedOverride]) -> FleetLaunchTemplateConfigRequest {
+fn launch_config(
+    template_id: &str,
+    overrides: &[&PlannedOverride],
+) -> FleetLaunchTemplateConfigRequest {
     let mut c = FleetLaunchTemplateConfigRequest::builder().launch_template_specification(
         FleetLaunchTemplateSpecificationRequest::builder()
             .launch_template_id(template_id)
@@ -453,7 +477,9 @@ fn launch_config(template_id: &str, overrides: &[&PlannedOverride]) -> FleetLaun
 }
 
 fn failure(e: &CreateFleetError) -> FleetFailure {
-    let overrides = e.launch_template_and_overrides().and_then(|l| l.overrides());
+    let overrides = e
+        .launch_template_and_overrides()
+        .and_then(|l| l.overrides());
     FleetFailure {
         code: e.error_code().unwrap_or("Unknown").to_string(),
         message: e.error_message().unwrap_or_default().to_string(),
@@ -532,7 +558,11 @@ mod tests {
             available_ips: 100,
         };
         Network {
-            subnets: vec![s("subnet-a1", "us-east-1a"), s("subnet-a2", "us-east-1a"), s("subnet-b", "us-east-1b")],
+            subnets: vec![
+                s("subnet-a1", "us-east-1a"),
+                s("subnet-a2", "us-east-1a"),
+                s("subnet-b", "us-east-1b"),
+            ],
             security_groups: vec!["sg-1".into()],
         }
     }
@@ -548,20 +578,33 @@ mod tests {
 
     #[test]
     fn overrides_cover_type_by_subnet_and_skip_zones_without_subnets() {
-        let opts = [offer("m5.large", "us-east-1a"), offer("m5.large", "us-east-1b"), offer("c5.large", "us-east-1c")];
+        let opts = [
+            offer("m5.large", "us-east-1a"),
+            offer("m5.large", "us-east-1b"),
+            offer("c5.large", "us-east-1c"),
+        ];
         let plan = plan_overrides(&opts, &net(), |_| "amd64".into(), 60);
         let pairs: Vec<(&str, &str)> = plan
             .overrides
             .iter()
             .map(|o| (o.instance_type.as_str(), o.subnet.as_str()))
             .collect();
-        assert_eq!(pairs, [("m5.large", "subnet-a1"), ("m5.large", "subnet-a2"), ("m5.large", "subnet-b")]);
+        assert_eq!(
+            pairs,
+            [
+                ("m5.large", "subnet-a1"),
+                ("m5.large", "subnet-a2"),
+                ("m5.large", "subnet-b")
+            ]
+        );
         assert_eq!(plan.unservable, [offer("c5.large", "us-east-1c")]);
     }
 
     #[test]
     fn overrides_are_capped() {
-        let opts: Vec<Offering> = (0..100).map(|i| offer(&format!("t{i}.large"), "us-east-1a")).collect();
+        let opts: Vec<Offering> = (0..100)
+            .map(|i| offer(&format!("t{i}.large"), "us-east-1a"))
+            .collect();
         let plan = plan_overrides(&opts, &net(), |_| "amd64".into(), MAX_OVERRIDES);
         assert_eq!(plan.overrides.len(), MAX_OVERRIDES);
         assert_eq!(plan.overrides[0].instance_type, "t0.large");
@@ -588,8 +631,16 @@ mod tests {
 
     #[test]
     fn capacity_errors_name_exactly_the_failed_offerings() {
-        let req = [offer("m5.large", "us-east-1a"), offer("m5.large", "us-east-1b"), offer("c5.large", "us-east-1a")];
-        let f = [fail("InsufficientInstanceCapacity", Some("m5.large"), Some("subnet-a2"))];
+        let req = [
+            offer("m5.large", "us-east-1a"),
+            offer("m5.large", "us-east-1b"),
+            offer("c5.large", "us-east-1a"),
+        ];
+        let f = [fail(
+            "InsufficientInstanceCapacity",
+            Some("m5.large"),
+            Some("subnet-a2"),
+        )];
         match classify_failures(&f, &req, &net()) {
             CloudError::InsufficientCapacity { offerings } => {
                 assert_eq!(offerings, [offer("m5.large", "us-east-1a")])
@@ -610,7 +661,10 @@ mod tests {
             fail("InsufficientInstanceCapacity", Some("m5.large"), None),
             fail("VcpuLimitExceeded", None, None),
         ];
-        assert!(matches!(classify_failures(&f, &req, &net()), CloudError::QuotaExceeded { .. }));
+        assert!(matches!(
+            classify_failures(&f, &req, &net()),
+            CloudError::QuotaExceeded { .. }
+        ));
         let f = [fail("UnauthorizedOperation", None, None)];
         assert!(matches!(
             classify_failures(&f, &req, &net()),

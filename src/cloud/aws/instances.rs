@@ -54,9 +54,7 @@ pub fn to_instance(i: &aws_sdk_ec2::types::Instance) -> Option<Instance> {
         state,
         node_claim: tag(tags::NODE_CLAIM),
         node_pool: tag(tags::NODE_POOL),
-        launched_at: i
-            .launch_time()
-            .map_or(0.0, |t| t.as_secs_f64()),
+        launched_at: i.launch_time().map_or(0.0, |t| t.as_secs_f64()),
     })
 }
 
@@ -87,7 +85,10 @@ pub async fn describe(
 
 /// Terminates instances by provider ID, in batches. An ID already gone is not an error
 /// for a batch; a single missing instance gives `NotFound`.
-pub async fn terminate(ec2: &aws_sdk_ec2::Client, provider_ids: &[String]) -> Result<(), CloudError> {
+pub async fn terminate(
+    ec2: &aws_sdk_ec2::Client,
+    provider_ids: &[String],
+) -> Result<(), CloudError> {
     for batch in provider_ids.chunks(TERMINATE_BATCH) {
         let ids: Vec<String> = batch.iter().map(|p| instance_id(p).to_string()).collect();
         let res = ec2
@@ -132,7 +133,11 @@ pub fn orphans(
         .iter()
         .filter(|i| i.state != InstanceState::Terminated)
         .filter(|i| now - i.launched_at >= grace.as_secs_f64())
-        .filter(|i| !i.node_claim.as_ref().is_some_and(|c| live_claims.contains(c)))
+        .filter(|i| {
+            !i.node_claim
+                .as_ref()
+                .is_some_and(|c| live_claims.contains(c))
+        })
         .map(|i| i.provider_id.clone())
         .collect()
 }

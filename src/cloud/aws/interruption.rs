@@ -13,7 +13,9 @@ use serde_json::Value;
 
 use super::errors;
 use super::ops;
-use crate::cloud::{aws_provider_id, CloudError, Interruption, InterruptionKind, InterruptionSource};
+use crate::cloud::{
+    aws_provider_id, CloudError, Interruption, InterruptionKind, InterruptionSource,
+};
 
 /// A message body that is not an event we understand.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -43,7 +45,11 @@ const LEAVING_STATES: &[&str] = &["stopping", "stopped", "shutting-down", "termi
 /// does not take the node away gives no notice.
 pub fn parse_event(body: &str) -> Result<Vec<Notice>, EventError> {
     let v: Value = serde_json::from_str(body).map_err(|e| EventError::Json(e.to_string()))?;
-    let text = |key: &'static str| v.get(key).and_then(Value::as_str).ok_or(EventError::Missing(key));
+    let text = |key: &'static str| {
+        v.get(key)
+            .and_then(Value::as_str)
+            .ok_or(EventError::Missing(key))
+    };
     let source = text("source")?;
     let detail_type = text("detail-type")?;
     let detail = v.get("detail").ok_or(EventError::Missing("detail"))?;
@@ -67,8 +73,12 @@ pub fn parse_event(body: &str) -> Result<Vec<Notice>, EventError> {
         }])
     };
     match (source, detail_type) {
-        ("aws.ec2", "EC2 Spot Instance Interruption Warning") => one(InterruptionKind::SpotInterruption),
-        ("aws.ec2", "EC2 Instance Rebalance Recommendation") => one(InterruptionKind::RebalanceRecommendation),
+        ("aws.ec2", "EC2 Spot Instance Interruption Warning") => {
+            one(InterruptionKind::SpotInterruption)
+        }
+        ("aws.ec2", "EC2 Instance Rebalance Recommendation") => {
+            one(InterruptionKind::RebalanceRecommendation)
+        }
         ("aws.ec2", "EC2 Instance State-change Notification") => {
             let state = detail
                 .get("state")
@@ -92,7 +102,8 @@ pub fn parse_event(body: &str) -> Result<Vec<Notice>, EventError> {
 /// An AWS Health EC2 scheduled change names its instances in `affectedEntities`.
 fn health_notices(detail: &Value, at: f64) -> Vec<Notice> {
     let is_ec2 = detail.get("service").and_then(Value::as_str) == Some("EC2");
-    let scheduled = detail.get("eventTypeCategory").and_then(Value::as_str) == Some("scheduledChange");
+    let scheduled =
+        detail.get("eventTypeCategory").and_then(Value::as_str) == Some("scheduledChange");
     if !(is_ec2 && scheduled) {
         return Vec::new();
     }
@@ -162,10 +173,13 @@ impl InterruptionQueue {
             .send()
             .await
             .map_err(|e| errors::map(ops::GET_QUEUE_URL, e))?;
-        let url = out.queue_url().map(str::to_string).ok_or_else(|| CloudError::Other {
-            operation: ops::GET_QUEUE_URL.into(),
-            message: "no queue URL in response".into(),
-        })?;
+        let url = out
+            .queue_url()
+            .map(str::to_string)
+            .ok_or_else(|| CloudError::Other {
+                operation: ops::GET_QUEUE_URL.into(),
+                message: "no queue URL in response".into(),
+            })?;
         *lock(&self.queue_url) = Some(url.clone());
         Ok(url)
     }
@@ -189,13 +203,21 @@ impl InterruptionQueue {
         let out = self
             .ec2
             .describe_instances()
-            .filters(Filter::builder().name("instance-id").set_values(Some(unknown)).build())
+            .filters(
+                Filter::builder()
+                    .name("instance-id")
+                    .set_values(Some(unknown))
+                    .build(),
+            )
             .send()
             .await
             .map_err(|e| errors::map(ops::DESCRIBE_INSTANCES, e))?;
         let mut zones = lock(&self.zones);
         for i in out.reservations().iter().flat_map(|r| r.instances()) {
-            if let (Some(id), Some(z)) = (i.instance_id(), i.placement().and_then(|p| p.availability_zone())) {
+            if let (Some(id), Some(z)) = (
+                i.instance_id(),
+                i.placement().and_then(|p| p.availability_zone()),
+            ) {
                 zones.insert(id.to_string(), z.to_string());
             }
         }
@@ -269,7 +291,10 @@ impl InterruptionSource for InterruptionQueue {
             handles.extend(m.receipt_handle().map(str::to_string));
         }
         self.resolve_zones(&notices).await?;
-        let interruptions = notices.into_iter().map(|n| self.to_interruption(n)).collect();
+        let interruptions = notices
+            .into_iter()
+            .map(|n| self.to_interruption(n))
+            .collect();
         if !handles.is_empty() {
             self.delete(&url, handles).await?;
         }
@@ -302,14 +327,18 @@ mod tests {
         let stopping = r#"{"detail-type":"EC2 Instance State-change Notification","source":"aws.ec2","time":"2026-11-22T12:00:00Z","resources":[],"detail":{"instance-id":"i-2","state":"stopping"}}"#;
         assert_eq!(
             parse_event(stopping).unwrap()[0].kind,
-            InterruptionKind::StateChange { state: "stopping".into() }
+            InterruptionKind::StateChange {
+                state: "stopping".into()
+            }
         );
         let running = stopping.replace("stopping", "running");
         assert!(parse_event(&running).unwrap().is_empty());
         let health = r#"{"detail-type":"AWS Health Event","source":"aws.health","time":"2026-11-22T12:00:00Z","detail":{"service":"EC2","eventTypeCategory":"scheduledChange","eventTypeCode":"AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED","affectedEntities":[{"entityValue":"i-3"},{"entityValue":"i-4"}]}}"#;
         let n = parse_event(health).unwrap();
         assert_eq!(n.len(), 2);
-        assert!(n.iter().all(|x| x.kind == InterruptionKind::ScheduledChange));
+        assert!(n
+            .iter()
+            .all(|x| x.kind == InterruptionKind::ScheduledChange));
     }
 
     #[test]
@@ -317,8 +346,14 @@ mod tests {
         assert!(matches!(parse_event("not json"), Err(EventError::Json(_))));
         assert_eq!(parse_event("{}"), Err(EventError::Missing("source")));
         let other = r#"{"detail-type":"Object Created","source":"aws.s3","detail":{}}"#;
-        assert!(matches!(parse_event(other), Err(EventError::Unhandled { .. })));
+        assert!(matches!(
+            parse_event(other),
+            Err(EventError::Unhandled { .. })
+        ));
         let no_id = r#"{"detail-type":"EC2 Spot Instance Interruption Warning","source":"aws.ec2","detail":{}}"#;
-        assert_eq!(parse_event(no_id), Err(EventError::Missing("detail.instance-id")));
+        assert_eq!(
+            parse_event(no_id),
+            Err(EventError::Missing("detail.instance-id"))
+        );
     }
 }

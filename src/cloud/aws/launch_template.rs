@@ -140,10 +140,15 @@ pub fn user_data(
     if !taint_list.is_empty() {
         flags.push(format!("--register-with-taints={}", taint_list.join(",")));
     }
-    let mut doc = String::from("---\napiVersion: node.eks.aws/v1alpha1\nkind: NodeConfig\nspec:\n  cluster:\n");
+    let mut doc = String::from(
+        "---\napiVersion: node.eks.aws/v1alpha1\nkind: NodeConfig\nspec:\n  cluster:\n",
+    );
     doc += &format!("    name: {}\n", quoted(&settings.cluster_name));
     let opt = |v: &Option<String>| quoted(v.as_deref().unwrap_or(""));
-    doc += &format!("    apiServerEndpoint: {}\n", opt(&settings.cluster_endpoint));
+    doc += &format!(
+        "    apiServerEndpoint: {}\n",
+        opt(&settings.cluster_endpoint)
+    );
     doc += &format!(
         "    certificateAuthority: {}\n",
         opt(&settings.cluster_certificate_authority)
@@ -249,7 +254,9 @@ pub async fn ensure(ec2: &aws_sdk_ec2::Client, spec: &TemplateSpec) -> Result<St
                 message: "response has no launch template ID".into(),
             }),
         // Another replica (or an earlier, interrupted call) created it first.
-        Err(e) if errors::code_of(&e) == Some("InvalidLaunchTemplateName.AlreadyExistsException") => {
+        Err(e)
+            if errors::code_of(&e) == Some("InvalidLaunchTemplateName.AlreadyExistsException") =>
+        {
             find(ec2, &name).await?.ok_or_else(|| CloudError::Other {
                 operation: ops::DESCRIBE_LAUNCH_TEMPLATES.into(),
                 message: format!("launch template {name} exists but cannot be described"),
@@ -295,7 +302,10 @@ mod tests {
             ("team".to_string(), "web".to_string()),
             ("node.kubernetes.io/role".to_string(), "app".to_string()),
             ("kubernetes.io/secret".to_string(), "x".to_string()),
-            ("topology.kubernetes.io/zone".to_string(), "us-east-1a".to_string()),
+            (
+                "topology.kubernetes.io/zone".to_string(),
+                "us-east-1a".to_string(),
+            ),
             ("karpenter.sh/capacity-type".to_string(), "spot".to_string()),
         ]);
         let taints = vec![Taint {
@@ -310,7 +320,10 @@ mod tests {
         assert!(ud.contains("apiServerEndpoint: \"https://ABC.gr7.us-east-1.eks.amazonaws.com\""));
         assert!(ud.contains("cidr: \"10.100.0.0/16\""));
         assert!(ud.contains("maxPods: 58"));
-        assert!(ud.contains("--node-labels=node.kubernetes.io/role=app,team=web\""), "{ud}");
+        assert!(
+            ud.contains("--node-labels=node.kubernetes.io/role=app,team=web\""),
+            "{ud}"
+        );
         assert!(ud.contains("--register-with-taints=dedicated=web:NoSchedule"));
         assert!(!ud.contains("kubernetes.io/secret"));
         assert!(!ud.contains("capacity-type"));

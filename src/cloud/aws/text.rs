@@ -37,7 +37,13 @@ pub fn base64(data: &[u8]) -> String {
 /// Keeps `[A-Za-z0-9-]` and replaces the rest, for names built from user input.
 pub fn sanitize(s: &str, max: usize) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(max)
         .collect()
 }
