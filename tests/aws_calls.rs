@@ -14,7 +14,7 @@ use stevedore::cloud::aws::{
 use stevedore::cloud::{tags, CloudProvider, InterruptionSource, NodeGroupProvider};
 use stevedore::core::instance::CapacityType;
 use support::groups::arrange;
-use support::{fleet_env, offerings, request, settings, Env, CLUSTER};
+use support::{fleet_env, offerings, queue_with, request, settings, Env, CLUSTER};
 
 fn policy_actions() -> BTreeSet<String> {
     let text =
@@ -104,27 +104,7 @@ fn spot_warning(instance: &str) -> String {
 }
 
 async fn interruption_queue(env: &Env, bodies: &[&str]) -> InterruptionQueue {
-    let url = env
-        .setup
-        .sqs
-        .create_queue()
-        .queue_name("interruptions")
-        .send()
-        .await
-        .expect("queue")
-        .queue_url()
-        .expect("url")
-        .to_string();
-    for b in bodies {
-        env.setup
-            .sqs
-            .send_message()
-            .queue_url(&url)
-            .message_body(*b)
-            .send()
-            .await
-            .expect("send");
-    }
+    queue_with(env, "interruptions", bodies).await;
     InterruptionQueue::new(
         env.clients.sqs.clone(),
         env.clients.ec2.clone(),

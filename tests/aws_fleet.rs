@@ -316,7 +316,7 @@ async fn orphaned_instance_is_garbage_collected() {
         .collect_garbage(&claims, Duration::ZERO)
         .await
         .expect("gc");
-    assert_eq!(collected, [orphan.provider_id.clone()]);
+    assert_eq!(collected, std::slice::from_ref(&orphan.provider_id));
     assert!(
         instances_of(&env, "claim-gone").await.is_empty(),
         "orphan terminated"

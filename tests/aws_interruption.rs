@@ -8,7 +8,7 @@ use aws_sdk_ec2::types::InstanceType;
 use aws_sdk_sqs::types::QueueAttributeName;
 use stevedore::cloud::aws::{ops, InterruptionQueue};
 use stevedore::cloud::{aws_provider_id, InterruptionKind, InterruptionSource};
-use support::{env, Env};
+use support::{env, queue_with, Env};
 
 const QUEUE: &str = "stevedore-interruptions";
 
@@ -63,17 +63,6 @@ async fn in_queue(env: &Env, url: &str) -> (i64, i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_become_interruptions_and_messages_are_deleted() {
     let env = env(3).await;
-    let url = env
-        .setup
-        .sqs
-        .create_queue()
-        .queue_name(QUEUE)
-        .send()
-        .await
-        .expect("queue")
-        .queue_url()
-        .expect("url")
-        .to_string();
     let spot_id = run_instance(&env, "us-east-1b").await;
     let rebalance_id = run_instance(&env, "us-east-1c").await;
     let bodies = [
@@ -103,16 +92,8 @@ async fn events_become_interruptions_and_messages_are_deleted() {
         ),
         "this is not an event".to_string(),
     ];
-    for b in &bodies {
-        env.setup
-            .sqs
-            .send_message()
-            .queue_url(&url)
-            .message_body(b)
-            .send()
-            .await
-            .expect("send");
-    }
+    let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+    let url = queue_with(&env, QUEUE, &refs).await;
 
     let queue = InterruptionQueue::new(env.clients.sqs.clone(), env.clients.ec2.clone(), QUEUE)
         .with_wait(std::time::Duration::from_secs(1));

@@ -193,3 +193,29 @@ pub async fn instances_of(env: &Env, claim: &str) -> Vec<aws_sdk_ec2::types::Ins
         })
         .collect()
 }
+
+/// Creates an SQS queue holding `bodies`; returns its URL.
+pub async fn queue_with(env: &Env, name: &str, bodies: &[&str]) -> String {
+    let url = env
+        .setup
+        .sqs
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .expect("queue")
+        .queue_url()
+        .expect("url")
+        .to_string();
+    for b in bodies {
+        env.setup
+            .sqs
+            .send_message()
+            .queue_url(&url)
+            .message_body(*b)
+            .send()
+            .await
+            .expect("send");
+    }
+    url
+}
