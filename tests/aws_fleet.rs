@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use stevedore::catalog::{load_embedded, CatalogOptions};
-use stevedore::cloud::aws::ops;
+use stevedore::cloud::aws::{ops, AwsFleet};
 use stevedore::cloud::{
     instance_id, tags, CloudError, CloudProvider, Instance, InstanceState, Offering,
 };
@@ -19,7 +19,7 @@ use support::{
     Env, CLUSTER, ZONES,
 };
 
-async fn setup() -> (Env, stevedore::cloud::aws::AwsFleet) {
+async fn setup() -> (Env, AwsFleet) {
     setup_with(3).await
 }
 
@@ -56,26 +56,33 @@ fn base64_decode(s: &str) -> Vec<u8> {
     out
 }
 
-fn assert_in_options(i: &Instance, options: &[Offering]) {
+/// Provider IDs `list()` reports.
+async fn listed_ids(fleet: &AwsFleet) -> Vec<String> {
+    let all = fleet.list().await.expect("list");
+    all.into_iter().map(|i| i.provider_id).collect()
+}
+
+/// Launches `claim` over `options` and checks the instance is one of them.
+async fn launch_one_of(fleet: &AwsFleet, claim: &str, options: &[Offering]) -> Instance {
+    let i = fleet
+        .launch(&request(claim, options.to_vec()))
+        .await
+        .expect("launch");
     assert!(
         options.iter().any(|o| o.instance_type == i.instance_type
             && o.zone == i.zone
             && o.capacity_type == i.capacity_type),
         "{i:?} is not one of the options"
     );
+    i
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spot_launch_creates_a_template_and_one_tagged_instance() {
     let (env, fleet) = setup().await;
     let options = offerings(&["m5.large", "c5.large", "m5.xlarge"], CapacityType::Spot);
-    let inst = fleet
-        .launch(&request("claim-spot", options.clone()))
-        .await
-        .expect("launch");
-
+    let inst = launch_one_of(&fleet, "claim-spot", &options).await;
     assert_eq!(inst.capacity_type, CapacityType::Spot);
-    assert_in_options(&inst, &options);
     assert_eq!(inst.node_claim.as_deref(), Some("claim-spot"));
     assert!(
         inst.provider_id
@@ -166,12 +173,8 @@ async fn template_name(env: &Env) -> String {
 async fn on_demand_launch_uses_lowest_price_and_one_template_per_architecture() {
     let (env, fleet) = setup().await;
     let options = offerings(&["m6g.large", "m5.large"], CapacityType::OnDemand);
-    let inst = fleet
-        .launch(&request("claim-od", options.clone()))
-        .await
-        .expect("launch");
+    let inst = launch_one_of(&fleet, "claim-od", &options).await;
     assert_eq!(inst.capacity_type, CapacityType::OnDemand);
-    assert_in_options(&inst, &options);
     let body = &env.recorder.bodies(ops::CREATE_FLEET)[0];
     assert!(body.contains("TargetCapacitySpecification.DefaultTargetCapacityType=on-demand"));
     assert!(body.contains("OnDemandOptions.AllocationStrategy=lowest-price"));
@@ -269,13 +272,7 @@ async fn list_rebuilds_state_after_restart_and_terminate_removes() {
         .terminate(&launched[1].provider_id)
         .await
         .expect("terminate");
-    let after: Vec<String> = restarted
-        .list()
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|i| i.provider_id)
-        .collect();
+    let after = listed_ids(&restarted).await;
     assert_eq!(after.len(), 2);
     assert!(!after.contains(&launched[1].provider_id));
     let missing = restarted
@@ -321,13 +318,7 @@ async fn orphaned_instance_is_garbage_collected() {
         instances_of(&env, "claim-gone").await.is_empty(),
         "orphan terminated"
     );
-    let left: Vec<String> = fleet
-        .list()
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|i| i.provider_id)
-        .collect();
+    let left = listed_ids(&fleet).await;
     assert_eq!(left, [live.provider_id]);
 }
 
