@@ -48,6 +48,13 @@ async fn capacity_failure_names_the_failed_offerings_and_the_rest_still_launch()
         .await
         .expect("retry");
     assert_eq!(inst.instance_type, "c5.large");
+    let bodies = env.recorder.bodies(ops::CREATE_FLEET);
+    assert_eq!(bodies.len(), 2);
+    assert_ne!(
+        token(&bodies[0]),
+        token(&bodies[1]),
+        "other overrides, other token (EC2 rejects a reused token with new parameters)"
+    );
     assert_eq!(live_instances(&env, "claim-ice").await, 1);
     env.recorder.assert_registered();
 }

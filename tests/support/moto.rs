@@ -112,6 +112,7 @@ impl Moto {
                 max_attempts,
                 Duration::from_millis(5),
             ))
+            .timeout_config(stevedore::cloud::aws::timeout_config())
             .load()
             .await
     }

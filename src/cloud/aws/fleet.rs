@@ -87,10 +87,19 @@ pub fn plan_overrides(
     plan
 }
 
-/// The CreateFleet idempotency token of a claim's attempt at one capacity type: stable
-/// across retries and restarts, at most 64 characters.
-pub fn client_token(cluster: &str, claim: &str, capacity: CapacityType) -> String {
-    let digest = fnv1a(format!("{cluster}/{claim}/{}", capacity.as_str()).as_bytes());
+/// The CreateFleet idempotency token of a claim's attempt at one capacity type with one
+/// set of overrides (`overrides_key`): the same request after a lost response or a
+/// restart gets the same token (EC2 returns the first result), while a retry with other
+/// options (after a capacity failure) gets a new one, since EC2 rejects a token reused
+/// with different parameters (`IdempotentParameterMismatch`). At most 64 characters.
+pub fn client_token(
+    cluster: &str,
+    claim: &str,
+    capacity: CapacityType,
+    overrides_key: &str,
+) -> String {
+    let key = format!("{cluster}/{claim}/{}/{overrides_key}", capacity.as_str());
+    let digest = fnv1a(key.as_bytes());
     let short = match capacity {
         CapacityType::Spot => "s",
         CapacityType::OnDemand => "od",
@@ -330,6 +339,7 @@ impl AwsFleet {
                 &self.settings.cluster_name,
                 &req.node_claim,
                 capacity,
+                &format!("{configs:?}"),
             ))
             .set_launch_template_configs(Some(configs))
             .target_capacity_specification(
@@ -613,11 +623,16 @@ mod tests {
     #[test]
     fn client_token_is_stable_bounded_and_per_capacity() {
         let long = "x".repeat(300);
-        let a = client_token("prod", &long, CapacityType::Spot);
+        let token = |cluster, capacity, key| client_token(cluster, &long, capacity, key);
+        let a = token("prod", CapacityType::Spot, "m5.large/subnet-a");
         assert!(a.len() <= 64, "{a}");
-        assert_eq!(a, client_token("prod", &long, CapacityType::Spot));
-        assert_ne!(a, client_token("prod", &long, CapacityType::OnDemand));
-        assert_ne!(a, client_token("stage", &long, CapacityType::Spot));
+        assert_eq!(a, token("prod", CapacityType::Spot, "m5.large/subnet-a"));
+        assert_ne!(
+            a,
+            token("prod", CapacityType::OnDemand, "m5.large/subnet-a")
+        );
+        assert_ne!(a, token("stage", CapacityType::Spot, "m5.large/subnet-a"));
+        assert_ne!(a, token("prod", CapacityType::Spot, "c5.large/subnet-a"));
     }
 
     fn fail(code: &str, t: Option<&str>, subnet: Option<&str>) -> FleetFailure {

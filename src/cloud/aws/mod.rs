@@ -19,6 +19,7 @@ mod text;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 pub use asg::AwsNodeGroups;
@@ -116,12 +117,22 @@ pub fn retry_config(max_attempts: u32, initial_backoff: Duration) -> RetryConfig
         .with_max_backoff(Duration::from_secs(5))
 }
 
+/// Per-attempt timeout: longer than the 20 s SQS long poll, short enough that a hung
+/// connection costs a few scans, not the controller (the SDK sets no read timeout).
+pub fn timeout_config() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(Duration::from_secs(30))
+        .build()
+}
+
 /// Loads the SDK configuration from the environment (IRSA / Pod Identity credentials,
 /// region from settings) with the provider's retry policy.
 pub async fn load_config(region: &str, max_attempts: u32) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_string()))
         .retry_config(retry_config(max_attempts, Duration::from_millis(500)))
+        .timeout_config(timeout_config())
         .load()
         .await
 }
