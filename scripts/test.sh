@@ -23,6 +23,13 @@ cargo clippy --all-targets --locked -- -D warnings
 step "cargo check --no-default-features (the simulator builds without kube and the AWS SDKs)"
 cargo check --all-targets --locked --no-default-features
 
+# >>> AWS emulator (issue 5, owner: AWS provider) -------------------------------------
+# tests/aws_*.rs run against moto; they fail (never skip) when it is missing. Installed
+# once into $HOME/.cache/stevedore/moto-venv (override with MOTO_VENV).
+step "moto AWS emulator (for tests/aws_*.rs)"
+./scripts/moto.sh
+# <<< AWS emulator ----------------------------------------------------------------------
+
 step "cargo test"
 cargo test --locked
 

@@ -12,6 +12,9 @@
 //! generic over its provider, so nothing here needs an async runtime or a trait object,
 //! and the decision core stays free of both.
 
+#[cfg(feature = "aws")]
+pub mod aws;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 
@@ -126,7 +129,14 @@ fn describe(offerings: &[Offering]) -> String {
     let names: Vec<String> = offerings
         .iter()
         .take(5)
-        .map(|o| format!("{} {} {}", o.instance_type, o.capacity_type.as_str(), o.zone))
+        .map(|o| {
+            format!(
+                "{} {} {}",
+                o.instance_type,
+                o.capacity_type.as_str(),
+                o.zone
+            )
+        })
         .collect();
     let more = offerings.len().saturating_sub(names.len());
     if more > 0 {

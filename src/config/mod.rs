@@ -8,6 +8,7 @@
 //! # let _ = config;
 //! ```
 
+mod aws;
 mod error;
 mod headroom;
 mod nodepool;
@@ -15,6 +16,7 @@ mod settings;
 mod walk;
 mod yaml;
 
+pub use aws::{AmiSelector, AwsSettings, RootVolume};
 pub use error::{ConfigError, ConfigErrors};
 pub use nodepool::{
     is_well_known_key, ConsolidationPolicy, DisruptionBudget, NodePoolExtras,

@@ -36,6 +36,8 @@ pub struct Settings {
     pub node_group_scale_down: NodeGroupScaleDown,
     /// DaemonSet pods assumed on every node they tolerate and select.
     pub daemon_sets: Vec<DaemonSet>,
+    /// The AWS provider's settings; `None` when the file has no `aws:` block.
+    pub aws: Option<super::aws::AwsSettings>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,6 +156,7 @@ impl Default for Settings {
                 unneeded_time: Duration::from_secs(600),
             },
             daemon_sets: eks_default_daemon_sets(),
+            aws: None,
         }
     }
 }
@@ -188,6 +191,7 @@ const FIELDS: &[&str] = &[
     "nodeGroups",
     "nodeGroupScaleDown",
     "daemonSets",
+    "aws",
 ];
 
 /// Parses a `kind: Settings` document (apiVersion and kind already checked). Errors go
@@ -314,6 +318,9 @@ pub fn parse(ctx: &mut Ctx, root: &Node) -> Settings {
     }
     if let Some(n) = f.get("daemonSets") {
         s.daemon_sets = daemon_sets(ctx, n);
+    }
+    if let Some(n) = f.get("aws") {
+        s.aws = super::aws::parse(ctx, n);
     }
     s
 }
