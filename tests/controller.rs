@@ -696,3 +696,30 @@ fn the_shipped_crds_are_the_generated_ones() {
         "charts/stevedore/crds/stevedore.dev.yaml is stale: regenerate with `stevedore crds > {path}`"
     );
 }
+
+/// The loop acts only while leader: a follower's batch decides nothing; once leader, a
+/// batch closes after `batchIdle` (1 s) and launches, before the next scan.
+#[tokio::test(start_paused = true)]
+async fn only_the_leader_acts_and_a_batch_closes_after_the_idle_time() {
+    use std::sync::atomic::AtomicBool;
+    use stevedore::cluster::watch::Signal;
+    let (client, store) = fake_api::client();
+    let ctl = Arc::new(controller(client, catalog()));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (leader_tx, leader_rx) = tokio::sync::watch::channel(false);
+    let loop_task = tokio::spawn(ctl.clone().run(rx, leader_rx, Arc::new(AtomicBool::new(true))));
+    let now = stevedore::cluster::wall_clock();
+    ctl.state.write().unwrap().apply_pod(&pod(pending_json("shop", "web-1", "1", "2Gi")), now).unwrap();
+    tx.send(Signal::PodPending).unwrap();
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    assert_eq!(store.lock().unwrap().calls_to("POST", "nodeclaims"), 0, "a follower launches nothing");
+
+    leader_tx.send(true).unwrap();
+    tx.send(Signal::PodPending).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(store.lock().unwrap().calls_to("POST", "nodeclaims"), 0, "the batch is still open");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(store.lock().unwrap().calls_to("POST", "nodeclaims"), 1, "the batch closed after 1 s idle");
+    assert_eq!(ctl.cloud().launches(), 1);
+    loop_task.abort();
+}
