@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use stevedore::config;
-use stevedore::controller::{self, Options};
+use stevedore::controller::{self, NoInterruptions, Options};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum ProviderArg {
@@ -124,22 +124,92 @@ pub fn run(args: RunArgs) -> Result<()> {
         let addr = args.metrics_addr;
         match args.provider {
             ProviderArg::Fake => {
-                let fake = stevedore::cloud::fake::FakeCloud::new(client.clone(), catalog.clone(), &args.cluster_name);
-                let alive = Arc::new(stevedore::cloud::fake::FakeCloud::new(client.clone(), catalog.clone(), &args.cluster_name));
+                let fake = stevedore::cloud::fake::FakeCloud::new(
+                    client.clone(),
+                    catalog.clone(),
+                    &args.cluster_name,
+                );
+                let alive = Arc::new(stevedore::cloud::fake::FakeCloud::new(
+                    client.clone(),
+                    catalog.clone(),
+                    &args.cluster_name,
+                ));
                 tokio::spawn(controller::keep_fake_nodes_alive(alive));
-                controller::start(client, fake, config, catalog, opts, addr).await?;
+                controller::start(
+                    client,
+                    fake,
+                    None::<NoInterruptions>,
+                    config,
+                    catalog,
+                    opts,
+                    addr,
+                )
+                .await?;
             }
             ProviderArg::Simulated => {
-                let (sim, nodes) = controller::simulated_with_nodes(client.clone(), catalog.clone(), &args.cluster_name);
+                let (sim, nodes) = controller::simulated_with_nodes(
+                    client.clone(),
+                    catalog.clone(),
+                    &args.cluster_name,
+                );
                 tokio::spawn(controller::keep_fake_nodes_alive(nodes));
-                controller::start(client, sim, config, catalog, opts, addr).await?;
+                controller::start(
+                    client,
+                    sim,
+                    None::<NoInterruptions>,
+                    config,
+                    catalog,
+                    opts,
+                    addr,
+                )
+                .await?;
             }
-            ProviderArg::Aws => bail!(
-                "--provider aws is not wired into `run` yet (the AWS provider is built separately); use fake or simulated"
-            ),
+            ProviderArg::Aws => {
+                run_aws(client, config, catalog, opts, addr, &args.cluster_name).await?
+            }
         }
         Ok(())
     })
+}
+
+/// EC2 fleet launches (and the interruption queue when the settings name one).
+#[cfg(feature = "aws")]
+async fn run_aws(
+    client: kube::Client,
+    config: config::Config,
+    catalog: Arc<stevedore::core::instance::Catalog>,
+    opts: Options,
+    addr: std::net::SocketAddr,
+    cluster_name: &str,
+) -> Result<()> {
+    use stevedore::cloud::aws;
+    let Some(mut settings) = config.settings.aws.clone() else {
+        bail!("--provider aws needs an `aws:` block in the Settings document (docs/aws.md)");
+    };
+    if settings.cluster_name.is_empty() {
+        settings.cluster_name = cluster_name.to_string();
+    }
+    let sdk = aws::load_config(&config.settings.region, settings.api_max_attempts).await;
+    let clients = aws::Clients::from_config(&sdk);
+    let queue = settings
+        .interruption_queue
+        .as_deref()
+        .map(|q| aws::InterruptionQueue::new(clients.sqs.clone(), clients.ec2.clone(), q));
+    let fleet = aws::AwsFleet::new(clients.ec2.clone(), settings, (*catalog).clone());
+    controller::start(client, fleet, queue, config, catalog, opts, addr).await?;
+    Ok(())
+}
+
+#[cfg(not(feature = "aws"))]
+async fn run_aws(
+    _: kube::Client,
+    _: config::Config,
+    _: Arc<stevedore::core::instance::Catalog>,
+    _: Options,
+    _: std::net::SocketAddr,
+    _: &str,
+) -> Result<()> {
+    bail!("this stevedore was built without the `aws` feature; use --provider fake or simulated")
 }
 
 pub fn record(args: RecordArgs) -> Result<()> {

@@ -194,7 +194,13 @@ async fn a_pending_pod_gets_a_claim_a_launch_a_node_and_a_ready_claim() {
 
 /// A ready claim with its node and two web pods on it, in the API store and the
 /// indexes; the next `evict_429` evictions are refused.
-fn ready_claim_with_pods(ctl: &Controller<SimulatedCloud>, store: &mut fake_api::Store, cat: &Catalog, now: f64, evict_429: u32) {
+fn ready_claim_with_pods(
+    ctl: &Controller<SimulatedCloud>,
+    store: &mut fake_api::Store,
+    cat: &Catalog,
+    now: f64,
+    evict_429: u32,
+) {
     let instance = Instance {
         provider_id: "simulated:///us-east-1a/i-00000000000000001".into(),
         instance_type: "m5.large".into(),
@@ -217,14 +223,17 @@ fn ready_claim_with_pods(ctl: &Controller<SimulatedCloud>, store: &mut fake_api:
     });
     let node = node_json("n1", &instance, cat, true);
     let mut st = ctl.state.write().unwrap();
-    st.apply_claim(&serde_json::from_value(claim.clone()).unwrap()).unwrap();
-    st.apply_node(&serde_json::from_value(node.clone()).unwrap(), now).unwrap();
+    st.apply_claim(&serde_json::from_value(claim.clone()).unwrap())
+        .unwrap();
+    st.apply_node(&serde_json::from_value(node.clone()).unwrap(), now)
+        .unwrap();
     store.put(CLAIMS, claim);
     store.put(NODES, node);
     for name in ["web-a", "web-b"] {
         let mut p = pending_json("shop", name, "100m", "128Mi");
         p["spec"]["nodeName"] = json!("n1");
-        p["status"] = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
+        p["status"] =
+            json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
         st.apply_pod(&pod(p.clone()), now).unwrap();
         store.put("/api/v1/namespaces/shop/pods", p);
     }
@@ -707,19 +716,84 @@ async fn only_the_leader_acts_and_a_batch_closes_after_the_idle_time() {
     let ctl = Arc::new(controller(client, catalog()));
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let (leader_tx, leader_rx) = tokio::sync::watch::channel(false);
-    let loop_task = tokio::spawn(ctl.clone().run(rx, leader_rx, Arc::new(AtomicBool::new(true))));
+    let loop_task = tokio::spawn(
+        ctl.clone()
+            .run(rx, leader_rx, Arc::new(AtomicBool::new(true))),
+    );
     let now = stevedore::cluster::wall_clock();
-    ctl.state.write().unwrap().apply_pod(&pod(pending_json("shop", "web-1", "1", "2Gi")), now).unwrap();
+    ctl.state
+        .write()
+        .unwrap()
+        .apply_pod(&pod(pending_json("shop", "web-1", "1", "2Gi")), now)
+        .unwrap();
     tx.send(Signal::PodPending).unwrap();
     tokio::time::sleep(Duration::from_secs(35)).await;
-    assert_eq!(store.lock().unwrap().calls_to("POST", "nodeclaims"), 0, "a follower launches nothing");
+    assert_eq!(
+        store.lock().unwrap().calls_to("POST", "nodeclaims"),
+        0,
+        "a follower launches nothing"
+    );
 
     leader_tx.send(true).unwrap();
     tx.send(Signal::PodPending).unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(store.lock().unwrap().calls_to("POST", "nodeclaims"), 0, "the batch is still open");
+    assert_eq!(
+        store.lock().unwrap().calls_to("POST", "nodeclaims"),
+        0,
+        "the batch is still open"
+    );
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(store.lock().unwrap().calls_to("POST", "nodeclaims"), 1, "the batch closed after 1 s idle");
+    assert_eq!(
+        store.lock().unwrap().calls_to("POST", "nodeclaims"),
+        1,
+        "the batch closed after 1 s idle"
+    );
     assert_eq!(ctl.cloud().launches(), 1);
     loop_task.abort();
+}
+
+#[tokio::test]
+async fn a_spot_interruption_drains_the_claim_and_takes_the_offering_out() {
+    use stevedore::cloud::{Interruption, InterruptionKind};
+    let (client, store) = fake_api::client();
+    let cat = catalog();
+    let ctl = controller(client, cat.clone());
+    let now = 5_000.0;
+    ready_claim_with_pods(&ctl, &mut store.lock().unwrap(), &cat, now, 0);
+    let notice = |kind| Interruption {
+        provider_id: "simulated:///us-east-1a/i-00000000000000001".into(),
+        kind,
+        at: now,
+    };
+    let none = ctl
+        .interrupted(&[notice(InterruptionKind::RebalanceRecommendation)], now)
+        .await;
+    assert!(none.is_empty(), "a rebalance recommendation is only logged");
+    let deleted = tokio::time::timeout(
+        LIMIT,
+        ctl.interrupted(&[notice(InterruptionKind::SpotInterruption)], now),
+    )
+    .await
+    .unwrap();
+    assert_eq!(deleted, vec!["general-drain".to_string()]);
+    assert!(ctl
+        .state
+        .read()
+        .unwrap()
+        .claim("general-drain")
+        .unwrap()
+        .deleting_since
+        .is_some());
+    // The interrupted offering (m5.large in us-east-1a; it was on-demand, so Spot there
+    // is out) is skipped: a pod that fits m5.large goes elsewhere.
+    ctl.state
+        .write()
+        .unwrap()
+        .apply_pod(&pod(pending_json("shop", "new", "1", "2Gi")), now)
+        .unwrap();
+    let (plan, _) = ctl.decide(now);
+    let opts = &plan.claims[0].request.options;
+    assert!(!opts.iter().any(|o| o.instance_type == "m5.large"
+        && o.zone == "us-east-1a"
+        && o.capacity_type == CapacityType::Spot));
 }

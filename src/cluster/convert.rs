@@ -265,7 +265,10 @@ pub fn quantities(
     m.insert("memory".into(), Quantity(r.memory.to_string()));
     m.insert("pods".into(), Quantity(r.pods.to_string()));
     if r.ephemeral > 0 {
-        m.insert("ephemeral-storage".into(), Quantity(r.ephemeral.to_string()));
+        m.insert(
+            "ephemeral-storage".into(),
+            Quantity(r.ephemeral.to_string()),
+        );
     }
     for (k, v) in &r.extended {
         m.insert(k.clone(), Quantity(v.to_string()));

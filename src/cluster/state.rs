@@ -606,7 +606,11 @@ mod tests {
         p
     }
 
-    fn node(name: &str, taints: serde_json::Value, provider: &str) -> k8s_openapi::api::core::v1::Node {
+    fn node(
+        name: &str,
+        taints: serde_json::Value,
+        provider: &str,
+    ) -> k8s_openapi::api::core::v1::Node {
         serde_json::from_value(json!({
             "metadata": {"name": name, "labels": {"node.kubernetes.io/instance-type": "m5.large",
                 "topology.kubernetes.io/zone": "us-east-1a", "stevedore.dev/nodepool": pool().name}},
@@ -647,15 +651,23 @@ mod tests {
     #[test]
     fn a_claim_counts_as_a_launching_node_until_its_node_registers() {
         let mut st = ClusterState::new(vec!["default-scheduler".into()]);
-        st.apply_claim(&claim("c1", Some("simulated:///us-east-1a/i-1"))).unwrap();
-        assert_eq!(prepared_targets(&st), vec![(Target::Claim("c1".into()), true, 0)]);
+        st.apply_claim(&claim("c1", Some("simulated:///us-east-1a/i-1")))
+            .unwrap();
+        assert_eq!(
+            prepared_targets(&st),
+            vec![(Target::Claim("c1".into()), true, 0)]
+        );
         // The node arrives (found by provider ID): the claim is not counted twice, and
         // the startup and not-ready taints do not keep pods away in the simulation.
         let taints = json!([{"key": "agent-not-ready", "effect": "NoSchedule"},
                             {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"},
                             {"key": "dedicated", "value": "x", "effect": "NoSchedule"}]);
-        st.apply_node(&node("n1", taints, "simulated:///us-east-1a/i-1"), 0.0).unwrap();
-        assert_eq!(prepared_targets(&st), vec![(Target::Node("n1".into()), true, 1)]);
+        st.apply_node(&node("n1", taints, "simulated:///us-east-1a/i-1"), 0.0)
+            .unwrap();
+        assert_eq!(
+            prepared_targets(&st),
+            vec![(Target::Node("n1".into()), true, 1)]
+        );
     }
 
     #[test]
@@ -663,7 +675,10 @@ mod tests {
         let mut st = ClusterState::new(vec!["default-scheduler".into()]);
         let taints = json!([{"key": DISRUPTED_TAINT, "effect": "NoSchedule"}]);
         st.apply_node(&node("n1", taints, "p"), 0.0).unwrap();
-        assert_eq!(prepared_targets(&st), vec![(Target::Node("n1".into()), false, 0)]);
+        assert_eq!(
+            prepared_targets(&st),
+            vec![(Target::Node("n1".into()), false, 0)]
+        );
     }
 
     #[test]

@@ -275,7 +275,12 @@ mod tests {
             handle(&state, &kind, Event::InitDone, &mut relist),
             Some(Signal::Synced("Node"))
         );
-        let names: Vec<String> = state.read().unwrap().nodes().map(|n| n.name.clone()).collect();
+        let names: Vec<String> = state
+            .read()
+            .unwrap()
+            .nodes()
+            .map(|n| n.name.clone())
+            .collect();
         assert_eq!(names, vec!["b".to_string()]);
     }
 
@@ -290,7 +295,13 @@ mod tests {
         }))
         .unwrap();
         let mut relist = None;
-        assert_eq!(handle(&state, &kind, Event::Apply(pod.clone()), &mut relist), Some(Signal::PodPending));
-        assert_eq!(handle(&state, &kind, Event::Apply(pod), &mut relist), Some(Signal::Changed));
+        assert_eq!(
+            handle(&state, &kind, Event::Apply(pod.clone()), &mut relist),
+            Some(Signal::PodPending)
+        );
+        assert_eq!(
+            handle(&state, &kind, Event::Apply(pod), &mut relist),
+            Some(Signal::Changed)
+        );
     }
 }

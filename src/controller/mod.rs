@@ -13,7 +13,10 @@ pub mod lifecycle;
 pub mod provision;
 pub mod record;
 
-use crate::cloud::{CloudError, CloudProvider, Instance, LaunchRequest};
+use crate::cloud::{
+    CloudError, CloudProvider, Instance, Interruption, InterruptionKind, InterruptionSource,
+    LaunchRequest,
+};
 use crate::cluster::convert::{ClaimEntry, NodeEntry};
 use crate::cluster::crd::{NodeClaim, NodeClaimStatus, TERMINATION_FINALIZER};
 use crate::cluster::lease::LeaderElector;
@@ -264,7 +267,12 @@ impl<P: CloudProvider> Controller<P> {
         u.clone()
     }
 
-    fn decider<'a>(&'a self, m: &'a Model, unavailable: &'a UnavailableOfferings, now: f64) -> Decider<'a> {
+    fn decider<'a>(
+        &'a self,
+        m: &'a Model,
+        unavailable: &'a UnavailableOfferings,
+        now: f64,
+    ) -> Decider<'a> {
         Decider {
             catalog: &self.catalog,
             pools: &m.pools,
@@ -296,7 +304,8 @@ impl<P: CloudProvider> Controller<P> {
             report.decision_ms.push(ms);
             report.pending = report.pending.max(plan.pending);
             if plan.pending > 0 {
-                self.metrics.record_decision(&provisioning_record(&plan, ms, self.opts.dry_run));
+                self.metrics
+                    .record_decision(&provisioning_record(&plan, ms, self.opts.dry_run));
             }
             let mut failed = false;
             for claim in &plan.claims {
@@ -415,7 +424,9 @@ impl<P: CloudProvider> Controller<P> {
         };
         let outcome = match result {
             Ok(_) => Ok(()),
-            Err(CloudError::InsufficientCapacity { .. }) => Err(LaunchFailure::InsufficientCapacity),
+            Err(CloudError::InsufficientCapacity { .. }) => {
+                Err(LaunchFailure::InsufficientCapacity)
+            }
             Err(CloudError::QuotaExceeded { .. }) => Err(LaunchFailure::Quota),
             Err(CloudError::Unauthorized { .. }) => Err(LaunchFailure::Unauthorized),
             Err(CloudError::Invalid { .. }) => Err(LaunchFailure::InvalidRequest),
@@ -1020,6 +1031,55 @@ impl<P: CloudProvider> Controller<P> {
         Ok(done)
     }
 
+    /// Acts on the cloud's interruption notices: the node's claim is deleted (drained,
+    /// then terminated) and, for a Spot interruption, the offering is marked unavailable
+    /// so the replacement comes from another (as the simulator does). Rebalance
+    /// recommendations are only logged. Returns the claims deleted.
+    pub async fn interrupted(&self, notices: &[Interruption], now: f64) -> Vec<String> {
+        let mut deleted = Vec::new();
+        for n in notices {
+            let claim = self
+                .read()
+                .claims()
+                .find(|c| c.provider_id.as_deref() == Some(n.provider_id.as_str()))
+                .cloned();
+            let Some(claim) = claim.filter(|c| c.deleting_since.is_none()) else {
+                continue;
+            };
+            let why = match &n.kind {
+                InterruptionKind::RebalanceRecommendation => {
+                    tracing::info!(claim = %claim.name, "Spot rebalance recommendation (not acted on)");
+                    continue;
+                }
+                InterruptionKind::SpotInterruption => "Spot interruption warning".to_string(),
+                InterruptionKind::ScheduledChange => "scheduled maintenance event".to_string(),
+                InterruptionKind::StateChange { state } => format!("instance is {state}"),
+            };
+            if n.kind == InterruptionKind::SpotInterruption {
+                if let (Some(t), Some(z)) = (&claim.instance_type, &claim.zone) {
+                    self.mark_unavailable(&[(t.as_str(), z.as_str(), CapacityType::Spot)], now);
+                }
+            }
+            self.event_claim(
+                &claim.name,
+                "Warning",
+                "Interrupted",
+                &format!("{why}: draining"),
+            )
+            .await;
+            if self.opts.dry_run {
+                continue;
+            }
+            match self.delete_claim(&claim.name).await {
+                Ok(()) => deleted.push(claim.name.clone()),
+                Err(e) => {
+                    tracing::warn!(claim = %claim.name, error = %e, "could not delete an interrupted claim")
+                }
+            }
+        }
+        deleted
+    }
+
     /// The loop: batches of pending pods (idle `batchIdle`, at most `batchMax`), a scan
     /// every `scanInterval`, NodeClaim steps and orphan collection; all acting only while
     /// `leader` says so and after every watch listed once.
@@ -1145,9 +1205,10 @@ pub async fn lead(
 
 /// Runs the controller until Ctrl-C/SIGTERM: watches, leader election, the metrics
 /// server and the loop. The metrics address is bound first, so a bad one fails at once.
-pub async fn start<P: CloudProvider + 'static>(
+pub async fn start<P: CloudProvider + 'static, I: InterruptionSource + 'static>(
     client: kube::Client,
     cloud: P,
+    interruptions: Option<I>,
     config: Config,
     catalog: Arc<Catalog>,
     opts: Options,
@@ -1183,6 +1244,9 @@ pub async fn start<P: CloudProvider + 'static>(
         leader_elect = opts.leader_elect,
         "stevedore controller starting"
     );
+    if let Some(source) = interruptions {
+        tokio::spawn(follow_interruptions(ctl.clone(), source, leader_rx.clone()));
+    }
     let http = tokio::spawn(http::serve_on(listener, ctl.metrics.clone(), ready.clone()));
     let result = tokio::select! {
         _ = ctl.clone().run(rx, leader_rx, ready) => Ok(()),
@@ -1196,6 +1260,41 @@ pub async fn start<P: CloudProvider + 'static>(
         w.abort();
     }
     result
+}
+
+/// Polls the interruption feed; notices are acted on while leader (a follower leaves
+/// them on the queue for the leader).
+async fn follow_interruptions<P: CloudProvider, I: InterruptionSource>(
+    ctl: Arc<Controller<P>>,
+    source: I,
+    leader: watch::Receiver<bool>,
+) {
+    loop {
+        if !*leader.borrow() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        match source.poll().await {
+            Ok(notices) if !notices.is_empty() => {
+                ctl.interrupted(&notices, wall_clock()).await;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "interruption feed failed");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    }
+}
+
+/// For providers without an interruption feed.
+pub struct NoInterruptions;
+
+impl InterruptionSource for NoInterruptions {
+    async fn poll(&self) -> Result<Vec<Interruption>, CloudError> {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok(Vec::new())
+    }
 }
 
 async fn shutdown_signal() {
