@@ -797,3 +797,146 @@ async fn a_spot_interruption_drains_the_claim_and_takes_the_offering_out() {
         && o.zone == "us-east-1a"
         && o.capacity_type == CapacityType::Spot));
 }
+
+/// The fake provider: a launch is a Node object (idempotent per claim), kept alive by
+/// heartbeats and a node Lease; a restart finds it with `list`; terminate deletes it.
+#[tokio::test]
+async fn the_fake_provider_creates_keeps_alive_and_deletes_nodes() {
+    use stevedore::cloud::fake::FakeCloud;
+    use stevedore::cloud::{CloudError, LaunchRequest, Offering};
+    let (client, store) = fake_api::client();
+    let cat = catalog();
+    let fake = FakeCloud::new(client.clone(), cat.clone(), "demo");
+    let request = LaunchRequest {
+        node_claim: "general-abcde".into(),
+        node_pool: "general".into(),
+        options: vec![Offering {
+            instance_type: "c7i.xlarge".into(),
+            zone: "us-east-1b".into(),
+            capacity_type: CapacityType::Spot,
+            price_per_hour: 0.07,
+        }],
+        labels: [("team".to_string(), "web".to_string())].into(),
+        taints: vec![],
+        startup_taints: vec![],
+    };
+    let a = tokio::time::timeout(LIMIT, fake.launch(&request))
+        .await
+        .unwrap()
+        .unwrap();
+    let b = tokio::time::timeout(LIMIT, fake.launch(&request))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.provider_id, "fake:///us-east-1b/general-abcde");
+    assert_eq!(a, b, "a repeated launch returns the same node");
+    {
+        let s = store.lock().unwrap();
+        let node = s.get(NODES, "general-abcde").expect("node created");
+        assert_eq!(node["metadata"]["labels"]["team"], "web");
+        assert_eq!(
+            node["metadata"]["labels"]["node.kubernetes.io/instance-type"],
+            "c7i.xlarge"
+        );
+        assert_eq!(node["status"]["conditions"][0]["type"], "Ready");
+        assert_eq!(node["status"]["conditions"][0]["status"], "True");
+        let alloc_cpu = node["status"]["allocatable"]["cpu"].as_str().unwrap();
+        let ty = &cat.types[cat.find("c7i.xlarge").unwrap()];
+        assert_eq!(alloc_cpu, format!("{}m", ty.allocatable.cpu_milli));
+    }
+    // The node converts like any other, and is Ready.
+    let obj: Node = serde_json::from_value(
+        store
+            .lock()
+            .unwrap()
+            .get(NODES, "general-abcde")
+            .unwrap()
+            .clone(),
+    )
+    .unwrap();
+    let entry = stevedore::cluster::convert::node_entry(&obj).unwrap();
+    assert!(entry.ready);
+
+    assert_eq!(
+        tokio::time::timeout(LIMIT, fake.heartbeat())
+            .await
+            .unwrap()
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        tokio::time::timeout(LIMIT, fake.heartbeat())
+            .await
+            .unwrap()
+            .unwrap(),
+        1
+    );
+    {
+        let s = store.lock().unwrap();
+        let lease = s
+            .get(
+                "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
+                "general-abcde",
+            )
+            .expect("node lease");
+        assert_eq!(lease["spec"]["holderIdentity"], "general-abcde");
+        assert_eq!(s.calls_to("PATCH", "/nodes/general-abcde/status"), 2);
+        assert_all_granted(&s);
+    }
+    let listed = fake.list().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].node_claim.as_deref(), Some("general-abcde"));
+    fake.terminate(&a.provider_id).await.unwrap();
+    assert!(store.lock().unwrap().get(NODES, "general-abcde").is_none());
+    assert!(matches!(
+        fake.terminate(&a.provider_id).await,
+        Err(CloudError::NotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn the_http_server_answers_on_localhost() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let metrics = Arc::new(stevedore::metrics::Metrics::new());
+    let ready = Arc::new(AtomicBool::new(false));
+    let server = tokio::spawn(stevedore::controller::http::serve_on(
+        listener,
+        metrics,
+        ready.clone(),
+    ));
+    // A plain blocking client on another thread: the server runs on this runtime.
+    let get = |path: &'static str| {
+        tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            let req =
+                format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+            s.write_all(req.as_bytes()).unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        })
+    };
+    let not_ready = tokio::time::timeout(LIMIT, get("/readyz"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(not_ready.starts_with("HTTP/1.1 503"), "{not_ready}");
+    ready.store(true, Ordering::Relaxed);
+    let is_ready = tokio::time::timeout(LIMIT, get("/readyz"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(is_ready.starts_with("HTTP/1.1 200"), "{is_ready}");
+    let metrics = tokio::time::timeout(LIMIT, get("/metrics"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        metrics.starts_with("HTTP/1.1 200") && metrics.contains("# TYPE"),
+        "{metrics}"
+    );
+    server.abort();
+}
