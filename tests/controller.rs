@@ -201,43 +201,66 @@ fn ready_claim_with_pods(
     now: f64,
     evict_429: u32,
 ) {
+    ready_claim(
+        ctl,
+        store,
+        cat,
+        now,
+        ("general-drain", "n1", 1),
+        &["web-a", "web-b"],
+    );
+    store.evict_429 = evict_429;
+}
+
+/// A ready m5.large on-demand claim `(claim, node, instance number)` with `pods` (100m,
+/// 128Mi each) running on its node, launched 10 minutes before `now`.
+fn ready_claim(
+    ctl: &Controller<SimulatedCloud>,
+    store: &mut fake_api::Store,
+    cat: &Catalog,
+    now: f64,
+    (claim_name, node_name, n): (&str, &str, u32),
+    pods: &[&str],
+) {
     let instance = Instance {
-        provider_id: "simulated:///us-east-1a/i-00000000000000001".into(),
+        provider_id: format!("simulated:///us-east-1a/i-{n:017x}"),
         instance_type: "m5.large".into(),
         zone: "us-east-1a".into(),
         capacity_type: CapacityType::OnDemand,
         state: InstanceState::Running,
-        node_claim: Some("general-drain".into()),
+        node_claim: Some(claim_name.into()),
         node_pool: Some("general".into()),
         launched_at: now - 600.0,
     };
     ctl.cloud().insert(instance.clone());
     let claim = json!({
         "apiVersion": "stevedore.dev/v1", "kind": "NodeClaim",
-        "metadata": {"name": "general-drain", "finalizers": [TERMINATION_FINALIZER], "resourceVersion": "1", "uid": "uid-general-drain"},
+        "metadata": {"name": claim_name, "finalizers": [TERMINATION_FINALIZER], "resourceVersion": "1", "uid": format!("uid-{claim_name}")},
         "spec": {"nodePool": "general", "options": [{"instanceType": "m5.large", "zone": "us-east-1a", "capacityType": "on-demand", "pricePerHour": 0.096}],
                  "terminationGracePeriod": "10m"},
-        "status": {"providerID": instance.provider_id, "nodeName": "n1", "instanceType": "m5.large", "zone": "us-east-1a",
+        "status": {"providerID": instance.provider_id, "nodeName": node_name, "instanceType": "m5.large", "zone": "us-east-1a",
                    "capacityType": "on-demand", "launchedAt": now - 600.0,
                    "conditions": [{"type": "Launched", "status": "True"}, {"type": "Registered", "status": "True"}, {"type": "Ready", "status": "True"}]}
     });
-    let node = node_json("n1", &instance, cat, true);
+    let node = node_json(node_name, &instance, cat, true);
     let mut st = ctl.state.write().unwrap();
     st.apply_claim(&serde_json::from_value(claim.clone()).unwrap())
         .unwrap();
-    st.apply_node(&serde_json::from_value(node.clone()).unwrap(), now)
+    st.apply_node(&serde_json::from_value(node.clone()).unwrap(), now - 600.0)
         .unwrap();
     store.put(CLAIMS, claim);
     store.put(NODES, node);
-    for name in ["web-a", "web-b"] {
+    for name in pods {
         let mut p = pending_json("shop", name, "100m", "128Mi");
-        p["spec"]["nodeName"] = json!("n1");
+        p["spec"]["nodeName"] = json!(node_name);
+        // Owned pods: a bare pod would keep its node from consolidation.
+        p["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "name": "web-7d9f", "uid": "rs-uid", "controller": true}]);
         p["status"] =
             json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
-        st.apply_pod(&pod(p.clone()), now).unwrap();
+        st.apply_pod(&pod(p.clone()), now - 600.0).unwrap();
         store.put("/api/v1/namespaces/shop/pods", p);
     }
-    store.evict_429 = evict_429;
 }
 
 #[tokio::test]
@@ -939,4 +962,75 @@ async fn the_http_server_answers_on_localhost() {
         "{metrics}"
     );
     server.abort();
+}
+
+#[tokio::test]
+async fn consolidation_removes_an_empty_node_and_one_whose_pods_fit_elsewhere() {
+    let (client, store) = fake_api::client();
+    let cat = catalog();
+    let ctl = controller(client, cat.clone());
+    let now = 50_000.0;
+    ready_claim(
+        &ctl,
+        &mut store.lock().unwrap(),
+        &cat,
+        now,
+        ("general-empty", "n-empty", 1),
+        &[],
+    );
+    ready_claim(
+        &ctl,
+        &mut store.lock().unwrap(),
+        &cat,
+        now,
+        ("general-a", "n-a", 2),
+        &["a-1", "a-2"],
+    );
+    ready_claim(
+        &ctl,
+        &mut store.lock().unwrap(),
+        &cat,
+        now,
+        ("general-b", "n-b", 3),
+        &["b-1"],
+    );
+    // Empty nodes go first.
+    tokio::time::timeout(LIMIT, ctl.consolidate(now))
+        .await
+        .unwrap()
+        .unwrap();
+    let deleting = |ctl: &Controller<SimulatedCloud>| -> Vec<String> {
+        ctl.state
+            .read()
+            .unwrap()
+            .claims()
+            .filter(|c| c.deleting_since.is_some())
+            .map(|c| c.name.clone())
+            .collect()
+    };
+    assert_eq!(deleting(&ctl), vec!["general-empty".to_string()]);
+    // Nothing more while a claim is being deleted (the cluster is not settled).
+    tokio::time::timeout(LIMIT, ctl.consolidate(now + 10.0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(deleting(&ctl).len(), 1);
+    // Once it is gone, one of the two underused nodes goes: its pods fit on the other.
+    tokio::time::timeout(LIMIT, ctl.reconcile(now + 20.0))
+        .await
+        .unwrap();
+    assert!(ctl.state.read().unwrap().claim("general-empty").is_none());
+    tokio::time::timeout(LIMIT, ctl.consolidate(now + 30.0))
+        .await
+        .unwrap()
+        .unwrap();
+    let d = deleting(&ctl);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(d[0] == "general-a" || d[0] == "general-b");
+    let s = store.lock().unwrap();
+    assert!(s
+        .objects
+        .iter()
+        .any(|(k, v)| k.contains("/events/") && v["reason"] == "Consolidating"));
+    assert_all_granted(&s);
 }
