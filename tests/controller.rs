@@ -1034,3 +1034,65 @@ async fn consolidation_removes_an_empty_node_and_one_whose_pods_fit_elsewhere() 
         .any(|(k, v)| k.contains("/events/") && v["reason"] == "Consolidating"));
     assert_all_granted(&s);
 }
+
+#[tokio::test]
+async fn a_claim_past_expire_after_is_deleted_and_a_ready_replacement_retires_its_old_claim() {
+    let (client, store) = fake_api::client();
+    let cat = catalog();
+    let ctl = controller(client, cat.clone());
+    let now = 1_900_000_000.0;
+    ready_claim(
+        &ctl,
+        &mut store.lock().unwrap(),
+        &cat,
+        now,
+        ("general-old", "n-old", 1),
+        &[],
+    );
+    ready_claim(
+        &ctl,
+        &mut store.lock().unwrap(),
+        &cat,
+        now,
+        ("general-new", "n-new", 2),
+        &[],
+    );
+    ready_claim(
+        &ctl,
+        &mut store.lock().unwrap(),
+        &cat,
+        now,
+        ("general-ancient", "n-ancient", 3),
+        &[],
+    );
+    // The fixture's claims carry no creation time; give them one through the API object.
+    let created = |name: &str, t: f64| {
+        let mut v = store.lock().unwrap().get(CLAIMS, name).unwrap().clone();
+        v["metadata"]["creationTimestamp"] = json!(stevedore::cluster::rfc3339(t));
+        if name == "general-new" {
+            v["metadata"]["annotations"] = json!({"stevedore.dev/replaces": "general-old"});
+        }
+        store.lock().unwrap().put(CLAIMS, v.clone());
+        ctl.state
+            .write()
+            .unwrap()
+            .apply_claim(&serde_json::from_value(v).unwrap())
+            .unwrap();
+    };
+    // The bundled pools expire nodes after 720h.
+    created("general-old", now - 100.0);
+    created("general-new", now - 50.0);
+    created("general-ancient", now - 720.0 * 3600.0 - 1.0);
+    let expired = tokio::time::timeout(LIMIT, ctl.expire(now)).await.unwrap();
+    assert_eq!(expired, vec!["general-ancient".to_string()]);
+
+    // general-new is ready and replaces general-old: a lifecycle pass retires the old.
+    tokio::time::timeout(LIMIT, ctl.reconcile(now))
+        .await
+        .unwrap();
+    let old = ctl.state.read().unwrap().claim("general-old").cloned();
+    assert!(
+        old.is_some_and(|c| c.deleting_since.is_some()),
+        "the replaced claim is being deleted"
+    );
+}

@@ -230,9 +230,12 @@ impl ClusterState {
         let name = np.metadata.name.clone().unwrap_or_default();
         let compiled = crd::compile_node_pool(np);
         let result = compiled.as_ref().map(|_| ()).map_err(Clone::clone);
-        self.pools.insert(name, compiled);
-        self.model_generation += 1;
-        self.changes += 1;
+        // Status-only updates compile to the same pool: the model stays.
+        if self.pools.get(&name) != Some(&compiled) {
+            self.pools.insert(name, compiled);
+            self.model_generation += 1;
+            self.changes += 1;
+        }
         result
     }
 
@@ -276,14 +279,20 @@ impl ClusterState {
             ds.metadata.namespace.as_deref().unwrap_or_default(),
             ds.metadata.name.as_deref().unwrap_or_default(),
         );
-        self.model_generation += 1;
         match convert::daemonset_pod(ds) {
             Ok(p) => {
-                self.daemonsets.insert(key, p);
+                // DaemonSet status changes all the time; only a new pod template
+                // changes the overhead the model reserves.
+                if self.daemonsets.get(&key) != Some(&p) {
+                    self.daemonsets.insert(key, p);
+                    self.model_generation += 1;
+                }
                 Ok(())
             }
             Err(e) => {
-                self.daemonsets.remove(&key);
+                if self.daemonsets.remove(&key).is_some() {
+                    self.model_generation += 1;
+                }
                 Err(e)
             }
         }
@@ -679,6 +688,28 @@ mod tests {
             prepared_targets(&st),
             vec![(Target::Node("n1".into()), false, 0)]
         );
+    }
+
+    #[test]
+    fn only_a_new_daemonset_template_rebuilds_the_model() {
+        let mut st = ClusterState::default();
+        let ds = |cpu: &str, ready: i32| -> k8s_openapi::api::apps::v1::DaemonSet {
+            serde_json::from_value(json!({
+                "metadata": {"name": "agent", "namespace": "kube-system"},
+                "spec": {"selector": {}, "template": {"spec": {"containers": [
+                    {"name": "a", "resources": {"requests": {"cpu": cpu}}}]}}},
+                "status": {"numberReady": ready, "currentNumberScheduled": 0,
+                           "desiredNumberScheduled": 0, "numberMisscheduled": 0}
+            }))
+            .unwrap()
+        };
+        st.apply_daemonset(&ds("50m", 1)).unwrap();
+        let g = st.model_generation;
+        st.apply_daemonset(&ds("50m", 7)).unwrap();
+        assert_eq!(st.model_generation, g, "a status update");
+        st.apply_daemonset(&ds("100m", 7)).unwrap();
+        assert_eq!(st.model_generation, g + 1);
+        assert_eq!(st.daemonsets()[0].requests.cpu_milli, 100);
     }
 
     #[test]

@@ -897,6 +897,39 @@ impl<P: CloudProvider> Controller<P> {
         Ok(())
     }
 
+    /// Deletes claims older than their pool's `expireAfter` (as Karpenter v1: expiry is
+    /// not held back by consolidation's settledness). Returns the claims deleted.
+    pub async fn expire(&self, now: f64) -> Vec<String> {
+        let m = self.model();
+        let expired: Vec<(String, std::time::Duration)> = self
+            .read()
+            .claims()
+            .filter(|c| c.deleting_since.is_none() && c.created > 0.0)
+            .filter_map(|c| {
+                let after = m.extras.iter().find(|e| e.name == c.pool)?.expire_after?;
+                (now - c.created >= after.as_secs_f64()).then(|| (c.name.clone(), after))
+            })
+            .collect();
+        let mut done = Vec::new();
+        for (name, after) in expired {
+            let why = format!(
+                "older than expireAfter {}",
+                humantime::format_duration(after)
+            );
+            self.event_claim(&name, "Normal", "Expired", &why).await;
+            if self.opts.dry_run {
+                continue;
+            }
+            match self.delete_claim(&name).await {
+                Ok(()) => done.push(name),
+                Err(e) => {
+                    tracing::warn!(claim = %name, error = %e, "could not delete an expired claim")
+                }
+            }
+        }
+        done
+    }
+
     /// One consolidation action when the cluster is settled: an empty node past its
     /// pool's `consolidateAfter`, else what `core::consolidation::find_action` finds.
     pub async fn consolidate(&self, now: f64) -> Result<(), ControllerError> {
@@ -1124,6 +1157,7 @@ impl<P: CloudProvider> Controller<P> {
                 }
                 _ = scan.tick() => if acting {
                     self.provision(wall_clock()).await;
+                    self.expire(wall_clock()).await;
                     if let Err(e) = self.consolidate(wall_clock()).await {
                         tracing::warn!(error = %e, "consolidation failed");
                     }
