@@ -397,6 +397,12 @@ async fn leader_hand_over_through_the_lease_api() {
         "b takes over 15 s after a's last renewal"
     );
     assert!(!step(&mut a, 21.0).await, "a, back, follows b");
+    // b shuts down and releases: a takes over at once, not after 15 s.
+    tokio::time::timeout(LIMIT, b.release())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(step(&mut a, 21.5).await, "a takes a released lease at once");
     let s = store.lock().unwrap();
     let lease = s
         .get(
@@ -404,8 +410,8 @@ async fn leader_hand_over_through_the_lease_api() {
             "stevedore-leader",
         )
         .unwrap();
-    assert_eq!(lease["spec"]["holderIdentity"], "pod-b");
-    assert_eq!(lease["spec"]["leaseTransitions"], 1);
+    assert_eq!(lease["spec"]["holderIdentity"], "pod-a");
+    assert_eq!(lease["spec"]["leaseTransitions"], 2);
     assert_all_granted(&s);
 }
 

@@ -1208,12 +1208,22 @@ pub async fn lead(
     renew_every: Duration,
     lease_duration: Duration,
     tx: watch::Sender<bool>,
+    mut stop: watch::Receiver<bool>,
 ) {
     let start = Instant::now();
     let mut last_ok = Instant::now();
     let mut ticker = tokio::time::interval(renew_every);
     loop {
-        ticker.tick().await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => {
+                let _ = tx.send(false);
+                if let Err(e) = elector.release().await {
+                    tracing::warn!(error = %e, "could not release the lease");
+                }
+                return;
+            }
+        }
         let now = start.elapsed().as_secs_f64();
         match elector.step(now).await {
             Ok(held) => {
@@ -1260,16 +1270,19 @@ pub async fn start<P: CloudProvider + 'static, I: InterruptionSource + 'static>(
     let watches = crate::cluster::watch::spawn_all(&client, &ctl.state, &tx);
     let ready = Arc::new(AtomicBool::new(false));
     let (leader_tx, leader_rx) = watch::channel(!opts.leader_elect);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut lead_task = None;
     if opts.leader_elect {
         let api = Api::namespaced(client.clone(), &opts.namespace);
         let elector =
             LeaderElector::new(api, &opts.lease_name, &opts.identity, opts.lease_duration);
-        tokio::spawn(lead(
+        lead_task = Some(tokio::spawn(lead(
             elector,
             opts.renew_every,
             opts.lease_duration,
             leader_tx,
-        ));
+            stop_rx,
+        )));
     }
     tracing::info!(
         provider = ctl.cloud().name(),
@@ -1292,6 +1305,11 @@ pub async fn start<P: CloudProvider + 'static, I: InterruptionSource + 'static>(
     };
     for w in watches {
         w.abort();
+    }
+    // Hand the lease over now rather than after it expires (a rolling update).
+    let _ = stop_tx.send(true);
+    if let Some(t) = lead_task {
+        let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
     }
     result
 }
