@@ -36,6 +36,17 @@ fn controller(client: kube::Client, catalog: Arc<Catalog>) -> Controller<Simulat
     )
 }
 
+/// A controller over the simulated cloud, talking to a fresh fake API server.
+fn setup() -> (
+    Controller<SimulatedCloud>,
+    Arc<std::sync::Mutex<fake_api::Store>>,
+    Arc<Catalog>,
+) {
+    let (client, store) = fake_api::client();
+    let cat = catalog();
+    (controller(client, cat.clone()), store, cat)
+}
+
 fn pending_json(ns: &str, name: &str, cpu: &str, memory: &str) -> Value {
     json!({
         "metadata": {"name": name, "namespace": ns, "labels": {"app": "web"}},
@@ -83,9 +94,7 @@ fn assert_all_granted(store: &fake_api::Store) {
 
 #[tokio::test]
 async fn a_pending_pod_gets_a_claim_a_launch_a_node_and_a_ready_claim() {
-    let (client, store) = fake_api::client();
-    let cat = catalog();
-    let ctl = controller(client, cat.clone());
+    let (ctl, store, cat) = setup();
     let now = 1_000.0;
     ctl.state
         .write()
@@ -265,9 +274,7 @@ fn ready_claim(
 
 #[tokio::test]
 async fn deleting_a_claim_drains_with_evictions_retries_a_pdb_429_then_terminates() {
-    let (client, store) = fake_api::client();
-    let cat = catalog();
-    let ctl = controller(client, cat.clone());
+    let (ctl, store, cat) = setup();
     let now = 5_000.0;
     ready_claim_with_pods(&ctl, &mut store.lock().unwrap(), &cat, now, 1);
 
@@ -342,9 +349,7 @@ async fn deleting_a_claim_drains_with_evictions_retries_a_pdb_429_then_terminate
 
 #[tokio::test]
 async fn past_the_termination_grace_period_pods_are_deleted_not_evicted() {
-    let (client, store) = fake_api::client();
-    let cat = catalog();
-    let ctl = controller(client, cat.clone());
+    let (ctl, store, cat) = setup();
     let now = 5_000.0;
     ready_claim_with_pods(&ctl, &mut store.lock().unwrap(), &cat, now, 100);
     tokio::time::timeout(LIMIT, ctl.delete_claim("general-drain"))
@@ -784,9 +789,7 @@ async fn only_the_leader_acts_and_a_batch_closes_after_the_idle_time() {
 #[tokio::test]
 async fn a_spot_interruption_drains_the_claim_and_takes_the_offering_out() {
     use stevedore::cloud::{Interruption, InterruptionKind};
-    let (client, store) = fake_api::client();
-    let cat = catalog();
-    let ctl = controller(client, cat.clone());
+    let (ctl, store, cat) = setup();
     let now = 5_000.0;
     ready_claim_with_pods(&ctl, &mut store.lock().unwrap(), &cat, now, 0);
     let notice = |kind| Interruption {
@@ -972,34 +975,23 @@ async fn the_http_server_answers_on_localhost() {
 
 #[tokio::test]
 async fn consolidation_removes_an_empty_node_and_one_whose_pods_fit_elsewhere() {
-    let (client, store) = fake_api::client();
-    let cat = catalog();
-    let ctl = controller(client, cat.clone());
+    let (ctl, store, cat) = setup();
     let now = 50_000.0;
-    ready_claim(
-        &ctl,
-        &mut store.lock().unwrap(),
-        &cat,
-        now,
-        ("general-empty", "n-empty", 1),
-        &[],
-    );
-    ready_claim(
-        &ctl,
-        &mut store.lock().unwrap(),
-        &cat,
-        now,
-        ("general-a", "n-a", 2),
-        &["a-1", "a-2"],
-    );
-    ready_claim(
-        &ctl,
-        &mut store.lock().unwrap(),
-        &cat,
-        now,
-        ("general-b", "n-b", 3),
-        &["b-1"],
-    );
+    let claims: [(&str, &str, u32, &[&str]); 3] = [
+        ("general-empty", "n-empty", 1, &[][..]),
+        ("general-a", "n-a", 2, &["a-1", "a-2"][..]),
+        ("general-b", "n-b", 3, &["b-1"][..]),
+    ];
+    for (claim, node, i, pods) in claims {
+        ready_claim(
+            &ctl,
+            &mut store.lock().unwrap(),
+            &cat,
+            now,
+            (claim, node, i),
+            pods,
+        );
+    }
     // Empty nodes go first.
     tokio::time::timeout(LIMIT, ctl.consolidate(now))
         .await
@@ -1043,34 +1035,23 @@ async fn consolidation_removes_an_empty_node_and_one_whose_pods_fit_elsewhere() 
 
 #[tokio::test]
 async fn a_claim_past_expire_after_is_deleted_and_a_ready_replacement_retires_its_old_claim() {
-    let (client, store) = fake_api::client();
-    let cat = catalog();
-    let ctl = controller(client, cat.clone());
+    let (ctl, store, cat) = setup();
     let now = 1_900_000_000.0;
-    ready_claim(
-        &ctl,
-        &mut store.lock().unwrap(),
-        &cat,
-        now,
-        ("general-old", "n-old", 1),
-        &[],
-    );
-    ready_claim(
-        &ctl,
-        &mut store.lock().unwrap(),
-        &cat,
-        now,
-        ("general-new", "n-new", 2),
-        &[],
-    );
-    ready_claim(
-        &ctl,
-        &mut store.lock().unwrap(),
-        &cat,
-        now,
-        ("general-ancient", "n-ancient", 3),
-        &[],
-    );
+    let claims: [(&str, &str, u32, &[&str]); 3] = [
+        ("general-old", "n-old", 1, &[][..]),
+        ("general-new", "n-new", 2, &[][..]),
+        ("general-ancient", "n-ancient", 3, &[][..]),
+    ];
+    for (claim, node, i, pods) in claims {
+        ready_claim(
+            &ctl,
+            &mut store.lock().unwrap(),
+            &cat,
+            now,
+            (claim, node, i),
+            pods,
+        );
+    }
     // The fixture's claims carry no creation time; give them one through the API object.
     let created = |name: &str, t: f64| {
         let mut v = store.lock().unwrap().get(CLAIMS, name).unwrap().clone();
