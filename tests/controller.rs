@@ -137,10 +137,7 @@ async fn a_pending_pod_gets_a_claim_a_launch_a_node_and_a_ready_claim() {
             .provider_id
             .as_deref()
             .is_some_and(|p| p.starts_with("simulated:///")));
-        assert!(st
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "Launched" && c.status == "True"));
+        assert!(st.condition("Launched"));
         assert!(!claim.spec.options.is_empty());
         // The pod was told where it goes.
         assert!(s.calls_to("POST", "/namespaces/shop/events") >= 1);
@@ -171,10 +168,7 @@ async fn a_pending_pod_gets_a_claim_a_launch_a_node_and_a_ready_claim() {
         let claim = claim_of(&s, &name);
         let st = claim.status.unwrap();
         assert_eq!(st.node_name.as_deref(), Some("ip-10-0-0-1"));
-        assert!(st
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "Registered" && c.status == "True"));
+        assert!(st.condition("Registered"));
         assert!(!st.conditions.iter().any(|c| c.type_ == "Ready"));
         // Pool labels synced onto the node.
         let node = s.get(NODES, "ip-10-0-0-1").unwrap();
@@ -194,10 +188,7 @@ async fn a_pending_pod_gets_a_claim_a_launch_a_node_and_a_ready_claim() {
         .expect("in time");
     let s = store.lock().unwrap();
     let st = claim_of(&s, &name).status.unwrap();
-    assert!(st
-        .conditions
-        .iter()
-        .any(|c| c.type_ == "Ready" && c.status == "True"));
+    assert!(st.condition("Ready"));
     assert_all_granted(&s);
 }
 
