@@ -666,7 +666,18 @@ async fn the_controller_and_the_simulator_decide_alike() {
     ];
     for (s, (cpu, mem, n)) in shapes.iter().enumerate() {
         for i in 0..*n {
-            let p = pending_json("shop", &format!("w{s}-{i}"), cpu, mem);
+            let mut p = pending_json("shop", &format!("w{s}-{i}"), cpu, mem);
+            // Constraints the two paths must read alike: a zone spread on one
+            // workload, arm64 only on another.
+            if s == 1 {
+                p["metadata"]["labels"]["app"] = json!("spread");
+                p["spec"]["topologySpreadConstraints"] = json!([{"maxSkew": 1,
+                    "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
+                    "labelSelector": {"matchLabels": {"app": "spread"}}}]);
+            }
+            if s == 3 {
+                p["spec"]["nodeSelector"] = json!({"kubernetes.io/arch": "arm64"});
+            }
             ctl.state
                 .write()
                 .unwrap()
