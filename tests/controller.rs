@@ -144,6 +144,18 @@ async fn a_pending_pod_gets_a_claim_a_launch_a_node_and_a_ready_claim() {
         claim.metadata.name.clone().unwrap()
     };
 
+    // The metrics see one pending pod and one launching node of the pool.
+    ctl.observe(now);
+    let text = ctl.metrics.render();
+    assert!(text.contains("stevedore_pending_pods 1"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("stevedore_nodes_by_state{")
+                && l.contains("state=\"launching\"")
+                && l.ends_with(" 1")),
+        "{text}"
+    );
+
     // The pod still pending must not get a second node: it fits on the launching claim.
     let again = tokio::time::timeout(LIMIT, ctl.provision(now + 5.0))
         .await

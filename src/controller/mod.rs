@@ -897,6 +897,55 @@ impl<P: CloudProvider> Controller<P> {
         Ok(())
     }
 
+    /// Publishes what the indexes show (nodes by pool, type, zone and state; pending
+    /// pods; unavailable offerings) to the metrics.
+    pub fn observe(&self, now: f64) {
+        use crate::metrics::{ClusterObservation, NodeObservation, NodeState};
+        let m = self.model();
+        let unavailable = self.unavailable_now(now);
+        let d = self.decider(&m, &unavailable, now);
+        let st = self.read();
+        let prepared = st.prepare(&d.inputs());
+        let label = |n: &crate::cluster::state::PreparedNode, k: &str| {
+            n.labels.get(k).cloned().unwrap_or_default()
+        };
+        let nodes = prepared
+            .nodes
+            .iter()
+            .map(|n| {
+                let claim = n.claim.and_then(|c| st.claim(c));
+                let state = match (&n.target, claim) {
+                    (Target::Claim(_), _) => NodeState::Launching,
+                    (_, Some(c)) if c.deleting_since.is_some() => NodeState::Draining,
+                    (_, Some(c)) if !n.ready && !c.ready => NodeState::Launching,
+                    _ if !n.ready => NodeState::NotReady,
+                    _ => NodeState::Ready,
+                };
+                NodeObservation {
+                    nodepool: n.pool.map(|p| m.pools[p].name.clone()),
+                    instance_type: label(n, crate::core::labels::INSTANCE_TYPE),
+                    capacity_type: CapacityType::parse(&label(
+                        n,
+                        crate::core::labels::KARPENTER_CAPACITY_TYPE,
+                    ))
+                    .unwrap_or(CapacityType::OnDemand),
+                    zone: label(n, crate::core::labels::ZONE),
+                    state,
+                    allocatable: n.allocatable.clone(),
+                    requested: n.requested.clone(),
+                    price_per_hour: (n.price_per_hour > 0.0).then_some(n.price_per_hour),
+                }
+            })
+            .collect();
+        self.metrics.observe_cluster(&ClusterObservation {
+            pending_pods: prepared.pending.len() as u64,
+            oldest_pending: None,
+            nodes,
+            lower_bound_per_hour: None,
+            unavailable_offerings: unavailable.len() as u64,
+        });
+    }
+
     /// Deletes claims older than their pool's `expireAfter` (as Karpenter v1: expiry is
     /// not held back by consolidation's settledness). Returns the claims deleted.
     pub async fn expire(&self, now: f64) -> Vec<String> {
@@ -1155,7 +1204,12 @@ impl<P: CloudProvider> Controller<P> {
                         self.provision(wall_clock()).await;
                     }
                 }
-                _ = scan.tick() => if acting {
+                _ = scan.tick() => if ready.load(Ordering::Relaxed) {
+                    // Followers publish what they see too: their indexes are as warm.
+                    self.observe(wall_clock());
+                    if !acting {
+                        continue;
+                    }
                     self.provision(wall_clock()).await;
                     self.expire(wall_clock()).await;
                     if let Err(e) = self.consolidate(wall_clock()).await {
