@@ -1,5 +1,5 @@
 //! A small in-memory Kubernetes API server behind `tower_test::mock::pair`, for the
-//! controller tests: create/get/list/replace/merge-patch/delete with finalizers and
+//! controller tests: create/get/list/watch/replace/merge-patch/delete with finalizers and
 //! resourceVersion conflicts, evictions (with injectable 429s). Every request is checked
 //! against `cluster::rbac::API_CALLS`: a call the table does not list fails the test.
 // Shared by the tests and the figures example, which uses only part of it.
@@ -10,11 +10,13 @@ use kube::client::Body;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use stevedore::cluster::rbac;
 
 #[derive(Default)]
 pub struct Store {
-    /// Objects by "collection path/name" (collection path ends with the resource).
+    /// Objects by "resource path/namespace/name" (resource path without the namespace,
+    /// e.g. `/api/v1/pods`; namespace empty for cluster-scoped objects).
     pub objects: BTreeMap<String, Value>,
     /// "METHOD path" of every request, in order.
     pub calls: Vec<String>,
@@ -22,6 +24,8 @@ pub struct Store {
     pub ungranted: Vec<String>,
     /// The next this-many evictions answer 429 (a PodDisruptionBudget says no).
     pub evict_429: u32,
+    /// (resourceVersion, resource path, namespace, event type, object) of every change.
+    log: Vec<(u64, String, String, &'static str, Value)>,
     rv: u64,
 }
 
@@ -50,32 +54,81 @@ pub fn merge(target: &mut Value, patch: &Value) {
     }
 }
 
-/// (collection path, name, subresource) of a request path.
-fn locate(path: &str) -> (String, Option<String>, String) {
+/// Where a request path points.
+struct Loc {
+    /// `/api/v1/pods`, `/apis/stevedore.dev/v1/nodeclaims` (no namespace).
+    resource: String,
+    namespace: String,
+    name: Option<String>,
+    sub: String,
+}
+
+fn locate(path: &str) -> Loc {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let start = if segs.first() == Some(&"api") { 2 } else { 3 };
-    let mut i = start;
-    if segs.get(i) == Some(&"namespaces") && segs.len() > i + 2 {
-        i += 2;
+    let base = if segs.first() == Some(&"api") { 2 } else { 3 };
+    let (namespace, rest) = match segs.get(base) {
+        Some(&"namespaces") if segs.len() > base + 2 => (segs[base + 1].to_string(), &segs[base + 2..]),
+        _ => (String::new(), &segs[base..]),
+    };
+    Loc {
+        resource: format!("/{}/{}", segs[..base].join("/"), rest.first().copied().unwrap_or_default()),
+        namespace,
+        name: rest.get(1).map(|s| s.to_string()),
+        sub: rest.get(2).map(|s| s.to_string()).unwrap_or_default(),
     }
-    let collection = format!("/{}", segs[..=i].join("/"));
-    let name = segs.get(i + 1).map(|s| s.to_string());
-    let sub = segs.get(i + 2).map(|s| s.to_string()).unwrap_or_default();
-    (collection, name, sub)
+}
+
+fn query_param(uri: &str, key: &str) -> Option<String> {
+    let q = uri.split_once('?')?.1;
+    q.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == key).then(|| v.replace("%3D", "=").replace("%2C", ",").replace("%2F", "/"))
+    })
+}
+
+fn selects(selector: Option<&str>, obj: &Value) -> bool {
+    selector.is_none_or(|sel| {
+        sel.split(',').filter(|t| !t.is_empty()).all(|term| match term.split_once('=') {
+            Some((k, v)) => obj["metadata"]["labels"][k].as_str() == Some(v),
+            None => true,
+        })
+    })
 }
 
 fn now_rfc3339() -> String {
     k8s_openapi::jiff::Timestamp::now().to_string()
 }
 
+/// What the server does with one request.
+enum Answer {
+    Now(u16, Value),
+    /// A watch from this resourceVersion (answered with what happened after it).
+    Watch { resource: String, namespace: String, since: u64 },
+}
+
 impl Store {
-    pub fn put(&mut self, collection: &str, obj: Value) {
+    fn key(resource: &str, ns: &str, name: &str) -> String {
+        format!("{resource}/{ns}/{name}")
+    }
+
+    /// Stores an object as the API server would have it; `collection` is a request path
+    /// (`/api/v1/namespaces/shop/pods`, `/api/v1/nodes`).
+    pub fn put(&mut self, collection: &str, mut obj: Value) {
+        let loc = locate(&format!("{collection}/x"));
         let name = obj["metadata"]["name"].as_str().expect("name").to_string();
-        self.objects.insert(format!("{collection}/{name}"), obj);
+        if !loc.namespace.is_empty() {
+            obj["metadata"]["namespace"] = json!(loc.namespace);
+        }
+        self.bump(&mut obj);
+        let key = Self::key(&loc.resource, &loc.namespace, &name);
+        let kind = if self.objects.contains_key(&key) { "MODIFIED" } else { "ADDED" };
+        self.record(&loc.resource, &loc.namespace, kind, &obj);
+        self.objects.insert(key, obj);
     }
 
     pub fn get(&self, collection: &str, name: &str) -> Option<&Value> {
-        self.objects.get(&format!("{collection}/{name}"))
+        let loc = locate(&format!("{collection}/x"));
+        self.objects.get(&Self::key(&loc.resource, &loc.namespace, name))
     }
 
     /// Calls whose path contains `needle`, as "METHOD path".
@@ -91,16 +144,42 @@ impl Store {
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
     }
 
-    fn answer(&mut self, method: &str, uri: &str, body: Value) -> (u16, Value) {
+    fn record(&mut self, resource: &str, ns: &str, kind: &'static str, obj: &Value) {
+        self.log.push((self.rv, resource.into(), ns.into(), kind, obj.clone()));
+    }
+
+    /// Watch events after `since`, as the newline-delimited body of a watch response.
+    fn events_after(&self, resource: &str, ns: &str, since: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (rv, r, n, kind, obj) in &self.log {
+            if *rv > since && r == resource && (ns.is_empty() || n == ns) {
+                out.extend(serde_json::to_vec(&json!({"type": kind, "object": obj})).unwrap());
+                out.push(b'\n');
+            }
+        }
+        out
+    }
+
+    fn answer(&mut self, method: &str, uri: &str, body: Value) -> Answer {
         let path = uri.split('?').next().unwrap_or(uri);
         self.calls.push(format!("{method} {path}"));
         if !rbac::is_granted(method, uri) {
             self.ungranted.push(format!("{method} {uri}"));
-            return (403, status(403, "Forbidden", "not in API_CALLS"));
+            return Answer::Now(403, status(403, "Forbidden", "not in API_CALLS"));
         }
-        let (collection, name, sub) = locate(path);
-        let key = |n: &str| format!("{collection}/{n}");
-        match (method, name.as_deref(), sub.as_str()) {
+        let loc = locate(path);
+        if method == "GET" && loc.name.is_none() && query_param(uri, "watch").as_deref() == Some("true") {
+            let since = query_param(uri, "resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
+            return Answer::Watch { resource: loc.resource, namespace: loc.namespace, since };
+        }
+        let (code, v) = self.apply(method, uri, &loc, body);
+        Answer::Now(code, v)
+    }
+
+    fn apply(&mut self, method: &str, uri: &str, loc: &Loc, body: Value) -> (u16, Value) {
+        let (res, ns) = (loc.resource.clone(), loc.namespace.clone());
+        let key = |n: &str| Self::key(&res, &ns, n);
+        match (method, loc.name.as_deref(), loc.sub.as_str()) {
             ("POST", None, "") => {
                 let mut obj = body;
                 let Some(n) = obj["metadata"]["name"].as_str().map(String::from) else {
@@ -111,50 +190,46 @@ impl Store {
                 }
                 obj["metadata"]["uid"] = json!(format!("uid-{n}"));
                 obj["metadata"]["creationTimestamp"] = json!(now_rfc3339());
+                if !ns.is_empty() {
+                    obj["metadata"]["namespace"] = json!(ns);
+                }
                 self.bump(&mut obj);
+                self.record(&res, &ns, "ADDED", &obj);
                 self.objects.insert(key(&n), obj.clone());
                 (201, obj)
             }
             ("POST", Some(n), "eviction") => {
-                let pod_key = key(n);
-                if !self.objects.contains_key(&pod_key) {
+                if !self.objects.contains_key(&key(n)) {
                     return (404, status(404, "NotFound", "no pod"));
                 }
                 if self.evict_429 > 0 {
                     self.evict_429 -= 1;
-                    return (
-                        429,
-                        status(
-                            429,
-                            "TooManyRequests",
-                            "Cannot evict pod as it would violate the pod's disruption budget.",
-                        ),
-                    );
+                    return (429, status(429, "TooManyRequests", "Cannot evict pod as it would violate the pod's disruption budget."));
                 }
-                if let Some(p) = self.objects.get_mut(&pod_key) {
-                    p["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
-                }
-                (
-                    201,
-                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
-                )
+                let mut pod = self.objects[&key(n)].clone();
+                pod["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+                self.bump(&mut pod);
+                self.record(&res, &ns, "MODIFIED", &pod);
+                self.objects.insert(key(n), pod);
+                (201, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}))
             }
             ("GET", Some(n), "") => match self.objects.get(&key(n)) {
                 Some(o) => (200, o.clone()),
                 None => (404, status(404, "NotFound", "not found")),
             },
             ("GET", None, "") => {
-                let prefix = format!("{collection}/");
+                let selector = query_param(uri, "labelSelector");
                 let items: Vec<Value> = self
                     .objects
                     .iter()
-                    .filter(|(k, _)| k.starts_with(&prefix) && !k[prefix.len()..].contains('/'))
+                    .filter(|(k, _)| {
+                        let (r, rest) = k.rsplit_once('/').map(|(a, _)| a).unwrap_or("").rsplit_once('/').unwrap_or(("", ""));
+                        r == res && (ns.is_empty() || rest == ns)
+                    })
                     .map(|(_, v)| v.clone())
+                    .filter(|v| selects(selector.as_deref(), v))
                     .collect();
-                (
-                    200,
-                    json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": self.rv.to_string()}, "items": items}),
-                )
+                (200, json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": self.rv.to_string()}, "items": items}))
             }
             ("PUT", Some(n), "") => {
                 let Some(current) = self.objects.get(&key(n)) else {
@@ -165,6 +240,7 @@ impl Store {
                 }
                 let mut obj = body;
                 self.bump(&mut obj);
+                self.record(&res, &ns, "MODIFIED", &obj);
                 self.objects.insert(key(n), obj.clone());
                 (200, obj)
             }
@@ -174,12 +250,12 @@ impl Store {
                 };
                 merge(&mut obj, &body);
                 self.bump(&mut obj);
-                let finalized = obj["metadata"]["finalizers"]
-                    .as_array()
-                    .is_none_or(|f| f.is_empty());
+                let finalized = obj["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty());
                 if obj["metadata"]["deletionTimestamp"].is_string() && finalized {
+                    self.record(&res, &ns, "DELETED", &obj);
                     self.objects.remove(&key(n));
                 } else {
+                    self.record(&res, &ns, "MODIFIED", &obj);
                     self.objects.insert(key(n), obj.clone());
                 }
                 (200, obj)
@@ -188,29 +264,37 @@ impl Store {
                 let Some(mut obj) = self.objects.get(&key(n)).cloned() else {
                     return (404, status(404, "NotFound", "not found"));
                 };
-                let has_finalizers = obj["metadata"]["finalizers"]
-                    .as_array()
-                    .is_some_and(|f| !f.is_empty());
+                let has_finalizers = obj["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
                 if has_finalizers {
                     if !obj["metadata"]["deletionTimestamp"].is_string() {
                         obj["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
                         self.bump(&mut obj);
+                        self.record(&res, &ns, "MODIFIED", &obj);
                     }
                     self.objects.insert(key(n), obj.clone());
                 } else {
+                    self.bump(&mut obj);
+                    self.record(&res, &ns, "DELETED", &obj);
                     self.objects.remove(&key(n));
                 }
                 (200, obj)
             }
-            _ => (
-                405,
-                status(405, "MethodNotAllowed", "not supported by the fake"),
-            ),
+            _ => (405, status(405, "MethodNotAllowed", "not supported by the fake")),
         }
     }
 }
 
-/// A client whose requests the returned store answers.
+fn respond(code: u16, body: Vec<u8>) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .unwrap()
+}
+
+/// A client whose requests the returned store answers. A watch is answered after up
+/// to 300 ms with the changes since its resourceVersion (then the stream ends and the
+/// watcher watches again), so watches see changes as they happen.
 pub fn client() -> (kube::Client, Arc<Mutex<Store>>) {
     let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let store = Arc::new(Mutex::new(Store::default()));
@@ -221,13 +305,24 @@ pub fn client() -> (kube::Client, Arc<Mutex<Store>>) {
             let bytes = body.collect_bytes().await.unwrap_or_default();
             let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             let uri = parts.uri.to_string();
-            let (code, out) = s.lock().unwrap().answer(parts.method.as_str(), &uri, body);
-            let resp = Response::builder()
-                .status(code)
-                .header("content-type", "application/json")
-                .body(Body::from(serde_json::to_vec(&out).unwrap()))
-                .unwrap();
-            send.send_response(resp);
+            let answer = s.lock().unwrap().answer(parts.method.as_str(), &uri, body);
+            match answer {
+                Answer::Now(code, out) => send.send_response(respond(code, serde_json::to_vec(&out).unwrap())),
+                Answer::Watch { resource, namespace, since } => {
+                    let s = s.clone();
+                    tokio::spawn(async move {
+                        let mut events = Vec::new();
+                        for _ in 0..15 {
+                            events = s.lock().unwrap().events_after(&resource, &namespace, since);
+                            if !events.is_empty() {
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        send.send_response(respond(200, events));
+                    });
+                }
+            }
         }
     });
     (kube::Client::new(svc, "default"), store)
