@@ -1097,3 +1097,89 @@ async fn a_claim_past_expire_after_is_deleted_and_a_ready_replacement_retires_it
         "the replaced claim is being deleted"
     );
 }
+
+/// The whole controller as `stevedore run` starts it (watches, leader election, the
+/// metrics server, the loop) against the fake API server: a pod that becomes
+/// unschedulable gets a NodeClaim and a launch; the instance's Node registers and the
+/// claim becomes Ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_started_controller_watches_leads_launches_and_registers() {
+    let (client, store) = fake_api::client();
+    let cat = catalog();
+    let launched: Arc<std::sync::Mutex<Vec<Instance>>> = Arc::default();
+    let l = launched.clone();
+    let cloud = SimulatedCloud::new(cat.clone())
+        .with_hook(Box::new(move |i, _| l.lock().unwrap().push(i.clone())));
+    let opts = Options {
+        namespace: "stevedore".into(),
+        identity: "pod-a".into(),
+        lifecycle_every: Duration::from_millis(200),
+        ..Options::default()
+    };
+    let addr = "127.0.0.1:0".parse().unwrap();
+    let config = stevedore::config::bundled();
+    let run = tokio::spawn(stevedore::controller::start(
+        client,
+        cloud,
+        None::<stevedore::controller::NoInterruptions>,
+        config,
+        cat.clone(),
+        opts,
+        addr,
+    ));
+    store.lock().unwrap().put(
+        "/api/v1/namespaces/shop/pods",
+        pending_json("shop", "web-1", "1", "2Gi"),
+    );
+    let claim_with = |s: &fake_api::Store, cond: &str| -> Option<NodeClaim> {
+        s.objects
+            .iter()
+            .filter(|(k, _)| k.starts_with(CLAIMS))
+            .filter_map(|(_, v)| serde_json::from_value::<NodeClaim>(v.clone()).ok())
+            .find(|c| c.status.as_ref().is_some_and(|st| st.condition(cond)))
+    };
+    let wait_for = |cond: &'static str| {
+        let store = store.clone();
+        async move {
+            for _ in 0..300 {
+                if let Some(c) = claim_with(&store.lock().unwrap(), cond) {
+                    return c;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!(
+                "no NodeClaim {cond} within 15 s: {:?}",
+                store.lock().unwrap().calls
+            );
+        }
+    };
+    let claim = wait_for("Launched").await;
+    let instance = launched.lock().unwrap()[0].clone();
+    assert_eq!(
+        claim.status.as_ref().unwrap().provider_id.as_deref(),
+        Some(instance.provider_id.as_str())
+    );
+    store
+        .lock()
+        .unwrap()
+        .put(NODES, node_json("ip-10-0-0-9", &instance, &cat, true));
+    let ready = wait_for("Ready").await;
+    assert_eq!(
+        ready.status.unwrap().node_name.as_deref(),
+        Some("ip-10-0-0-9")
+    );
+    assert_eq!(launched.lock().unwrap().len(), 1, "one launch for one pod");
+    {
+        let s = store.lock().unwrap();
+        let lease = s
+            .get(
+                "/apis/coordination.k8s.io/v1/namespaces/stevedore/leases",
+                "stevedore-leader",
+            )
+            .expect("the lease");
+        assert_eq!(lease["spec"]["holderIdentity"], "pod-a");
+        assert!(s.calls_to("GET", "/api/v1/pods") >= 2, "listed and watched");
+        assert_all_granted(&s);
+    }
+    run.abort();
+}

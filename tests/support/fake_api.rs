@@ -67,11 +67,17 @@ fn locate(path: &str) -> Loc {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let base = if segs.first() == Some(&"api") { 2 } else { 3 };
     let (namespace, rest) = match segs.get(base) {
-        Some(&"namespaces") if segs.len() > base + 2 => (segs[base + 1].to_string(), &segs[base + 2..]),
+        Some(&"namespaces") if segs.len() > base + 2 => {
+            (segs[base + 1].to_string(), &segs[base + 2..])
+        }
         _ => (String::new(), &segs[base..]),
     };
     Loc {
-        resource: format!("/{}/{}", segs[..base].join("/"), rest.first().copied().unwrap_or_default()),
+        resource: format!(
+            "/{}/{}",
+            segs[..base].join("/"),
+            rest.first().copied().unwrap_or_default()
+        ),
         namespace,
         name: rest.get(1).map(|s| s.to_string()),
         sub: rest.get(2).map(|s| s.to_string()).unwrap_or_default(),
@@ -82,16 +88,22 @@ fn query_param(uri: &str, key: &str) -> Option<String> {
     let q = uri.split_once('?')?.1;
     q.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;
-        (k == key).then(|| v.replace("%3D", "=").replace("%2C", ",").replace("%2F", "/"))
+        (k == key).then(|| {
+            v.replace("%3D", "=")
+                .replace("%2C", ",")
+                .replace("%2F", "/")
+        })
     })
 }
 
 fn selects(selector: Option<&str>, obj: &Value) -> bool {
     selector.is_none_or(|sel| {
-        sel.split(',').filter(|t| !t.is_empty()).all(|term| match term.split_once('=') {
-            Some((k, v)) => obj["metadata"]["labels"][k].as_str() == Some(v),
-            None => true,
-        })
+        sel.split(',')
+            .filter(|t| !t.is_empty())
+            .all(|term| match term.split_once('=') {
+                Some((k, v)) => obj["metadata"]["labels"][k].as_str() == Some(v),
+                None => true,
+            })
     })
 }
 
@@ -103,7 +115,11 @@ fn now_rfc3339() -> String {
 enum Answer {
     Now(u16, Value),
     /// A watch from this resourceVersion (answered with what happened after it).
-    Watch { resource: String, namespace: String, since: u64 },
+    Watch {
+        resource: String,
+        namespace: String,
+        since: u64,
+    },
 }
 
 impl Store {
@@ -121,14 +137,19 @@ impl Store {
         }
         self.bump(&mut obj);
         let key = Self::key(&loc.resource, &loc.namespace, &name);
-        let kind = if self.objects.contains_key(&key) { "MODIFIED" } else { "ADDED" };
+        let kind = if self.objects.contains_key(&key) {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
         self.record(&loc.resource, &loc.namespace, kind, &obj);
         self.objects.insert(key, obj);
     }
 
     pub fn get(&self, collection: &str, name: &str) -> Option<&Value> {
         let loc = locate(&format!("{collection}/x"));
-        self.objects.get(&Self::key(&loc.resource, &loc.namespace, name))
+        self.objects
+            .get(&Self::key(&loc.resource, &loc.namespace, name))
     }
 
     /// Calls whose path contains `needle`, as "METHOD path".
@@ -145,7 +166,8 @@ impl Store {
     }
 
     fn record(&mut self, resource: &str, ns: &str, kind: &'static str, obj: &Value) {
-        self.log.push((self.rv, resource.into(), ns.into(), kind, obj.clone()));
+        self.log
+            .push((self.rv, resource.into(), ns.into(), kind, obj.clone()));
     }
 
     /// Watch events after `since`, as the newline-delimited body of a watch response.
@@ -168,9 +190,18 @@ impl Store {
             return Answer::Now(403, status(403, "Forbidden", "not in API_CALLS"));
         }
         let loc = locate(path);
-        if method == "GET" && loc.name.is_none() && query_param(uri, "watch").as_deref() == Some("true") {
-            let since = query_param(uri, "resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
-            return Answer::Watch { resource: loc.resource, namespace: loc.namespace, since };
+        if method == "GET"
+            && loc.name.is_none()
+            && query_param(uri, "watch").as_deref() == Some("true")
+        {
+            let since = query_param(uri, "resourceVersion")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            return Answer::Watch {
+                resource: loc.resource,
+                namespace: loc.namespace,
+                since,
+            };
         }
         let (code, v) = self.apply(method, uri, &loc, body);
         Answer::Now(code, v)
@@ -204,14 +235,24 @@ impl Store {
                 }
                 if self.evict_429 > 0 {
                     self.evict_429 -= 1;
-                    return (429, status(429, "TooManyRequests", "Cannot evict pod as it would violate the pod's disruption budget."));
+                    return (
+                        429,
+                        status(
+                            429,
+                            "TooManyRequests",
+                            "Cannot evict pod as it would violate the pod's disruption budget.",
+                        ),
+                    );
                 }
                 let mut pod = self.objects[&key(n)].clone();
                 pod["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
                 self.bump(&mut pod);
                 self.record(&res, &ns, "MODIFIED", &pod);
                 self.objects.insert(key(n), pod);
-                (201, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}))
+                (
+                    201,
+                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+                )
             }
             ("GET", Some(n), "") => match self.objects.get(&key(n)) {
                 Some(o) => (200, o.clone()),
@@ -223,13 +264,21 @@ impl Store {
                     .objects
                     .iter()
                     .filter(|(k, _)| {
-                        let (r, rest) = k.rsplit_once('/').map(|(a, _)| a).unwrap_or("").rsplit_once('/').unwrap_or(("", ""));
+                        let (r, rest) = k
+                            .rsplit_once('/')
+                            .map(|(a, _)| a)
+                            .unwrap_or("")
+                            .rsplit_once('/')
+                            .unwrap_or(("", ""));
                         r == res && (ns.is_empty() || rest == ns)
                     })
                     .map(|(_, v)| v.clone())
                     .filter(|v| selects(selector.as_deref(), v))
                     .collect();
-                (200, json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": self.rv.to_string()}, "items": items}))
+                (
+                    200,
+                    json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": self.rv.to_string()}, "items": items}),
+                )
             }
             ("PUT", Some(n), "") => {
                 let Some(current) = self.objects.get(&key(n)) else {
@@ -250,7 +299,9 @@ impl Store {
                 };
                 merge(&mut obj, &body);
                 self.bump(&mut obj);
-                let finalized = obj["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty());
+                let finalized = obj["metadata"]["finalizers"]
+                    .as_array()
+                    .is_none_or(|f| f.is_empty());
                 if obj["metadata"]["deletionTimestamp"].is_string() && finalized {
                     self.record(&res, &ns, "DELETED", &obj);
                     self.objects.remove(&key(n));
@@ -264,7 +315,9 @@ impl Store {
                 let Some(mut obj) = self.objects.get(&key(n)).cloned() else {
                     return (404, status(404, "NotFound", "not found"));
                 };
-                let has_finalizers = obj["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+                let has_finalizers = obj["metadata"]["finalizers"]
+                    .as_array()
+                    .is_some_and(|f| !f.is_empty());
                 if has_finalizers {
                     if !obj["metadata"]["deletionTimestamp"].is_string() {
                         obj["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
@@ -279,7 +332,10 @@ impl Store {
                 }
                 (200, obj)
             }
-            _ => (405, status(405, "MethodNotAllowed", "not supported by the fake")),
+            _ => (
+                405,
+                status(405, "MethodNotAllowed", "not supported by the fake"),
+            ),
         }
     }
 }
@@ -307,8 +363,14 @@ pub fn client() -> (kube::Client, Arc<Mutex<Store>>) {
             let uri = parts.uri.to_string();
             let answer = s.lock().unwrap().answer(parts.method.as_str(), &uri, body);
             match answer {
-                Answer::Now(code, out) => send.send_response(respond(code, serde_json::to_vec(&out).unwrap())),
-                Answer::Watch { resource, namespace, since } => {
+                Answer::Now(code, out) => {
+                    send.send_response(respond(code, serde_json::to_vec(&out).unwrap()))
+                }
+                Answer::Watch {
+                    resource,
+                    namespace,
+                    since,
+                } => {
                     let s = s.clone();
                     tokio::spawn(async move {
                         let mut events = Vec::new();
