@@ -783,20 +783,32 @@ async fn only_the_leader_acts_and_a_batch_closes_after_the_idle_time() {
     );
 
     leader_tx.send(true).unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(
+        store.lock().unwrap().calls_to("POST", "nodeclaims"),
+        1,
+        "a new leader acts at once on what it saw as a follower"
+    );
+    // A pod too big for that claim: the batch waits for 1 s without a new pod.
+    ctl.state
+        .write()
+        .unwrap()
+        .apply_pod(&pod(pending_json("shop", "big", "30", "100Gi")), now)
+        .unwrap();
     tx.send(Signal::PodPending).unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         store.lock().unwrap().calls_to("POST", "nodeclaims"),
-        0,
+        1,
         "the batch is still open"
     );
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(
         store.lock().unwrap().calls_to("POST", "nodeclaims"),
-        1,
+        2,
         "the batch closed after 1 s idle"
     );
-    assert_eq!(ctl.cloud().launches(), 1);
+    assert_eq!(ctl.cloud().launches(), 2);
     loop_task.abort();
 }
 
@@ -1182,4 +1194,116 @@ async fn the_started_controller_watches_leads_launches_and_registers() {
         assert_all_granted(&s);
     }
     run.abort();
+}
+
+/// Two replicas on one API server: only the lease holder launches; when it dies (no
+/// release), the follower, whose indexes are warm, takes over within the lease duration
+/// and launches for the next pod, without relaunching the first one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_takes_over_when_the_leader_dies() {
+    type Launches = Arc<std::sync::Mutex<Vec<(&'static str, Instance)>>>;
+    let (client_a, store) = fake_api::client();
+    let client_b = fake_api::client_of(&store);
+    let cat = catalog();
+    let launched: Launches = Arc::default();
+    let replica = |client: kube::Client, who: &'static str| {
+        let l = launched.clone();
+        let cloud = SimulatedCloud::new(cat.clone()).with_hook(Box::new(move |i, _| {
+            l.lock().unwrap().push((who, i.clone()))
+        }));
+        let opts = Options {
+            namespace: "stevedore".into(),
+            identity: who.into(),
+            lease_duration: Duration::from_secs(2),
+            renew_every: Duration::from_millis(300),
+            lease_poll: Duration::from_millis(100),
+            lifecycle_every: Duration::from_millis(200),
+            ..Options::default()
+        };
+        tokio::spawn(stevedore::controller::start(
+            client,
+            cloud,
+            None::<stevedore::controller::NoInterruptions>,
+            stevedore::config::bundled(),
+            cat.clone(),
+            opts,
+            "127.0.0.1:0".parse().unwrap(),
+        ))
+    };
+    let holder = |store: &Arc<std::sync::Mutex<fake_api::Store>>| {
+        store
+            .lock()
+            .unwrap()
+            .get(
+                "/apis/coordination.k8s.io/v1/namespaces/stevedore/leases",
+                "stevedore-leader",
+            )
+            .and_then(|l| l["spec"]["holderIdentity"].as_str().map(String::from))
+    };
+    async fn until(what: &str, mut f: impl FnMut() -> bool) {
+        for _ in 0..400 {
+            if f() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("not within 20 s: {what}");
+    }
+    let a = replica(client_a, "pod-a");
+    until("a leads", || holder(&store).as_deref() == Some("pod-a")).await;
+    let b = replica(client_b, "pod-b");
+    store.lock().unwrap().put(
+        "/api/v1/namespaces/shop/pods",
+        pending_json("shop", "web-1", "1", "2Gi"),
+    );
+    until("web-1's claim launched", || {
+        store
+            .lock()
+            .unwrap()
+            .objects
+            .iter()
+            .any(|(k, v)| k.starts_with(CLAIMS) && v["status"]["providerID"].is_string())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        holder(&store).as_deref(),
+        Some("pod-a"),
+        "b follows a live leader"
+    );
+    assert_eq!(
+        launched
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(w, _)| *w)
+            .collect::<Vec<_>>(),
+        vec!["pod-a"]
+    );
+
+    // a dies without releasing the lease.
+    a.abort();
+    let died = std::time::Instant::now();
+    store.lock().unwrap().put(
+        "/api/v1/namespaces/shop/pods",
+        pending_json("shop", "big", "30", "100Gi"),
+    );
+    until("b launches for the new pod", || {
+        launched.lock().unwrap().len() == 2
+    })
+    .await;
+    let took = died.elapsed();
+    assert_eq!(launched.lock().unwrap()[1].0, "pod-b");
+    assert_eq!(holder(&store).as_deref(), Some("pod-b"));
+    // Within one lease duration (2 s here) of the last renewal, and the new leader
+    // decides at once on its warm indexes (no batch wait, no scan wait).
+    assert!(took < Duration::from_secs(3), "took over in {took:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        launched.lock().unwrap().len(),
+        2,
+        "web-1 is not launched again"
+    );
+    assert_all_granted(&store.lock().unwrap());
+    b.abort();
 }

@@ -35,14 +35,24 @@ pub enum LeaseDecision {
 
 /// Should `me` create, renew, take over or follow? `observed_at` is when this replica
 /// first saw the current `renew_stamp` (its own clock), `now` the same clock.
-pub fn decide(me: &str, lease: Option<&LeaseView>, observed_at: f64, now: f64) -> LeaseDecision {
+/// `poll_s` is how often this replica looks: the renewal may have happened up to that
+/// long before it was seen, so the lease is taken that much earlier, which keeps the
+/// hand-over within one lease duration of the holder's last renewal. (Safe while the
+/// holder renews more often than `duration - 2 * poll`.)
+pub fn decide(
+    me: &str,
+    lease: Option<&LeaseView>,
+    observed_at: f64,
+    now: f64,
+    poll_s: f64,
+) -> LeaseDecision {
     let Some(l) = lease else {
         return LeaseDecision::Create;
     };
     match l.holder.as_deref() {
         Some(h) if h == me => LeaseDecision::Renew,
         None | Some("") => LeaseDecision::TakeOver,
-        Some(h) if now - observed_at >= l.duration_s => {
+        Some(h) if now - observed_at >= l.duration_s - poll_s => {
             let _ = h;
             LeaseDecision::TakeOver
         }
@@ -69,6 +79,8 @@ pub struct LeaderElector {
     duration: Duration,
     /// (renew stamp, when first seen on our clock).
     observed: Option<(String, f64)>,
+    /// How often [`LeaderElector::step`] is called (see [`decide`]).
+    poll: Duration,
 }
 
 impl LeaderElector {
@@ -79,7 +91,15 @@ impl LeaderElector {
             identity: identity.to_string(),
             duration,
             observed: None,
+            poll: Duration::ZERO,
         }
+    }
+
+    /// Declares how often `step` is called, so a follower takes over within one lease
+    /// duration of the last renewal rather than one duration plus a poll.
+    pub fn with_poll(mut self, poll: Duration) -> Self {
+        self.poll = poll;
+        self
     }
 
     pub fn identity(&self) -> &str {
@@ -122,7 +142,13 @@ impl LeaderElector {
             }
         }
         let observed_at = self.observed.as_ref().map_or(now, |(_, t)| *t);
-        let decision = decide(&self.identity, v.as_ref(), observed_at, now);
+        let decision = decide(
+            &self.identity,
+            v.as_ref(),
+            observed_at,
+            now,
+            self.poll.as_secs_f64(),
+        );
         let pp = PostParams::default();
         let result = match (decision, current) {
             (LeaseDecision::Create, _) => {
@@ -205,13 +231,13 @@ mod tests {
 
     #[test]
     fn no_lease_is_created() {
-        assert_eq!(decide("a", None, 0.0, 0.0), LeaseDecision::Create);
+        assert_eq!(decide("a", None, 0.0, 0.0, 0.0), LeaseDecision::Create);
     }
 
     #[test]
     fn the_holder_renews() {
         assert_eq!(
-            decide("a", Some(&held_by("a")), 0.0, 100.0),
+            decide("a", Some(&held_by("a")), 0.0, 100.0, 0.0),
             LeaseDecision::Renew
         );
     }
@@ -220,18 +246,41 @@ mod tests {
     fn a_live_holder_is_followed_until_a_full_duration_passes_unrenewed() {
         let l = held_by("a");
         assert_eq!(
-            decide("b", Some(&l), 10.0, 24.9),
+            decide("b", Some(&l), 10.0, 24.9, 0.0),
             LeaseDecision::Follow { holder: "a".into() }
         );
-        assert_eq!(decide("b", Some(&l), 10.0, 25.0), LeaseDecision::TakeOver);
+        assert_eq!(
+            decide("b", Some(&l), 10.0, 25.0, 0.0),
+            LeaseDecision::TakeOver
+        );
+    }
+
+    #[test]
+    fn a_follower_polling_every_second_takes_over_one_poll_early() {
+        // The renewal was seen at 10.0 but may have happened up to 1 s before.
+        let l = held_by("a");
+        assert!(matches!(
+            decide("b", Some(&l), 10.0, 23.9, 1.0),
+            LeaseDecision::Follow { .. }
+        ));
+        assert_eq!(
+            decide("b", Some(&l), 10.0, 24.0, 1.0),
+            LeaseDecision::TakeOver
+        );
     }
 
     #[test]
     fn a_released_lease_is_taken_at_once() {
         let mut l = held_by("a");
         l.holder = None;
-        assert_eq!(decide("b", Some(&l), 10.0, 10.0), LeaseDecision::TakeOver);
+        assert_eq!(
+            decide("b", Some(&l), 10.0, 10.0, 0.0),
+            LeaseDecision::TakeOver
+        );
         l.holder = Some(String::new());
-        assert_eq!(decide("b", Some(&l), 10.0, 10.0), LeaseDecision::TakeOver);
+        assert_eq!(
+            decide("b", Some(&l), 10.0, 10.0, 0.0),
+            LeaseDecision::TakeOver
+        );
     }
 }

@@ -62,6 +62,8 @@ pub struct Options {
     pub leader_elect: bool,
     pub lease_duration: Duration,
     pub renew_every: Duration,
+    /// How often the lease is looked at (a follower notices a dead leader this fast).
+    pub lease_poll: Duration,
     pub dry_run: bool,
     /// A launched instance must become a Node within this, or its claim is deleted.
     pub registration_timeout: Duration,
@@ -84,6 +86,7 @@ impl Default for Options {
             leader_elect: true,
             lease_duration: Duration::from_secs(15),
             renew_every: Duration::from_secs(5),
+            lease_poll: Duration::from_secs(1),
             dry_run: false,
             registration_timeout: Duration::from_secs(15 * 60),
             orphan_grace: Duration::from_secs(5 * 60),
@@ -1168,7 +1171,7 @@ impl<P: CloudProvider> Controller<P> {
     pub async fn run(
         self: Arc<Self>,
         mut signals: mpsc::UnboundedReceiver<Signal>,
-        leader: watch::Receiver<bool>,
+        mut leader: watch::Receiver<bool>,
         ready: Arc<AtomicBool>,
     ) {
         let s = &self.config.settings;
@@ -1191,13 +1194,30 @@ impl<P: CloudProvider> Controller<P> {
                     }
                     Some(Signal::Synced(kind)) => {
                         synced.insert(kind);
+                        let was_ready = ready.load(Ordering::Relaxed);
                         if WATCHED.iter().all(|k| synced.contains(k)) {
                             ready.store(true, Ordering::Relaxed);
+                            // Pods pending from before the start need no new event.
+                            if !was_ready && leading {
+                                self.provision(wall_clock()).await;
+                            }
                         }
                     }
                     Some(Signal::Changed) => {}
                     None => return,
                 },
+                changed = leader.changed() => {
+                    if changed.is_err() {
+                        // The election ended (shutdown): act no more.
+                        return;
+                    }
+                    // A new leader acts at once on what its warm indexes show, rather
+                    // than at the next scan.
+                    if *leader.borrow() && ready.load(Ordering::Relaxed) {
+                        self.provision(wall_clock()).await;
+                        self.reconcile(wall_clock()).await;
+                    }
+                }
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
                     batch = None;
                     if acting {
@@ -1255,18 +1275,21 @@ fn provisioning_record(plan: &Plan, ms: f64, dry_run: bool) -> crate::metrics::D
     }
 }
 
-/// Keeps `tx` saying whether this replica holds the lease. Renews every `renew_every`;
-/// a leader that cannot renew for a whole lease duration stops acting.
+/// Keeps `tx` saying whether this replica holds the lease. Looks every `poll`; the
+/// holder writes a renewal every `renew_every`; a holder that cannot renew for two
+/// thirds of the lease duration (client-go's renew deadline) stops acting before a
+/// follower may take over.
 pub async fn lead(
     mut elector: LeaderElector,
-    renew_every: Duration,
-    lease_duration: Duration,
+    timing: LeaseTiming,
     tx: watch::Sender<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
     let start = Instant::now();
     let mut last_ok = Instant::now();
-    let mut ticker = tokio::time::interval(renew_every);
+    let mut last_write: Option<Instant> = None;
+    let deadline = timing.duration.mul_f64(2.0 / 3.0);
+    let mut ticker = tokio::time::interval(timing.poll);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -1278,11 +1301,17 @@ pub async fn lead(
                 return;
             }
         }
-        let now = start.elapsed().as_secs_f64();
-        match elector.step(now).await {
+        let leading = *tx.borrow();
+        if leading && last_write.is_some_and(|w| w.elapsed() < timing.renew_every) {
+            continue;
+        }
+        match elector.step(start.elapsed().as_secs_f64()).await {
             Ok(held) => {
                 last_ok = Instant::now();
-                if *tx.borrow() != held {
+                if held {
+                    last_write = Some(Instant::now());
+                }
+                if leading != held {
                     tracing::info!(
                         identity = elector.identity(),
                         leader = held,
@@ -1293,12 +1322,20 @@ pub async fn lead(
             }
             Err(e) => {
                 tracing::warn!(error = %e, "lease renewal failed");
-                if last_ok.elapsed() >= lease_duration {
+                if last_ok.elapsed() >= deadline {
                     let _ = tx.send(false);
                 }
             }
         }
     }
+}
+
+/// Lease timings: 15 s duration, renewed every 5 s, looked at every second.
+#[derive(Clone, Copy, Debug)]
+pub struct LeaseTiming {
+    pub duration: Duration,
+    pub renew_every: Duration,
+    pub poll: Duration,
 }
 
 /// Runs the controller until Ctrl-C/SIGTERM: watches, leader election, the metrics
@@ -1321,7 +1358,11 @@ pub async fn start<P: CloudProvider + 'static, I: InterruptionSource + 'static>(
         opts.clone(),
     ));
     let (tx, rx) = mpsc::unbounded_channel();
-    let watches = crate::cluster::watch::spawn_all(&client, &ctl.state, &tx);
+    // Everything spawned here stops when `start` returns or its future is dropped.
+    let mut tasks = Tasks::default();
+    for w in crate::cluster::watch::spawn_all(&client, &ctl.state, &tx) {
+        tasks.add(w.abort_handle());
+    }
     let ready = Arc::new(AtomicBool::new(false));
     let (leader_tx, leader_rx) = watch::channel(!opts.leader_elect);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -1329,14 +1370,16 @@ pub async fn start<P: CloudProvider + 'static, I: InterruptionSource + 'static>(
     if opts.leader_elect {
         let api = Api::namespaced(client.clone(), &opts.namespace);
         let elector =
-            LeaderElector::new(api, &opts.lease_name, &opts.identity, opts.lease_duration);
-        lead_task = Some(tokio::spawn(lead(
-            elector,
-            opts.renew_every,
-            opts.lease_duration,
-            leader_tx,
-            stop_rx,
-        )));
+            LeaderElector::new(api, &opts.lease_name, &opts.identity, opts.lease_duration)
+                .with_poll(opts.lease_poll);
+        let timing = LeaseTiming {
+            duration: opts.lease_duration,
+            renew_every: opts.renew_every,
+            poll: opts.lease_poll,
+        };
+        let t = tokio::spawn(lead(elector, timing, leader_tx, stop_rx));
+        tasks.add(t.abort_handle());
+        lead_task = Some(t);
     }
     tracing::info!(
         provider = ctl.cloud().name(),
@@ -1346,9 +1389,11 @@ pub async fn start<P: CloudProvider + 'static, I: InterruptionSource + 'static>(
         "stevedore controller starting"
     );
     if let Some(source) = interruptions {
-        tokio::spawn(follow_interruptions(ctl.clone(), source, leader_rx.clone()));
+        let t = tokio::spawn(follow_interruptions(ctl.clone(), source, leader_rx.clone()));
+        tasks.add(t.abort_handle());
     }
     let http = tokio::spawn(http::serve_on(listener, ctl.metrics.clone(), ready.clone()));
+    tasks.add(http.abort_handle());
     let result = tokio::select! {
         _ = ctl.clone().run(rx, leader_rx, ready) => Ok(()),
         r = http => match r {
@@ -1357,15 +1402,31 @@ pub async fn start<P: CloudProvider + 'static, I: InterruptionSource + 'static>(
         },
         _ = shutdown_signal() => Ok(()),
     };
-    for w in watches {
-        w.abort();
-    }
     // Hand the lease over now rather than after it expires (a rolling update).
     let _ = stop_tx.send(true);
     if let Some(t) = lead_task {
         let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
     }
     result
+}
+
+/// Tasks aborted on drop: a dropped or finished `start` leaves nothing running (a
+/// replica that stops acting stops renewing its lease too).
+#[derive(Default)]
+struct Tasks(Vec<tokio::task::AbortHandle>);
+
+impl Tasks {
+    fn add(&mut self, h: tokio::task::AbortHandle) {
+        self.0.push(h);
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
+    }
 }
 
 /// Polls the interruption feed; notices are acted on while leader (a follower leaves

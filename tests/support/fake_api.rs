@@ -352,40 +352,53 @@ fn respond(code: u16, body: Vec<u8>) -> Response<Body> {
 /// to 300 ms with the changes since its resourceVersion (then the stream ends and the
 /// watcher watches again), so watches see changes as they happen.
 pub fn client() -> (kube::Client, Arc<Mutex<Store>>) {
-    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let store = Arc::new(Mutex::new(Store::default()));
+    (client_of(&store), store)
+}
+
+async fn serve_one(
+    s: &Arc<Mutex<Store>>,
+    req: Request<Body>,
+    send: tower_test::mock::SendResponse<Response<Body>>,
+) {
+    let (parts, body) = req.into_parts();
+    let bytes = body.collect_bytes().await.unwrap_or_default();
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let uri = parts.uri.to_string();
+    let answer = s.lock().unwrap().answer(parts.method.as_str(), &uri, body);
+    match answer {
+        Answer::Now(code, out) => {
+            send.send_response(respond(code, serde_json::to_vec(&out).unwrap()))
+        }
+        Answer::Watch {
+            resource,
+            namespace,
+            since,
+        } => {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let mut events = Vec::new();
+                for _ in 0..15 {
+                    events = s.lock().unwrap().events_after(&resource, &namespace, since);
+                    if !events.is_empty() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                send.send_response(respond(200, events));
+            });
+        }
+    }
+}
+
+/// Another client of the same store (a second replica).
+pub fn client_of(store: &Arc<Mutex<Store>>) -> kube::Client {
+    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let s = store.clone();
     tokio::spawn(async move {
         while let Some((req, send)) = handle.next_request().await {
-            let (parts, body) = req.into_parts();
-            let bytes = body.collect_bytes().await.unwrap_or_default();
-            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            let uri = parts.uri.to_string();
-            let answer = s.lock().unwrap().answer(parts.method.as_str(), &uri, body);
-            match answer {
-                Answer::Now(code, out) => {
-                    send.send_response(respond(code, serde_json::to_vec(&out).unwrap()))
-                }
-                Answer::Watch {
-                    resource,
-                    namespace,
-                    since,
-                } => {
-                    let s = s.clone();
-                    tokio::spawn(async move {
-                        let mut events = Vec::new();
-                        for _ in 0..15 {
-                            events = s.lock().unwrap().events_after(&resource, &namespace, since);
-                            if !events.is_empty() {
-                                break;
-                            }
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
-                        send.send_response(respond(200, events));
-                    });
-                }
-            }
+            serve_one(&s, req, send).await;
         }
     });
-    (kube::Client::new(svc, "default"), store)
+    kube::Client::new(svc, "default")
 }
