@@ -401,7 +401,15 @@ impl NodeGroupProvider for AwsNodeGroups {
         let raw = self.describe(&self.settings.auto_scaling_groups).await?;
         let mut out = Vec::new();
         for g in &raw {
-            out.extend(self.to_group(g).await?);
+            match self.to_group(g).await {
+                Ok(group) => out.extend(group),
+                // A group whose launch template is gone or malformed is left out; the
+                // others still scale. Permission and throttling errors concern all.
+                Err(e @ CloudError::Invalid { .. }) => {
+                    tracing::warn!(group = g.auto_scaling_group_name(), error = %e, "skipping Auto Scaling group");
+                }
+                Err(e) => return Err(e),
+            }
         }
         let activities = self.activities().await?;
         self.record_activities(&activities);
