@@ -143,6 +143,7 @@ async fn spot_launch_creates_a_template_and_one_tagged_instance() {
         .starts_with("resolve:ssm:/aws/service/eks/"));
     let ud = String::from_utf8(base64_decode(data.user_data().expect("user data"))).expect("utf8");
     assert!(ud.contains("kind: NodeConfig"), "{ud}");
+    assert!(ud.contains("maxPods: 58"), "{ud}");
     assert!(ud.contains("--node-labels=team=web"), "{ud}");
     assert!(
         ud.contains("--register-with-taints=dedicated=web:NoSchedule"),

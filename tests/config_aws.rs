@@ -37,6 +37,7 @@ fn minimal_block_takes_documented_defaults() {
     assert_eq!(s.interruption_queue, None);
     assert_eq!(s.api_max_attempts, 5);
     assert!(s.auto_scaling_groups.is_empty());
+    assert_eq!(s.max_pods, None);
     let none = load_str("apiVersion: stevedore.dev/v1\nkind: Settings\n", "x.yaml").expect("valid");
     assert_eq!(none.settings.aws, None, "no aws block, no AWS settings");
 }
@@ -57,6 +58,7 @@ fn every_field_is_read() {
         "  spotPriceRefresh: 5m\n",
         "  autoScalingGroups: [a, b]\n",
         "  apiMaxAttempts: 3\n",
+        "  maxPods: 110\n",
     ))
     .expect("valid")
     .expect("aws");
@@ -73,6 +75,7 @@ fn every_field_is_read() {
     assert_eq!(s.spot_price_refresh, Duration::from_secs(300));
     assert_eq!(s.auto_scaling_groups, ["a", "b"]);
     assert_eq!(s.api_max_attempts, 3);
+    assert_eq!(s.max_pods, Some(110));
     let ssm = settings("  clusterName: p\n  ami: ssm:/my/ami\n")
         .expect("valid")
         .expect("aws");

@@ -69,6 +69,7 @@ pub fn settings() -> AwsSettings {
     s.cluster_certificate_authority = Some("Q0E=".into());
     s.cluster_cidr = Some("10.100.0.0/16".into());
     s.instance_profile = Some("stevedore-node".into());
+    s.max_pods = Some(58);
     s
 }
 

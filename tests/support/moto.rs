@@ -1,6 +1,6 @@
-//! One moto server per test: started on a free port, waited for (bounded), killed on
-//! drop (also when the test panics). moto missing is a test failure naming the install
-//! script, never a silent skip.
+//! One moto server per test (so tests never share state and need no reset): started on
+//! a free port, waited for (bounded), killed on drop (also when the test panics). moto
+//! missing is a test failure naming the install script, never a silent skip.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -87,12 +87,6 @@ impl Moto {
         let mut out = String::new();
         s.read_to_string(&mut out)?;
         Ok(out)
-    }
-
-    /// Clears every resource (`POST /moto-api/reset`).
-    pub fn reset(&self) {
-        let r = self.request("POST", "/moto-api/reset").expect("reset moto");
-        assert!(r.contains(" 200 "), "reset failed: {r}");
     }
 
     pub fn endpoint(&self) -> String {

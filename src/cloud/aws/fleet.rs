@@ -176,7 +176,6 @@ pub struct AwsFleet {
     ec2: aws_sdk_ec2::Client,
     settings: AwsSettings,
     catalog: Catalog,
-    max_pods: Option<u32>,
     state: Mutex<State>,
 }
 
@@ -187,15 +186,8 @@ impl AwsFleet {
             ec2,
             settings,
             catalog,
-            max_pods: None,
             state: Mutex::new(State::default()),
         }
-    }
-
-    /// Fixes the kubelet's max pods in the user data (default: nodeadm's ENI-based value).
-    pub fn with_max_pods(mut self, max_pods: Option<u32>) -> Self {
-        self.max_pods = max_pods;
-        self
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -251,7 +243,7 @@ impl AwsFleet {
                 &self.settings,
                 &req.labels,
                 &taints,
-                self.max_pods,
+                self.settings.max_pods,
             ),
             root_volume_gib: gib(self.settings.root_volume.size),
             root_volume_type: self.settings.root_volume.volume_type.clone(),
