@@ -225,3 +225,75 @@ async fn missing_permissions_name_the_iam_action() {
     );
     assert_eq!(live_instances(&env, "claim-denied").await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_deleted_behind_our_back_is_recreated() {
+    let (env, fleet) = setup(3).await;
+    let opts = offerings(&["m5.large"], CapacityType::Spot);
+    fleet
+        .launch(&request("claim-first", opts.clone()))
+        .await
+        .expect("first");
+    let templates = env
+        .setup
+        .ec2
+        .describe_launch_templates()
+        .send()
+        .await
+        .expect("templates");
+    for t in templates.launch_templates() {
+        env.setup
+            .ec2
+            .delete_launch_template()
+            .set_launch_template_id(t.launch_template_id().map(str::to_string))
+            .send()
+            .await
+            .expect("delete");
+    }
+    // What EC2 answers for a fleet naming a deleted template.
+    env.recorder.inject(Fault::ec2_error(
+        ops::CREATE_FLEET,
+        "InvalidLaunchTemplateId.NotFound",
+        400,
+        1,
+    ));
+    let err = fleet
+        .launch(&request("claim-second", opts.clone()))
+        .await
+        .expect_err("stale template");
+    assert!(matches!(err, CloudError::Invalid { .. }), "{err:?}");
+    fleet
+        .launch(&request("claim-second", opts))
+        .await
+        .expect("template recreated");
+    assert_eq!(env.recorder.count(ops::CREATE_LAUNCH_TEMPLATE), 2);
+    assert_eq!(live_instances(&env, "claim-second").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn options_in_zones_without_subnets_fail_with_the_rest() {
+    let (env, fleet) = setup(3).await;
+    let mut opts = offerings(&["m5.large"], CapacityType::Spot);
+    let no_subnet = Offering {
+        zone: "us-east-1c".into(),
+        ..opts[0].clone()
+    };
+    opts.push(no_subnet.clone());
+    env.recorder.inject(Fault::fleet_errors(
+        "spot",
+        "InsufficientInstanceCapacity",
+        &["m5.large"],
+    ));
+    let err = fleet
+        .launch(&request("claim-zones", opts.clone()))
+        .await
+        .expect_err("no capacity");
+    let CloudError::InsufficientCapacity { offerings: failed } = err else {
+        panic!("expected insufficient capacity, got {err:?}");
+    };
+    assert_eq!(failed.len(), 3, "{failed:?}");
+    assert!(failed.contains(&no_subnet));
+    // The request never named the zone without a subnet.
+    let body = &env.recorder.bodies(ops::CREATE_FLEET)[0];
+    assert!(!body.contains("Overrides.3."), "{body}");
+}

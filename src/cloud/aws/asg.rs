@@ -250,6 +250,13 @@ impl AwsNodeGroups {
             return Ok(None);
         };
         let (instance_type, capacity_type) = self.instance_type_of(g).await?;
+        if instance_type.is_empty() {
+            // Without a type the group cannot be simulated (nor scaled from zero).
+            return Err(CloudError::Invalid {
+                operation: ops::DESCRIBE_AUTO_SCALING_GROUPS.into(),
+                message: format!("group {name} names no instance type (launch configurations and attribute-based selection are not read)"),
+            });
+        }
         let tags: Vec<(String, String)> = g
             .tags()
             .iter()

@@ -292,11 +292,20 @@ impl AwsFleet {
             let id = self.template(req, arch, network).await?;
             configs.push(launch_config(&id, overrides));
         }
-        let out = self
+        let out = match self
             .create_fleet_request(req, capacity, configs)
             .send()
             .await
-            .map_err(|e| errors::map(ops::CREATE_FLEET, e))?;
+        {
+            Ok(out) => out,
+            Err(e) => {
+                if errors::code_of(&e).is_some_and(|c| c.starts_with("InvalidLaunchTemplate")) {
+                    // Deleted behind our back: look the templates up again next time.
+                    self.state().templates.clear();
+                }
+                return Err(errors::map(ops::CREATE_FLEET, e));
+            }
+        };
         if let Some(i) = out
             .instances()
             .iter()
@@ -310,7 +319,14 @@ impl AwsFleet {
             .filter(|o| !plan.unservable.contains(o))
             .cloned()
             .collect();
-        Err(classify_failures(&failures, &attempted, network))
+        match classify_failures(&failures, &attempted, network) {
+            // Options no subnet can serve failed too.
+            CloudError::InsufficientCapacity { mut offerings } => {
+                offerings.extend(plan.unservable);
+                Err(CloudError::InsufficientCapacity { offerings })
+            }
+            other => Err(other),
+        }
     }
 
     fn create_fleet_request(
