@@ -194,6 +194,7 @@ impl InterruptionQueue {
                 .filter(|n| n.zone.is_none() && !zones.contains_key(&n.instance_id))
                 .map(|n| n.instance_id.clone())
                 .collect();
+            ids.sort();
             ids.dedup();
             ids
         };
