@@ -297,3 +297,34 @@ async fn options_in_zones_without_subnets_fail_with_the_rest() {
     let body = &env.recorder.bodies(ops::CREATE_FLEET)[0];
     assert!(!body.contains("Overrides.3."), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spot_prices_denied_fall_back_to_the_bundled_estimates() {
+    let (env, fleet) = setup(3).await;
+    env.recorder.inject(Fault::ec2_error(
+        ops::DESCRIBE_SPOT_PRICE_HISTORY,
+        "UnauthorizedOperation",
+        403,
+        1,
+    ));
+    let update = fleet
+        .offerings()
+        .await
+        .expect("offerings without Spot prices");
+    let catalog = stevedore::catalog::load_embedded(&Default::default()).expect("catalog");
+    let t = &catalog.types[catalog.find("c5.large").expect("c5.large")];
+    for o in t.offerings.iter() {
+        let zone = &catalog.zones[o.zone];
+        let got = update
+            .prices
+            .iter()
+            .find(|p| {
+                p.instance_type == "c5.large"
+                    && &p.zone == zone
+                    && p.capacity_type == o.capacity_type
+            })
+            .expect("priced");
+        assert_eq!(got.price_per_hour, o.price_per_hour);
+    }
+    assert_eq!(env.recorder.count(ops::DESCRIBE_SPOT_PRICE_HISTORY), 1);
+}

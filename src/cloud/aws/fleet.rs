@@ -455,12 +455,18 @@ impl AwsFleet {
         }
     }
 
+    /// Spot prices are optional: without them the last known (at first the bundled)
+    /// prices stay, so a missing permission or a throttled call does not stop launches.
     async fn refresh_offerings(&self, now: Instant) -> Result<(), CloudError> {
-        let history = pricing::spot_history(&self.ec2).await?;
+        let history = pricing::spot_history(&self.ec2).await;
         let offered = discovery::type_offerings(&self.ec2).await?;
         let known = discovery::instance_types(&self.ec2).await?;
         self.refresh_network().await?;
         let mut st = self.state();
+        let history = history.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "Spot prices unavailable, keeping the last known ones");
+            st.spot.history().clone()
+        });
         st.spot.store(now, history);
         st.type_offerings = offered;
         st.known_types = known;
