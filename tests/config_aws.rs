@@ -194,3 +194,23 @@ fn mistakes_are_reported_with_line_and_path() {
         assert!(m.contains(needle), "{block}: {m:?} lacks {needle:?}");
     }
 }
+
+#[test]
+fn shipped_example_configures_the_aws_provider() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples/settings.yaml");
+    let c = stevedore::config::load_path(&path).unwrap_or_else(|e| panic!("{e}"));
+    let aws = c.settings.aws.expect("the example has an aws block");
+    assert_eq!(aws.cluster_name, "prod-eu");
+    assert_eq!(
+        aws.subnet_selector
+            .get("karpenter.sh/discovery")
+            .map(String::as_str),
+        Some("prod-eu")
+    );
+    assert_eq!(aws.root_volume.size, 50 << 30);
+    assert_eq!(
+        aws.interruption_queue.as_deref(),
+        Some("prod-eu-interruptions")
+    );
+}
