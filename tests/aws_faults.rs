@@ -8,7 +8,7 @@ mod support;
 use stevedore::cloud::aws::ops;
 use stevedore::cloud::{CloudError, CloudProvider, Offering};
 use stevedore::core::instance::CapacityType;
-use support::{fleet_env as setup, instances_of, offerings, request, Env, Fault};
+use support::{fleet_env as setup, instances_of, launch_templates, offerings, request, Env, Fault};
 
 async fn live_instances(env: &Env, claim: &str) -> usize {
     instances_of(env, claim).await.len()
@@ -234,14 +234,7 @@ async fn a_template_deleted_behind_our_back_is_recreated() {
         .launch(&request("claim-first", opts.clone()))
         .await
         .expect("first");
-    let templates = env
-        .setup
-        .ec2
-        .describe_launch_templates()
-        .send()
-        .await
-        .expect("templates");
-    for t in templates.launch_templates() {
+    for t in launch_templates(&env).await {
         env.setup
             .ec2
             .delete_launch_template()

@@ -15,8 +15,8 @@ use stevedore::cloud::{
 };
 use stevedore::core::instance::CapacityType;
 use support::{
-    env, fleet as provider, fleet_env as setup_with, instances_of, offerings, request, tag_network,
-    Env, CLUSTER, ZONES,
+    env, fleet as provider, fleet_env as setup_with, instances_of, launch_templates, offerings,
+    request, tag_network, Env, CLUSTER, ZONES,
 };
 
 async fn setup() -> (Env, AwsFleet) {
@@ -153,15 +153,8 @@ async fn spot_launch_creates_a_template_and_one_tagged_instance() {
 }
 
 async fn template_name(env: &Env) -> String {
-    let out = env
-        .setup
-        .ec2
-        .describe_launch_templates()
-        .send()
-        .await
-        .expect("templates");
-    let names: Vec<&str> = out
-        .launch_templates()
+    let all = launch_templates(env).await;
+    let names: Vec<&str> = all
         .iter()
         .filter_map(|t| t.launch_template_name())
         .filter(|n| n.starts_with("stevedore-test-cluster-general-amd64-"))

@@ -220,3 +220,15 @@ pub async fn queue_with(env: &Env, name: &str, bodies: &[&str]) -> String {
     }
     url
 }
+
+/// Every launch template moto holds (plain client).
+pub async fn launch_templates(env: &Env) -> Vec<aws_sdk_ec2::types::LaunchTemplate> {
+    let out = env
+        .setup
+        .ec2
+        .describe_launch_templates()
+        .send()
+        .await
+        .expect("templates");
+    out.launch_templates().to_vec()
+}
