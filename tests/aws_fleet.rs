@@ -352,3 +352,27 @@ async fn offerings_keep_estimates_for_bogus_spot_prices_and_flag_zones_without_s
     assert_eq!(env.recorder.calls().len(), before);
     assert_eq!(again, update);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_launch_without_cluster_connection_settings_launches_nothing() {
+    let env = env(3).await;
+    tag_network(&env.setup.ec2, ZONES).await;
+    let mut s = support::settings();
+    s.cluster_endpoint = None;
+    s.instance_profile = None;
+    let catalog = load_embedded(&CatalogOptions::default()).expect("catalog");
+    let fleet = AwsFleet::new(env.clients.ec2.clone(), s, catalog);
+    let err = fleet
+        .launch(&request(
+            "claim-x",
+            offerings(&["m5.large"], CapacityType::Spot),
+        ))
+        .await
+        .expect_err("cannot join");
+    let text = err.to_string();
+    assert!(
+        text.contains("aws.clusterEndpoint, aws.instanceProfile"),
+        "{text}"
+    );
+    assert!(env.recorder.calls().is_empty(), "no AWS call made");
+}

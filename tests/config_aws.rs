@@ -38,6 +38,15 @@ fn minimal_block_takes_documented_defaults() {
     assert_eq!(s.api_max_attempts, 5);
     assert!(s.auto_scaling_groups.is_empty());
     assert_eq!(s.max_pods, None);
+    assert_eq!(
+        s.missing_for_fleet(),
+        [
+            "clusterEndpoint",
+            "clusterCertificateAuthority",
+            "clusterCIDR",
+            "instanceProfile"
+        ]
+    );
     let none = load_str("apiVersion: stevedore.dev/v1\nkind: Settings\n", "x.yaml").expect("valid");
     assert_eq!(none.settings.aws, None, "no aws block, no AWS settings");
 }
@@ -76,6 +85,7 @@ fn every_field_is_read() {
     assert_eq!(s.auto_scaling_groups, ["a", "b"]);
     assert_eq!(s.api_max_attempts, 3);
     assert_eq!(s.max_pods, Some(110));
+    assert!(s.missing_for_fleet().is_empty());
     let ssm = settings("  clusterName: p\n  ami: ssm:/my/ami\n")
         .expect("valid")
         .expect("aws");

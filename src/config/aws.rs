@@ -92,6 +92,28 @@ impl AwsSettings {
     }
 }
 
+impl AwsSettings {
+    /// Fields fleet launches need (they go into the node's user data and launch
+    /// template) that are not set. Node-group mode needs none of them.
+    pub fn missing_for_fleet(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        for (name, v) in [
+            ("clusterEndpoint", &self.cluster_endpoint),
+            (
+                "clusterCertificateAuthority",
+                &self.cluster_certificate_authority,
+            ),
+            ("clusterCIDR", &self.cluster_cidr),
+            ("instanceProfile", &self.instance_profile),
+        ] {
+            if v.is_none() {
+                out.push(name);
+            }
+        }
+        out
+    }
+}
+
 const FIELDS: &[&str] = &[
     "clusterName",
     "clusterEndpoint",

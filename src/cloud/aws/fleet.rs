@@ -416,6 +416,17 @@ impl AwsFleet {
     }
 
     async fn launch_inner(&self, req: &LaunchRequest) -> Result<Instance, CloudError> {
+        let missing = self.settings.missing_for_fleet();
+        if !missing.is_empty() {
+            // A node without them could never join: fail before paying for one.
+            return Err(CloudError::Invalid {
+                operation: ops::CREATE_FLEET.into(),
+                message: format!(
+                    "settings aws.{} must be set for fleet launches",
+                    missing.join(", aws.")
+                ),
+            });
+        }
         let cluster = &self.settings.cluster_name;
         let existing = instances::describe(&self.ec2, cluster, Some(&req.node_claim)).await?;
         if let Some(i) = existing.into_iter().next() {
