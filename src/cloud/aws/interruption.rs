@@ -342,6 +342,16 @@ mod tests {
             .all(|x| x.kind == InterruptionKind::ScheduledChange));
     }
 
+    proptest::proptest! {
+        /// Whatever lands in the queue, parsing returns (an error at worst).
+        #[test]
+        fn parsing_never_panics(cut in 0usize..400, junk in "[\\[\\]{}\":,a-z0-9 -]{0,20}") {
+            let cut = cut.min(SPOT.len());
+            let body = format!("{}{junk}{}", &SPOT[..cut], &SPOT[cut..]);
+            let _ = parse_event(&body);
+        }
+    }
+
     #[test]
     fn malformed_and_foreign_events_are_errors() {
         assert!(matches!(parse_event("not json"), Err(EventError::Json(_))));
