@@ -178,3 +178,20 @@ async fn failed_scale_up_backs_the_group_off() {
     p.set_desired("general", 2).await.expect("other group");
     assert_eq!(env.recorder.count(ops::SET_DESIRED_CAPACITY), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_whose_template_is_gone_is_skipped_not_fatal() {
+    let env = env(3).await;
+    arrange(&env).await;
+    env.setup
+        .ec2
+        .delete_launch_template()
+        .launch_template_name("general-lt")
+        .send()
+        .await
+        .expect("delete template");
+    let groups = provider(&env).groups().await.expect("groups");
+    let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+    // `general` needs its template for the instance type; `gpu` names it in its policy.
+    assert_eq!(names, ["gpu"]);
+}

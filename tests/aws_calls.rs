@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpecification};
 use stevedore::cloud::aws::{
-    iam_action, ops, AwsNodeGroups, InterruptionQueue, AWS_CALLS, IMPLIED_PERMISSIONS,
+    iam_action, ops, AwsFleet, AwsNodeGroups, InterruptionQueue, AWS_CALLS, IMPLIED_PERMISSIONS,
 };
 use stevedore::cloud::{tags, CloudProvider, InterruptionSource, NodeGroupProvider};
 use stevedore::core::instance::CapacityType;
 use support::groups::arrange;
-use support::{fleet_env, offerings, queue_with, request, settings, Env, CLUSTER};
+use support::{fleet_env, offerings, queue_with, request, settings, Env, Fault, Recorder, CLUSTER};
 
 fn policy_actions() -> BTreeSet<String> {
     let text =
@@ -145,88 +145,144 @@ const REFRESHES_PER_MINUTE: f64 = 0.1;
 /// EC2's default request-rate refill for non-mutating (Describe*) calls, per minute.
 const DESCRIBE_REFILL_PER_MINUTE: f64 = 20.0 * 60.0;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn call_budget_per_launch_and_per_minute_at_1000_nodes() {
-    let (env, fleet) = fleet_env(3).await;
-    let rec = &env.recorder;
+/// Calls made by `f`, counted from a cleared recorder.
+async fn counted<F: std::future::Future>(rec: &Recorder, f: F) -> (usize, F::Output) {
+    rec.clear();
+    let out = f.await;
+    (rec.calls().len(), out)
+}
 
-    // A launch decision: cold (discovery, template) then warm.
+/// Launch decisions: cold (discovery, template), warm, and warm with a Spot shortage
+/// falling back to on-demand.
+async fn launch_calls(env: &Env, fleet: &AwsFleet) -> (usize, usize, usize) {
     let opts = offerings(&["m5.large", "c5.large", "m5.xlarge"], CapacityType::Spot);
-    fleet
-        .launch(&request("claim-cold", opts.clone()))
-        .await
-        .expect("cold launch");
-    let cold = rec.calls().len();
-    rec.clear();
-    fleet
-        .launch(&request("claim-warm", opts))
-        .await
-        .expect("warm launch");
-    let warm = rec.calls().len();
-    assert_eq!(
-        warm,
-        2,
-        "DescribeInstances (claim tag) + CreateFleet: {:?}",
-        rec.calls()
-    );
-    assert!(cold <= 6, "cold launch: {:?}", rec.calls());
+    let (cold, r) = counted(
+        &env.recorder,
+        fleet.launch(&request("claim-cold", opts.clone())),
+    )
+    .await;
+    r.expect("cold launch");
+    let (warm, r) = counted(
+        &env.recorder,
+        fleet.launch(&request("claim-warm", opts.clone())),
+    )
+    .await;
+    r.expect("warm launch");
+    env.recorder.inject(Fault::fleet_errors(
+        "spot",
+        "InsufficientInstanceCapacity",
+        &["m5.large", "c5.large", "m5.xlarge"],
+    ));
+    let mut both = opts;
+    both.extend(offerings(&["m5.large"], CapacityType::OnDemand));
+    let (fallback, r) = counted(
+        &env.recorder,
+        fleet.launch(&request("claim-fallback", both)),
+    )
+    .await;
+    assert_eq!(r.expect("fallback").capacity_type, CapacityType::OnDemand);
+    (cold, warm, fallback)
+}
 
-    // 1,000 nodes (plus the two above): list() pages 1,000 at a time.
-    run_tagged(&env, 998).await;
-    rec.clear();
-    let listed = fleet.list().await.expect("list");
-    assert_eq!(listed.len(), 1000);
-    let list_1000 = rec.count(ops::DESCRIBE_INSTANCES);
-    assert_eq!(list_1000, 1, "one page for 1,000 instances");
+/// `list()` with 1,000 instances of ours.
+async fn list_calls(env: &Env, fleet: &AwsFleet) -> usize {
+    let ours = fleet.list().await.expect("list").len() as i32;
+    run_tagged(env, 1000 - ours).await;
+    let (calls, listed) = counted(&env.recorder, fleet.list()).await;
+    assert_eq!(listed.expect("list").len(), 1000);
     // Pages are as large as the API allows. (moto counts reservations, not instances,
-    // per page, so a 1,001st instance cannot show the second page here.)
-    let body = &rec.bodies(ops::DESCRIBE_INSTANCES)[0];
+    // per page, so a 1,001st instance cannot show a second page here.)
+    let body = &env.recorder.bodies(ops::DESCRIBE_INSTANCES)[0];
     assert!(body.contains("MaxResults=1000"), "{body}");
+    calls
+}
 
-    // Offerings: a refresh, then free until the interval passes.
-    rec.clear();
-    fleet.offerings().await.expect("refresh");
-    let refresh = rec.calls().len();
-    rec.clear();
+/// An offerings refresh, then a minute of scans served from the cache.
+async fn offerings_calls(env: &Env, fleet: &AwsFleet) -> usize {
+    let (refresh, r) = counted(&env.recorder, fleet.offerings()).await;
+    r.expect("refresh");
+    env.recorder.clear();
     for _ in 0..SCANS_PER_MINUTE as usize {
         fleet.offerings().await.expect("cached");
     }
-    assert_eq!(rec.calls().len(), 0);
+    assert_eq!(env.recorder.calls().len(), 0, "no call between refreshes");
+    refresh
+}
 
-    // Node groups: one refresh of every group.
-    arrange(&env).await;
+/// A warm `groups()` and interruption polls, empty and with one event to place.
+async fn group_and_poll_calls(env: &Env) -> (usize, usize, usize) {
+    arrange(env).await;
     let groups = AwsNodeGroups::new(
         env.clients.autoscaling.clone(),
         env.clients.ec2.clone(),
         settings(),
     );
     groups.groups().await.expect("groups (cold)");
-    rec.clear();
-    groups.groups().await.expect("groups (warm)");
-    let groups_warm = rec.calls().len();
+    let (warm, r) = counted(&env.recorder, groups.groups()).await;
+    r.expect("groups (warm)");
+    let rebalance = r#"{"detail-type":"EC2 Instance Rebalance Recommendation","source":"aws.ec2","time":"2026-11-22T12:00:00Z","resources":[],"detail":{"instance-id":"i-0123456789abcdef0"}}"#;
+    let queue = interruption_queue(env, &[rebalance]).await;
+    queue.poll().await.expect("warm-up poll (queue URL)");
+    env.setup
+        .sqs
+        .send_message()
+        .queue_url(queue_url(env).await)
+        .message_body(rebalance)
+        .send()
+        .await
+        .expect("send");
+    let (with_event, r) = counted(&env.recorder, queue.poll()).await;
+    assert_eq!(r.expect("poll").len(), 1);
+    let (empty, r) = counted(&env.recorder, queue.poll()).await;
+    assert!(r.expect("poll").is_empty());
+    (warm, empty, with_event)
+}
+
+async fn queue_url(env: &Env) -> String {
+    let out = env
+        .setup
+        .sqs
+        .get_queue_url()
+        .queue_name("interruptions")
+        .send()
+        .await
+        .expect("url");
+    out.queue_url().expect("url").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_budget_per_launch_and_per_minute_at_1000_nodes() {
+    let (env, fleet) = fleet_env(3).await;
+    let (cold, warm, fallback) = launch_calls(&env, &fleet).await;
+    assert_eq!(warm, 2, "DescribeInstances (claim tag) + CreateFleet");
+    assert_eq!(fallback, 3, "+ the on-demand CreateFleet");
+    assert!(cold <= 6, "cold launch: {cold}");
+    let list = list_calls(&env, &fleet).await;
+    assert_eq!(list, 1, "one page for 1,000 instances");
+    let refresh = offerings_calls(&env, &fleet).await;
+    let (groups, poll_empty, poll_event) = group_and_poll_calls(&env).await;
     assert_eq!(
-        groups_warm, 2,
-        "DescribeAutoScalingGroups + DescribeScalingActivities"
+        groups, 1,
+        "DescribeAutoScalingGroups (activities: once a minute when settled)"
+    );
+    assert_eq!(poll_empty, 1, "ReceiveMessage only");
+    assert_eq!(
+        poll_event, 3,
+        "ReceiveMessage + DescribeInstances (zone) + DeleteMessageBatch"
     );
 
-    // The interruption queue: one empty long poll.
-    let queue = interruption_queue(&env, &[]).await;
-    queue.poll().await.expect("first poll");
-    rec.clear();
-    queue.poll().await.expect("empty poll");
-    let poll_empty = rec.calls().len();
-    assert_eq!(poll_empty, 1, "ReceiveMessage only");
-
-    let ec2_per_minute = list_1000 as f64 + refresh as f64 * REFRESHES_PER_MINUTE;
-    let asg_per_minute = groups_warm as f64 * SCANS_PER_MINUTE;
-    let sqs_per_minute = poll_empty as f64 * POLLS_PER_MINUTE;
-    println!("calls per launch decision: cold {cold}, warm {warm}");
-    println!("list() at 1,000 nodes: {list_1000} DescribeInstances");
-    println!("offerings refresh: {refresh} calls every 10 min, 0 between");
-    println!("node groups refresh: {groups_warm} calls per scan");
-    println!("interruption poll: {poll_empty} call per empty 20 s poll");
+    let ec2_per_minute = list as f64 + refresh as f64 * REFRESHES_PER_MINUTE;
+    println!("launch decision: cold {cold}, warm {warm}, Spot short -> on-demand {fallback}");
     println!(
-        "steady state per minute at 1,000 nodes: EC2 {ec2_per_minute:.1}, Auto Scaling {asg_per_minute:.1}, SQS {sqs_per_minute:.1}"
+        "list() at 1,000 nodes: {list}; offerings refresh: {refresh} (every 10 min, 0 between)"
+    );
+    println!(
+        "groups(): {groups}; interruption poll: empty {poll_empty}, with an event {poll_event}"
+    );
+    println!(
+        "steady state per minute at 1,000 nodes: EC2 {ec2_per_minute:.1}, Auto Scaling {:.1}, SQS {:.1}",
+        groups as f64 * SCANS_PER_MINUTE + 1.0,
+        poll_empty as f64 * POLLS_PER_MINUTE
     );
     assert!(
         ec2_per_minute < DESCRIBE_REFILL_PER_MINUTE / 100.0,

@@ -8,7 +8,7 @@ mod support;
 use stevedore::cloud::aws::ops;
 use stevedore::cloud::{CloudError, CloudProvider, Offering};
 use stevedore::core::instance::CapacityType;
-use support::{fleet_env as setup, instances_of, offerings, request, Env, Fault};
+use support::{fleet_env as setup, instances_of, launch_templates, offerings, request, Env, Fault};
 
 async fn live_instances(env: &Env, claim: &str) -> usize {
     instances_of(env, claim).await.len()
@@ -224,4 +224,100 @@ async fn missing_permissions_name_the_iam_action() {
         "{err:?}"
     );
     assert_eq!(live_instances(&env, "claim-denied").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_deleted_behind_our_back_is_recreated() {
+    let (env, fleet) = setup(3).await;
+    let opts = offerings(&["m5.large"], CapacityType::Spot);
+    fleet
+        .launch(&request("claim-first", opts.clone()))
+        .await
+        .expect("first");
+    for t in launch_templates(&env).await {
+        env.setup
+            .ec2
+            .delete_launch_template()
+            .set_launch_template_id(t.launch_template_id().map(str::to_string))
+            .send()
+            .await
+            .expect("delete");
+    }
+    // What EC2 answers for a fleet naming a deleted template.
+    env.recorder.inject(Fault::ec2_error(
+        ops::CREATE_FLEET,
+        "InvalidLaunchTemplateId.NotFound",
+        400,
+        1,
+    ));
+    let err = fleet
+        .launch(&request("claim-second", opts.clone()))
+        .await
+        .expect_err("stale template");
+    assert!(matches!(err, CloudError::Invalid { .. }), "{err:?}");
+    fleet
+        .launch(&request("claim-second", opts))
+        .await
+        .expect("template recreated");
+    assert_eq!(env.recorder.count(ops::CREATE_LAUNCH_TEMPLATE), 2);
+    assert_eq!(live_instances(&env, "claim-second").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn options_in_zones_without_subnets_fail_with_the_rest() {
+    let (env, fleet) = setup(3).await;
+    let mut opts = offerings(&["m5.large"], CapacityType::Spot);
+    let no_subnet = Offering {
+        zone: "us-east-1c".into(),
+        ..opts[0].clone()
+    };
+    opts.push(no_subnet.clone());
+    env.recorder.inject(Fault::fleet_errors(
+        "spot",
+        "InsufficientInstanceCapacity",
+        &["m5.large"],
+    ));
+    let err = fleet
+        .launch(&request("claim-zones", opts.clone()))
+        .await
+        .expect_err("no capacity");
+    let CloudError::InsufficientCapacity { offerings: failed } = err else {
+        panic!("expected insufficient capacity, got {err:?}");
+    };
+    assert_eq!(failed.len(), 3, "{failed:?}");
+    assert!(failed.contains(&no_subnet));
+    // The request never named the zone without a subnet.
+    let body = &env.recorder.bodies(ops::CREATE_FLEET)[0];
+    assert!(!body.contains("Overrides.3."), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spot_prices_denied_fall_back_to_the_bundled_estimates() {
+    let (env, fleet) = setup(3).await;
+    env.recorder.inject(Fault::ec2_error(
+        ops::DESCRIBE_SPOT_PRICE_HISTORY,
+        "UnauthorizedOperation",
+        403,
+        1,
+    ));
+    let update = fleet
+        .offerings()
+        .await
+        .expect("offerings without Spot prices");
+    let catalog = stevedore::catalog::load_embedded(&Default::default()).expect("catalog");
+    let t = &catalog.types[catalog.find("c5.large").expect("c5.large")];
+    for o in t.offerings.iter() {
+        let zone = &catalog.zones[o.zone];
+        let got = update
+            .prices
+            .iter()
+            .find(|p| {
+                p.instance_type == "c5.large"
+                    && &p.zone == zone
+                    && p.capacity_type == o.capacity_type
+            })
+            .expect("priced");
+        assert_eq!(got.price_per_hour, o.price_per_hour);
+    }
+    assert_eq!(env.recorder.count(ops::DESCRIBE_SPOT_PRICE_HISTORY), 1);
 }

@@ -15,8 +15,8 @@ use stevedore::cloud::{
 };
 use stevedore::core::instance::CapacityType;
 use support::{
-    env, fleet as provider, fleet_env as setup_with, instances_of, offerings, request, tag_network,
-    Env, CLUSTER, ZONES,
+    env, fleet as provider, fleet_env as setup_with, instances_of, launch_templates, offerings,
+    request, tag_network, Env, CLUSTER, ZONES,
 };
 
 async fn setup() -> (Env, AwsFleet) {
@@ -143,6 +143,7 @@ async fn spot_launch_creates_a_template_and_one_tagged_instance() {
         .starts_with("resolve:ssm:/aws/service/eks/"));
     let ud = String::from_utf8(base64_decode(data.user_data().expect("user data"))).expect("utf8");
     assert!(ud.contains("kind: NodeConfig"), "{ud}");
+    assert!(ud.contains("maxPods: 58"), "{ud}");
     assert!(ud.contains("--node-labels=team=web"), "{ud}");
     assert!(
         ud.contains("--register-with-taints=dedicated=web:NoSchedule"),
@@ -152,15 +153,8 @@ async fn spot_launch_creates_a_template_and_one_tagged_instance() {
 }
 
 async fn template_name(env: &Env) -> String {
-    let out = env
-        .setup
-        .ec2
-        .describe_launch_templates()
-        .send()
-        .await
-        .expect("templates");
-    let names: Vec<&str> = out
-        .launch_templates()
+    let all = launch_templates(env).await;
+    let names: Vec<&str> = all
         .iter()
         .filter_map(|t| t.launch_template_name())
         .filter(|n| n.starts_with("stevedore-test-cluster-general-amd64-"))
@@ -357,4 +351,28 @@ async fn offerings_keep_estimates_for_bogus_spot_prices_and_flag_zones_without_s
     let again = fleet.offerings().await.expect("offerings again");
     assert_eq!(env.recorder.calls().len(), before);
     assert_eq!(again, update);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_launch_without_cluster_connection_settings_launches_nothing() {
+    let env = env(3).await;
+    tag_network(&env.setup.ec2, ZONES).await;
+    let mut s = support::settings();
+    s.cluster_endpoint = None;
+    s.instance_profile = None;
+    let catalog = load_embedded(&CatalogOptions::default()).expect("catalog");
+    let fleet = AwsFleet::new(env.clients.ec2.clone(), s, catalog);
+    let err = fleet
+        .launch(&request(
+            "claim-x",
+            offerings(&["m5.large"], CapacityType::Spot),
+        ))
+        .await
+        .expect_err("cannot join");
+    let text = err.to_string();
+    assert!(
+        text.contains("aws.clusterEndpoint, aws.instanceProfile"),
+        "{text}"
+    );
+    assert!(env.recorder.calls().is_empty(), "no AWS call made");
 }

@@ -37,6 +37,16 @@ fn minimal_block_takes_documented_defaults() {
     assert_eq!(s.interruption_queue, None);
     assert_eq!(s.api_max_attempts, 5);
     assert!(s.auto_scaling_groups.is_empty());
+    assert_eq!(s.max_pods, None);
+    assert_eq!(
+        s.missing_for_fleet(),
+        [
+            "clusterEndpoint",
+            "clusterCertificateAuthority",
+            "clusterCIDR",
+            "instanceProfile"
+        ]
+    );
     let none = load_str("apiVersion: stevedore.dev/v1\nkind: Settings\n", "x.yaml").expect("valid");
     assert_eq!(none.settings.aws, None, "no aws block, no AWS settings");
 }
@@ -57,6 +67,7 @@ fn every_field_is_read() {
         "  spotPriceRefresh: 5m\n",
         "  autoScalingGroups: [a, b]\n",
         "  apiMaxAttempts: 3\n",
+        "  maxPods: 110\n",
     ))
     .expect("valid")
     .expect("aws");
@@ -73,6 +84,8 @@ fn every_field_is_read() {
     assert_eq!(s.spot_price_refresh, Duration::from_secs(300));
     assert_eq!(s.auto_scaling_groups, ["a", "b"]);
     assert_eq!(s.api_max_attempts, 3);
+    assert_eq!(s.max_pods, Some(110));
+    assert!(s.missing_for_fleet().is_empty());
     let ssm = settings("  clusterName: p\n  ami: ssm:/my/ami\n")
         .expect("valid")
         .expect("aws");
@@ -190,4 +203,24 @@ fn mistakes_are_reported_with_line_and_path() {
         assert_eq!((l, p.as_str()), (line, *path), "{block}: {m}");
         assert!(m.contains(needle), "{block}: {m:?} lacks {needle:?}");
     }
+}
+
+#[test]
+fn shipped_example_configures_the_aws_provider() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples/settings.yaml");
+    let c = stevedore::config::load_path(&path).unwrap_or_else(|e| panic!("{e}"));
+    let aws = c.settings.aws.expect("the example has an aws block");
+    assert_eq!(aws.cluster_name, "prod-eu");
+    assert_eq!(
+        aws.subnet_selector
+            .get("karpenter.sh/discovery")
+            .map(String::as_str),
+        Some("prod-eu")
+    );
+    assert_eq!(aws.root_volume.size, 50 << 30);
+    assert_eq!(
+        aws.interruption_queue.as_deref(),
+        Some("prod-eu-interruptions")
+    );
 }

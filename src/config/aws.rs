@@ -36,6 +36,8 @@ pub struct AwsSettings {
     pub auto_scaling_groups: Vec<String>,
     /// Attempts per API call (adaptive retry) before a throttled call gives up.
     pub api_max_attempts: u32,
+    /// The kubelet's max pods on fleet nodes; `None` = nodeadm's ENI-based default.
+    pub max_pods: Option<u32>,
 }
 
 /// Where the node image comes from.
@@ -85,7 +87,30 @@ impl AwsSettings {
             spot_price_refresh: Duration::from_secs(600),
             auto_scaling_groups: Vec::new(),
             api_max_attempts: 5,
+            max_pods: None,
         }
+    }
+}
+
+impl AwsSettings {
+    /// Fields fleet launches need (they go into the node's user data and launch
+    /// template) that are not set. Node-group mode needs none of them.
+    pub fn missing_for_fleet(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        for (name, v) in [
+            ("clusterEndpoint", &self.cluster_endpoint),
+            (
+                "clusterCertificateAuthority",
+                &self.cluster_certificate_authority,
+            ),
+            ("clusterCIDR", &self.cluster_cidr),
+            ("instanceProfile", &self.instance_profile),
+        ] {
+            if v.is_none() {
+                out.push(name);
+            }
+        }
+        out
     }
 }
 
@@ -103,6 +128,7 @@ const FIELDS: &[&str] = &[
     "spotPriceRefresh",
     "autoScalingGroups",
     "apiMaxAttempts",
+    "maxPods",
 ];
 
 /// Parses the `aws:` block; `None` when it is unusable (errors are in `ctx`).
@@ -165,6 +191,11 @@ pub fn parse(ctx: &mut Ctx, node: &Node) -> Option<AwsSettings> {
     if let Some(n) = f.get("apiMaxAttempts") {
         if let Some(v) = walk::int_in(ctx, n, "aws.apiMaxAttempts", 1, 10) {
             s.api_max_attempts = v as u32;
+        }
+    }
+    if let Some(n) = f.get("maxPods") {
+        if let Some(v) = walk::int_in(ctx, n, "aws.maxPods", 1, 1000) {
+            s.max_pods = Some(v as u32);
         }
     }
     Some(s)

@@ -69,6 +69,7 @@ pub fn settings() -> AwsSettings {
     s.cluster_certificate_authority = Some("Q0E=".into());
     s.cluster_cidr = Some("10.100.0.0/16".into());
     s.instance_profile = Some("stevedore-node".into());
+    s.max_pods = Some(58);
     s
 }
 
@@ -218,4 +219,16 @@ pub async fn queue_with(env: &Env, name: &str, bodies: &[&str]) -> String {
             .expect("send");
     }
     url
+}
+
+/// Every launch template moto holds (plain client).
+pub async fn launch_templates(env: &Env) -> Vec<aws_sdk_ec2::types::LaunchTemplate> {
+    let out = env
+        .setup
+        .ec2
+        .describe_launch_templates()
+        .send()
+        .await
+        .expect("templates");
+    out.launch_templates().to_vec()
 }

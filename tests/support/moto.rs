@@ -1,6 +1,6 @@
-//! One moto server per test: started on a free port, waited for (bounded), killed on
-//! drop (also when the test panics). moto missing is a test failure naming the install
-//! script, never a silent skip.
+//! One moto server per test (so tests never share state and need no reset): started on
+//! a free port, waited for (bounded), killed on drop (also when the test panics). moto
+//! missing is a test failure naming the install script, never a silent skip.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -41,37 +41,42 @@ fn free_port() -> u16 {
 }
 
 impl Moto {
+    /// Starts a server. A port taken between choosing and binding it (another test's
+    /// server) makes moto exit: a new port is tried, at most three times.
     pub fn start() -> Moto {
         let bin = moto_server();
-        let port = free_port();
-        let child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let mut moto = Moto { child, port };
-        moto.wait_ready();
-        moto
+        let mut last = String::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let child = Command::new(&bin)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+            let mut moto = Moto { child, port };
+            match moto.wait_ready() {
+                Ok(()) => return moto,
+                Err(e) => last = e,
+            }
+        }
+        panic!("moto_server did not start: {last}");
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("moto_server exited during start-up: {status}");
+                return Err(format!("exited during start-up: {status}"));
             }
-            if self
-                .request("GET", "/moto-api/")
-                .is_ok_and(|r| r.starts_with("HTTP/1.1 200") || r.starts_with("HTTP/1.0 200"))
-            {
-                return;
+            let ok = |r: String| r.starts_with("HTTP/1.1 200") || r.starts_with("HTTP/1.0 200");
+            if self.request("GET", "/moto-api/").is_ok_and(ok) {
+                return Ok(());
             }
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not answer within {START_TIMEOUT:?}"
-            );
+            if Instant::now() >= deadline {
+                return Err(format!("no answer within {START_TIMEOUT:?}"));
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -87,12 +92,6 @@ impl Moto {
         let mut out = String::new();
         s.read_to_string(&mut out)?;
         Ok(out)
-    }
-
-    /// Clears every resource (`POST /moto-api/reset`).
-    pub fn reset(&self) {
-        let r = self.request("POST", "/moto-api/reset").expect("reset moto");
-        assert!(r.contains(" 200 "), "reset failed: {r}");
     }
 
     pub fn endpoint(&self) -> String {

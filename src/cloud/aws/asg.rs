@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter, ScalingActivityStatusCode};
 
@@ -138,6 +138,8 @@ struct State {
     backoff: Backoff,
     /// Activities up to this time have been looked at.
     seen_until: f64,
+    /// When activities were last read (`None`: never).
+    activities_read: Option<Instant>,
 }
 
 /// The Auto Scaling node-group provider.
@@ -250,6 +252,13 @@ impl AwsNodeGroups {
             return Ok(None);
         };
         let (instance_type, capacity_type) = self.instance_type_of(g).await?;
+        if instance_type.is_empty() {
+            // Without a type the group cannot be simulated (nor scaled from zero).
+            return Err(CloudError::Invalid {
+                operation: ops::DESCRIBE_AUTO_SCALING_GROUPS.into(),
+                message: format!("group {name} names no instance type (launch configurations and attribute-based selection are not read)"),
+            });
+        }
         let tags: Vec<(String, String)> = g
             .tags()
             .iter()
@@ -362,6 +371,19 @@ fn not_found(group: &str) -> CloudError {
     }
 }
 
+/// How often scaling activities are read when no group is launching.
+pub const ACTIVITIES_EVERY: Duration = Duration::from_secs(60);
+
+/// Scaling activities are worth reading while a group is launching (desired above its
+/// instances: a failure can only come from there), and otherwise once a minute (a
+/// launch that failed between two scans), not on every scan.
+pub fn activities_due(groups: &[NodeGroup], read: Option<Instant>, now: Instant) -> bool {
+    let launching = groups
+        .iter()
+        .any(|g| g.desired as usize > g.instances.len());
+    launching || read.is_none_or(|t| now.saturating_duration_since(t) >= ACTIVITIES_EVERY)
+}
+
 /// What a backed-off group would have launched, for the core's unavailable list.
 fn group_offerings(g: &NodeGroup) -> Vec<Offering> {
     g.zones
@@ -401,10 +423,22 @@ impl NodeGroupProvider for AwsNodeGroups {
         let raw = self.describe(&self.settings.auto_scaling_groups).await?;
         let mut out = Vec::new();
         for g in &raw {
-            out.extend(self.to_group(g).await?);
+            match self.to_group(g).await {
+                Ok(group) => out.extend(group),
+                // A group whose launch template is gone or malformed is left out; the
+                // others still scale. Permission and throttling errors concern all.
+                Err(e @ CloudError::Invalid { .. }) => {
+                    tracing::warn!(group = g.auto_scaling_group_name(), error = %e, "skipping Auto Scaling group");
+                }
+                Err(e) => return Err(e),
+            }
         }
-        let activities = self.activities().await?;
-        self.record_activities(&activities);
+        let read = self.state().activities_read;
+        if activities_due(&out, read, Instant::now()) {
+            let activities = self.activities().await?;
+            self.record_activities(&activities);
+            self.state().activities_read = Some(Instant::now());
+        }
         let mut st = self.state();
         st.groups = out.iter().map(|g| (g.name.clone(), g.clone())).collect();
         Ok(out)
@@ -557,8 +591,30 @@ mod tests {
     }
 
     #[test]
-    fn desired_outside_bounds_is_rejected() {
-        let g = NodeGroup {
+    fn activities_are_read_while_launching_or_once_a_minute() {
+        let mut g = group();
+        let t0 = Instant::now();
+        let soon = t0 + Duration::from_secs(10);
+        assert!(
+            activities_due(std::slice::from_ref(&g), None, t0),
+            "never read"
+        );
+        g.instances = vec!["a".into(), "b".into()];
+        assert!(
+            !activities_due(std::slice::from_ref(&g), Some(t0), soon),
+            "settled"
+        );
+        assert!(activities_due(
+            std::slice::from_ref(&g),
+            Some(t0),
+            t0 + ACTIVITIES_EVERY
+        ));
+        g.instances.pop();
+        assert!(activities_due(&[g], Some(t0), soon), "a launch in progress");
+    }
+
+    fn group() -> NodeGroup {
+        NodeGroup {
             name: "g".into(),
             min_size: 1,
             max_size: 3,
@@ -569,7 +625,12 @@ mod tests {
             labels: BTreeMap::new(),
             taints: vec![],
             instances: vec![],
-        };
+        }
+    }
+
+    #[test]
+    fn desired_outside_bounds_is_rejected() {
+        let g = group();
         assert!(check_desired(&g, 3).is_ok());
         assert!(check_desired(&g, 1).is_ok());
         assert!(matches!(

@@ -67,6 +67,7 @@ pub fn classify(code: &str) -> ErrorClass {
     } else if code.ends_with(".NotFound")
         || code.ends_with("NotFoundException")
         || code == "AWS.SimpleQueueService.NonExistentQueue"
+        || code == "QueueDoesNotExist"
     {
         ErrorClass::NotFound
     } else if code.starts_with("Invalid")

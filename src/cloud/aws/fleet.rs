@@ -176,7 +176,6 @@ pub struct AwsFleet {
     ec2: aws_sdk_ec2::Client,
     settings: AwsSettings,
     catalog: Catalog,
-    max_pods: Option<u32>,
     state: Mutex<State>,
 }
 
@@ -187,15 +186,8 @@ impl AwsFleet {
             ec2,
             settings,
             catalog,
-            max_pods: None,
             state: Mutex::new(State::default()),
         }
-    }
-
-    /// Fixes the kubelet's max pods in the user data (default: nodeadm's ENI-based value).
-    pub fn with_max_pods(mut self, max_pods: Option<u32>) -> Self {
-        self.max_pods = max_pods;
-        self
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -251,7 +243,7 @@ impl AwsFleet {
                 &self.settings,
                 &req.labels,
                 &taints,
-                self.max_pods,
+                self.settings.max_pods,
             ),
             root_volume_gib: gib(self.settings.root_volume.size),
             root_volume_type: self.settings.root_volume.volume_type.clone(),
@@ -300,11 +292,20 @@ impl AwsFleet {
             let id = self.template(req, arch, network).await?;
             configs.push(launch_config(&id, overrides));
         }
-        let out = self
+        let out = match self
             .create_fleet_request(req, capacity, configs)
             .send()
             .await
-            .map_err(|e| errors::map(ops::CREATE_FLEET, e))?;
+        {
+            Ok(out) => out,
+            Err(e) => {
+                if errors::code_of(&e).is_some_and(|c| c.starts_with("InvalidLaunchTemplate")) {
+                    // Deleted behind our back: look the templates up again next time.
+                    self.state().templates.clear();
+                }
+                return Err(errors::map(ops::CREATE_FLEET, e));
+            }
+        };
         if let Some(i) = out
             .instances()
             .iter()
@@ -318,7 +319,14 @@ impl AwsFleet {
             .filter(|o| !plan.unservable.contains(o))
             .cloned()
             .collect();
-        Err(classify_failures(&failures, &attempted, network))
+        match classify_failures(&failures, &attempted, network) {
+            // Options no subnet can serve failed too.
+            CloudError::InsufficientCapacity { mut offerings } => {
+                offerings.extend(plan.unservable);
+                Err(CloudError::InsufficientCapacity { offerings })
+            }
+            other => Err(other),
+        }
     }
 
     fn create_fleet_request(
@@ -408,6 +416,17 @@ impl AwsFleet {
     }
 
     async fn launch_inner(&self, req: &LaunchRequest) -> Result<Instance, CloudError> {
+        let missing = self.settings.missing_for_fleet();
+        if !missing.is_empty() {
+            // A node without them could never join: fail before paying for one.
+            return Err(CloudError::Invalid {
+                operation: ops::CREATE_FLEET.into(),
+                message: format!(
+                    "settings aws.{} must be set for fleet launches",
+                    missing.join(", aws.")
+                ),
+            });
+        }
         let cluster = &self.settings.cluster_name;
         let existing = instances::describe(&self.ec2, cluster, Some(&req.node_claim)).await?;
         if let Some(i) = existing.into_iter().next() {
@@ -447,12 +466,18 @@ impl AwsFleet {
         }
     }
 
+    /// Spot prices are optional: without them the last known (at first the bundled)
+    /// prices stay, so a missing permission or a throttled call does not stop launches.
     async fn refresh_offerings(&self, now: Instant) -> Result<(), CloudError> {
-        let history = pricing::spot_history(&self.ec2).await?;
+        let history = pricing::spot_history(&self.ec2).await;
         let offered = discovery::type_offerings(&self.ec2).await?;
         let known = discovery::instance_types(&self.ec2).await?;
         self.refresh_network().await?;
         let mut st = self.state();
+        let history = history.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "Spot prices unavailable, keeping the last known ones");
+            st.spot.history().clone()
+        });
         st.spot.store(now, history);
         st.type_offerings = offered;
         st.known_types = known;

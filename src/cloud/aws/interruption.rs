@@ -194,6 +194,7 @@ impl InterruptionQueue {
                 .filter(|n| n.zone.is_none() && !zones.contains_key(&n.instance_id))
                 .map(|n| n.instance_id.clone())
                 .collect();
+            ids.sort();
             ids.dedup();
             ids
         };
@@ -339,6 +340,16 @@ mod tests {
         assert!(n
             .iter()
             .all(|x| x.kind == InterruptionKind::ScheduledChange));
+    }
+
+    proptest::proptest! {
+        /// Whatever lands in the queue, parsing returns (an error at worst).
+        #[test]
+        fn parsing_never_panics(cut in 0usize..400, junk in "[\\[\\]{}\":,a-z0-9 -]{0,20}") {
+            let cut = cut.min(SPOT.len());
+            let body = format!("{}{junk}{}", &SPOT[..cut], &SPOT[cut..]);
+            let _ = parse_event(&body);
+        }
     }
 
     #[test]
