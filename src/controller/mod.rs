@@ -1176,9 +1176,11 @@ impl<P: CloudProvider> Controller<P> {
     ) {
         let s = &self.config.settings;
         let (idle, max) = (s.batch_idle, s.batch_max);
-        let mut scan = tokio::time::interval(s.scan_interval);
-        let mut steps = tokio::time::interval(self.opts.lifecycle_every);
-        let mut gc = tokio::time::interval(self.opts.gc_every);
+        // `interval` panics on zero; a zero setting means "as often as sensible".
+        let every = |d: Duration| tokio::time::interval(d.max(Duration::from_millis(100)));
+        let mut scan = every(s.scan_interval);
+        let mut steps = every(self.opts.lifecycle_every);
+        let mut gc = every(self.opts.gc_every);
         let mut batch: Option<(tokio::time::Instant, tokio::time::Instant)> = None;
         let mut synced: HashSet<&'static str> = HashSet::new();
         loop {
@@ -1289,7 +1291,7 @@ pub async fn lead(
     let mut last_ok = Instant::now();
     let mut last_write: Option<Instant> = None;
     let deadline = timing.duration.mul_f64(2.0 / 3.0);
-    let mut ticker = tokio::time::interval(timing.poll);
+    let mut ticker = tokio::time::interval(timing.poll.max(Duration::from_millis(100)));
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
