@@ -1292,3 +1292,110 @@ async fn a_follower_takes_over_when_the_leader_dies() {
     assert_all_granted(&store.lock().unwrap());
     b.abort();
 }
+
+/// The command line the Helm chart is written against.
+#[test]
+fn the_cli_contract_holds() {
+    let bin = env!("CARGO_BIN_EXE_stevedore");
+    let help = |args: &[&str]| {
+        let out = std::process::Command::new(bin)
+            .args(args)
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let run = help(&["run", "--help"]);
+    for flag in [
+        "--config",
+        "--provider",
+        "--cluster-name",
+        "--namespace",
+        "--metrics-addr",
+        "--leader-elect",
+        "--dry-run",
+        "--log-format",
+    ] {
+        assert!(run.contains(flag), "run lacks {flag}:\n{run}");
+    }
+    for value in ["aws", "fake", "simulated", "json", "text", "0.0.0.0:8080"] {
+        assert!(run.contains(value), "run --help lacks {value}");
+    }
+    let record = help(&["record", "--help"]);
+    assert!(
+        record.contains("--out") && record.contains("--duration"),
+        "{record}"
+    );
+    assert_eq!(help(&["crds"]), stevedore::cluster::crd::crds_yaml());
+    // `--leader-elect` takes a value (the chart passes `--leader-elect=false`).
+    let bad = std::process::Command::new(bin)
+        .args([
+            "run",
+            "--provider",
+            "fake",
+            "--cluster-name",
+            "x",
+            "--leader-elect",
+            "maybe",
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+}
+
+/// `stevedore record` through the watch: pods present at the start are added at t = 0,
+/// later arrivals and departures at their time; the file reads back as a trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_writes_arrivals_and_departures_from_the_watch() {
+    let (client, store) = fake_api::client();
+    store.lock().unwrap().put(
+        "/api/v1/namespaces/shop/pods",
+        pending_json("shop", "before", "1", "1Gi"),
+    );
+    let out = std::env::temp_dir().join(format!("stevedore-record-{}.jsonl", std::process::id()));
+    let path = out.clone();
+    let rec = tokio::spawn(async move {
+        stevedore::controller::record::record(client, &path, Some(Duration::from_millis(1500)))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    store.lock().unwrap().put(
+        "/api/v1/namespaces/shop/pods",
+        pending_json("shop", "later", "500m", "1Gi"),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    store
+        .lock()
+        .unwrap()
+        .remove("/api/v1/namespaces/shop/pods", "before");
+    let n = tokio::time::timeout(LIMIT, rec)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 3);
+    let trace = stevedore::trace::read_path(&out).expect("reads back");
+    let _ = std::fs::remove_file(&out);
+    use stevedore::trace::EventKind;
+    let kinds: Vec<(String, bool)> = trace
+        .events
+        .iter()
+        .map(|e| match &e.kind {
+            EventKind::PodAdded { pod, .. } => (pod.name.clone(), e.t == 0.0),
+            EventKind::PodDeleted { name, .. } => (format!("-{name}"), e.t == 0.0),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("before".into(), true),
+            ("later".into(), false),
+            ("-before".into(), false)
+        ]
+    );
+}

@@ -13,6 +13,8 @@ use std::collections::HashSet;
 #[derive(Default)]
 pub struct Recorder {
     seen: HashSet<(String, String)>,
+    /// The first list is complete: what it returned was there at the start.
+    listed: bool,
     pub events: Vec<RawEvent>,
     pub skipped: usize,
 }
@@ -32,6 +34,8 @@ impl Recorder {
     /// Takes one watch event at `t` seconds since the start.
     pub fn observe(&mut self, event: Event<Pod>, t: f64) {
         match event {
+            // The cluster as it was when recording started is the trace's t = 0.
+            Event::InitApply(p) if !self.listed => self.added(&p, 0.0),
             Event::Apply(p) | Event::InitApply(p) => self.added(&p, t),
             Event::Delete(p) => {
                 let key = (p.namespace().unwrap_or_default(), p.name_any());
@@ -45,7 +49,8 @@ impl Recorder {
                     });
                 }
             }
-            Event::Init | Event::InitDone => {}
+            Event::InitDone => self.listed = true,
+            Event::Init => {}
         }
     }
 

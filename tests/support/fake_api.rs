@@ -146,6 +146,18 @@ impl Store {
         self.objects.insert(key, obj);
     }
 
+    /// Deletes an object as the API server would once its finalizers are gone.
+    pub fn remove(&mut self, collection: &str, name: &str) {
+        let loc = locate(&format!("{collection}/x"));
+        if let Some(mut obj) = self
+            .objects
+            .remove(&Self::key(&loc.resource, &loc.namespace, name))
+        {
+            self.bump(&mut obj);
+            self.record(&loc.resource, &loc.namespace, "DELETED", &obj);
+        }
+    }
+
     pub fn get(&self, collection: &str, name: &str) -> Option<&Value> {
         let loc = locate(&format!("{collection}/x"));
         self.objects
