@@ -1399,3 +1399,57 @@ async fn record_writes_arrivals_and_departures_from_the_watch() {
         ]
     );
 }
+
+/// A NodePool object overrides the configuration's pool of the same name; an invalid
+/// one is reported with the configuration loader's error and launches nothing.
+#[tokio::test]
+async fn cluster_node_pools_override_the_configuration() {
+    use stevedore::cluster::crd::NodePool as NodePoolObject;
+    let (ctl, _store, _cat) = setup();
+    let np: NodePoolObject = serde_json::from_value(json!({
+        "apiVersion": "stevedore.dev/v1", "kind": "NodePool",
+        "metadata": {"name": "general"},
+        "spec": {"template": {"spec": {"requirements": [
+            {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["m5.large", "m5.xlarge"]},
+            {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["on-demand"]}]}}}
+    }))
+    .unwrap();
+    ctl.state.write().unwrap().apply_pool(&np).unwrap();
+    let bad: NodePoolObject = serde_json::from_value(json!({
+        "apiVersion": "stevedore.dev/v1", "kind": "NodePool",
+        "metadata": {"name": "broken"},
+        "spec": {"weight": 100, "template": {"spec": {"requirements": [
+            {"key": "karpenter.sh/capacity-type", "operator": "Sometimes", "values": ["spot"]}]}}}
+    }))
+    .unwrap();
+    let err = ctl.state.write().unwrap().apply_pool(&bad).unwrap_err();
+    assert!(err.to_string().contains("NodePool/broken"), "{err}");
+    ctl.state
+        .write()
+        .unwrap()
+        .apply_pod(&pod(pending_json("shop", "web-1", "1", "2Gi")), 1.0)
+        .unwrap();
+    let (plan, _) = ctl.decide(1.0);
+    assert_eq!(plan.claims.len(), 1);
+    let c = &plan.claims[0];
+    assert_eq!(c.request.node_pool, "general");
+    assert!(
+        c.request
+            .options
+            .iter()
+            .all(
+                |o| (o.instance_type == "m5.large" || o.instance_type == "m5.xlarge")
+                    && o.capacity_type == CapacityType::OnDemand
+            ),
+        "{:?}",
+        c.request.options
+    );
+    // Deleting the object brings the configuration's pool back (Spot allowed again).
+    ctl.state.write().unwrap().delete_pool("general");
+    let (plan, _) = ctl.decide(1.0);
+    assert!(plan.claims[0]
+        .request
+        .options
+        .iter()
+        .any(|o| o.capacity_type == CapacityType::Spot));
+}
