@@ -1453,3 +1453,68 @@ async fn cluster_node_pools_override_the_configuration() {
         .iter()
         .any(|o| o.capacity_type == CapacityType::Spot));
 }
+
+/// Registration puts the claim's labels, taints and startup taints on the node (keeping
+/// the node's own), as Karpenter does.
+#[tokio::test]
+async fn registration_syncs_the_pools_labels_and_taints_onto_the_node() {
+    let (ctl, store, cat) = setup();
+    let now = 1_000.0;
+    let instance = Instance {
+        provider_id: "simulated:///us-east-1a/i-00000000000000007".into(),
+        instance_type: "g4dn.xlarge".into(),
+        zone: "us-east-1a".into(),
+        capacity_type: CapacityType::OnDemand,
+        state: InstanceState::Running,
+        node_claim: Some("gpu-x".into()),
+        node_pool: Some("gpu".into()),
+        launched_at: now,
+    };
+    let claim = json!({
+        "metadata": {"name": "gpu-x", "finalizers": [TERMINATION_FINALIZER], "uid": "u"},
+        "spec": {"nodePool": "gpu", "labels": {"team": "ml"},
+                 "taints": [{"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}],
+                 "startupTaints": [{"key": "agent-not-ready", "effect": "NoExecute"}],
+                 "options": [{"instanceType": "g4dn.xlarge", "zone": "us-east-1a", "capacityType": "on-demand", "pricePerHour": 0.526}]},
+        "status": {"providerID": instance.provider_id, "launchedAt": now,
+                   "conditions": [{"type": "Launched", "status": "True"}]}
+    });
+    let mut node = node_json("ip-gpu", &instance, &cat, false);
+    node["spec"]["taints"] =
+        json!([{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]);
+    {
+        let mut s = store.lock().unwrap();
+        s.put(CLAIMS, claim.clone());
+        s.put(NODES, node.clone());
+        let mut st = ctl.state.write().unwrap();
+        st.apply_claim(&serde_json::from_value(claim).unwrap())
+            .unwrap();
+        st.apply_node(&serde_json::from_value(node).unwrap(), now)
+            .unwrap();
+    }
+    tokio::time::timeout(LIMIT, ctl.reconcile(now + 1.0))
+        .await
+        .unwrap();
+    let s = store.lock().unwrap();
+    let n = s.get(NODES, "ip-gpu").unwrap();
+    assert_eq!(n["metadata"]["labels"]["team"], "ml");
+    assert_eq!(n["metadata"]["labels"]["stevedore.dev/nodeclaim"], "gpu-x");
+    let keys: Vec<&str> = n["spec"]["taints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            "node.kubernetes.io/not-ready",
+            "nvidia.com/gpu",
+            "agent-not-ready"
+        ]
+    );
+    assert!(claim_of(&s, "gpu-x")
+        .status
+        .unwrap()
+        .condition("Registered"));
+}

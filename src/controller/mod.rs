@@ -743,30 +743,54 @@ impl<P: CloudProvider> Controller<P> {
         }
     }
 
+    /// What a registering node lacks of its claim: the pool's labels, our claim label,
+    /// the pool's taints and startup taints (as Karpenter applies them at registration).
+    /// `None` when it has everything. Taints are sent whole (a merge patch replaces the
+    /// list), the node's own first.
+    fn registration_patch(&self, claim: &ClaimEntry, node: &str) -> Option<serde_json::Value> {
+        let st = self.read();
+        let n = st.node(node)?;
+        let claim_label = crate::cloud::tags::NODE_CLAIM.to_string();
+        let labels: std::collections::BTreeMap<&String, &String> = claim
+            .labels
+            .iter()
+            .chain([(&claim_label, &claim.name)])
+            .filter(|(k, v)| n.labels.get(*k) != Some(v))
+            .collect();
+        let missing_taints: Vec<&crate::core::taints::Taint> = claim
+            .taints
+            .iter()
+            .chain(&claim.startup_taints)
+            .filter(|t| {
+                !n.taints
+                    .iter()
+                    .any(|h| h.key == t.key && h.effect == t.effect)
+            })
+            .collect();
+        if labels.is_empty() && missing_taints.is_empty() {
+            return None;
+        }
+        let mut patch = serde_json::json!({"metadata": {"labels": labels}});
+        if !missing_taints.is_empty() {
+            let taints: Vec<_> = n
+                .taints
+                .iter()
+                .chain(missing_taints)
+                .map(crate::cluster::convert::taint_spec)
+                .collect();
+            patch["spec"] = serde_json::json!({ "taints": taints });
+        }
+        Some(patch)
+    }
+
     async fn register(
         &self,
         claim: &ClaimEntry,
         node: &str,
         now: f64,
     ) -> Result<(), ControllerError> {
-        // The pool's labels, and our claim label, on the node (kept if already there).
-        let missing: std::collections::BTreeMap<String, String> = {
-            let st = self.read();
-            let have = st.node(node).map(|n| n.labels.clone()).unwrap_or_default();
-            claim
-                .labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .chain([(
-                    crate::cloud::tags::NODE_CLAIM.to_string(),
-                    claim.name.clone(),
-                )])
-                .filter(|(k, v)| have.get(k) != Some(v))
-                .collect()
-        };
-        if !missing.is_empty() {
+        if let Some(patch) = self.registration_patch(claim, node) {
             let nodes: Api<Node> = Api::all(self.client.clone());
-            let patch = serde_json::json!({"metadata": {"labels": missing}});
             let updated = nodes
                 .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
                 .await?;
