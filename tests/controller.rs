@@ -549,6 +549,11 @@ async fn insufficient_capacity_marks_offerings_unavailable_and_decides_again() {
         1,
         "the failed claim was released"
     );
+    assert_eq!(
+        s.calls_to("POST", "/namespaces/shop/events"),
+        1,
+        "the pod hears the outcome once, not once per round"
+    );
     assert_all_granted(&s);
 }
 

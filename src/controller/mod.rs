@@ -302,6 +302,7 @@ impl<P: CloudProvider> Controller<P> {
     /// its offerings unavailable and the pods are decided again at once.
     pub async fn provision(&self, now: f64) -> ProvisionReport {
         let mut report = ProvisionReport::default();
+        let mut last = None;
         for _ in 0..MAX_LAUNCH_ROUNDS {
             let (plan, ms) = self.decide(now);
             report.decision_ms.push(ms);
@@ -337,10 +338,14 @@ impl<P: CloudProvider> Controller<P> {
                     }
                 }
             }
-            self.tell_pods(&plan).await;
+            last = Some(plan);
             if !failed || self.opts.dry_run {
                 break;
             }
+        }
+        // Pods hear the outcome once, not once per round of a capacity shortage.
+        if let Some(plan) = last {
+            self.tell_pods(&plan).await;
         }
         report
     }
