@@ -45,6 +45,8 @@ use tokio::sync::{mpsc, watch};
 const MAX_LAUNCH_ROUNDS: usize = 64;
 /// Nodes tried per consolidation pass (as the simulator).
 const CONSOLIDATION_CANDIDATES: usize = 10;
+/// Pod events posted concurrently.
+const EVENTS_IN_FLIGHT: usize = 32;
 /// Objects whose last event message is remembered (to not repeat it).
 const MAX_REMEMBERED_EVENTS: usize = 200_000;
 /// Eviction retry backoff: first and longest wait after a 429.
@@ -521,27 +523,28 @@ impl<P: CloudProvider> Controller<P> {
 
     /// Events on the pods of a decision, each said once until it changes.
     async fn tell_pods(&self, plan: &Plan) {
-        for (ns, name, message, normal) in &plan.pod_messages {
-            let (kind, reason) = if *normal {
-                ("Normal", "Nominated")
-            } else {
-                ("Warning", "FailedProvisioning")
-            };
-            let prefix = if self.opts.dry_run { "dry run: " } else { "" };
-            self.event(
-                ObjectReference {
+        use futures::StreamExt;
+        // Many at a time: a batch of 1,000 pods should not hold the loop for 1,000
+        // round trips.
+        futures::stream::iter(&plan.pod_messages)
+            .for_each_concurrent(EVENTS_IN_FLIGHT, |(ns, name, message, normal)| async move {
+                let (kind, reason) = if *normal {
+                    ("Normal", "Nominated")
+                } else {
+                    ("Warning", "FailedProvisioning")
+                };
+                let prefix = if self.opts.dry_run { "dry run: " } else { "" };
+                let target = ObjectReference {
                     api_version: Some("v1".into()),
                     kind: Some("Pod".into()),
                     namespace: Some(ns.clone()),
                     name: Some(name.clone()),
                     ..Default::default()
-                },
-                kind,
-                reason,
-                &format!("{prefix}{message}"),
-            )
+                };
+                self.event(target, kind, reason, &format!("{prefix}{message}"))
+                    .await;
+            })
             .await;
-        }
     }
 
     async fn event_claim(&self, claim: &str, kind: &str, reason: &str, message: &str) {
