@@ -55,6 +55,12 @@ fn pending_json(ns: &str, name: &str, cpu: &str, memory: &str) -> Value {
     })
 }
 
+/// A pod created at `t` (seconds since the Unix epoch).
+fn aged(mut v: Value, t: f64) -> Value {
+    v["metadata"]["creationTimestamp"] = json!(stevedore::cluster::rfc3339(t));
+    v
+}
+
 fn pod(v: Value) -> Pod {
     serde_json::from_value(v).expect("a v1.Pod")
 }
@@ -99,7 +105,10 @@ async fn a_pending_pod_gets_a_claim_a_launch_a_node_and_a_ready_claim() {
     ctl.state
         .write()
         .unwrap()
-        .apply_pod(&pod(pending_json("shop", "web-1", "1", "2Gi")), now)
+        .apply_pod(
+            &pod(aged(pending_json("shop", "web-1", "1", "2Gi"), now - 42.0)),
+            now,
+        )
         .unwrap();
 
     let report = tokio::time::timeout(LIMIT, ctl.provision(now))
@@ -148,6 +157,10 @@ async fn a_pending_pod_gets_a_claim_a_launch_a_node_and_a_ready_claim() {
     ctl.observe(now);
     let text = ctl.metrics.render();
     assert!(text.contains("stevedore_pending_pods 1"), "{text}");
+    assert!(
+        text.contains("stevedore_pending_pods_oldest_age_seconds 42"),
+        "{text}"
+    );
     assert!(
         text.lines()
             .any(|l| l.starts_with("stevedore_nodes_by_state{")

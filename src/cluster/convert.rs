@@ -64,6 +64,8 @@ pub struct PodEntry {
     pub ready: bool,
     /// A mirror (static) pod or a DaemonSet pod: never evicted by a drain.
     pub drain_exempt: bool,
+    /// Creation time, seconds since the Unix epoch (0 when unknown).
+    pub created: f64,
 }
 
 pub fn pod_entry(p: &core_v1::Pod, schedulers: &[String]) -> Result<PodEntry, FieldError> {
@@ -104,6 +106,7 @@ pub fn pod_entry(p: &core_v1::Pod, schedulers: &[String]) -> Result<PodEntry, Fi
         terminal: matches!(phase, "Succeeded" | "Failed"),
         deleting,
         ready: condition("Ready").is_some_and(|c| c.status == "True"),
+        created: p.metadata.creation_timestamp.as_ref().map_or(0.0, seconds),
     })
 }
 

@@ -972,9 +972,14 @@ impl<P: CloudProvider> Controller<P> {
                 }
             })
             .collect();
+        let oldest = st
+            .pods()
+            .filter(|p| p.unschedulable && p.created > 0.0)
+            .map(|p| p.created)
+            .min_by(f64::total_cmp);
         self.metrics.observe_cluster(&ClusterObservation {
             pending_pods: prepared.pending.len() as u64,
-            oldest_pending: None,
+            oldest_pending: oldest.map(|t| Duration::from_secs_f64((now - t).max(0.0))),
             nodes,
             lower_bound_per_hour: None,
             unavailable_offerings: unavailable.len() as u64,
