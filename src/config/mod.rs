@@ -8,6 +8,7 @@
 //! # let _ = config;
 //! ```
 
+mod disruption;
 mod error;
 mod nodepool;
 mod settings;
@@ -16,7 +17,7 @@ mod yaml;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use nodepool::{
-    is_well_known_key, ConsolidationPolicy, DisruptionBudget, NodePoolExtras,
+    is_well_known_key, ConsolidationPolicy, NodePoolExtras,
     DEFAULT_CONSOLIDATE_AFTER, DEFAULT_EXPIRE_AFTER,
 };
 pub use settings::{
