@@ -8,6 +8,8 @@ use super::labels::Labels;
 use super::nodepool::NodePool;
 use super::pdb::{self, PodDisruptionBudget};
 use super::pod::Pod;
+use super::scheduler::{solve, LaunchPlan, SolveEnv};
+use super::snapshot::Snapshot;
 use super::taints::Taint;
 
 /// Karpenter's `spec.disruption.consolidationPolicy`, plus `Never` (no consolidation at
@@ -200,6 +202,36 @@ pub fn drifted(pool: &NodePool, labels: &Labels, taints: &[Taint], node_hash: Op
         Some(h) if h != template_hash(pool) => Some(Drift::Hash),
         _ => None,
     }
+}
+
+/// Where the pods of `set` go when those nodes are disrupted for expiry, drift or repair:
+/// the new nodes to launch first (none when the pods fit on the other ready nodes).
+/// `None` when some pod would find no place: the disruption waits.
+pub fn replacements(env: &SolveEnv, snapshot: &Snapshot, set: &[usize]) -> Option<Vec<LaunchPlan>> {
+    let mut nodes = snapshot.nodes.clone();
+    for &n in set {
+        nodes[n].schedulable = false;
+    }
+    let (moving, staying): (Vec<_>, Vec<_>) = snapshot
+        .bound
+        .iter()
+        .copied()
+        .filter(|(p, _)| !p.is_daemonset())
+        .partition(|(_, n)| set.contains(n));
+    let without = Snapshot {
+        nodes,
+        bound: staying,
+        pending: moving.into_iter().map(|(p, _)| p).collect(),
+    };
+    let settled = SolveEnv {
+        use_launching_nodes: false,
+        allow_new_nodes: true,
+        exclude_node: None,
+        ..*env
+    };
+    let decision = solve(&settled, &without);
+    let stuck = !decision.unschedulable.is_empty() || !decision.infeasible.is_empty();
+    (!stuck).then_some(decision.launches)
 }
 
 /// Which of `candidates` (in order) may be evicted now, one after another, without
