@@ -3,8 +3,8 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
-use stevedore::sim::{self, Mode, SimOptions};
 use stevedore::core::disruption::ConsolidationPolicy;
+use stevedore::sim::{self, Mode, SimOptions};
 use stevedore::{config, trace};
 
 /// The bundled trace replayed when `simulate` is given none.
@@ -118,7 +118,9 @@ fn simulate(args: SimulateArgs) -> Result<()> {
             policy: args.consolidation_policy.map(|p| match p {
                 PolicyArg::Never => ConsolidationPolicy::Never,
                 PolicyArg::WhenEmpty => ConsolidationPolicy::WhenEmpty,
-                PolicyArg::WhenEmptyOrUnderutilized => ConsolidationPolicy::WhenEmptyOrUnderutilized,
+                PolicyArg::WhenEmptyOrUnderutilized => {
+                    ConsolidationPolicy::WhenEmptyOrUnderutilized
+                }
             }),
             pool_change: None,
         };

@@ -84,8 +84,15 @@ fn budget(ctx: &mut Ctx, item: &Node, ip: &str) -> Option<NodeBudget> {
     let nodes = bf.required(ctx, ip, "nodes").and_then(|v| {
         let s = walk::string(ctx, v, &join(ip, "nodes"))?;
         let parsed = match s.strip_suffix('%') {
-            Some(p) => p.parse::<u32>().ok().filter(|&p| p <= 100).map(IntOrPercent::Percent),
-            None => s.parse::<u32>().ok().map(|n| IntOrPercent::Int(i64::from(n))),
+            Some(p) => p
+                .parse::<u32>()
+                .ok()
+                .filter(|&p| p <= 100)
+                .map(IntOrPercent::Percent),
+            None => s
+                .parse::<u32>()
+                .ok()
+                .map(|n| IntOrPercent::Int(i64::from(n))),
         };
         if parsed.is_none() {
             ctx.err(
@@ -118,7 +125,9 @@ fn budget(ctx: &mut Ctx, item: &Node, ip: &str) -> Option<NodeBudget> {
                 None => ctx.err(
                     v.line,
                     &rp,
-                    format!("unknown reason {r:?} (expected Empty, Drifted, Underutilized, Expired)"),
+                    format!(
+                        "unknown reason {r:?} (expected Empty, Drifted, Underutilized, Expired)"
+                    ),
                 ),
             }
         }

@@ -18,8 +18,8 @@ mod yaml;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use nodepool::{
-    is_well_known_key, ConsolidationPolicy, NodePoolExtras,
-    DEFAULT_CONSOLIDATE_AFTER, DEFAULT_EXPIRE_AFTER,
+    is_well_known_key, ConsolidationPolicy, NodePoolExtras, DEFAULT_CONSOLIDATE_AFTER,
+    DEFAULT_EXPIRE_AFTER,
 };
 pub use settings::{
     eks_default_daemon_sets, BootDelay, DaemonSet, NodeGroup, NodeGroupScaleDown, Overhead,
@@ -293,7 +293,10 @@ impl Loader {
                     line: *line,
                     document: format!("PodDisruptionBudget/{}", p.name),
                     path: "metadata.name".into(),
-                    message: format!("duplicate PodDisruptionBudget {}/{} (first defined at {f0}:{l0})", p.namespace, p.name),
+                    message: format!(
+                        "duplicate PodDisruptionBudget {}/{} (first defined at {f0}:{l0})",
+                        p.namespace, p.name
+                    ),
                 });
             }
         }

@@ -182,9 +182,7 @@ pub fn parse(ctx: &mut Ctx, root: &Node) -> Option<(NodePool, NodePoolExtras)> {
     let (name, name_line) = name?;
     disruption.expire_after_s = tmpl.expire_after.map(|d| d.as_secs_f64());
     // An empty node goes after `consolidateAfter`, unless the pool never consolidates.
-    let empty_after = disruption
-        .consolidate_after()
-        .map(Duration::from_secs_f64);
+    let empty_after = disruption.consolidate_after().map(Duration::from_secs_f64);
     let pool = NodePool {
         name: name.clone(),
         weight,
@@ -452,4 +450,3 @@ fn pool_limits(ctx: &mut Ctx, node: &Node) -> PoolLimits {
     l.extended.sort();
     l
 }
-

@@ -12,9 +12,19 @@ pub const PDB_API_VERSION: &str = "policy/v1";
 /// Parses a whole document (apiVersion and kind already checked); `None` on any error.
 pub fn parse(ctx: &mut Ctx, root: &Node) -> Option<PodDisruptionBudget> {
     let before = ctx.errors.len();
-    let f = walk::fields(ctx, root, "", &["apiVersion", "kind", "metadata", "spec", "status"])?;
+    let f = walk::fields(
+        ctx,
+        root,
+        "",
+        &["apiVersion", "kind", "metadata", "spec", "status"],
+    )?;
     let md = f.required(ctx, "", "metadata").and_then(|m| {
-        walk::fields(ctx, m, "metadata", &["name", "namespace", "labels", "annotations"])
+        walk::fields(
+            ctx,
+            m,
+            "metadata",
+            &["name", "namespace", "labels", "annotations"],
+        )
     });
     let name = md
         .as_ref()
@@ -25,23 +35,45 @@ pub fn parse(ctx: &mut Ctx, root: &Node) -> Option<PodDisruptionBudget> {
         .and_then(|m| m.get("namespace"))
         .and_then(|n| walk::string(ctx, n, "metadata.namespace"))
         .unwrap_or_else(|| "default".into());
-    let spec = f
-        .required(ctx, "", "spec")
-        .and_then(|s| walk::fields(ctx, s, "spec", &["selector", "minAvailable", "maxUnavailable", "unhealthyPodEvictionPolicy"]));
+    let spec = f.required(ctx, "", "spec").and_then(|s| {
+        walk::fields(
+            ctx,
+            s,
+            "spec",
+            &[
+                "selector",
+                "minAvailable",
+                "maxUnavailable",
+                "unhealthyPodEvictionPolicy",
+            ],
+        )
+    });
     let mut budget = None;
     let mut selector = None;
     if let Some(spec) = &spec {
-        let min = spec.get("minAvailable").and_then(|v| int_or_percent(ctx, v, "spec.minAvailable"));
-        let max = spec.get("maxUnavailable").and_then(|v| int_or_percent(ctx, v, "spec.maxUnavailable"));
+        let min = spec
+            .get("minAvailable")
+            .and_then(|v| int_or_percent(ctx, v, "spec.minAvailable"));
+        let max = spec
+            .get("maxUnavailable")
+            .and_then(|v| int_or_percent(ctx, v, "spec.maxUnavailable"));
         budget = match (min, max) {
             (Some(m), None) => Some(Budget::MinAvailable(m)),
             (None, Some(m)) => Some(Budget::MaxUnavailable(m)),
             (Some(_), Some(_)) => {
-                ctx.err(spec.line, "spec", "minAvailable and maxUnavailable cannot both be set");
+                ctx.err(
+                    spec.line,
+                    "spec",
+                    "minAvailable and maxUnavailable cannot both be set",
+                );
                 None
             }
             (None, None) => {
-                ctx.err(spec.line, "spec", "one of minAvailable or maxUnavailable is required");
+                ctx.err(
+                    spec.line,
+                    "spec",
+                    "one of minAvailable or maxUnavailable is required",
+                );
                 None
             }
         };
@@ -64,8 +96,15 @@ pub fn parse(ctx: &mut Ctx, root: &Node) -> Option<PodDisruptionBudget> {
 fn int_or_percent(ctx: &mut Ctx, node: &Node, path: &str) -> Option<IntOrPercent> {
     let text = walk::string(ctx, node, path)?;
     let parsed = match text.strip_suffix('%') {
-        Some(p) => p.parse::<u32>().ok().filter(|&p| p <= 100).map(IntOrPercent::Percent),
-        None => text.parse::<u32>().ok().map(|n| IntOrPercent::Int(i64::from(n))),
+        Some(p) => p
+            .parse::<u32>()
+            .ok()
+            .filter(|&p| p <= 100)
+            .map(IntOrPercent::Percent),
+        None => text
+            .parse::<u32>()
+            .ok()
+            .map(|n| IntOrPercent::Int(i64::from(n))),
     };
     if parsed.is_none() {
         ctx.err(
@@ -81,7 +120,9 @@ fn label_selector(ctx: &mut Ctx, node: &Node, path: &str) -> Option<LabelSelecto
     let f = walk::fields(ctx, node, path, &["matchLabels", "matchExpressions"])?;
     let mut sel = LabelSelector::default();
     if let Some(l) = f.get("matchLabels") {
-        sel.match_labels = walk::labels(ctx, l, &join(path, "matchLabels")).into_iter().collect();
+        sel.match_labels = walk::labels(ctx, l, &join(path, "matchLabels"))
+            .into_iter()
+            .collect();
     }
     if let Some(e) = f.get("matchExpressions") {
         let ep = join(path, "matchExpressions");
@@ -104,10 +145,17 @@ fn expression(ctx: &mut Ctx, node: &Node, p: &str) -> Option<Requirement> {
         let s = walk::string(ctx, o, &join(p, "operator"))?;
         // A label selector takes only these four (no Gt/Lt).
         let op = Operator::parse(&s).filter(|o| {
-            matches!(o, Operator::In | Operator::NotIn | Operator::Exists | Operator::DoesNotExist)
+            matches!(
+                o,
+                Operator::In | Operator::NotIn | Operator::Exists | Operator::DoesNotExist
+            )
         });
         if op.is_none() {
-            ctx.err(o.line, &join(p, "operator"), format!("unknown operator {s:?} (expected In, NotIn, Exists, DoesNotExist)"));
+            ctx.err(
+                o.line,
+                &join(p, "operator"),
+                format!("unknown operator {s:?} (expected In, NotIn, Exists, DoesNotExist)"),
+            );
         }
         op
     });
@@ -118,7 +166,11 @@ fn expression(ctx: &mut Ctx, node: &Node, p: &str) -> Option<Requirement> {
     let needs_values = matches!(op, Operator::In | Operator::NotIn);
     if needs_values == values.is_empty() {
         let line = op_node.map_or(f.line, |n| n.line);
-        let msg = if needs_values { "needs at least one value" } else { "takes no values" };
+        let msg = if needs_values {
+            "needs at least one value"
+        } else {
+            "takes no values"
+        };
         ctx.err(line, &join(p, "values"), format!("{} {msg}", op.as_str()));
         return None;
     }

@@ -36,6 +36,9 @@ pub struct Settings {
     pub node_group_scale_down: NodeGroupScaleDown,
     /// DaemonSet pods assumed on every node they tolerate and select.
     pub daemon_sets: Vec<DaemonSet>,
+    /// Consolidation keeps the capacity the peak demand of this recent window needed
+    /// (`consolidationWindow`; zero keeps nothing extra, as Karpenter).
+    pub consolidation_window: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,6 +132,9 @@ pub fn eks_default_daemon_sets() -> Vec<DaemonSet> {
     ]
 }
 
+/// Default `consolidationWindow`: three hours (docs/configuration.md says why).
+pub const DEFAULT_CONSOLIDATION_WINDOW: Duration = Duration::from_secs(3 * 3600);
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
@@ -154,6 +160,7 @@ impl Default for Settings {
                 unneeded_time: Duration::from_secs(600),
             },
             daemon_sets: eks_default_daemon_sets(),
+            consolidation_window: DEFAULT_CONSOLIDATION_WINDOW,
         }
     }
 }
@@ -188,6 +195,7 @@ const FIELDS: &[&str] = &[
     "nodeGroups",
     "nodeGroupScaleDown",
     "daemonSets",
+    "consolidationWindow",
 ];
 
 /// Parses a `kind: Settings` document (apiVersion and kind already checked). Errors go
@@ -214,6 +222,7 @@ pub fn parse(ctx: &mut Ctx, root: &Node) -> Settings {
     dur(ctx, "scanInterval", &mut s.scan_interval);
     dur(ctx, "batchIdle", &mut s.batch_idle);
     dur(ctx, "batchMax", &mut s.batch_max);
+    dur(ctx, "consolidationWindow", &mut s.consolidation_window);
     dur(
         ctx,
         "unavailableOfferingTTL",

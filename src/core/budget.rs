@@ -89,7 +89,11 @@ pub fn allowed(
 mod tests {
     use super::*;
 
-    fn budget(nodes: IntOrPercent, reasons: &[Reason], schedule: Option<(&str, i64)>) -> NodeBudget {
+    fn budget(
+        nodes: IntOrPercent,
+        reasons: &[Reason],
+        schedule: Option<(&str, i64)>,
+    ) -> NodeBudget {
         NodeBudget {
             nodes,
             schedule: schedule.map(|(s, d)| (Schedule::parse(s).unwrap(), d)),
@@ -113,7 +117,11 @@ mod tests {
         let b = [
             budget(IntOrPercent::Percent(50), &[], None),
             budget(IntOrPercent::Int(0), &[Reason::Drifted], None),
-            budget(IntOrPercent::Int(2), &[Reason::Empty, Reason::Expired], None),
+            budget(
+                IntOrPercent::Int(2),
+                &[Reason::Empty, Reason::Expired],
+                None,
+            ),
         ];
         assert_eq!(allowed(&b, Reason::Underutilized, 10, 0, 0), 5);
         assert_eq!(allowed(&b, Reason::Drifted, 10, 0, 0), 0);
@@ -132,9 +140,15 @@ mod tests {
             ),
         ];
         let monday = 1_793_577_600; // 2026-11-02T00:00:00Z
-        assert_eq!(allowed(&b, Reason::Underutilized, 20, 0, monday + 10 * 3600), 0);
+        assert_eq!(
+            allowed(&b, Reason::Underutilized, 20, 0, monday + 10 * 3600),
+            0
+        );
         assert_eq!(allowed(&b, Reason::Empty, 20, 0, monday + 10 * 3600), 2);
-        assert_eq!(allowed(&b, Reason::Underutilized, 20, 0, monday + 18 * 3600), 2);
+        assert_eq!(
+            allowed(&b, Reason::Underutilized, 20, 0, monday + 18 * 3600),
+            2
+        );
     }
 
     #[test]

@@ -168,7 +168,11 @@ impl Schedule {
     fn day_matches(&self, c: &Civil) -> bool {
         let dom = self.days & (1 << c.day) != 0;
         let dow = self.weekdays & (1 << c.weekday) != 0;
-        let day = if self.either_day { dom || dow } else { dom && dow };
+        let day = if self.either_day {
+            dom || dow
+        } else {
+            dom && dow
+        };
         day && self.months & (1 << c.month) != 0
     }
 
@@ -176,7 +180,9 @@ impl Schedule {
     /// a multiple of 60)?
     pub fn fires_at(&self, minute_start: i64) -> bool {
         let c = Civil::of(minute_start);
-        self.day_matches(&c) && self.hours & (1 << c.hour) != 0 && self.minutes & (1 << c.minute) != 0
+        self.day_matches(&c)
+            && self.hours & (1 << c.hour) != 0
+            && self.minutes & (1 << c.minute) != 0
     }
 
     /// The latest firing at or before `t` and not before `earliest` (epoch seconds), if
@@ -249,7 +255,10 @@ mod tests {
     #[test]
     fn civil_dates_are_right() {
         let c = Civil::of(MONDAY + 13 * 3600 + 7 * 60);
-        assert_eq!((c.month, c.day, c.weekday, c.hour, c.minute), (11, 2, 1, 13, 7));
+        assert_eq!(
+            (c.month, c.day, c.weekday, c.hour, c.minute),
+            (11, 2, 1, 13, 7)
+        );
         let leap = Civil::of(1_709_164_800); // 2024-02-29
         assert_eq!((leap.month, leap.day, leap.weekday), (2, 29, 4));
         let epoch = Civil::of(0);

@@ -123,7 +123,10 @@ impl PoolDisruption {
 }
 
 /// Node annotations that forbid voluntary disruption of the whole node.
-pub const NODE_DO_NOT_DISRUPT: [&str; 2] = ["stevedore.dev/do-not-disrupt", "karpenter.sh/do-not-disrupt"];
+pub const NODE_DO_NOT_DISRUPT: [&str; 2] = [
+    "stevedore.dev/do-not-disrupt",
+    "karpenter.sh/do-not-disrupt",
+];
 
 /// Is the node annotated do-not-disrupt?
 pub fn node_blocks_disruption(annotations: &Labels) -> bool {
@@ -136,8 +139,7 @@ pub fn node_blocks_disruption(annotations: &Labels) -> bool {
 /// holding local storage without leave, or bare (no controller would recreate it);
 /// DaemonSet pods are not evicted at all (they go with the node), so they never block.
 pub fn pod_evictable(pod: &Pod) -> bool {
-    pod.is_daemonset()
-        || (pod.owner.is_some() && !super::consolidation::blocks_disruption(pod))
+    pod.is_daemonset() || (pod.owner.is_some() && !super::consolidation::blocks_disruption(pod))
 }
 
 /// Has the node outlived its pool's `expireAfter`?
@@ -183,25 +185,31 @@ pub fn template_hash(pool: &NodePool) -> u64 {
     })
 }
 
-/// Has the node drifted from `pool`? `node_hash` is the template hash recorded at launch.
-pub fn drifted(pool: &NodePool, labels: &Labels, taints: &[Taint], node_hash: Option<u64>) -> Option<Drift> {
+/// Has the node drifted from `pool`? `pool_hash` is `template_hash(pool)` (callers keep
+/// it: it changes only with the pool) and `node_hash` the hash recorded at launch. A node
+/// launched from the current template cannot have drifted, so that is checked first.
+pub fn drifted(
+    pool: &NodePool,
+    pool_hash: u64,
+    labels: &Labels,
+    taints: &[Taint],
+    node_hash: Option<u64>,
+) -> Option<Drift> {
+    if node_hash == Some(pool_hash) {
+        return None;
+    }
     if let Some(r) = pool.requirements.iter().find(|r| !r.matches(labels)) {
         return Some(Drift::Requirement(r.key.clone()));
     }
     if let Some((k, _)) = pool.labels.iter().find(|(k, v)| labels.get(*k) != Some(*v)) {
         return Some(Drift::Label(k.clone()));
     }
-    let mut want: Vec<&Taint> = pool.taints.iter().collect();
-    let mut have: Vec<&Taint> = taints.iter().collect();
-    want.sort_by_key(|t| format!("{t:?}"));
-    have.sort_by_key(|t| format!("{t:?}"));
-    if want != have {
+    let same_taints =
+        pool.taints.len() == taints.len() && pool.taints.iter().all(|t| taints.contains(t));
+    if !same_taints {
         return Some(Drift::Taints);
     }
-    match node_hash {
-        Some(h) if h != template_hash(pool) => Some(Drift::Hash),
-        _ => None,
-    }
+    node_hash.map(|_| Drift::Hash)
 }
 
 /// Where the pods of `set` go when those nodes are disrupted for expiry, drift or repair:
@@ -426,10 +434,12 @@ mod tests {
             kind: "DaemonSet".into(),
             name: "agent".into(),
         });
-        ds.annotations.insert("karpenter.sh/do-not-disrupt".into(), "true".into());
+        ds.annotations
+            .insert("karpenter.sh/do-not-disrupt".into(), "true".into());
         assert!(pod_evictable(&ds));
         let mut keep = owned("d");
-        keep.annotations.insert("stevedore.dev/do-not-disrupt".into(), "true".into());
+        keep.annotations
+            .insert("stevedore.dev/do-not-disrupt".into(), "true".into());
         assert!(!pod_evictable(&keep));
 
         let mut ann = Labels::new();
@@ -467,28 +477,33 @@ mod tests {
         node.insert("karpenter.sh/capacity-type".into(), "spot".into());
         node.insert("team".into(), "web".into());
         let h = Some(template_hash(&p));
-        assert_eq!(drifted(&p, &node, &[], h), None);
-        assert_eq!(drifted(&p, &node, &[], None), None);
+        let check =
+            |pool: &NodePool, node: &Labels, h| drifted(pool, template_hash(pool), node, &[], h);
+        assert_eq!(check(&p, &node, h), None);
+        assert_eq!(check(&p, &node, None), None);
 
         let mut on_demand_only = p.clone();
         on_demand_only.requirements[0].values = vec!["on-demand".into()];
         assert_eq!(
-            drifted(&on_demand_only, &node, &[], h),
+            check(&on_demand_only, &node, h),
             Some(Drift::Requirement("karpenter.sh/capacity-type".into()))
         );
         let mut relabelled = p.clone();
         relabelled.labels.insert("team".into(), "api".into());
-        assert_eq!(drifted(&relabelled, &node, &[], h), Some(Drift::Label("team".into())));
+        assert_eq!(
+            check(&relabelled, &node, h),
+            Some(Drift::Label("team".into()))
+        );
         let mut tainted = p.clone();
         tainted.taints.push(Taint {
             key: "dedicated".into(),
             value: "web".into(),
             effect: TaintEffect::NoSchedule,
         });
-        assert_eq!(drifted(&tainted, &node, &[], h), Some(Drift::Taints));
+        assert_eq!(check(&tainted, &node, h), Some(Drift::Taints));
         let mut restarted = p.clone();
         restarted.startup_taints = tainted.taints.clone();
-        assert_eq!(drifted(&restarted, &node, &[], h), Some(Drift::Hash));
+        assert_eq!(check(&restarted, &node, h), Some(Drift::Hash));
     }
 
     #[test]

@@ -5,15 +5,16 @@
 //! Every eviction is checked again here, independently of the core, for PDB violations
 //! and for pods that must not be disrupted.
 
-use crate::sim::report::Mark;
 use super::{NodeState, PodState, Sim};
 use crate::core::budget::{self, Reason};
 use crate::core::consolidation::{self, Inputs, NodeCost};
 use crate::core::disruption::{self, Command, Event, Execution, Phase};
 use crate::core::pdb::{Budget, IntOrPercent};
 use crate::core::pod::Pod;
+use crate::core::resources::Resources;
 use crate::core::scheduler::LaunchPlan;
 use crate::core::snapshot::Snapshot;
+use crate::sim::report::Mark;
 use std::time::Instant;
 
 /// Single-node consolidation trials per decision.
@@ -66,6 +67,7 @@ pub(super) struct InFlight {
 impl Sim<'_> {
     /// The fleet's disruption pass, once per scan.
     pub(super) fn disrupt(&mut self) {
+        self.record_demand();
         self.drain();
         self.delete_empty();
         // Decide on a settled cluster only: pending pods and launching nodes first.
@@ -143,7 +145,11 @@ impl Sim<'_> {
     }
 
     fn delete_empty(&mut self) {
-        if !self.pool_disruption.iter().any(|p| p.consolidate_after().is_some()) {
+        if !self
+            .pool_disruption
+            .iter()
+            .any(|p| p.consolidate_after().is_some())
+        {
             return;
         }
         let left = self.budget_left(Reason::Empty);
@@ -197,14 +203,22 @@ impl Sim<'_> {
             return false;
         }
         if disruption::node_blocks_disruption(&node.annotations)
-            || !node.pods.iter().all(|&i| disruption::pod_evictable(&self.pods[i].pod))
+            || !node
+                .pods
+                .iter()
+                .all(|&i| disruption::pod_evictable(&self.pods[i].pod))
         {
             return false;
         }
         match kind {
-            Kind::Expired => disruption::expired(&self.pool_disruption[p], node.launched_at, self.now),
+            Kind::Expired => {
+                disruption::expired(&self.pool_disruption[p], node.launched_at, self.now)
+            }
             Kind::Drifted => {
-                disruption::drifted(&self.pools[p], &node.labels, &node.taints, Some(node.hash)).is_some()
+                let pool = &self.pools[p];
+                let hash = self.pool_hashes[p];
+                disruption::drifted(pool, hash, &node.labels, &node.taints, Some(node.hash))
+                    .is_some()
             }
             _ => false,
         }
@@ -213,7 +227,9 @@ impl Sim<'_> {
     /// One consolidation decision (multi-node first, then single-node), when something
     /// changed since the last fruitless search.
     fn consolidate(&mut self) {
-        if !self.pool_disruption.iter().any(|p| p.underutilized()) || self.in_flight.iter().any(|f| f.kind != Kind::Empty) {
+        if !self.pool_disruption.iter().any(|p| p.underutilized())
+            || self.in_flight.iter().any(|f| f.kind != Kind::Empty)
+        {
             return;
         }
         let newly_eligible = self.live.iter().any(|&n| {
@@ -240,6 +256,7 @@ impl Sim<'_> {
                 pdbs: &self.config.pdbs,
                 budget_left: &left,
                 max_candidates: CONSOLIDATION_CANDIDATES,
+                keep: self.recent_peak_demand(),
             };
             let started = Instant::now();
             let action = consolidation::find_action(&env, snapshot, &input);
@@ -251,7 +268,10 @@ impl Sim<'_> {
         for &n in &nodes {
             let stable = self.now - self.nodes[n].stable_since;
             let d = &mut self.disruptions;
-            d.min_stable_s_at_consolidation = Some(d.min_stable_s_at_consolidation.map_or(stable, |m: f64| m.min(stable)));
+            d.min_stable_s_at_consolidation = Some(
+                d.min_stable_s_at_consolidation
+                    .map_or(stable, |m: f64| m.min(stable)),
+            );
         }
         let kind = match (&action.replacement, nodes.len()) {
             (_, 2..) => Kind::MultiNode,
@@ -259,6 +279,30 @@ impl Sim<'_> {
             (None, _) => Kind::Delete,
         };
         self.start(kind, nodes, action.replacement.into_iter().collect());
+    }
+
+    /// Records the demand now (cpu and memory of every feasible pod, placed or not),
+    /// keeping the Settings' `consolidationWindow` of history.
+    pub(super) fn record_demand(&mut self) {
+        let window = self.settings().consolidation_window.as_secs_f64();
+        while self
+            .demand_history
+            .front()
+            .is_some_and(|(t, _)| *t < self.now - window)
+        {
+            self.demand_history.pop_front();
+        }
+        self.demand_history
+            .push_back((self.now, self.demand.clone()));
+    }
+
+    fn recent_peak_demand(&self) -> Resources {
+        let mut peak = Resources::default();
+        for (_, d) in &self.demand_history {
+            peak.cpu_milli = peak.cpu_milli.max(d.cpu_milli);
+            peak.memory = peak.memory.max(d.memory);
+        }
+        peak
     }
 
     /// Starts a disruption: the core's execution says what to do first.
@@ -335,7 +379,10 @@ impl Sim<'_> {
             Kind::Expired => d.expired += 1,
             Kind::Drifted => d.drifted += 1,
         }
-        if matches!(kind, Kind::Empty | Kind::Delete | Kind::Replace | Kind::MultiNode) {
+        if matches!(
+            kind,
+            Kind::Empty | Kind::Delete | Kind::Replace | Kind::MultiNode
+        ) {
             d.consolidated += 1;
         }
         self.marks.push(Mark {
@@ -361,7 +408,11 @@ impl Sim<'_> {
     }
 
     fn drain_flight(&mut self, flight: &mut InFlight) {
-        let pods: Vec<usize> = flight.nodes.iter().flat_map(|&n| self.nodes[n].pods.clone()).collect();
+        let pods: Vec<usize> = flight
+            .nodes
+            .iter()
+            .flat_map(|&n| self.nodes[n].pods.clone())
+            .collect();
         self.evict(&pods);
         if flight.nodes.iter().all(|&n| self.nodes[n].pods.is_empty()) {
             let commands = flight.exec.on(Event::Drained, self.now);
@@ -393,18 +444,16 @@ impl Sim<'_> {
         }
         let chosen = {
             let healthy: Vec<&Pod> = self.healthy_pods().collect();
-            let pending: Vec<&Pod> = self
-                .pending
-                .iter()
-                .map(|&i| &self.pods[i].pod)
-                .collect();
+            let pending: Vec<&Pod> = self.pending.iter().map(|&i| &self.pods[i].pod).collect();
             let candidates: Vec<&Pod> = pods.iter().map(|&i| &self.pods[i].pod).collect();
             disruption::evictable(&self.config.pdbs, &healthy, &pending, &candidates)
         };
         for i in chosen {
             let p = pods[i];
             self.check_eviction(p);
-            let PodState::Bound(n) = self.pods[p].state else { continue };
+            let PodState::Bound(n) = self.pods[p].state else {
+                continue;
+            };
             self.disruptions.pods_evicted += 1;
             self.unbind(p, n);
         }
@@ -434,9 +483,16 @@ impl Sim<'_> {
             if pdb.namespace != pod.namespace || !pdb.selector.matches(&pod.labels) {
                 continue;
             }
-            let selected = |q: &&SimPodRef| q.0.namespace == pdb.namespace && pdb.selector.matches(&q.0.labels);
+            let selected = |q: &&SimPodRef| {
+                q.0.namespace == pdb.namespace && pdb.selector.matches(&q.0.labels)
+            };
             let (mut expected, mut healthy) = (0i64, 0i64);
-            for q in self.pods.iter().map(|q| SimPodRef(&q.pod, q.state)).filter(|q| selected(&q)) {
+            for q in self
+                .pods
+                .iter()
+                .map(|q| SimPodRef(&q.pod, q.state))
+                .filter(|q| selected(&q))
+            {
                 match q.1 {
                     PodState::Done => {}
                     PodState::Pending => expected += 1,
@@ -492,15 +548,20 @@ impl Sim<'_> {
             }
             f.nodes.retain(|&m| m != n);
         }
-        flights.retain(|f| !f.nodes.is_empty() && matches!(f.exec.phase, Phase::Launching | Phase::Draining));
+        flights.retain(|f| {
+            !f.nodes.is_empty() && matches!(f.exec.phase, Phase::Launching | Phase::Draining)
+        });
         flights.append(&mut self.in_flight);
         self.in_flight = flights;
     }
 
     /// The room a replacement keeps for the pods of the nodes it replaces.
-    pub(super) fn reserved_on(&self, n: usize) -> Option<crate::core::resources::Resources> {
-        let f = self.in_flight.iter().find(|f| f.replacements.contains(&n))?;
-        let mut r = crate::core::resources::Resources::default();
+    pub(super) fn reserved_on(&self, n: usize) -> Option<Resources> {
+        let f = self
+            .in_flight
+            .iter()
+            .find(|f| f.replacements.contains(&n))?;
+        let mut r = Resources::default();
         for &old in &f.nodes {
             r.add(&self.nodes[old].requested);
         }

@@ -200,6 +200,8 @@ struct Sim<'c> {
     /// budget schedules are evaluated against.
     epoch: i64,
     pool_change: Option<Vec<NodePool>>,
+    /// `disruption::template_hash` of each pool (drift compares nodes against it).
+    pool_hashes: Vec<u64>,
     /// Bumped whenever a pod or node comes or goes (consolidation skips unchanged states).
     changes: u64,
     changes_at_last_search: u64,
@@ -253,6 +255,8 @@ struct Sim<'c> {
     /// Pods on a node at its Spot warning, with the warning's time.
     interrupted_at: HashMap<usize, f64>,
     recovery_s: Vec<f64>,
+    /// (time, demand) at each scan over the last `consolidationWindow`.
+    demand_history: std::collections::VecDeque<(f64, Resources)>,
     /// Managed node-seconds (for disruptions per node-hour).
     node_seconds: f64,
 }
@@ -278,6 +282,7 @@ pub fn run(
         in_flight: Vec::new(),
         backoff: HashMap::new(),
         pool_disruption,
+        pool_hashes: pools.iter().map(disruption::template_hash).collect(),
         epoch: trace_epoch(trace),
         pool_change: opts.pool_change.as_ref().map(|(_, p)| p.clone()),
         changes_at_last_search: u64::MAX,
@@ -331,6 +336,7 @@ pub fn run(
         interrupted_at: HashMap::new(),
         recovery_s: Vec::new(),
         node_seconds: 0.0,
+        demand_history: Default::default(),
     };
     if let Some((t, _)) = &opts.pool_change {
         sim.push(*t, Ev::PoolsChanged);
@@ -777,6 +783,7 @@ impl<'c> Sim<'c> {
             }
             Ev::PoolsChanged => {
                 if let (Mode::Fleet, Some(pools)) = (self.mode, self.pool_change.take()) {
+                    self.pool_hashes = pools.iter().map(disruption::template_hash).collect();
                     self.pools = pools;
                     self.model = None;
                     self.changes += 1;
@@ -1168,7 +1175,7 @@ impl<'c> Sim<'c> {
             pool: Some(plan.pool),
             capacity_type: Some(o.capacity_type),
             price: o.price_per_hour,
-            hash: disruption::template_hash(pool),
+            hash: self.pool_hashes[plan.pool],
             annotations: self
                 .config
                 .extras(&pool.name)
