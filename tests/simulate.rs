@@ -38,6 +38,7 @@ fn run_text(text: &str, mode: Mode, seed: u64) -> Report {
         seed,
         progress: false,
         consolidation: true,
+        ..SimOptions::default()
     };
     sim::run(&trace, "test.jsonl", config, catalog, &opts).expect("replay")
 }
@@ -250,6 +251,7 @@ fn consolidation_lowers_cost_after_load_drops() {
             seed: 1,
             progress: false,
             consolidation,
+            ..SimOptions::default()
         };
         sim::run(&trace, "t.jsonl", config, catalog, &opts).unwrap()
     };
@@ -280,6 +282,7 @@ fn deleting_an_unknown_pod_is_an_error_naming_the_line() {
         seed: 1,
         progress: false,
         consolidation: true,
+        ..SimOptions::default()
     };
     let err = sim::run(&trace, "bad.jsonl", config, catalog, &opts)
         .unwrap_err()

@@ -51,31 +51,26 @@ pub fn parse(ctx: &mut Ctx, root: &Node) -> Option<PodDisruptionBudget> {
     let mut budget = None;
     let mut selector = None;
     if let Some(spec) = &spec {
-        let min = spec
-            .get("minAvailable")
-            .and_then(|v| int_or_percent(ctx, v, "spec.minAvailable"));
-        let max = spec
-            .get("maxUnavailable")
-            .and_then(|v| int_or_percent(ctx, v, "spec.maxUnavailable"));
+        let (min_node, max_node) = (spec.get("minAvailable"), spec.get("maxUnavailable"));
+        let min = min_node.and_then(|v| int_or_percent(ctx, v, "spec.minAvailable"));
+        let max = max_node.and_then(|v| int_or_percent(ctx, v, "spec.maxUnavailable"));
+        match (min_node.is_some(), max_node.is_some()) {
+            (true, true) => ctx.err(
+                spec.line,
+                "spec",
+                "minAvailable and maxUnavailable cannot both be set",
+            ),
+            (false, false) => ctx.err(
+                spec.line,
+                "spec",
+                "one of minAvailable or maxUnavailable is required",
+            ),
+            _ => {}
+        }
         budget = match (min, max) {
             (Some(m), None) => Some(Budget::MinAvailable(m)),
             (None, Some(m)) => Some(Budget::MaxUnavailable(m)),
-            (Some(_), Some(_)) => {
-                ctx.err(
-                    spec.line,
-                    "spec",
-                    "minAvailable and maxUnavailable cannot both be set",
-                );
-                None
-            }
-            (None, None) => {
-                ctx.err(
-                    spec.line,
-                    "spec",
-                    "one of minAvailable or maxUnavailable is required",
-                );
-                None
-            }
+            _ => None,
         };
         selector = spec
             .required(ctx, "spec", "selector")

@@ -76,13 +76,12 @@ pub fn allowed(
     disrupting: usize,
     epoch_s: i64,
 ) -> usize {
-    let limit = budgets
+    budgets
         .iter()
         .filter(|b| b.applies(reason, epoch_s))
         .map(|b| b.nodes.scaled(total as i64).max(0) as usize)
         .min()
-        .unwrap_or(usize::MAX);
-    limit.saturating_sub(disrupting)
+        .map_or(usize::MAX, |limit| limit.saturating_sub(disrupting))
 }
 
 #[cfg(test)]
