@@ -240,10 +240,14 @@ impl Sim<'_> {
             let age = self.now - self.nodes[n].stable_since;
             age >= after && age < after + self.settings().scan_interval.as_secs_f64()
         });
-        if self.changes == self.changes_at_last_search && !newly_eligible {
+        // The capacity kept falls as old peaks leave the window: that may allow an action.
+        let keep = self.recent_peak_demand();
+        let same_keep = self.keep_at_last_search.as_ref() == Some(&keep);
+        if self.changes == self.changes_at_last_search && !newly_eligible && same_keep {
             return;
         }
         self.changes_at_last_search = self.changes;
+        self.keep_at_last_search = Some(keep.clone());
         self.ensure_models();
         let left = self.budget_left(Reason::Underutilized);
         let (ids, costs) = self.disruption_view();
@@ -256,7 +260,7 @@ impl Sim<'_> {
                 pdbs: &self.config.pdbs,
                 budget_left: &left,
                 max_candidates: CONSOLIDATION_CANDIDATES,
-                keep: self.recent_peak_demand(),
+                keep,
             };
             let started = Instant::now();
             let action = consolidation::find_action(&env, snapshot, &input);

@@ -205,6 +205,8 @@ struct Sim<'c> {
     /// Bumped whenever a pod or node comes or goes (consolidation skips unchanged states).
     changes: u64,
     changes_at_last_search: u64,
+    /// The capacity consolidation kept at its last fruitless search.
+    keep_at_last_search: Option<Resources>,
     config: &'c Config,
     catalog: &'c Catalog,
     pools: Vec<NodePool>,
@@ -286,6 +288,7 @@ pub fn run(
         epoch: trace_epoch(trace),
         pool_change: opts.pool_change.as_ref().map(|(_, p)| p.clone()),
         changes_at_last_search: u64::MAX,
+        keep_at_last_search: None,
         config,
         catalog,
         pools,
