@@ -115,8 +115,10 @@ pub fn empty_nodes(
 /// (up to `MAX_MULTI_NODE`). A node is a candidate when its pool consolidates
 /// underutilized nodes and has budget left, it was stable for `consolidateAfter`, it is
 /// not annotated do-not-disrupt, and each of its pods may be evicted (controller-owned,
-/// no do-not-disrupt or local storage) within every PodDisruptionBudget (the snapshot's
-/// pending pods count as unavailable).
+/// no do-not-disrupt or local storage) with its PodDisruptionBudgets allowing at least
+/// one eviction now (the snapshot's pending pods count as unavailable). The drain then
+/// evicts one pod at a time within the budgets, so a budget of one still lets a node
+/// with several of its pods go, slowly (as Karpenter).
 pub fn find_action<'a>(
     env: &SolveEnv,
     mut snapshot: Snapshot<'a>,
@@ -180,7 +182,9 @@ fn candidates(
                 && !node_blocks_disruption(&input.nodes[n].annotations)
                 && !pods_on[n].is_empty()
                 && pods_on[n].iter().all(|pod| pod_evictable(pod))
-                && pdb::breaks(input.pdbs, &healthy, &snapshot.pending, &pods_on[n]).is_none()
+                && pods_on[n].iter().all(|&pod| {
+                    pdb::breaks(input.pdbs, &healthy, &snapshot.pending, &[pod]).is_none()
+                })
         })
         .collect();
     out.sort_by(|&a, &b| {

@@ -168,6 +168,7 @@ impl Sim<'_> {
 
     /// Expired and drifted nodes are replaced, replacement first, within their budgets.
     fn expire_and_drift(&mut self) {
+        self.ensure_models();
         for kind in [Kind::Drifted, Kind::Expired] {
             let mut left = self.budget_left(kind.reason());
             let due: Vec<usize> = self
@@ -432,6 +433,8 @@ impl Sim<'_> {
             .iter()
             .filter(|&&n| self.nodes[n].interrupted)
             .flat_map(|&n| self.nodes[n].pods.clone())
+            // Pods that forbid disruption stay until the reclaim takes them.
+            .filter(|&p| disruption::pod_evictable(&self.pods[p].pod))
             .collect();
         if pods.is_empty() {
             return;
@@ -446,9 +449,18 @@ impl Sim<'_> {
         if pods.is_empty() {
             return;
         }
-        let chosen = {
+        let chosen = if self.config.pdbs.is_empty() {
+            (0..pods.len()).collect()
+        } else {
+            // Every pod that exists but is not running counts as unavailable, also
+            // those no node could ever hold.
             let healthy: Vec<&Pod> = self.healthy_pods().collect();
-            let pending: Vec<&Pod> = self.pending.iter().map(|&i| &self.pods[i].pod).collect();
+            let pending: Vec<&Pod> = self
+                .pods
+                .iter()
+                .filter(|p| p.state == PodState::Pending)
+                .map(|p| &p.pod)
+                .collect();
             let candidates: Vec<&Pod> = pods.iter().map(|&i| &self.pods[i].pod).collect();
             disruption::evictable(&self.config.pdbs, &healthy, &pending, &candidates)
         };
