@@ -126,8 +126,15 @@ pub fn find_action<'a>(
 ) -> Option<Action> {
     let pods_on = pods_by_node(&snapshot);
     let candidates = candidates(env, &snapshot, &pods_on, input);
+    let anti_bound = snapshot
+        .bound
+        .iter()
+        .copied()
+        .filter(|(pod, _)| !pod.anti_affinity.is_empty())
+        .collect();
     let mut trials = Trials {
         env,
+        anti_bound,
         snapshot: &mut snapshot,
         pods_on: &pods_on,
         input,
@@ -206,6 +213,8 @@ struct Trials<'t, 'a, 'e> {
     env: &'t SolveEnv<'e>,
     snapshot: &'t mut Snapshot<'a>,
     pods_on: &'t [Vec<&'a Pod>],
+    /// The bound pods with anti-affinity terms.
+    anti_bound: Vec<(&'a Pod, usize)>,
     input: &'t Inputs<'t>,
 }
 
@@ -259,14 +268,13 @@ impl Trials<'_, '_, '_> {
             .iter()
             .any(|p| !p.spread.is_empty() || !p.affinity.is_empty() || !p.anti_affinity.is_empty());
         // Pods whose anti-affinity others must respect are all the topology a set of
-        // unconstrained pods needs (most are): a much smaller `bound`.
-        let bound = self
-            .snapshot
-            .bound
-            .iter()
-            .copied()
-            .filter(|&(p, m)| !in_set(m) && (constrained || !p.anti_affinity.is_empty()))
-            .collect();
+        // unconstrained pods needs (most are): a much smaller `bound`, found once.
+        let all = if constrained {
+            &self.snapshot.bound
+        } else {
+            &self.anti_bound
+        };
+        let bound = all.iter().copied().filter(|&(_, m)| !in_set(m)).collect();
         let mut without = Snapshot {
             nodes: std::mem::take(&mut self.snapshot.nodes),
             bound,
