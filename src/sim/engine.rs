@@ -781,6 +781,10 @@ impl<'c> Sim<'c> {
                     let evicted = self.nodes[n].pods.len() as u64;
                     self.disruptions.interrupted += 1;
                     self.disruptions.pods_evicted += evicted;
+                    self.marks.push(Mark {
+                        t: self.now,
+                        kind: "interrupted",
+                    });
                     self.terminate(n);
                 }
             }

@@ -258,8 +258,27 @@ pub fn summary(reports: &[Report]) -> String {
             }),
         ),
         (
+            "deleted / replaced / multi-node",
+            Box::new(|r| {
+                let d = &r.disruptions;
+                format!("{} / {} / {}", d.deleted, d.replaced, d.multi_node)
+            }),
+        ),
+        (
+            "expired / drifted",
+            Box::new(|r| format!("{} / {}", r.disruptions.expired, r.disruptions.drifted)),
+        ),
+        (
             "pods evicted",
             Box::new(|r| r.disruptions.pods_evicted.to_string()),
+        ),
+        (
+            "disruptions / node-hour",
+            Box::new(|r| format!("{:.3}", r.disruptions.disruptions_per_node_hour)),
+        ),
+        (
+            "PDB violations",
+            Box::new(|r| r.disruptions.pdb_violations.to_string()),
         ),
         (
             "decision p50 / p99 / max",
