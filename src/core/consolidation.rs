@@ -6,7 +6,9 @@
 //! at once (`find_action` tries the longest prefix of the candidates, cheapest to
 //! disrupt first, by binary search, as Karpenter does).
 
-use super::disruption::{node_blocks_disruption, pod_evictable, MinSavings, PoolDisruption};
+use super::disruption::{
+    node_blocks_disruption, pod_evictable, runs_to_completion, MinSavings, PoolDisruption,
+};
 use super::instance::CapacityType;
 use super::labels::{self, Labels};
 use super::pdb::{self, PodDisruptionBudget};
@@ -115,7 +117,7 @@ pub fn empty_nodes(
 /// (up to `MAX_MULTI_NODE`). A node is a candidate when its pool consolidates
 /// underutilized nodes and has budget left, it was stable for `consolidateAfter`, it is
 /// not annotated do-not-disrupt, and each of its pods may be evicted (controller-owned,
-/// no do-not-disrupt or local storage) with its PodDisruptionBudgets allowing at least
+/// no do-not-disrupt or local storage, not a Job's pod that will end by itself) with its PodDisruptionBudgets allowing at least
 /// one eviction now (the snapshot's pending pods count as unavailable). The drain then
 /// evicts one pod at a time within the budgets, so a budget of one still lets a node
 /// with several of its pods go, slowly (as Karpenter).
@@ -188,7 +190,9 @@ fn candidates(
                     .is_some_and(|a| env.now - input.nodes[n].stable_since >= a)
                 && !node_blocks_disruption(&input.nodes[n].annotations)
                 && !pods_on[n].is_empty()
-                && pods_on[n].iter().all(|pod| pod_evictable(pod))
+                && pods_on[n]
+                    .iter()
+                    .all(|pod| pod_evictable(pod) && !runs_to_completion(pod))
                 && pods_on[n].iter().all(|&pod| {
                     pdb::breaks(input.pdbs, &healthy, &snapshot.pending, &[pod]).is_none()
                 })

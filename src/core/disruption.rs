@@ -142,6 +142,14 @@ pub fn pod_evictable(pod: &Pod) -> bool {
     pod.is_daemonset() || (pod.owner.is_some() && !super::consolidation::blocks_disruption(pod))
 }
 
+/// Does this pod end by itself (a Job's pod)? Consolidation leaves its node alone: an
+/// eviction throws its progress away and restarts it elsewhere, while the node empties
+/// on its own when the Job is done and then goes as an empty node, disrupting nothing.
+/// (Expiry and drift still replace such nodes.)
+pub fn runs_to_completion(pod: &Pod) -> bool {
+    pod.owner.as_ref().is_some_and(|o| o.kind == "Job")
+}
+
 /// Has the node outlived its pool's `expireAfter`?
 pub fn expired(pool: &PoolDisruption, launched_at: f64, now: f64) -> bool {
     pool.expire_after_s.is_some_and(|e| now - launched_at >= e)

@@ -286,8 +286,10 @@ impl Sim<'_> {
         self.start(kind, nodes, action.replacement.into_iter().collect());
     }
 
-    /// Records the demand now (cpu and memory of every feasible pod, placed or not),
-    /// keeping the Settings' `consolidationWindow` of history.
+    /// Records the demand now (cpu and memory of every feasible pod, placed or not, that
+    /// does not end by itself), keeping the Settings' `consolidationWindow` of history.
+    /// Jobs' pods are left out: their capacity goes as empty nodes when they end, and a
+    /// burst of them would otherwise hold half-empty nodes for the whole window.
     pub(super) fn record_demand(&mut self) {
         let window = self.settings().consolidation_window.as_secs_f64();
         while self
@@ -298,7 +300,7 @@ impl Sim<'_> {
             self.demand_history.pop_front();
         }
         self.demand_history
-            .push_back((self.now, self.demand.clone()));
+            .push_back((self.now, self.service_demand.clone()));
     }
 
     fn recent_peak_demand(&self) -> Resources {

@@ -240,6 +240,9 @@ struct Sim<'c> {
     feasibility_cache: HashMap<String, (Option<String>, bool)>,
     // Accounting.
     demand: Resources,
+    /// The part of `demand` of pods that do not end by themselves (consolidation keeps
+    /// room for its recent peak).
+    service_demand: Resources,
     demand_dirty: bool,
     lb_rate: f64,
     lb_cost: f64,
@@ -322,6 +325,7 @@ pub fn run(
         batch_last: 0.0,
         feasibility_cache: HashMap::new(),
         demand: Resources::default(),
+        service_demand: Resources::default(),
         demand_dirty: false,
         lb_rate: 0.0,
         lb_cost: 0.0,
@@ -610,6 +614,9 @@ impl<'c> Sim<'c> {
         if in_demand {
             self.demand.add(&pod.requests);
             self.demand_dirty = true;
+            if !disruption::runs_to_completion(pod) {
+                self.service_demand.add(&pod.requests);
+            }
         }
         self.sched_dirty = true;
         self.new_pending.push(idx);
@@ -686,6 +693,9 @@ impl<'c> Sim<'c> {
             let r = self.pods[i].pod.requests.clone();
             self.demand.sub(&r);
             self.demand_dirty = true;
+            if !disruption::runs_to_completion(&self.pods[i].pod) {
+                self.service_demand.sub(&r);
+            }
         }
     }
 
