@@ -1192,7 +1192,7 @@ fn pod_disruption_budget_errors_name_their_path() {
         "needs at least one value",
     );
     one_err(
-        &"apiVersion: policy/v1beta1\nkind: PodDisruptionBudget\nmetadata: {name: x}\nspec: {minAvailable: 1, selector: {}}\n".to_string(),
+        "apiVersion: policy/v1beta1\nkind: PodDisruptionBudget\nmetadata: {name: x}\nspec: {minAvailable: 1, selector: {}}\n",
         "apiVersion",
         "policy/v1",
     );
