@@ -51,8 +51,9 @@ pub struct Inputs<'c> {
     pub budget_left: &'c [usize],
     /// Single-node trials per decision (each is one scheduling simulation).
     pub max_candidates: usize,
-    /// Room for pods (cpu and memory) the cluster keeps: the caller's peak demand over a
-    /// recent window (Settings `consolidationWindow`). Like the Horizontal Pod
+    /// Room for pods (cpu and memory) the cluster keeps: the caller's peak demand of pods
+    /// that do not end by themselves over a recent window (Settings
+    /// `consolidationWindow`). Like the Horizontal Pod
     /// Autoscaler's scale-down stabilization window, consolidation never takes capacity
     /// below it, so it does not remove nodes a demand just seen would need again (the
     /// churn of deleting and relaunching). Zero keeps nothing extra.
@@ -284,11 +285,23 @@ impl Trials<'_, '_, '_> {
             bound,
             pending,
         };
-        for &n in set {
+        // Long-running pods do not count on nodes that will empty by themselves (only
+        // Job pods on them): moved there, they would pin the node and be moved again
+        // when the Jobs end.
+        let lasting = without.pending.iter().any(|p| !runs_to_completion(p));
+        let mut closed: Vec<usize> = set.to_vec();
+        if lasting {
+            closed.extend((0..without.nodes.len()).filter(|&n| {
+                without.nodes[n].schedulable
+                    && !self.pods_on[n].is_empty()
+                    && self.pods_on[n].iter().all(|p| runs_to_completion(p))
+            }));
+        }
+        for &n in &closed {
             without.nodes[n].schedulable = false;
         }
         let action = self.place(&without, set);
-        for &n in set {
+        for &n in &closed {
             without.nodes[n].schedulable = true;
         }
         self.snapshot.nodes = without.nodes;
@@ -301,9 +314,10 @@ impl Trials<'_, '_, '_> {
         let mut room = extra.clone();
         for (n, node) in without.nodes.iter().enumerate() {
             if node.ready && node.schedulable {
-                // Allocatable less what is not pods (DaemonSet overhead).
+                // Allocatable less the DaemonSet overhead and the Job pods it runs (their
+                // room is taken until they end; `keep` counts long-running pods only).
                 room.add(&node.allocatable.minus(&node.requested));
-                for p in &self.pods_on[n] {
+                for p in self.pods_on[n].iter().filter(|p| !runs_to_completion(p)) {
                     room.add(&p.requests);
                 }
             }
