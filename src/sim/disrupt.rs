@@ -429,7 +429,7 @@ impl Sim<'_> {
 
     /// An interrupted node's pods are evicted (within their budgets) as soon as the
     /// ready nodes can hold them: they run again before the reclaim, not after.
-    fn drain_interrupted(&mut self) {
+    pub(super) fn drain_interrupted(&mut self) {
         let pods: Vec<usize> = self
             .live
             .iter()

@@ -750,6 +750,11 @@ impl<'c> Sim<'c> {
                     self.sched_dirty = true;
                     self.full_pass = true;
                     self.replacement_ready(n);
+                    if self.mode == Mode::Fleet {
+                        // Room appeared: interrupted nodes' pods may move now, not at
+                        // the next scan.
+                        self.drain_interrupted();
+                    }
                 }
             }
             Ev::PodFinish(i, generation) => {
