@@ -313,7 +313,7 @@ impl Sim<'_> {
     }
 
     /// Starts a disruption: the core's execution says what to do first.
-    fn start(&mut self, kind: Kind, nodes: Vec<usize>, plans: Vec<LaunchPlan>) {
+    pub(super) fn start(&mut self, kind: Kind, nodes: Vec<usize>, plans: Vec<LaunchPlan>) {
         let (exec, commands) = Execution::start(plans.len());
         let mut replacements = Vec::new();
         for plan in &plans {

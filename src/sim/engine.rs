@@ -1226,7 +1226,10 @@ impl<'c> Sim<'c> {
     fn scale_down(&mut self) {
         match self.mode {
             Mode::Fleet => self.disrupt(),
-            Mode::NodeGroups => self.scale_down_node_groups(),
+            Mode::NodeGroups => {
+                self.drain();
+                self.scale_down_node_groups();
+            }
         }
     }
 
@@ -1283,9 +1286,9 @@ impl<'c> Sim<'c> {
             let (decision, _, ms) = self.solve(&pods, false, None, false);
             self.decision_ms.push(ms);
             if decision.existing.len() == pods.len() {
-                self.disruptions.consolidated += 1;
-                self.disruptions.pods_evicted += pods.len() as u64;
-                self.terminate(n);
+                // Drained like every voluntary disruption: evictions within the
+                // PodDisruptionBudgets, then termination.
+                self.start(disrupt::Kind::Delete, vec![n], Vec::new());
                 drained_one = true;
             } else {
                 self.nodes[n].cordoned = false;
