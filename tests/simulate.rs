@@ -587,16 +587,24 @@ mod disruption {
     /// 60 pods labelled `app: x` at t=0; every other one leaves at 900 s, so nodes are
     /// half empty and consolidation moves pods.
     fn shrinking_trace() -> String {
+        trace_leaving(&[(900.0, 0)])
+    }
+
+    /// 60 pods labelled `app: x` at t=0; at each `(t, first)`, every other pod from
+    /// `first` on leaves. The trace ends at 4 h.
+    fn trace_leaving(waves: &[(f64, usize)]) -> String {
         let mut lines = vec![header()];
         for i in 0..60 {
             let p = pod(&format!("p-{i}"), "250m", "512Mi", "")
                 .replace(r#""app":"p-"#, r#""app":"x","n":"p-"#);
             lines.push(added(0.0, &p));
         }
-        for i in (0..60).step_by(2) {
-            lines.push(format!(
-                r#"{{"t":900,"event":"pod_deleted","namespace":"t","name":"p-{i}"}}"#
-            ));
+        for &(t, first) in waves {
+            for i in (first..60).step_by(2) {
+                lines.push(format!(
+                    r#"{{"t":{t},"event":"pod_deleted","namespace":"t","name":"p-{i}"}}"#
+                ));
+            }
         }
         lines.push(end_at(4.0 * 3600.0));
         lines.join("\n")
@@ -656,14 +664,7 @@ mod disruption {
         let r = run_with(&shrinking_trace(), &zero, SimOptions::default());
         assert_eq!(moved(&r), 0, "{:?}", r.disruptions);
         // Every pod leaves: the nodes empty out and go.
-        let mut text = shrinking_trace().replace(r#"{"t":14400,"#, r#"{"t":99999,"#);
-        for i in (1..60).step_by(2) {
-            text.push_str(&format!(
-                "\n{{\"t\":3600,\"event\":\"pod_deleted\",\"namespace\":\"t\",\"name\":\"p-{i}\"}}"
-            ));
-        }
-        let lines: Vec<&str> = text.lines().filter(|l| !l.contains("99999")).collect();
-        let text = format!("{}\n{}", lines.join("\n"), end_at(7200.0));
+        let text = trace_leaving(&[(900.0, 0), (3600.0, 1)]);
         let r = run_with(&text, &zero, SimOptions::default());
         assert!(r.disruptions.empty >= 1, "{:?}", r.disruptions);
     }
