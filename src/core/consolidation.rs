@@ -11,7 +11,7 @@ use super::disruption::{
 };
 use super::instance::CapacityType;
 use super::labels::{self, Labels};
-use super::pdb::{self, PodDisruptionBudget};
+use super::pdb::PodDisruptionBudget;
 use super::pod::Pod;
 use super::resources::Resources;
 use super::scheduler::{solve, LaunchPlan, SolveEnv};
@@ -177,6 +177,18 @@ fn candidates(
         .filter(|&&(_, n)| snapshot.nodes[n].ready)
         .map(|&(pod, _)| pod)
         .collect();
+    // Evictions each PodDisruptionBudget allows now, counted once.
+    let count = |pods: &[&Pod], b: &PodDisruptionBudget| {
+        pods.iter().filter(|p| b.selects(p)).count() as i64
+    };
+    let allowed: Vec<i64> = input
+        .pdbs
+        .iter()
+        .map(|b| {
+            let (up, down) = (count(&healthy, b), count(&snapshot.pending, b));
+            b.allowed(up, up + down)
+        })
+        .collect();
     let mut out: Vec<usize> = (0..snapshot.nodes.len())
         .filter(|&n| {
             let node = &snapshot.nodes[n];
@@ -194,8 +206,8 @@ fn candidates(
                 && pods_on[n]
                     .iter()
                     .all(|pod| pod_evictable(pod) && !runs_to_completion(pod))
-                && pods_on[n].iter().all(|&pod| {
-                    pdb::breaks(input.pdbs, &healthy, &snapshot.pending, &[pod]).is_none()
+                && pods_on[n].iter().all(|pod| {
+                    (0..input.pdbs.len()).all(|b| !input.pdbs[b].selects(pod) || allowed[b] >= 1)
                 })
         })
         .collect();

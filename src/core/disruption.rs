@@ -6,7 +6,7 @@
 use super::budget::NodeBudget;
 use super::labels::Labels;
 use super::nodepool::NodePool;
-use super::pdb::{self, PodDisruptionBudget};
+use super::pdb::PodDisruptionBudget;
 use super::pod::Pod;
 use super::scheduler::{solve, LaunchPlan, SolveEnv};
 use super::snapshot::Snapshot;
@@ -253,24 +253,34 @@ pub fn replacements(env: &SolveEnv, snapshot: &Snapshot, set: &[usize]) -> Optio
 /// Which of `candidates` (in order) may be evicted now, one after another, without
 /// breaking a PodDisruptionBudget. `healthy` are the running pods (the candidates among
 /// them) and `pending` the ones not running; each eviction takes one healthy pod away.
-pub fn evictable<'p>(
+pub fn evictable(
     pdbs: &[PodDisruptionBudget],
-    healthy: &[&'p Pod],
-    pending: &[&'p Pod],
-    candidates: &[&'p Pod],
+    healthy: &[&Pod],
+    pending: &[&Pod],
+    candidates: &[&Pod],
 ) -> Vec<usize> {
-    let mut up: Vec<&Pod> = healthy.to_vec();
-    let mut down: Vec<&Pod> = pending.to_vec();
+    // Healthy and unavailable pods per budget, counted once and kept up to date.
+    let count = |pods: &[&Pod], b: &PodDisruptionBudget| {
+        pods.iter().filter(|p| b.selects(p)).count() as i64
+    };
+    let mut counts: Vec<(i64, i64)> = pdbs
+        .iter()
+        .map(|b| (count(healthy, b), count(pending, b)))
+        .collect();
     let mut out = Vec::new();
-    for (i, &pod) in candidates.iter().enumerate() {
-        if pdb::breaks(pdbs, &up, &down, &[pod]).is_some() {
-            continue;
+    for (i, pod) in candidates.iter().enumerate() {
+        let selecting: Vec<usize> = (0..pdbs.len()).filter(|&b| pdbs[b].selects(pod)).collect();
+        let allowed = selecting.iter().all(|&b| {
+            let (up, down) = counts[b];
+            pdbs[b].allowed(up, up + down) >= 1
+        });
+        if allowed {
+            out.push(i);
+            for b in selecting {
+                counts[b].0 -= 1;
+                counts[b].1 += 1;
+            }
         }
-        out.push(i);
-        if let Some(at) = up.iter().position(|p| std::ptr::eq(*p, pod)) {
-            up.swap_remove(at);
-        }
-        down.push(pod);
     }
     out
 }

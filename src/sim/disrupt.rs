@@ -458,10 +458,10 @@ impl Sim<'_> {
             // those no node could ever hold.
             let healthy: Vec<&Pod> = self.healthy_pods().collect();
             let pending: Vec<&Pod> = self
-                .pods
+                .pending
                 .iter()
-                .filter(|p| p.state == PodState::Pending)
-                .map(|p| &p.pod)
+                .chain(&self.stuck)
+                .map(|&i| &self.pods[i].pod)
                 .collect();
             let candidates: Vec<&Pod> = pods.iter().map(|&i| &self.pods[i].pod).collect();
             disruption::evictable(&self.config.pdbs, &healthy, &pending, &candidates)
@@ -501,24 +501,22 @@ impl Sim<'_> {
             if pdb.namespace != pod.namespace || !pdb.selector.matches(&pod.labels) {
                 continue;
             }
-            let selected = |q: &&SimPodRef| {
-                q.0.namespace == pdb.namespace && pdb.selector.matches(&q.0.labels)
-            };
+            let selected =
+                |q: &Pod| q.namespace == pdb.namespace && pdb.selector.matches(&q.labels);
+            // Every pod that exists is on a live node or waiting; it is healthy when its
+            // node is ready.
             let (mut expected, mut healthy) = (0i64, 0i64);
-            for q in self
-                .pods
-                .iter()
-                .map(|q| SimPodRef(&q.pod, q.state))
-                .filter(|q| selected(&q))
-            {
-                match q.1 {
-                    PodState::Done => {}
-                    PodState::Pending => expected += 1,
-                    PodState::Bound(n) => {
+            for &n in &self.live {
+                let ready = self.nodes[n].state == NodeState::Ready;
+                for &q in &self.nodes[n].pods {
+                    if selected(&self.pods[q].pod) {
                         expected += 1;
-                        healthy += i64::from(self.nodes[n].state == NodeState::Ready);
+                        healthy += i64::from(ready);
                     }
                 }
+            }
+            for &q in self.pending.iter().chain(&self.stuck) {
+                expected += i64::from(selected(&self.pods[q].pod));
             }
             let ceil_pct = |v: u32| (i64::from(v) * expected + 99) / 100;
             let must_stay = match pdb.budget {
@@ -586,6 +584,3 @@ impl Sim<'_> {
         Some(r)
     }
 }
-
-/// A pod and its state, for the independent PDB check.
-struct SimPodRef<'a>(&'a Pod, PodState);

@@ -226,6 +226,8 @@ struct Sim<'c> {
     pods: Vec<SimPod>,
     /// Pods waiting for a node that some offering could hold.
     pending: BTreeSet<usize>,
+    /// Pods waiting that no offering could hold (they still count for their budgets).
+    stuck: BTreeSet<usize>,
     /// Pods added since the last scheduling pass.
     new_pending: Vec<usize>,
     /// Room appeared since the last scheduling pass: every pending pod gets a try.
@@ -314,6 +316,7 @@ pub fn run(
         events: Vec::new(),
         pods: Vec::new(),
         pending: BTreeSet::new(),
+        stuck: BTreeSet::new(),
         new_pending: Vec::new(),
         full_pass: false,
         pod_index: HashMap::new(),
@@ -903,10 +906,17 @@ impl<'c> Sim<'c> {
     /// Every pod state change goes through here, keeping `pending` in step.
     fn set_state(&mut self, i: usize, state: PodState) {
         self.pods[i].state = state;
-        if state == PodState::Pending && self.pods[i].infeasible.is_none() {
-            self.pending.insert(i);
-        } else {
-            self.pending.remove(&i);
+        let waiting = state == PodState::Pending;
+        let feasible = self.pods[i].infeasible.is_none();
+        for (set, member) in [
+            (&mut self.pending, waiting && feasible),
+            (&mut self.stuck, waiting && !feasible),
+        ] {
+            if member {
+                set.insert(i);
+            } else {
+                set.remove(&i);
+            }
         }
     }
 
