@@ -143,7 +143,7 @@ pub fn find_action<'a>(
         input,
     };
     // One node at a time first: on the bundled traces trying several nodes first (as
-    // Karpenter does) cost 3-10% more and disrupted twice as many nodes, because packing
+    // Karpenter does) cost 5-16% more and disrupted twice as many nodes, because packing
     // the whole slack away at once is bought back as soon as demand rises again.
     let single = candidates
         .iter()
