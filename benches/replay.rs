@@ -28,6 +28,7 @@ fn replay(c: &mut Criterion) {
         seed: SEED,
         progress: false,
         consolidation: true,
+        ..SimOptions::default()
     };
     let run = || sim::run(&trace, TRACE, &config, &catalog, &opts).expect("replay");
     let start = Instant::now();

@@ -8,10 +8,11 @@
 //!   and 10,000 pods on an empty cluster, and 1,000 pods on clusters that already have 500
 //!   and 2,000 partly used nodes.
 //! * `consolidation`: one consolidation decision (`core::consolidation::find_action`)
-//!   over 500, 2,000 and 5,000 full nodes of the real catalog with 20 bound pods each,
-//!   trying 10 candidates (`production`, one simulator scan) or every node
-//!   (`all_candidates`, the full pass). No action succeeds on these clusters, so every
-//!   candidate tried is simulated.
+//!   over 500, 2,000 and 5,000 full nodes of the real catalog with 20 bound pods each
+//!   (2,000 nodes = 40,000 pods), trying 10 single-node candidates (`production`, one
+//!   simulator scan) or every node (`all_candidates`, the full pass), then the multi-node
+//!   binary search over the first 100 candidates. No action succeeds on these clusters,
+//!   so every candidate and set tried is simulated: the worst case of one decision.
 //!
 //! Only the decision is timed: the catalog, the `SchedulingModel` (built once per
 //! configuration and reused by every decision in production) and, for `solve`, the
@@ -26,7 +27,8 @@ use criterion::{
 };
 use std::time::{Duration, Instant};
 use stevedore::catalog::{load_embedded, CatalogOptions};
-use stevedore::core::consolidation::{find_action, Action, NodeCost, PoolConsolidation};
+use stevedore::core::consolidation::{find_action, Action, Inputs, NodeCost};
+use stevedore::core::disruption::PoolDisruption;
 use stevedore::core::instance::{CapacityType, Catalog, InstanceType, Offering};
 use stevedore::core::labels::{self, Labels};
 use stevedore::core::model::SchedulingModel;
@@ -451,7 +453,7 @@ struct FullCluster {
     /// `PODS_PER_NODE` pods per node, node `i` holding `pods[i*20..(i+1)*20]`.
     pods: Vec<Pod>,
     costs: Vec<NodeCost>,
-    pools: Vec<PoolConsolidation>,
+    pools: Vec<PoolDisruption>,
 }
 
 /// The cheapest offering (price, type, offering index) of any type whose allocatable
@@ -562,13 +564,15 @@ impl FullCluster {
             costs: vec![
                 NodeCost {
                     price_per_hour: price,
-                    stable_since: 0.0,
+                    ..NodeCost::default()
                 };
                 count
             ],
-            pools: vec![PoolConsolidation {
-                underutilized: true,
-                after_s: 0.0,
+            pools: vec![PoolDisruption {
+                consolidate_after_s: Some(0.0),
+                // Every node may go: the search is as wide as it can be.
+                budgets: Vec::new(),
+                ..PoolDisruption::default()
             }],
         }
     }
@@ -591,15 +595,19 @@ impl FullCluster {
         s
     }
 
-    fn decide(&self, max_candidates: usize) -> Option<Action> {
-        find_action(
-            &self.env(),
-            self.snapshot(),
-            &self.costs,
-            &self.pools,
-            &[],
+    fn inputs(&self, max_candidates: usize) -> Inputs<'_> {
+        Inputs {
+            nodes: &self.costs,
+            pools: &self.pools,
+            pdbs: &[],
+            budget_left: &[usize::MAX],
             max_candidates,
-        )
+            keep: Resources::default(),
+        }
+    }
+
+    fn decide(&self, max_candidates: usize) -> Option<Action> {
+        find_action(&self.env(), self.snapshot(), &self.inputs(max_candidates))
     }
 
     /// One untimed pass over every candidate: it must find nothing.
@@ -643,10 +651,7 @@ fn consolidation(c: &mut Criterion) {
                         find_action(
                             black_box(&cluster.env()),
                             black_box(snapshot),
-                            &cluster.costs,
-                            &cluster.pools,
-                            &[],
-                            max,
+                            &cluster.inputs(max),
                         )
                     },
                     BatchSize::LargeInput,

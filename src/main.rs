@@ -3,6 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+use stevedore::core::disruption::ConsolidationPolicy;
 use stevedore::sim::{self, Mode, SimOptions};
 use stevedore::{config, trace};
 
@@ -37,6 +38,14 @@ enum Command {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+#[value(rename_all = "verbatim")]
+enum PolicyArg {
+    Never,
+    WhenEmpty,
+    WhenEmptyOrUnderutilized,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum ModeArg {
     Fleet,
     NodeGroups,
@@ -64,9 +73,13 @@ struct SimulateArgs {
     /// Write an SVG chart of nodes, cost rate and pending pods over time.
     #[arg(long, value_name = "FILE.svg")]
     chart: Option<PathBuf>,
-    /// Only remove empty nodes: measure what consolidation saves.
+    /// Turn consolidation off (as `consolidationPolicy: Never`: not even empty nodes are
+    /// removed): measure what consolidation saves.
     #[arg(long)]
     no_consolidation: bool,
+    /// Override every pool's consolidationPolicy (e.g. WhenEmpty).
+    #[arg(long, value_enum)]
+    consolidation_policy: Option<PolicyArg>,
     /// Hide the progress bar.
     #[arg(long)]
     quiet: bool,
@@ -123,6 +136,14 @@ fn simulate(args: SimulateArgs) -> Result<()> {
             seed: args.seed,
             progress: !args.quiet,
             consolidation: !args.no_consolidation,
+            policy: args.consolidation_policy.map(|p| match p {
+                PolicyArg::Never => ConsolidationPolicy::Never,
+                PolicyArg::WhenEmpty => ConsolidationPolicy::WhenEmpty,
+                PolicyArg::WhenEmptyOrUnderutilized => {
+                    ConsolidationPolicy::WhenEmptyOrUnderutilized
+                }
+            }),
+            pool_change: None,
         };
         let mut report = sim::run(&trace, &trace_name, &config, &catalog, &opts)
             .with_context(|| format!("simulating {trace_name} in {} mode", mode.as_str()))?;

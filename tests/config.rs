@@ -7,7 +7,11 @@ use stevedore::config::{
     self, bundled, load_path, load_str, Config, ConfigError, ConfigErrors, ConsolidationPolicy,
     Settings,
 };
+use stevedore::core::budget::Reason;
+use stevedore::core::cron::Schedule;
+use stevedore::core::disruption::MinSavings;
 use stevedore::core::instance::CapacityType;
+use stevedore::core::pdb::{Budget, IntOrPercent};
 use stevedore::core::requirements::Operator;
 use stevedore::core::taints::TaintEffect;
 
@@ -181,7 +185,7 @@ spec:
     assert_eq!(p.limits.extended, vec![("nvidia.com/gpu".to_string(), 16)]);
     assert_eq!(p.empty_node_after, Some(Duration::from_secs(120)));
     assert_eq!(
-        c.pool_extras[0].consolidation_policy,
+        c.pool_extras[0].disruption.policy,
         ConsolidationPolicy::WhenEmpty
     );
 }
@@ -194,7 +198,7 @@ fn pool_defaults_and_never() {
     assert_eq!(p.empty_node_after, Some(config::DEFAULT_CONSOLIDATE_AFTER));
     assert_eq!(p.limits, Default::default());
     assert_eq!(
-        c.pool_extras[0].consolidation_policy,
+        c.pool_extras[0].disruption.policy,
         ConsolidationPolicy::WhenEmptyOrUnderutilized
     );
     let c = ok(&format!(
@@ -243,9 +247,16 @@ status:
         e.min_values,
         vec![("karpenter.k8s.aws/instance-category".to_string(), 2)]
     );
-    assert_eq!(e.budgets.len(), 2);
-    assert_eq!(e.budgets[1].duration, Some(Duration::from_secs(8 * 3600)));
-    assert_eq!(e.expire_after, Some(Duration::from_secs(720 * 3600)));
+    let budgets = &e.disruption.budgets;
+    assert_eq!(budgets.len(), 2);
+    assert_eq!(budgets[0].nodes, IntOrPercent::Percent(10));
+    assert_eq!(budgets[1].nodes, IntOrPercent::Int(0));
+    assert_eq!(budgets[1].reasons, [Reason::Drifted]);
+    let (schedule, duration) = budgets[1].schedule.as_ref().unwrap();
+    assert_eq!(*duration, 8 * 3600);
+    assert_eq!(*schedule, Schedule::parse("0 9 * * 1-5").unwrap());
+    assert_eq!(e.disruption.expire_after_s, Some(720.0 * 3600.0));
+    assert_eq!(e.disruption.consolidate_after_s, Some(60.0));
     assert_eq!(
         e.termination_grace_period,
         Some(Duration::from_secs(48 * 3600))
@@ -1066,4 +1077,136 @@ proptest! {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Disruption settings and PodDisruptionBudget documents
+
+#[test]
+fn disruption_policy_never_min_savings_and_window() {
+    let base = pool_with("      requirements: []\n");
+    let c = ok(&format!(
+        "{base}  disruption: {{consolidationPolicy: Never, minSavings: \"12.5%\"}}\n"
+    ));
+    let d = &c.pool_extras[0].disruption;
+    assert_eq!(d.policy, ConsolidationPolicy::Never);
+    assert_eq!(d.min_savings, MinSavings::Fraction(0.125));
+    // Never consolidating also keeps empty nodes.
+    assert_eq!(c.node_pools[0].empty_node_after, None);
+    let c = ok(&format!("{base}  disruption: {{minSavings: $0.05/h}}\n"));
+    assert_eq!(
+        c.pool_extras[0].disruption.min_savings,
+        MinSavings::PerHour(0.05)
+    );
+    let c = ok(&format!(
+        "{base}---\n{SETTINGS_HEAD}consolidationWindow: 0s\n"
+    ));
+    assert_eq!(c.settings.consolidation_window, Duration::ZERO);
+    for bad in ["10", "$5", "-3%", "101%", "$x/h"] {
+        one_err(
+            &format!("{base}  disruption: {{minSavings: \"{bad}\"}}\n"),
+            "spec.disruption.minSavings",
+            "expected a percentage",
+        );
+    }
+}
+
+#[test]
+fn budget_schedules_and_reasons_are_validated() {
+    let base = pool_with("      requirements: []\n");
+    one_err(
+        &format!("{base}  disruption: {{budgets: [{{nodes: \"1\", schedule: \"0 25 * * *\", duration: 1h}}]}}\n"),
+        "spec.disruption.budgets[0].schedule",
+        "hour",
+    );
+    one_err(
+        &format!("{base}  disruption: {{budgets: [{{nodes: \"1\", reasons: [Bored]}}]}}\n"),
+        "spec.disruption.budgets[0].reasons",
+        "unknown reason \"Bored\"",
+    );
+    one_err(
+        &format!("{base}  disruption: {{budgets: [{{nodes: \"1\", schedule: \"@daily\"}}]}}\n"),
+        "spec.disruption.budgets[0]",
+        "together",
+    );
+    let c = ok(&format!(
+        "{base}  disruption: {{budgets: [{{nodes: \"3\", reasons: [Expired, Empty]}}]}}\n"
+    ));
+    let b = &c.pool_extras[0].disruption.budgets[0];
+    assert_eq!(b.nodes, IntOrPercent::Int(3));
+    assert_eq!(b.reasons, [Reason::Expired, Reason::Empty]);
+}
+
+const PDB_HEAD: &str =
+    "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: web, namespace: shop}\n";
+
+#[test]
+fn pod_disruption_budgets_load() {
+    let c = ok(&format!(
+        "{PDB_HEAD}spec:\n  minAvailable: \"50%\"\n  selector:\n    matchLabels: {{app: web}}\n    matchExpressions:\n      - {{key: tier, operator: NotIn, values: [batch]}}\n"
+    ));
+    let p = &c.pdbs[0];
+    assert_eq!((p.namespace.as_str(), p.name.as_str()), ("shop", "web"));
+    assert_eq!(p.budget, Budget::MinAvailable(IntOrPercent::Percent(50)));
+    assert_eq!(p.selector.match_labels["app"], "web");
+    assert_eq!(p.selector.match_expressions[0].operator, Operator::NotIn);
+    let c = ok(&format!(
+        "{PDB_HEAD}spec: {{maxUnavailable: 1, selector: {{}}}}\n"
+    ));
+    assert_eq!(
+        c.pdbs[0].budget,
+        Budget::MaxUnavailable(IntOrPercent::Int(1))
+    );
+}
+
+#[test]
+fn pod_disruption_budget_errors_name_their_path() {
+    one_err(
+        &format!("{PDB_HEAD}spec: {{minAvailable: 1, maxUnavailable: 1, selector: {{}}}}\n"),
+        "spec",
+        "cannot both be set",
+    );
+    one_err(
+        &format!("{PDB_HEAD}spec: {{selector: {{}}}}\n"),
+        "spec",
+        "one of minAvailable or maxUnavailable",
+    );
+    one_err(
+        &format!("{PDB_HEAD}spec: {{minAvailable: \"-1\", selector: {{}}}}\n"),
+        "spec.minAvailable",
+        "non-negative",
+    );
+    one_err(
+        &format!("{PDB_HEAD}spec: {{minAvailable: 1}}\n"),
+        "spec",
+        "missing required field \"selector\"",
+    );
+    one_err(
+        &format!("{PDB_HEAD}spec: {{minAvailable: 1, selector: {{matchExpressions: [{{key: a, operator: Gt, values: [\"1\"]}}]}}}}\n"),
+        "spec.selector.matchExpressions[0].operator",
+        "unknown operator",
+    );
+    one_err(
+        &format!("{PDB_HEAD}spec: {{minAvailable: 1, selector: {{matchExpressions: [{{key: a, operator: In}}]}}}}\n"),
+        "spec.selector.matchExpressions[0].values",
+        "needs at least one value",
+    );
+    one_err(
+        "apiVersion: policy/v1beta1\nkind: PodDisruptionBudget\nmetadata: {name: x}\nspec: {minAvailable: 1, selector: {}}\n",
+        "apiVersion",
+        "policy/v1",
+    );
+    let dup = format!("{PDB_HEAD}spec: {{minAvailable: 1, selector: {{}}}}\n");
+    one_err(
+        &format!("{dup}---\n{dup}"),
+        "metadata.name",
+        "duplicate PodDisruptionBudget shop/web",
+    );
+}
+
+#[test]
+fn the_bundled_pdb_example_loads() {
+    let c = load_path(std::path::Path::new("config/examples/pdbs.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!c.pdbs.is_empty());
 }

@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 use stevedore::catalog::{load_embedded, CatalogOptions};
-use stevedore::core::consolidation::{find_action, Action, NodeCost, PoolConsolidation};
+use stevedore::core::consolidation::{empty_nodes, find_action, Action, Inputs, NodeCost};
+use stevedore::core::disruption::{ConsolidationPolicy, MinSavings, PoolDisruption};
 use stevedore::core::instance::Catalog;
 use stevedore::core::labels::{self, Labels};
 use stevedore::core::model::SchedulingModel;
@@ -124,23 +125,37 @@ fn pod(name: &str, cpu_milli: i64, memory: i64) -> Pod {
     }
 }
 
-fn decide(world: &World, small: &Pod, big: &Pod, pdbs: &[PodDisruptionBudget]) -> Option<Action> {
-    let costs = [0.192, 0.192].map(|price_per_hour| NodeCost {
-        price_per_hour,
-        stable_since: 0.0,
-    });
-    let pools = [PoolConsolidation {
-        underutilized: true,
-        after_s: 30.0,
-    }];
-    find_action(
-        &world.env(),
-        world.snapshot(small, big),
-        &costs,
-        &pools,
+fn costs(prices: &[f64]) -> Vec<NodeCost> {
+    prices
+        .iter()
+        .map(|&price_per_hour| NodeCost {
+            price_per_hour,
+            ..Default::default()
+        })
+        .collect()
+}
+
+fn inputs<'c>(
+    nodes: &'c [NodeCost],
+    pools: &'c [PoolDisruption],
+    pdbs: &'c [PodDisruptionBudget],
+    budget_left: &'c [usize],
+) -> Inputs<'c> {
+    Inputs {
+        nodes,
+        pools,
         pdbs,
-        10,
-    )
+        budget_left,
+        max_candidates: 10,
+        keep: Resources::default(),
+    }
+}
+
+fn decide(world: &World, small: &Pod, big: &Pod, pdbs: &[PodDisruptionBudget]) -> Option<Action> {
+    let costs = costs(&[0.192, 0.192]);
+    let pools = [PoolDisruption::default()];
+    let input = inputs(&costs, &pools, pdbs, &[10]);
+    find_action(&world.env(), world.snapshot(small, big), &input)
 }
 
 fn budget_for(app: &str, budget: Budget) -> PodDisruptionBudget {
@@ -160,7 +175,15 @@ fn a_node_whose_pods_fit_elsewhere_is_deleted() {
     let world = World::new();
     let (small, big) = (pod("small", 500, GI), pod("big", 1000, 2 * GI));
     match decide(&world, &small, &big, &[]) {
-        Some(Action::Delete { node }) => assert!(node == 0 || node == 1),
+        Some(Action {
+            nodes,
+            replacement: None,
+            savings,
+        }) => {
+            // The node with fewer pods goes first; both hold one, so the dearer (equal).
+            assert_eq!(nodes.len(), 1);
+            assert!((savings - 0.192).abs() < 1e-9);
+        }
         other => panic!("expected a delete, got {other:?}"),
     }
 }
@@ -242,4 +265,246 @@ fn local_storage_keeps_a_node_unless_safe_to_evict() {
     let safe = serde_json::json!({"cluster-autoscaler.kubernetes.io/safe-to-evict": "true"});
     let small = with_volume("small", disk.clone(), safe);
     assert!(decide(&world, &small, &big_disk("big"), &[]).is_some());
+}
+
+// ---------------------------------------------------------------------------------------
+// Disruption settings, multi-node consolidation and empty nodes
+
+/// `n` on-demand nodes of `ty` in one pool limited to the m5 family on-demand, each
+/// running one pod of `cpu_milli`.
+struct Fleet {
+    catalog: Catalog,
+    pools: Vec<NodePool>,
+    model: SchedulingModel,
+    unavailable: UnavailableOfferings,
+    labels: Vec<Labels>,
+    names: Vec<String>,
+    pods: Vec<Pod>,
+    ty: usize,
+}
+
+impl Fleet {
+    fn new(n: usize, ty: &str, cpu_milli: i64) -> Self {
+        use stevedore::core::requirements::{Operator, Requirement};
+        let catalog = load_embedded(&CatalogOptions::default()).unwrap();
+        let pools = vec![NodePool {
+            name: "m5".into(),
+            weight: 0,
+            requirements: vec![
+                Requirement::new(
+                    labels::INSTANCE_TYPE,
+                    Operator::In,
+                    &["m5.large", "m5.xlarge", "m5.2xlarge"],
+                ),
+                Requirement::new(
+                    labels::KARPENTER_CAPACITY_TYPE,
+                    Operator::In,
+                    &["on-demand"],
+                ),
+                Requirement::new(labels::ZONE, Operator::In, &["us-east-1a"]),
+            ],
+            labels: Labels::new(),
+            taints: Vec::new(),
+            startup_taints: Vec::new(),
+            limits: PoolLimits::default(),
+            empty_node_after: None,
+        }];
+        let model = SchedulingModel::new(&catalog, &pools, &[]);
+        let ty = catalog.find(ty).unwrap();
+        let mut labels_out = Vec::new();
+        let mut names = Vec::new();
+        for i in 0..n {
+            let name = format!("m5-{i}");
+            let mut l = catalog.types[ty].labels.clone();
+            l.insert(labels::ZONE.into(), "us-east-1a".into());
+            l.insert(labels::KARPENTER_CAPACITY_TYPE.into(), "on-demand".into());
+            l.insert(labels::KARPENTER_NODEPOOL.into(), "m5".into());
+            l.insert(labels::HOSTNAME.into(), name.clone());
+            labels_out.push(l);
+            names.push(name);
+        }
+        let pods = (0..n)
+            .map(|i| pod(&format!("p{i}"), cpu_milli, GI))
+            .collect();
+        Fleet {
+            catalog,
+            pools,
+            model,
+            unavailable: UnavailableOfferings::default(),
+            labels: labels_out,
+            names,
+            pods,
+            ty,
+        }
+    }
+
+    fn env(&self) -> SolveEnv<'_> {
+        SolveEnv {
+            catalog: &self.catalog,
+            pools: &self.pools,
+            model: &self.model,
+            unavailable: &self.unavailable,
+            now: 1000.0,
+            max_launch_options: 60,
+            pool_filter: None,
+            allow_new_nodes: true,
+            use_launching_nodes: true,
+            split_claims: true,
+            exclude_node: None,
+        }
+    }
+
+    fn price(&self) -> f64 {
+        self.catalog.types[self.ty]
+            .offerings
+            .iter()
+            .find(|o| o.capacity_type == stevedore::core::instance::CapacityType::OnDemand)
+            .unwrap()
+            .price_per_hour
+    }
+
+    /// Node `i` holds pod `i`; nodes listed in `empty` hold nothing.
+    fn snapshot(&self, empty: &[usize]) -> Snapshot<'_> {
+        let it = &self.catalog.types[self.ty];
+        let nodes = (0..self.names.len())
+            .map(|i| ExistingNode {
+                name: &self.names[i],
+                labels: &self.labels[i],
+                capacity: it.capacity.clone(),
+                allocatable: it.allocatable.clone(),
+                requested: if empty.contains(&i) {
+                    Resources::default()
+                } else {
+                    self.pods[i].requests.clone()
+                },
+                taints: &[],
+                pool: Some(0),
+                ready: true,
+                schedulable: true,
+            })
+            .collect();
+        Snapshot {
+            nodes,
+            bound: (0..self.names.len())
+                .filter(|i| !empty.contains(i))
+                .map(|i| (&self.pods[i], i))
+                .collect(),
+            pending: Vec::new(),
+        }
+    }
+
+    fn decide(
+        &self,
+        pools: &[PoolDisruption],
+        budget_left: usize,
+        keep: Resources,
+    ) -> Option<Action> {
+        let costs = costs(&vec![self.price(); self.names.len()]);
+        let left = [budget_left];
+        let input = Inputs {
+            keep,
+            ..inputs(&costs, pools, &[], &left)
+        };
+        find_action(&self.env(), self.snapshot(&[]), &input)
+    }
+}
+
+#[test]
+fn several_nodes_are_replaced_by_one_when_no_single_node_action_exists() {
+    // Four m5.large each running 1.2 vCPU: no node has room for another's pod and no
+    // type is cheaper than m5.large, so no single-node action exists; three pods fit
+    // one m5.xlarge, which costs less than three m5.large.
+    let fleet = Fleet::new(4, "m5.large", 1200);
+    let pools = [PoolDisruption::default()];
+    let action = fleet
+        .decide(&pools, 10, Resources::default())
+        .expect("a multi-node action");
+    assert_eq!(action.nodes.len(), 3, "{action:?}");
+    let plan = action.replacement.as_ref().expect("a replacement");
+    let best = &fleet.catalog.types[plan.options[0].instance_type];
+    assert_eq!(best.name, "m5.xlarge");
+    assert!((action.savings - (3.0 * fleet.price() - plan.options[0].price_per_hour)).abs() < 1e-9);
+    // The pool's budget caps the set: two nodes at most, and two m5.large cost as much
+    // as one m5.xlarge, so nothing is worth doing.
+    assert!(fleet.decide(&pools, 2, Resources::default()).is_none());
+    // minSavings above what the best set saves blocks it.
+    let strict = [PoolDisruption {
+        min_savings: MinSavings::Fraction(0.5),
+        ..PoolDisruption::default()
+    }];
+    assert!(fleet.decide(&strict, 10, Resources::default()).is_none());
+    // Keeping more capacity than the replacement leaves blocks it too.
+    let mut room = Resources::default();
+    for _ in 0..4 {
+        room.add(&fleet.catalog.types[fleet.ty].allocatable);
+    }
+    assert!(fleet.decide(&pools, 10, room).is_none());
+}
+
+#[test]
+fn empty_nodes_go_within_budget_and_policy() {
+    let fleet = Fleet::new(4, "m5.large", 1200);
+    let snapshot = fleet.snapshot(&[1, 2, 3]);
+    let mut costs = costs(&[fleet.price(); 4]);
+    let pools = [PoolDisruption::default()];
+    assert_eq!(
+        empty_nodes(&snapshot, &costs, &pools, &[10], 1000.0),
+        [1, 2, 3]
+    );
+    assert_eq!(empty_nodes(&snapshot, &costs, &pools, &[2], 1000.0), [1, 2]);
+    // Not stable long enough.
+    costs[1].stable_since = 990.0;
+    // Annotated do-not-disrupt.
+    costs[2]
+        .annotations
+        .insert("karpenter.sh/do-not-disrupt".into(), "true".into());
+    assert_eq!(empty_nodes(&snapshot, &costs, &pools, &[10], 1000.0), [3]);
+    let never = [PoolDisruption {
+        policy: ConsolidationPolicy::Never,
+        ..PoolDisruption::default()
+    }];
+    assert!(empty_nodes(&snapshot, &costs, &never, &[10], 1000.0).is_empty());
+}
+
+#[test]
+fn policy_budget_and_node_annotation_stop_consolidation() {
+    let world = World::new();
+    let (small, big) = (pod("small", 500, GI), pod("big", 1000, 2 * GI));
+    let env = world.env();
+    let when_empty = [PoolDisruption {
+        policy: ConsolidationPolicy::WhenEmpty,
+        ..PoolDisruption::default()
+    }];
+    let default = [PoolDisruption::default()];
+    let mut annotated = costs(&[0.192, 0.192]);
+    for c in &mut annotated {
+        c.annotations
+            .insert("stevedore.dev/do-not-disrupt".into(), "true".into());
+    }
+    let plain = costs(&[0.192, 0.192]);
+    let cases: [(&[NodeCost], &[PoolDisruption], usize, bool); 4] = [
+        (&plain, &default, 1, true),
+        (&plain, &when_empty, 1, false),
+        (&plain, &default, 0, false),
+        (&annotated, &default, 1, false),
+    ];
+    for (nodes, pools, left, expect) in cases {
+        let left = [left];
+        let input = inputs(nodes, pools, &[], &left);
+        let got = find_action(&env, world.snapshot(&small, &big), &input);
+        assert_eq!(got.is_some(), expect, "{pools:?} budget {left:?}");
+    }
+}
+
+#[test]
+fn expiry_replacements_come_from_the_scheduler() {
+    use stevedore::core::disruption::replacements;
+    // Four full m5.large: an expiring one needs a new node for its pod.
+    let fleet = Fleet::new(4, "m5.large", 1200);
+    let plans = replacements(&fleet.env(), &fleet.snapshot(&[]), &[0]).expect("placeable");
+    assert_eq!(plans.len(), 1);
+    assert_eq!(plans[0].pods.len(), 1);
+    // With an empty node next to it, the pod moves there: nothing to launch.
+    let plans = replacements(&fleet.env(), &fleet.snapshot(&[3]), &[0]).expect("placeable");
+    assert!(plans.is_empty());
 }

@@ -733,7 +733,7 @@ async fn the_controller_and_the_simulator_decide_alike() {
         mode: stevedore::sim::Mode::Fleet,
         seed: 1,
         progress: false,
-        consolidation: true,
+        ..Default::default()
     };
     let report = stevedore::sim::run(&trace, "same.jsonl", &config, &cat, &opts).unwrap();
     let mut sim: Vec<(String, String, u64)> = report

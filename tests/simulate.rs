@@ -38,6 +38,7 @@ fn run_text(text: &str, mode: Mode, seed: u64) -> Report {
         seed,
         progress: false,
         consolidation: true,
+        ..SimOptions::default()
     };
     sim::run(&trace, "test.jsonl", config, catalog, &opts).expect("replay")
 }
@@ -250,6 +251,7 @@ fn consolidation_lowers_cost_after_load_drops() {
             seed: 1,
             progress: false,
             consolidation,
+            ..SimOptions::default()
         };
         sim::run(&trace, "t.jsonl", config, catalog, &opts).unwrap()
     };
@@ -280,6 +282,7 @@ fn deleting_an_unknown_pod_is_an_error_naming_the_line() {
         seed: 1,
         progress: false,
         consolidation: true,
+        ..SimOptions::default()
     };
     let err = sim::run(&trace, "bad.jsonl", config, catalog, &opts)
         .unwrap_err()
@@ -427,7 +430,7 @@ mod random_traces {
     use proptest::prelude::*;
 
     #[derive(Debug, Clone)]
-    enum Ev {
+    pub(super) enum Ev {
         Add {
             cpu_m: u32,
             mem_mi: u32,
@@ -443,7 +446,7 @@ mod random_traces {
         Interrupt(u8),
     }
 
-    fn ev() -> impl Strategy<Value = Ev> {
+    pub(super) fn ev() -> impl Strategy<Value = Ev> {
         prop_oneof![
             6 => (1u32..20_000, 1u32..70_000, 0u8..3, 0u8..8, proptest::option::of(60u16..4000))
                 .prop_map(|(cpu_m, mem_mi, gpu, extra, run_for)| Ev::Add { cpu_m, mem_mi, gpu, extra, run_for }),
@@ -477,7 +480,7 @@ mod random_traces {
         format!("{s}{gpu_tol}")
     }
 
-    fn trace_text(events: &[(u16, Ev)]) -> (String, usize) {
+    pub(super) fn trace_text(events: &[(u16, Ev)]) -> (String, usize) {
         let mut lines = vec![header()];
         let mut t = 0.0;
         let mut alive: Vec<String> = Vec::new();
@@ -542,6 +545,269 @@ mod random_traces {
                 prop_assert!(r.nodes.terminated <= r.nodes.launched);
                 prop_assert!(r.nodes.peak <= r.nodes.launched);
                 prop_assert!(r.utilization.cpu <= 1.0 + 1e-9 && r.utilization.memory <= 1.0 + 1e-9);
+            }
+        }
+    }
+}
+
+mod disruption {
+    //! Disruption in the replay: PodDisruptionBudgets, budgets, expiry, drift, Spot
+    //! interruptions, and do-not-disrupt, each checked on a small trace.
+    use super::*;
+    use std::time::Duration;
+    use stevedore::core::budget::{NodeBudget, Reason};
+    use stevedore::core::pdb::{Budget, IntOrPercent, PodDisruptionBudget};
+    use stevedore::core::requirements::{LabelSelector, Operator, Requirement};
+
+    /// The bundled configuration with no consolidation window (consolidation acts as
+    /// soon as nodes are stable), changed by `edit`.
+    fn config_with(edit: impl FnOnce(&mut Config)) -> Config {
+        let mut c = bundled().0.clone();
+        c.settings.consolidation_window = Duration::ZERO;
+        edit(&mut c);
+        c
+    }
+
+    fn run_with(text: &str, config: &Config, opts: SimOptions) -> Report {
+        let trace = trace::read_from(BufReader::new(text.as_bytes()), "d.jsonl").unwrap();
+        sim::run(&trace, "d.jsonl", config, &bundled().1, &opts).unwrap()
+    }
+
+    fn pdb(app: &str, budget: Budget) -> PodDisruptionBudget {
+        let mut selector = LabelSelector::default();
+        selector.match_labels.insert("app".into(), app.into());
+        PodDisruptionBudget {
+            namespace: "t".into(),
+            name: app.into(),
+            selector,
+            budget,
+        }
+    }
+
+    /// 60 pods labelled `app: x` at t=0; every other one leaves at 900 s, so nodes are
+    /// half empty and consolidation moves pods.
+    fn shrinking_trace() -> String {
+        trace_leaving(&[(900.0, 0)])
+    }
+
+    /// 60 pods labelled `app: x` at t=0; at each `(t, first)`, every other pod from
+    /// `first` on leaves. The trace ends at 4 h.
+    fn trace_leaving(waves: &[(f64, usize)]) -> String {
+        let mut lines = vec![header()];
+        for i in 0..60 {
+            let p = pod(&format!("p-{i}"), "250m", "512Mi", "")
+                .replace(r#""app":"p-"#, r#""app":"x","n":"p-"#);
+            lines.push(added(0.0, &p));
+        }
+        for &(t, first) in waves {
+            for i in (first..60).step_by(2) {
+                lines.push(format!(
+                    r#"{{"t":{t},"event":"pod_deleted","namespace":"t","name":"p-{i}"}}"#
+                ));
+            }
+        }
+        lines.push(end_at(4.0 * 3600.0));
+        lines.join("\n")
+    }
+
+    fn moved(r: &Report) -> u64 {
+        let d = &r.disruptions;
+        d.deleted + d.replaced + d.multi_node
+    }
+
+    #[test]
+    fn evictions_wait_for_pod_disruption_budgets() {
+        let free = run_with(
+            &shrinking_trace(),
+            &config_with(|_| {}),
+            SimOptions::default(),
+        );
+        assert!(
+            moved(&free) >= 1 && free.disruptions.pods_evicted >= 1,
+            "{:?}",
+            free.disruptions
+        );
+        // One pod of `x` down at a time: consolidation still happens, evictions wait.
+        let one = config_with(|c| {
+            c.pdbs
+                .push(pdb("x", Budget::MaxUnavailable(IntOrPercent::Int(1))))
+        });
+        let r = run_with(&shrinking_trace(), &one, SimOptions::default());
+        assert!(r.disruptions.pods_evicted >= 1, "{:?}", r.disruptions);
+        assert_eq!(r.disruptions.pdb_violations, 0);
+        assert_eq!(r.pods.never_placed, 0);
+        // No pod of `x` may go: nothing is consolidated, nothing evicted.
+        let none = config_with(|c| {
+            c.pdbs
+                .push(pdb("x", Budget::MinAvailable(IntOrPercent::Percent(100))))
+        });
+        let r = run_with(&shrinking_trace(), &none, SimOptions::default());
+        assert_eq!(
+            (moved(&r), r.disruptions.pods_evicted),
+            (0, 0),
+            "{:?}",
+            r.disruptions
+        );
+        assert!(r.cost_usd.total > free.cost_usd.total);
+    }
+
+    #[test]
+    fn a_zero_budget_for_underutilized_stops_consolidation_but_not_emptiness() {
+        let zero = config_with(|c| {
+            c.pool_extras[0].disruption.budgets = vec![NodeBudget {
+                nodes: IntOrPercent::Int(0),
+                schedule: None,
+                reasons: vec![Reason::Underutilized],
+            }];
+        });
+        assert_eq!(zero.pool_extras[0].name, "general");
+        let r = run_with(&shrinking_trace(), &zero, SimOptions::default());
+        assert_eq!(moved(&r), 0, "{:?}", r.disruptions);
+        // Every pod leaves: the nodes empty out and go.
+        let text = trace_leaving(&[(900.0, 0), (3600.0, 1)]);
+        let r = run_with(&text, &zero, SimOptions::default());
+        assert!(r.disruptions.empty >= 1, "{:?}", r.disruptions);
+    }
+
+    #[test]
+    fn consolidation_off_keeps_even_empty_nodes_and_when_empty_removes_them() {
+        let config = config_with(|_| {});
+        let off = run_with(
+            &shrinking_trace(),
+            &config,
+            SimOptions {
+                consolidation: false,
+                ..SimOptions::default()
+            },
+        );
+        assert_eq!(off.disruptions.consolidated, 0);
+        let empty_only = run_with(
+            &shrinking_trace(),
+            &config,
+            SimOptions {
+                policy: Some(stevedore::core::disruption::ConsolidationPolicy::WhenEmpty),
+                ..SimOptions::default()
+            },
+        );
+        assert_eq!(moved(&empty_only), 0, "{:?}", empty_only.disruptions);
+        let full = run_with(&shrinking_trace(), &config, SimOptions::default());
+        assert!(full.cost_usd.total < off.cost_usd.total);
+        assert!(full.disruptions.min_stable_s_at_consolidation.unwrap() >= 30.0);
+    }
+
+    #[test]
+    fn expired_nodes_are_replaced_first_unless_do_not_disrupt() {
+        let short = |annotate: bool| {
+            config_with(|c| {
+                c.pool_extras[0].disruption.expire_after_s = Some(1200.0);
+                if annotate {
+                    c.pool_extras[0]
+                        .annotations
+                        .insert("karpenter.sh/do-not-disrupt".into(), "true".into());
+                }
+            })
+        };
+        let r = run_with(&web_trace(&[]), &short(false), SimOptions::default());
+        assert!(r.disruptions.expired >= 1, "{:?}", r.disruptions);
+        assert!(r.disruptions.pods_evicted >= 1);
+        assert_eq!(r.pods.never_placed, 0);
+        // Replacement first: the evicted pods found room at once (no pod waited for a
+        // node to boot after its eviction).
+        assert!(r.pending_s.max <= 120.0, "{:?}", r.pending_s);
+        let kept = run_with(&web_trace(&[]), &short(true), SimOptions::default());
+        assert_eq!(
+            (kept.disruptions.expired, kept.disruptions.pods_evicted),
+            (0, 0)
+        );
+    }
+
+    #[test]
+    fn a_pool_change_drifts_nodes_which_are_replaced() {
+        let config = config_with(|_| {});
+        let mut pools = config.node_pools.clone();
+        let general = pools.iter_mut().find(|p| p.name == "general").unwrap();
+        general
+            .requirements
+            .retain(|r| r.key != "karpenter.sh/capacity-type");
+        general.requirements.push(Requirement::new(
+            "karpenter.sh/capacity-type",
+            Operator::In,
+            &["on-demand"],
+        ));
+        let opts = SimOptions {
+            pool_change: Some((1200.0, pools)),
+            ..SimOptions::default()
+        };
+        let before = run_with(&web_trace(&[]), &config, SimOptions::default());
+        assert_eq!(before.cost_usd.on_demand, 0.0);
+        let r = run_with(&web_trace(&[]), &config, opts);
+        assert!(r.disruptions.drifted >= 1, "{:?}", r.disruptions);
+        assert!(r.cost_usd.on_demand > 0.0, "{:?}", r.cost_usd);
+        assert_eq!(r.pods.never_placed, 0);
+        assert_eq!(r.disruptions.pdb_violations, 0);
+    }
+
+    #[test]
+    fn spot_interruption_pods_run_again_within_the_warning_plus_boot_time() {
+        let text =
+            web_trace(&[r#"{"t":1800,"event":"spot_interruption","fraction":0.25}"#.to_string()]);
+        let config = config_with(|_| {});
+        for seed in 1..4 {
+            let r = run_with(
+                &text,
+                &config,
+                SimOptions {
+                    seed,
+                    ..SimOptions::default()
+                },
+            );
+            let d = &r.disruptions;
+            assert!(d.interrupted >= 1 && d.interrupted_pods >= 1, "{d:?}");
+            let boot_max = config.settings.boot_delay.max.as_secs_f64();
+            assert!(d.interruption_recovery_s.p95 <= 120.0 + boot_max, "{d:?}");
+            assert_eq!(r.pods.never_placed, 0);
+        }
+    }
+
+    mod random {
+        //! Random workloads with random PodDisruptionBudgets and do-not-disrupt pods,
+        //! expiry and interruptions: no eviction ever breaks a budget or moves a pod
+        //! that forbids it.
+        use super::super::random_traces::{ev, trace_text};
+        use super::*;
+        use proptest::prelude::*;
+
+        fn budget() -> impl Strategy<Value = Budget> {
+            let v = prop_oneof![
+                (0i64..4).prop_map(IntOrPercent::Int),
+                (0u32..=100).prop_map(IntOrPercent::Percent)
+            ];
+            (any::<bool>(), v).prop_map(|(min, v)| {
+                if min {
+                    Budget::MinAvailable(v)
+                } else {
+                    Budget::MaxUnavailable(v)
+                }
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 16, failure_persistence: None, ..ProptestConfig::default() })]
+            #[test]
+            fn no_eviction_breaks_a_budget(
+                events in proptest::collection::vec((0u16..900, ev()), 1..40),
+                budget in budget(),
+                expire in 600.0f64..7200.0,
+                seed in 0u64..1000,
+            ) {
+                let (text, _) = trace_text(&events);
+                let config = config_with(|c| {
+                    c.pdbs.push(pdb("x", budget));
+                    c.pool_extras[0].disruption.expire_after_s = Some(expire);
+                });
+                let r = run_with(&text, &config, SimOptions { seed, ..SimOptions::default() });
+                prop_assert_eq!(r.disruptions.pdb_violations, 0);
+                prop_assert_eq!(r.disruptions.do_not_disrupt_evicted, 0);
             }
         }
     }

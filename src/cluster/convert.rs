@@ -5,6 +5,7 @@
 
 use super::crd::{NodeClaim, TaintSpec, REPLACES_ANNOTATION, TERMINATION_FINALIZER};
 use crate::cloud::Offering;
+use crate::core::disruption::NODE_DO_NOT_DISRUPT;
 use crate::core::instance::CapacityType;
 use crate::core::labels::Labels;
 use crate::core::pdb::{Budget, IntOrPercent, PodDisruptionBudget};
@@ -125,6 +126,8 @@ pub struct NodeEntry {
     pub deleting: bool,
     /// Creation time, seconds since the Unix epoch (0 when unknown).
     pub created: f64,
+    /// The node's do-not-disrupt annotations (only those: the rest are not read).
+    pub annotations: Labels,
 }
 
 pub fn node_entry(n: &core_v1::Node) -> Result<NodeEntry, FieldError> {
@@ -146,6 +149,14 @@ pub fn node_entry(n: &core_v1::Node) -> Result<NodeEntry, FieldError> {
         unschedulable: spec.and_then(|s| s.unschedulable).unwrap_or(false),
         deleting: n.metadata.deletion_timestamp.is_some(),
         created: n.metadata.creation_timestamp.as_ref().map_or(0.0, seconds),
+        annotations: n
+            .metadata
+            .annotations
+            .iter()
+            .flatten()
+            .filter(|(k, _)| NODE_DO_NOT_DISRUPT.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
     })
 }
 

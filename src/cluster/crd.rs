@@ -345,7 +345,7 @@ mod tests {
             Some(std::time::Duration::from_secs(60))
         );
         assert_eq!(
-            extras.consolidation_policy,
+            extras.disruption.policy,
             crate::config::ConsolidationPolicy::WhenEmpty
         );
     }

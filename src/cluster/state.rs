@@ -73,6 +73,8 @@ pub struct PreparedNode<'a> {
     pub stable_since: f64,
     /// The NodeClaim behind it, if stevedore launched it.
     pub claim: Option<&'a str>,
+    /// Do-not-disrupt annotations of the node.
+    pub annotations: &'a Labels,
 }
 
 /// Everything a decision's [`Snapshot`] borrows.
@@ -446,6 +448,7 @@ impl ClusterState {
                     .unwrap_or(0.0),
                 stable_since: self.stable_since.get(&n.name).copied().unwrap_or(n.created),
                 claim: claim.map(|c| c.name.as_str()),
+                annotations: &n.annotations,
             });
         }
         let mut bound = Vec::new();
@@ -593,8 +596,12 @@ fn launching_node<'s>(inp: &DecisionInputs, c: &'s ClaimEntry) -> Option<Prepare
         stable_since: c.created,
         claim: Some(&c.name),
         labels: Cow::Owned(labels),
+        annotations: &NO_ANNOTATIONS,
     })
 }
+
+/// A launching node has no annotations yet.
+static NO_ANNOTATIONS: Labels = Labels::new();
 
 #[cfg(test)]
 mod tests {

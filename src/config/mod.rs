@@ -9,9 +9,11 @@
 //! ```
 
 mod aws;
+mod disruption;
 mod error;
 mod headroom;
 mod nodepool;
+mod pdb;
 mod settings;
 mod walk;
 mod yaml;
@@ -19,8 +21,8 @@ mod yaml;
 pub use aws::{AmiSelector, AwsSettings, RootVolume};
 pub use error::{ConfigError, ConfigErrors};
 pub use nodepool::{
-    is_well_known_key, ConsolidationPolicy, DisruptionBudget, NodePoolExtras,
-    DEFAULT_CONSOLIDATE_AFTER, DEFAULT_EXPIRE_AFTER,
+    is_well_known_key, ConsolidationPolicy, NodePoolExtras, DEFAULT_CONSOLIDATE_AFTER,
+    DEFAULT_EXPIRE_AFTER,
 };
 pub use settings::{
     eks_default_daemon_sets, BootDelay, DaemonSet, NodeGroup, NodeGroupScaleDown, Overhead,
@@ -28,6 +30,8 @@ pub use settings::{
 };
 
 use crate::core::nodepool::NodePool;
+use crate::core::pdb::PodDisruptionBudget;
+pub use pdb::PDB_API_VERSION;
 use std::path::Path;
 use walk::Ctx;
 use yaml::{Node, Value};
@@ -52,6 +56,9 @@ pub struct Config {
     /// What each pool's document says beyond `NodePool`; `pool_extras[i]` belongs to
     /// `node_pools[i]`.
     pub pool_extras: Vec<NodePoolExtras>,
+    /// `kind: PodDisruptionBudget` documents (`policy/v1`): the simulator's evictions
+    /// respect them (the controller reads the cluster's own).
+    pub pdbs: Vec<PodDisruptionBudget>,
 }
 
 impl Config {
@@ -140,6 +147,7 @@ struct Loader {
     errors: Vec<ConfigError>,
     settings: Option<(Settings, String, usize)>,
     pools: Vec<(NodePool, NodePoolExtras)>,
+    pdbs: Vec<(PodDisruptionBudget, String, usize)>,
 }
 
 fn scalar_field<'n>(root: &'n Node, key: &str) -> Option<(&'n str, usize)> {
@@ -204,6 +212,10 @@ impl Loader {
                 }
             }
             Some(("Settings", _)) => ctx.doc = "Settings".into(),
+            Some(("PodDisruptionBudget", _)) => {
+                let name = nodepool::peek_name(root).unwrap_or_default();
+                ctx.doc = format!("PodDisruptionBudget/{name}");
+            }
             _ => {}
         }
         let kind_name = kind.map(|(k, _)| k);
@@ -211,6 +223,12 @@ impl Loader {
             None => ctx.err(root.line, "", "missing required field \"apiVersion\""),
             Some((API_VERSION, _)) => {}
             Some((KARPENTER_API_VERSION, _)) if kind_name == Some("NodePool") => {}
+            Some((PDB_API_VERSION, _)) if kind_name == Some("PodDisruptionBudget") => {}
+            Some((v, line)) if kind_name == Some("PodDisruptionBudget") => ctx.err(
+                line,
+                "apiVersion",
+                format!("unsupported apiVersion {v:?} (expected {PDB_API_VERSION})"),
+            ),
             Some((v, line)) => ctx.err(
                 line,
                 "apiVersion",
@@ -235,10 +253,15 @@ impl Loader {
                     self.settings = Some((s, file.to_string(), line));
                 }
             }
+            Some(("PodDisruptionBudget", line)) => {
+                if let Some(p) = pdb::parse(&mut ctx, root) {
+                    self.pdbs.push((p, file.to_string(), line));
+                }
+            }
             Some((k, line)) => ctx.err(
                 line,
                 "kind",
-                format!("unknown kind {k:?} (expected NodePool or Settings)"),
+                format!("unknown kind {k:?} (expected NodePool, Settings or PodDisruptionBudget)"),
             ),
         }
     }
@@ -257,6 +280,25 @@ impl Loader {
                     message: format!(
                         "duplicate NodePool name (first defined at {}:{})",
                         first.file, first.line
+                    ),
+                });
+            }
+        }
+        for i in 0..self.pdbs.len() {
+            let (a, b) = self.pdbs.split_at(i);
+            let (p, file, line) = &b[0];
+            let same = |(q, _, _): &&(PodDisruptionBudget, String, usize)| {
+                q.namespace == p.namespace && q.name == p.name
+            };
+            if let Some((_, f0, l0)) = a.iter().find(same) {
+                self.errors.push(ConfigError {
+                    file: file.clone(),
+                    line: *line,
+                    document: format!("PodDisruptionBudget/{}", p.name),
+                    path: "metadata.name".into(),
+                    message: format!(
+                        "duplicate PodDisruptionBudget {}/{} (first defined at {f0}:{l0})",
+                        p.namespace, p.name
                     ),
                 });
             }
@@ -284,6 +326,7 @@ impl Loader {
             settings: self.settings.map(|(s, _, _)| s).unwrap_or_default(),
             node_pools,
             pool_extras,
+            pdbs: self.pdbs.into_iter().map(|(p, _, _)| p).collect(),
         })
     }
 }

@@ -3,67 +3,27 @@
 
 use super::walk::{self, index, join, Ctx, Fields};
 use super::yaml::{Node, Value};
+use crate::core::disruption::PoolDisruption;
 use crate::core::labels::{self, Labels};
 use crate::core::nodepool::{NodePool, PoolLimits};
 use crate::core::requirements::{Operator, Requirement};
 use std::time::Duration;
+
+pub use crate::core::disruption::ConsolidationPolicy;
 
 /// Default `consolidateAfter`.
 pub const DEFAULT_CONSOLIDATE_AFTER: Duration = Duration::from_secs(30);
 /// Default `expireAfter` (Karpenter v1's default, 30 days).
 pub const DEFAULT_EXPIRE_AFTER: Duration = Duration::from_secs(720 * 3600);
 
-/// Karpenter's `spec.disruption.consolidationPolicy`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum ConsolidationPolicy {
-    /// Only empty nodes are removed (after `consolidateAfter`).
-    WhenEmpty,
-    /// Empty nodes are removed, and underutilized ones are replaced or removed when their
-    /// pods fit elsewhere. Karpenter v1's default.
-    #[default]
-    WhenEmptyOrUnderutilized,
-}
-
-impl ConsolidationPolicy {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "WhenEmpty" => Some(Self::WhenEmpty),
-            "WhenEmptyOrUnderutilized" => Some(Self::WhenEmptyOrUnderutilized),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::WhenEmpty => "WhenEmpty",
-            Self::WhenEmptyOrUnderutilized => "WhenEmptyOrUnderutilized",
-        }
-    }
-}
-
-/// One entry of `spec.disruption.budgets` (stored, not yet enforced).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DisruptionBudget {
-    /// `"10%"` or `"5"`: how many nodes may be disrupted at once.
-    pub nodes: String,
-    /// Cron schedule when the budget is active, with `duration`.
-    pub schedule: Option<String>,
-    pub duration: Option<Duration>,
-    /// `Empty`, `Drifted`, `Underutilized`; empty = all reasons.
-    pub reasons: Vec<String>,
-}
-
 /// What a `kind: NodePool` document says beyond `core::nodepool::NodePool`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NodePoolExtras {
     pub name: String,
-    pub consolidation_policy: ConsolidationPolicy,
-    /// `spec.template.spec.expireAfter`; `None` = `Never`. Stored, not yet acted on.
-    pub expire_after: Option<Duration>,
+    /// `spec.disruption` and `spec.template.spec.expireAfter`, validated for the core.
+    pub disruption: PoolDisruption,
     /// `spec.template.spec.terminationGracePeriod`. Stored, not yet acted on.
     pub termination_grace_period: Option<Duration>,
-    /// `spec.disruption.budgets`. Stored, not yet enforced.
-    pub budgets: Vec<DisruptionBudget>,
     /// `minValues` of requirements, by requirement key. Stored, not yet enforced.
     pub min_values: Vec<(String, u32)>,
     /// `spec.template.metadata.annotations`.
@@ -202,9 +162,7 @@ pub fn parse(ctx: &mut Ctx, root: &Node) -> Option<(NodePool, NodePoolExtras)> {
     });
     let mut weight = 0;
     let mut limits = PoolLimits::default();
-    let mut policy = ConsolidationPolicy::default();
-    let mut empty_after = Some(DEFAULT_CONSOLIDATE_AFTER);
-    let mut budgets = Vec::new();
+    let mut disruption = PoolDisruption::default();
     let mut tmpl = Template::default();
     let mut headroom = None;
     if let Some(spec) = &spec {
@@ -222,13 +180,16 @@ pub fn parse(ctx: &mut Ctx, root: &Node) -> Option<(NodePool, NodePoolExtras)> {
             limits = pool_limits(ctx, l);
         }
         if let Some(d) = spec.get("disruption") {
-            (policy, empty_after, budgets) = disruption(ctx, d);
+            disruption = super::disruption::parse(ctx, d);
         }
     }
     if ctx.errors.len() > before {
         return None;
     }
     let (name, name_line) = name?;
+    disruption.expire_after_s = tmpl.expire_after.map(|d| d.as_secs_f64());
+    // An empty node goes after `consolidateAfter`, unless the pool never consolidates.
+    let empty_after = disruption.consolidate_after().map(Duration::from_secs_f64);
     let pool = NodePool {
         name: name.clone(),
         weight,
@@ -241,10 +202,8 @@ pub fn parse(ctx: &mut Ctx, root: &Node) -> Option<(NodePool, NodePoolExtras)> {
     };
     let extras = NodePoolExtras {
         name,
-        consolidation_policy: policy,
-        expire_after: tmpl.expire_after,
+        disruption,
         termination_grace_period: tmpl.termination_grace_period,
-        budgets,
         min_values: tmpl.min_values,
         annotations: tmpl.annotations,
         headroom,
@@ -498,109 +457,4 @@ fn pool_limits(ctx: &mut Ctx, node: &Node) -> PoolLimits {
     }
     l.extended.sort();
     l
-}
-
-fn disruption(
-    ctx: &mut Ctx,
-    node: &Node,
-) -> (ConsolidationPolicy, Option<Duration>, Vec<DisruptionBudget>) {
-    let p = "spec.disruption";
-    let mut policy = ConsolidationPolicy::default();
-    let mut after = Some(DEFAULT_CONSOLIDATE_AFTER);
-    let mut budgets = Vec::new();
-    let Some(f) = walk::fields(
-        ctx,
-        node,
-        p,
-        &["consolidationPolicy", "consolidateAfter", "budgets"],
-    ) else {
-        return (policy, after, budgets);
-    };
-    if let Some(n) = f.get("consolidationPolicy") {
-        let fp = join(p, "consolidationPolicy");
-        if let Some(s) = walk::string(ctx, n, &fp) {
-            match ConsolidationPolicy::parse(&s) {
-                Some(v) => policy = v,
-                None => ctx.err(
-                    n.line,
-                    &fp,
-                    format!(
-                        "unknown consolidation policy {s:?} (expected WhenEmpty, \
-                         WhenEmptyOrUnderutilized)"
-                    ),
-                ),
-            }
-        }
-    }
-    if let Some(n) = f.get("consolidateAfter") {
-        if let Some(d) = walk::duration_or_never(ctx, n, &join(p, "consolidateAfter")) {
-            after = d;
-        }
-    }
-    if let Some(n) = f.get("budgets") {
-        let bp = join(p, "budgets");
-        for (i, item) in walk::seq(ctx, n, &bp).iter().enumerate() {
-            let ip = index(&bp, i);
-            let Some(bf) = walk::fields(
-                ctx,
-                item,
-                &ip,
-                &["nodes", "schedule", "duration", "reasons"],
-            ) else {
-                continue;
-            };
-            let nodes = bf
-                .required(ctx, &ip, "nodes")
-                .and_then(|v| {
-                    let s = walk::string(ctx, v, &join(&ip, "nodes"))?;
-                    let digits = s.strip_suffix('%').unwrap_or(&s);
-                    let ok = digits
-                        .parse::<u32>()
-                        .is_ok_and(|n| !s.ends_with('%') || n <= 100);
-                    if !ok {
-                        ctx.err(
-                            v.line,
-                            &join(&ip, "nodes"),
-                            format!(
-                                "expected a node count or a percentage like \"10%\", got {s:?}"
-                            ),
-                        );
-                    }
-                    Some(s)
-                })
-                .unwrap_or_default();
-            let schedule = bf
-                .get("schedule")
-                .and_then(|v| walk::string(ctx, v, &join(&ip, "schedule")));
-            let duration = bf
-                .get("duration")
-                .and_then(|v| walk::duration(ctx, v, &join(&ip, "duration")));
-            if schedule.is_some() != duration.is_some() {
-                ctx.err(bf.line, &ip, "schedule and duration must be given together");
-            }
-            let reasons = bf.get("reasons").map_or_else(Vec::new, |v| {
-                let rp = join(&ip, "reasons");
-                let list = walk::strings(ctx, v, &rp);
-                for r in &list {
-                    if !matches!(r.as_str(), "Empty" | "Drifted" | "Underutilized") {
-                        ctx.err(
-                            v.line,
-                            &rp,
-                            format!(
-                                "unknown reason {r:?} (expected Empty, Drifted, Underutilized)"
-                            ),
-                        );
-                    }
-                }
-                list
-            });
-            budgets.push(DisruptionBudget {
-                nodes,
-                schedule,
-                duration,
-                reasons,
-            });
-        }
-    }
-    (policy, after, budgets)
 }

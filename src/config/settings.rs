@@ -38,6 +38,9 @@ pub struct Settings {
     pub daemon_sets: Vec<DaemonSet>,
     /// The AWS provider's settings; `None` when the file has no `aws:` block.
     pub aws: Option<super::aws::AwsSettings>,
+    /// Consolidation keeps the capacity the peak demand of this recent window needed
+    /// (`consolidationWindow`; zero keeps nothing extra, as Karpenter).
+    pub consolidation_window: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,6 +134,9 @@ pub fn eks_default_daemon_sets() -> Vec<DaemonSet> {
     ]
 }
 
+/// Default `consolidationWindow`: three hours (docs/configuration.md says why).
+pub const DEFAULT_CONSOLIDATION_WINDOW: Duration = Duration::from_secs(3 * 3600);
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
@@ -157,6 +163,7 @@ impl Default for Settings {
             },
             daemon_sets: eks_default_daemon_sets(),
             aws: None,
+            consolidation_window: DEFAULT_CONSOLIDATION_WINDOW,
         }
     }
 }
@@ -192,6 +199,7 @@ const FIELDS: &[&str] = &[
     "nodeGroupScaleDown",
     "daemonSets",
     "aws",
+    "consolidationWindow",
 ];
 
 /// Parses a `kind: Settings` document (apiVersion and kind already checked). Errors go
@@ -218,6 +226,7 @@ pub fn parse(ctx: &mut Ctx, root: &Node) -> Settings {
     dur(ctx, "scanInterval", &mut s.scan_interval);
     dur(ctx, "batchIdle", &mut s.batch_idle);
     dur(ctx, "batchMax", &mut s.batch_max);
+    dur(ctx, "consolidationWindow", &mut s.consolidation_window);
     dur(
         ctx,
         "unavailableOfferingTTL",

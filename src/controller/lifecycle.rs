@@ -96,6 +96,7 @@ mod tests {
             unschedulable: false,
             deleting: false,
             created: 0.0,
+            annotations: Default::default(),
         }
     }
 

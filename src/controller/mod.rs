@@ -20,15 +20,19 @@ use crate::cloud::{
 use crate::cluster::convert::{ClaimEntry, NodeEntry};
 use crate::cluster::crd::{NodeClaim, NodeClaimStatus, TERMINATION_FINALIZER};
 use crate::cluster::lease::LeaderElector;
+use crate::cluster::state::Prepared;
 use crate::cluster::state::{ClusterState, Target, DISRUPTED_TAINT};
 use crate::cluster::watch::{Signal, WATCHED};
 use crate::cluster::{rfc3339, wall_clock};
-use crate::config::{Config, ConsolidationPolicy, NodePoolExtras};
-use crate::core::consolidation::{self, Action, NodeCost, PoolConsolidation};
+use crate::config::{Config, NodePoolExtras};
+use crate::core::budget::{self, Reason};
+use crate::core::consolidation::{self, DemandWindow, NodeCost};
+use crate::core::disruption::{self, PoolDisruption};
 use crate::core::instance::{CapacityType, Catalog};
 use crate::core::model::SchedulingModel;
 use crate::core::nodepool::NodePool;
 use crate::core::pod::Pod as CorePod;
+use crate::core::resources::Resources;
 use crate::core::rng::Rng;
 use crate::core::unavailable::UnavailableOfferings;
 use crate::metrics::Metrics;
@@ -143,6 +147,46 @@ pub struct Controller<P> {
     said: Mutex<HashMap<String, String>>,
     names: Mutex<Rng>,
     pub metrics: Arc<Metrics>,
+    /// Recent peak demand consolidation keeps room for (`consolidationWindow`).
+    demand: Mutex<DemandWindow>,
+}
+
+/// Requests of the pods that do not end by themselves (DaemonSets' excluded): the demand
+/// consolidation keeps room for, as the simulator measures it.
+fn service_demand(prepared: &Prepared) -> Resources {
+    let bound = prepared.bound.iter().map(|(p, _)| *p);
+    let mut demand = Resources::default();
+    for pod in bound.chain(prepared.pending.iter().copied()) {
+        if !pod.is_daemonset() && !disruption::runs_to_completion(pod) {
+            demand.add(&pod.requests);
+        }
+    }
+    demand
+}
+
+/// How many more nodes each pool may disrupt now for `reason`: its budgets over its
+/// nodes, less the claims already being deleted (as the simulator counts them).
+fn budget_left(
+    prepared: &Prepared,
+    pools: &[PoolDisruption],
+    reason: Reason,
+    now: f64,
+) -> Vec<usize> {
+    let mut total = vec![0usize; pools.len()];
+    let mut disrupting = vec![0usize; pools.len()];
+    for n in &prepared.nodes {
+        if let Some(p) = n.pool {
+            total[p] += 1;
+            disrupting[p] += usize::from(!n.schedulable);
+        }
+    }
+    pools
+        .iter()
+        .enumerate()
+        .map(|(p, pool)| {
+            budget::allowed(&pool.budgets, reason, total[p], disrupting[p], now as i64)
+        })
+        .collect()
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -188,6 +232,7 @@ impl<P: CloudProvider> Controller<P> {
             said: Mutex::new(HashMap::new()),
             names: Mutex::new(Rng::new(seed)),
             metrics: Arc::new(Metrics::new()),
+            demand: Mutex::new(DemandWindow::default()),
         }
     }
 
@@ -713,19 +758,17 @@ impl<P: CloudProvider> Controller<P> {
             },
             Step::Terminate => self.terminate(claim, node).await,
             Step::RetireReplaced { old } => {
-                let live = self
-                    .read()
-                    .claim(old)
-                    .is_some_and(|c| c.deleting_since.is_none());
-                if live {
-                    self.event_claim(
-                        old,
-                        "Normal",
-                        "Consolidated",
-                        &format!("replaced by {}", claim.name),
-                    )
-                    .await;
-                    self.delete_claim(old).await?;
+                // A multi-node replacement names every claim it replaces.
+                for old in old.split(',').filter(|o| !o.is_empty()) {
+                    let live = self
+                        .read()
+                        .claim(old)
+                        .is_some_and(|c| c.deleting_since.is_none());
+                    if live {
+                        let why = format!("replaced by {}", claim.name);
+                        self.event_claim(old, "Normal", "Consolidated", &why).await;
+                        self.delete_claim(old).await?;
+                    }
                 }
                 Ok(())
             }
@@ -995,7 +1038,13 @@ impl<P: CloudProvider> Controller<P> {
             .claims()
             .filter(|c| c.deleting_since.is_none() && c.created > 0.0)
             .filter_map(|c| {
-                let after = m.extras.iter().find(|e| e.name == c.pool)?.expire_after?;
+                let after = m
+                    .extras
+                    .iter()
+                    .find(|e| e.name == c.pool)?
+                    .disruption
+                    .expire_after_s?;
+                let after = std::time::Duration::from_secs_f64(after);
                 (now - c.created >= after.as_secs_f64()).then(|| (c.name.clone(), after))
             })
             .collect();
@@ -1022,100 +1071,104 @@ impl<P: CloudProvider> Controller<P> {
     /// One consolidation action when the cluster is settled: an empty node past its
     /// pool's `consolidateAfter`, else what `core::consolidation::find_action` finds.
     pub async fn consolidate(&self, now: f64) -> Result<(), ControllerError> {
-        let action = self.consolidation_action(now);
-        match action {
-            Some((old, None, why)) => {
-                self.event_claim(&old, "Normal", "Consolidating", &why)
-                    .await;
-                if !self.opts.dry_run {
-                    self.delete_claim(&old).await?;
+        let Some((old, replacement, why)) = self.consolidation_action(now) else {
+            return Ok(());
+        };
+        for claim in &old {
+            self.event_claim(claim, "Normal", "Consolidating", &why)
+                .await;
+        }
+        if self.opts.dry_run {
+            return Ok(());
+        }
+        match replacement {
+            // The replaced claims go once the replacement is ready (RetireReplaced).
+            Some(replacement) => self.launch_new(&replacement, now).await?,
+            None => {
+                for claim in &old {
+                    self.delete_claim(claim).await?;
                 }
             }
-            Some((old, Some(replacement), why)) => {
-                self.event_claim(&old, "Normal", "Consolidating", &why)
-                    .await;
-                if !self.opts.dry_run {
-                    self.launch_new(&replacement, now).await?;
-                }
-            }
-            None => {}
         }
         Ok(())
     }
 
-    /// (claim to remove, replacement to launch first, why).
-    fn consolidation_action(&self, now: f64) -> Option<(String, Option<NewClaim>, String)> {
+    /// (claims to remove, replacement to launch first, why): empty nodes first, then
+    /// what `core::consolidation::find_action` finds, within the pools' budgets, exactly
+    /// as the simulator asks the core.
+    fn consolidation_action(&self, now: f64) -> Option<(Vec<String>, Option<NewClaim>, String)> {
         let m = self.model();
         let st = self.read();
+        let unavailable = self.unavailable_now(now);
+        let d = self.decider(&m, &unavailable, now);
+        let prepared = st.prepare(&d.inputs());
+        let window = self.config.settings.consolidation_window.as_secs_f64();
+        lock(&self.demand).record(now, window, service_demand(&prepared));
         let unsettled = st.claims().any(|c| !c.ready || c.deleting_since.is_some())
             || st.pods().any(|p| p.unschedulable);
         if unsettled {
             return None;
         }
-        let unavailable = self.unavailable_now(now);
-        let d = self.decider(&m, &unavailable, now);
-        let prepared = st.prepare(&d.inputs());
-        // Empty nodes first (no pods but DaemonSets' and mirrors').
-        for n in &prepared.nodes {
-            let (Some(pool), Some(claim), Target::Node(name)) = (n.pool, n.claim, &n.target) else {
-                continue;
-            };
-            let after = m.pools[pool].empty_node_after.map(|d| d.as_secs_f64());
-            let empty = st.pods_on(name).all(|p| p.drain_exempt);
-            if empty && n.ready && n.schedulable && after.is_some_and(|a| now - n.stable_since >= a)
-            {
-                return Some((claim.to_string(), None, format!("node {name} is empty")));
-            }
-        }
-        let policies: Vec<PoolConsolidation> = m
-            .pools
-            .iter()
-            .zip(&m.extras)
-            .map(|(p, e)| PoolConsolidation {
-                underutilized: e.consolidation_policy
-                    == ConsolidationPolicy::WhenEmptyOrUnderutilized,
-                after_s: p
-                    .empty_node_after
-                    .map_or(f64::INFINITY, |d| d.as_secs_f64()),
-            })
-            .collect();
-        if !policies.iter().any(|p| p.underutilized) {
-            return None;
-        }
+        let pools: Vec<PoolDisruption> = m.extras.iter().map(|e| e.disruption.clone()).collect();
         let costs: Vec<NodeCost> = prepared
             .nodes
             .iter()
             .map(|n| NodeCost {
                 price_per_hour: n.price_per_hour,
                 stable_since: n.stable_since,
+                annotations: n.annotations.clone(),
             })
             .collect();
+        let snapshot = prepared.snapshot();
+        let budget_left = |reason| budget_left(&prepared, &pools, reason, now);
+        let empty =
+            consolidation::empty_nodes(&snapshot, &costs, &pools, &budget_left(Reason::Empty), now);
+        let managed = |n: usize| prepared.nodes[n].claim.map(str::to_string);
+        let empty: Vec<String> = empty.into_iter().filter_map(managed).collect();
+        if !empty.is_empty() {
+            let why = format!("{} empty node(s)", empty.len());
+            return Some((empty, None, why));
+        }
+        if !pools.iter().any(PoolDisruption::underutilized) {
+            return None;
+        }
+        let keep = lock(&self.demand).peak();
         let pdbs = st.pdbs();
-        let action = consolidation::find_action(
-            &d.env(),
-            prepared.snapshot(),
-            &costs,
-            &policies,
-            &pdbs,
-            CONSOLIDATION_CANDIDATES,
-        )?;
-        let (node, plan) = match action {
-            Action::Delete { node } => (node, None),
-            Action::Replace { node, plan } => (node, Some(plan)),
+        let input = consolidation::Inputs {
+            nodes: &costs,
+            pools: &pools,
+            pdbs: &pdbs,
+            budget_left: &budget_left(Reason::Underutilized),
+            max_candidates: CONSOLIDATION_CANDIDATES,
+            keep,
         };
-        let claim = prepared.nodes[node].claim?.to_string();
-        let name = prepared.nodes[node].name;
-        match plan {
+        let action = consolidation::find_action(&d.env(), snapshot, &input)?;
+        let claims: Vec<String> = action.nodes.iter().filter_map(|&n| managed(n)).collect();
+        if claims.len() != action.nodes.len() {
+            return None; // only nodes stevedore launched are disrupted
+        }
+        let names: Vec<&str> = action
+            .nodes
+            .iter()
+            .map(|&n| prepared.nodes[n].name)
+            .collect();
+        let names = names.join(", ");
+        match action.replacement {
             None => Some((
-                claim,
+                claims,
                 None,
-                format!("node {name}'s pods fit on other nodes"),
+                format!("node(s) {names}: pods fit on other nodes"),
             )),
             Some(plan) => {
                 let pool = m.pools[plan.pool].name.clone();
-                let new = provision::new_claim(&d, &plan, &self.next_name(&pool), Some(&claim));
-                let why = format!("node {name} is replaced by a cheaper {}", new.summary());
-                Some((claim, Some(new), why))
+                let replaces = claims.join(",");
+                let new = provision::new_claim(&d, &plan, &self.next_name(&pool), Some(&replaces));
+                let why = format!(
+                    "node(s) {names} replaced by a cheaper {} (saves ${:.4}/h)",
+                    new.summary(),
+                    action.savings
+                );
+                Some((claims, Some(new), why))
             }
         }
     }

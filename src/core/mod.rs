@@ -2,7 +2,10 @@
 //! and a time passed in. No clock, no I/O, no global state; the simulator and the
 //! controller call the same code.
 
+pub mod budget;
 pub mod consolidation;
+pub mod cron;
+pub mod disruption;
 pub mod headroom;
 pub mod instance;
 pub mod labels;

@@ -131,6 +131,9 @@ pub fn render(reports: &[Report]) -> String {
                 r#"<polyline fill="none" stroke="{colour}" stroke-width="1.2" points="{}"/>"#,
                 line.join(" ")
             );
+            if pi == 0 && ri == 0 {
+                marks(&mut svg, r, &x, y0 + PANEL_H);
+            }
             if pi == 1 && ri == 0 {
                 let lb: Vec<String> = pts
                     .iter()
@@ -146,6 +149,50 @@ pub fn render(reports: &[Report]) -> String {
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+/// Mark colours by disruption kind (`Mark::kind`).
+const MARK_COLOURS: [(&str, &str); 7] = [
+    ("emptied", "#bbbbbb"),
+    ("consolidated", "#ff7f0e"),
+    ("replaced", "#8c564b"),
+    ("multi-node", "#e377c2"),
+    ("expired", "#17becf"),
+    ("drifted", "#bcbd22"),
+    ("interrupted", "#d62728"),
+];
+
+/// Disruptions of the first run as short ticks along the bottom of the nodes panel,
+/// with a legend of the kinds that occur.
+fn marks(svg: &mut String, r: &Report, x: &dyn Fn(f64) -> f64, bottom: f64) {
+    let colour = |kind: &str| {
+        MARK_COLOURS
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or("#000", |(_, c)| c)
+    };
+    for m in &r.marks {
+        let _ = writeln!(
+            svg,
+            r#"<line x1="{0:.1}" y1="{1}" x2="{0:.1}" y2="{2}" stroke="{3}" stroke-width="1"/>"#,
+            x(m.t),
+            bottom - 8.0,
+            bottom,
+            colour(m.kind)
+        );
+    }
+    let mut legend_x = LEFT + 200.0;
+    for (kind, c) in MARK_COLOURS {
+        let n = r.marks.iter().filter(|m| m.kind == kind).count();
+        if n > 0 {
+            let _ = writeln!(
+                svg,
+                r#"<text x="{legend_x:.0}" y="{:.0}" fill="{c}">| {kind} ({n})</text>"#,
+                bottom - PANEL_H - 6.0
+            );
+            legend_x += 110.0;
+        }
+    }
 }
 
 fn format_value(v: f64) -> String {

@@ -3,13 +3,14 @@
 
 use super::cloud::SimCloud;
 use super::report::{
-    round2, round3, Cost, Disruptions, InfeasiblePod, NodeCounts, Percentiles, PodCounts, Report,
-    Sample, TraceInfo, TypeCount, Utilization,
+    round2, round3, Cost, Disruptions, InfeasiblePod, Mark, NodeCounts, Percentiles, PodCounts,
+    Report, Sample, TraceInfo, TypeCount, Utilization,
 };
 use super::setup::{self, SetupError};
 use super::Mode;
-use crate::config::{Config, ConsolidationPolicy};
-use crate::core::consolidation::{self, Action, NodeCost, PoolConsolidation};
+use crate::config::Config;
+use crate::core::consolidation;
+use crate::core::disruption::{self, ConsolidationPolicy, PoolDisruption};
 use crate::core::instance::{CapacityType, Catalog};
 use crate::core::labels::{self, Labels};
 use crate::core::lower_bound::LowerBound;
@@ -29,21 +30,41 @@ use std::io::{IsTerminal, Write};
 use std::time::Instant;
 use thiserror::Error;
 
+#[path = "disrupt.rs"]
+mod disrupt;
+
 #[derive(Clone, Debug)]
 pub struct SimOptions {
     pub mode: Mode,
     pub seed: u64,
     /// Draw a progress bar on stderr (only when it is a terminal).
     pub progress: bool,
-    /// Delete or replace underutilized nodes (pools with `WhenEmptyOrUnderutilized`).
+    /// `false` turns consolidation off for every pool (as `consolidationPolicy: Never`:
+    /// not even empty nodes are removed).
     pub consolidation: bool,
+    /// Overrides every fleet pool's `consolidationPolicy` (e.g. `WhenEmpty` to measure
+    /// what emptiness alone saves).
+    pub policy: Option<ConsolidationPolicy>,
+    /// At this time (seconds), the fleet pools become these (same names): nodes that
+    /// no longer match drift and are replaced.
+    pub pool_change: Option<(f64, Vec<NodePool>)>,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            mode: Mode::Fleet,
+            seed: 1,
+            progress: false,
+            consolidation: true,
+            policy: None,
+            pool_change: None,
+        }
+    }
 }
 
 /// Immediate re-decisions after launches that found no capacity.
 const MAX_LAUNCH_ROUNDS: usize = 64;
-
-/// Nodes tried per consolidation pass (each try is one scheduling simulation).
-const CONSOLIDATION_CANDIDATES: usize = 10;
 
 #[derive(Debug, Error)]
 pub enum SimError {
@@ -106,6 +127,12 @@ struct SimNode {
     cordoned: bool,
     /// Cordoned by a Spot interruption warning: its pods need a new home now.
     interrupted: bool,
+    /// Cordoned for a voluntary disruption (counts against the pool's budgets).
+    disrupting: bool,
+    /// The pool template's hash at launch (drift compares it).
+    hash: u64,
+    /// The node's annotations (from the pool template).
+    annotations: Labels,
     /// When a pod last arrived or left (consolidation waits `consolidateAfter`).
     stable_since: f64,
     empty_since: Option<f64>,
@@ -131,6 +158,9 @@ impl SimNode {
             state,
             cordoned: false,
             interrupted: false,
+            disrupting: false,
+            hash: 0,
+            annotations: Labels::new(),
             stable_since: now,
             empty_since: None,
             unneeded_since: None,
@@ -150,6 +180,7 @@ enum Ev {
     BatchCheck,
     SpotWarning { target: SpotTarget, reclaim_at: f64 },
     SpotReclaim(usize),
+    PoolsChanged,
 }
 
 /// Event-queue key: non-negative finite seconds order like their bit patterns.
@@ -157,21 +188,25 @@ fn key(t: f64) -> u64 {
     t.max(0.0).to_bits()
 }
 
-/// A consolidation replacement in flight: `old` is cordoned and goes once `new` is ready.
-/// One at a time (consolidation waits for it).
-#[derive(Clone, Copy, Debug)]
-struct Replacement {
-    old: usize,
-    new: usize,
-}
-
 struct Sim<'c> {
     mode: Mode,
-    replacement: Option<Replacement>,
+    /// Disruptions being carried out.
+    in_flight: Vec<disrupt::InFlight>,
+    /// Nodes whose replacement failed: not disrupted again before this time.
+    backoff: HashMap<usize, f64>,
+    /// Each pool's disruption settings (same indices as `pools`).
+    pool_disruption: Vec<PoolDisruption>,
+    /// Epoch seconds of virtual time 0 (the trace's `start`, else the Unix epoch): what
+    /// budget schedules are evaluated against.
+    epoch: i64,
+    pool_change: Option<Vec<NodePool>>,
+    /// `disruption::template_hash` of each pool (drift compares nodes against it).
+    pool_hashes: Vec<u64>,
     /// Bumped whenever a pod or node comes or goes (consolidation skips unchanged states).
     changes: u64,
     changes_at_last_search: u64,
-    consolidation: bool,
+    /// The capacity consolidation kept at its last fruitless search.
+    keep_at_last_search: Option<Resources>,
     config: &'c Config,
     catalog: &'c Catalog,
     pools: Vec<NodePool>,
@@ -191,6 +226,8 @@ struct Sim<'c> {
     pods: Vec<SimPod>,
     /// Pods waiting for a node that some offering could hold.
     pending: BTreeSet<usize>,
+    /// Pods waiting that no offering could hold (they still count for their budgets).
+    stuck: BTreeSet<usize>,
     /// Pods added since the last scheduling pass.
     new_pending: Vec<usize>,
     /// Room appeared since the last scheduling pass: every pending pod gets a try.
@@ -205,6 +242,9 @@ struct Sim<'c> {
     feasibility_cache: HashMap<String, (Option<String>, bool)>,
     // Accounting.
     demand: Resources,
+    /// The part of `demand` of pods that do not end by themselves (consolidation keeps
+    /// room for its recent peak).
+    service_demand: Resources,
     demand_dirty: bool,
     lb_rate: f64,
     lb_cost: f64,
@@ -218,6 +258,14 @@ struct Sim<'c> {
     disruptions: Disruptions,
     launched_by_type: HashMap<(usize, CapacityType), u64>,
     series: Vec<Sample>,
+    marks: Vec<Mark>,
+    /// Pods on a node at its Spot warning, with the warning's time.
+    interrupted_at: HashMap<usize, f64>,
+    recovery_s: Vec<f64>,
+    /// (time, demand) at each scan over the last `consolidationWindow`.
+    demand_history: std::collections::VecDeque<(f64, Resources)>,
+    /// Managed node-seconds (for disruptions per node-hour).
+    node_seconds: f64,
 }
 
 /// Replays `trace` under `config` and returns the report.
@@ -234,12 +282,18 @@ pub fn run(
         Mode::Fleet => config.node_pools.clone(),
         Mode::NodeGroups => setup::node_group_pools(config, catalog)?,
     };
+    let pool_disruption = pool_disruption(config, &pools, opts);
     let mut sim = Sim {
         mode: opts.mode,
         changes: 0,
-        replacement: None,
+        in_flight: Vec::new(),
+        backoff: HashMap::new(),
+        pool_disruption,
+        pool_hashes: pools.iter().map(disruption::template_hash).collect(),
+        epoch: trace_epoch(trace),
+        pool_change: opts.pool_change.as_ref().map(|(_, p)| p.clone()),
         changes_at_last_search: u64::MAX,
-        consolidation: opts.consolidation,
+        keep_at_last_search: None,
         config,
         catalog,
         pools,
@@ -262,6 +316,7 @@ pub fn run(
         events: Vec::new(),
         pods: Vec::new(),
         pending: BTreeSet::new(),
+        stuck: BTreeSet::new(),
         new_pending: Vec::new(),
         full_pass: false,
         pod_index: HashMap::new(),
@@ -273,6 +328,7 @@ pub fn run(
         batch_last: 0.0,
         feasibility_cache: HashMap::new(),
         demand: Resources::default(),
+        service_demand: Resources::default(),
         demand_dirty: false,
         lb_rate: 0.0,
         lb_cost: 0.0,
@@ -286,7 +342,15 @@ pub fn run(
         disruptions: Disruptions::default(),
         launched_by_type: HashMap::new(),
         series: Vec::new(),
+        marks: Vec::new(),
+        interrupted_at: HashMap::new(),
+        recovery_s: Vec::new(),
+        node_seconds: 0.0,
+        demand_history: Default::default(),
     };
+    if let Some((t, _)) = &opts.pool_change {
+        sim.push(*t, Ev::PoolsChanged);
+    }
     let end = trace.events.last().map_or(0.0, |e| e.t);
     for e in &trace.events {
         if let EventKind::SpotInterruption(target) = &e.kind {
@@ -354,6 +418,38 @@ pub fn run(
     }
     sim.advance(end);
     Ok(sim.finish(trace, started))
+}
+
+/// Each pool's disruption settings, with the run's overrides. Node groups (the Cluster
+/// Autoscaler's rule, not these) get the defaults, unused.
+fn pool_disruption(config: &Config, pools: &[NodePool], opts: &SimOptions) -> Vec<PoolDisruption> {
+    pools
+        .iter()
+        .map(|p| {
+            let mut d = config
+                .extras(&p.name)
+                .map(|e| e.disruption.clone())
+                .unwrap_or_default();
+            if let Some(policy) = opts.policy {
+                d.policy = policy;
+            }
+            if !opts.consolidation {
+                d.policy = ConsolidationPolicy::Never;
+            }
+            d
+        })
+        .collect()
+}
+
+/// Epoch seconds of the trace's `start` (RFC 3339), or 0.
+fn trace_epoch(trace: &Trace) -> i64 {
+    trace
+        .header
+        .start
+        .as_deref()
+        .and_then(|s| humantime::parse_rfc3339_weak(s).ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Every `pod_deleted` must name a pod that exists then; every pod name is unique while
@@ -437,6 +533,9 @@ impl<'c> Sim<'c> {
         self.lb_cost += self.lb_rate * dt / 3600.0;
         for &n in &self.live {
             let node = &self.nodes[n];
+            if node.managed() {
+                self.node_seconds += dt;
+            }
             if node.managed() && node.state == NodeState::Ready {
                 self.util_req.0 += node.requested.cpu_milli as f64 * dt;
                 self.util_req.1 += node.requested.memory as f64 * dt;
@@ -518,6 +617,9 @@ impl<'c> Sim<'c> {
         if in_demand {
             self.demand.add(&pod.requests);
             self.demand_dirty = true;
+            if !disruption::runs_to_completion(pod) {
+                self.service_demand.add(&pod.requests);
+            }
         }
         self.sched_dirty = true;
         self.new_pending.push(idx);
@@ -588,10 +690,15 @@ impl<'c> Sim<'c> {
             PodState::Pending => {}
         }
         self.set_state(i, PodState::Done);
+        // It ended before running again: not a recovery to measure.
+        self.interrupted_at.remove(&i);
         if self.pods[i].in_demand {
             let r = self.pods[i].pod.requests.clone();
             self.demand.sub(&r);
             self.demand_dirty = true;
+            if !disruption::runs_to_completion(&self.pods[i].pod) {
+                self.service_demand.sub(&r);
+            }
         }
     }
 
@@ -601,6 +708,9 @@ impl<'c> Sim<'c> {
         if !p.ever_bound {
             p.ever_bound = true;
             self.pending_s.push(now - p.added_at);
+        }
+        if let Some(warned) = self.interrupted_at.remove(&i) {
+            self.recovery_s.push(now - warned);
         }
         p.generation += 1;
         self.set_state(i, PodState::Bound(n));
@@ -642,24 +752,11 @@ impl<'c> Sim<'c> {
                     }
                     self.sched_dirty = true;
                     self.full_pass = true;
-                    if let Some(Replacement { old, .. }) = self.replacement.filter(|r| r.new == n) {
-                        self.replacement = None;
-                        self.disruptions.consolidated += 1;
-                        self.disruptions.pods_evicted += self.nodes[old].pods.len() as u64;
-                        let pods = self.nodes[old].pods.clone();
-                        self.terminate(old);
-                        // The evicted pods were nominated to the replacement.
-                        for p in pods {
-                            let room = self.nodes[n]
-                                .allocatable
-                                .minus(&self.nodes[n].overhead)
-                                .minus(&self.nodes[n].requested);
-                            if self.pods[p].state == PodState::Pending
-                                && self.pods[p].pod.requests.fits_in(&room)
-                            {
-                                self.bind(p, n);
-                            }
-                        }
+                    self.replacement_ready(n);
+                    if self.mode == Mode::Fleet {
+                        // Room appeared: interrupted nodes' pods may move now, not at
+                        // the next scan.
+                        self.drain_interrupted();
                     }
                 }
             }
@@ -702,7 +799,19 @@ impl<'c> Sim<'c> {
                     let evicted = self.nodes[n].pods.len() as u64;
                     self.disruptions.interrupted += 1;
                     self.disruptions.pods_evicted += evicted;
+                    self.marks.push(Mark {
+                        t: self.now,
+                        kind: "interrupted",
+                    });
                     self.terminate(n);
+                }
+            }
+            Ev::PoolsChanged => {
+                if let (Mode::Fleet, Some(pools)) = (self.mode, self.pool_change.take()) {
+                    self.pool_hashes = pools.iter().map(disruption::template_hash).collect();
+                    self.pools = pools;
+                    self.model = None;
+                    self.changes += 1;
                 }
             }
         }
@@ -738,6 +847,9 @@ impl<'c> Sim<'c> {
         for n in chosen {
             self.nodes[n].cordoned = true;
             self.nodes[n].interrupted = true;
+            for &p in &self.nodes[n].pods {
+                self.interrupted_at.insert(p, self.now);
+            }
             self.push(reclaim_at, Ev::SpotReclaim(n));
             // EC2 is taking this Spot pool back: the replacement comes from another
             // offering (as Karpenter marks an interrupted offering unavailable).
@@ -758,13 +870,8 @@ impl<'c> Sim<'c> {
     }
 
     fn terminate(&mut self, n: usize) {
-        // A replacement lost before it was ready: the old node stays and serves again.
-        if let Some(r) = self.replacement.filter(|r| r.new == n || r.old == n) {
-            self.replacement = None;
-            if r.new == n {
-                self.nodes[r.old].cordoned = false;
-            }
-        }
+        self.node_lost(n);
+        self.backoff.remove(&n);
         let pods = std::mem::take(&mut self.nodes[n].pods);
         for i in pods {
             self.set_state(i, PodState::Pending);
@@ -799,10 +906,17 @@ impl<'c> Sim<'c> {
     /// Every pod state change goes through here, keeping `pending` in step.
     fn set_state(&mut self, i: usize, state: PodState) {
         self.pods[i].state = state;
-        if state == PodState::Pending && self.pods[i].infeasible.is_none() {
-            self.pending.insert(i);
-        } else {
-            self.pending.remove(&i);
+        let waiting = state == PodState::Pending;
+        let feasible = self.pods[i].infeasible.is_none();
+        for (set, member) in [
+            (&mut self.pending, waiting && feasible),
+            (&mut self.stuck, waiting && !feasible),
+        ] {
+            if member {
+                set.insert(i);
+            } else {
+                set.remove(&i);
+            }
         }
     }
 
@@ -889,8 +1003,8 @@ impl<'c> Sim<'c> {
         let node = &self.nodes[n];
         // A replacement's room is taken by the pods of the node it replaces.
         let mut requested = node.requested.plus(&node.overhead);
-        if let Some(r) = self.replacement.filter(|r| r.new == n) {
-            requested.add(&self.nodes[r.old].requested);
+        if let Some(r) = self.reserved_on(n) {
+            requested.add(&r);
         }
         ExistingNode {
             name: &node.name,
@@ -1093,6 +1207,12 @@ impl<'c> Sim<'c> {
             pool: Some(plan.pool),
             capacity_type: Some(o.capacity_type),
             price: o.price_per_hour,
+            hash: self.pool_hashes[plan.pool],
+            annotations: self
+                .config
+                .extras(&pool.name)
+                .map(|e| e.annotations.clone())
+                .unwrap_or_default(),
             ..SimNode::new(self.now, NodeState::Launching)
         });
         self.live.push(idx);
@@ -1111,133 +1231,15 @@ impl<'c> Sim<'c> {
         Some(idx)
     }
 
-    /// Removes nodes that are not needed: empty nodes after the pool's
-    /// `consolidateAfter` (fleet), or Cluster Autoscaler's unneeded rule (node groups).
+    /// Removes or replaces nodes: the fleet's disruption pass (`disrupt.rs`), or the
+    /// Cluster Autoscaler's unneeded rule (node groups).
     fn scale_down(&mut self) {
         match self.mode {
-            Mode::Fleet => {
-                let doomed: Vec<usize> = self
-                    .live
-                    .iter()
-                    .copied()
-                    .filter(|&n| {
-                        let node = &self.nodes[n];
-                        let after = node.pool.and_then(|p| self.pools[p].empty_node_after);
-                        node.state == NodeState::Ready
-                            && !node.cordoned
-                            && node.pods.is_empty()
-                            && matches!((node.empty_since, after), (Some(since), Some(a)) if self.now - since >= a.as_secs_f64())
-                    })
-                    .collect();
-                for n in doomed {
-                    self.disruptions.consolidated += 1;
-                    self.disruptions.empty += 1;
-                    self.terminate(n);
-                }
-                if self.consolidation {
-                    self.consolidate();
-                }
+            Mode::Fleet => self.disrupt(),
+            Mode::NodeGroups => {
+                self.drain();
+                self.scale_down_node_groups();
             }
-            Mode::NodeGroups => self.scale_down_node_groups(),
-        }
-    }
-
-    /// One consolidation action per scan (fleet mode), while no replacement is pending.
-    fn consolidate(&mut self) {
-        if self.replacement.is_some() {
-            return;
-        }
-        // Consolidate a settled cluster only: pending pods and launching nodes first.
-        let unsettled = self
-            .live
-            .iter()
-            .any(|&n| self.nodes[n].state == NodeState::Launching)
-            || !self.pending.is_empty();
-        if unsettled {
-            return;
-        }
-        // Nothing moved since the last fruitless search, and no node became old enough:
-        // the answer would be the same.
-        let after = self
-            .pools
-            .iter()
-            .filter_map(|p| p.empty_node_after)
-            .min()
-            .map_or(0.0, |d| d.as_secs_f64());
-        let newly_eligible = self.live.iter().any(|&n| {
-            let age = self.now - self.nodes[n].stable_since;
-            age >= after && age < after + self.settings().scan_interval.as_secs_f64()
-        });
-        if self.changes == self.changes_at_last_search && !newly_eligible {
-            return;
-        }
-        self.changes_at_last_search = self.changes;
-        let policies: Vec<PoolConsolidation> = self
-            .pools
-            .iter()
-            .map(|p| PoolConsolidation {
-                underutilized: self.config.extras(&p.name).is_some_and(|e| {
-                    e.consolidation_policy == ConsolidationPolicy::WhenEmptyOrUnderutilized
-                }),
-                after_s: p
-                    .empty_node_after
-                    .map_or(f64::INFINITY, |d| d.as_secs_f64()),
-            })
-            .collect();
-        if !policies.iter().any(|p| p.underutilized) {
-            return;
-        }
-        self.ensure_models();
-        let node_ids: Vec<usize> = self.live.clone();
-        let costs: Vec<NodeCost> = node_ids
-            .iter()
-            .map(|&n| NodeCost {
-                price_per_hour: self.nodes[n].price,
-                stable_since: self.nodes[n].stable_since,
-            })
-            .collect();
-        let (action, ms) = {
-            let nodes = node_ids.iter().map(|&n| self.existing(n)).collect();
-            let bound = node_ids
-                .iter()
-                .enumerate()
-                .flat_map(|(si, &n)| self.nodes[n].pods.iter().map(move |&p| (p, si)))
-                .map(|(p, si)| (&self.pods[p].pod, si))
-                .collect();
-            let snapshot = Snapshot {
-                nodes,
-                bound,
-                pending: Vec::new(),
-            };
-            let env = self.env(None, true);
-            let started = Instant::now();
-            let action = consolidation::find_action(
-                &env,
-                snapshot,
-                &costs,
-                &policies,
-                // Traces carry no PodDisruptionBudgets (trace format v1).
-                &[],
-                CONSOLIDATION_CANDIDATES,
-            );
-            (action, started.elapsed().as_secs_f64() * 1000.0)
-        };
-        self.decision_ms.push(ms);
-        match action {
-            Some(Action::Delete { node }) => {
-                let n = node_ids[node];
-                self.disruptions.consolidated += 1;
-                self.disruptions.pods_evicted += self.nodes[n].pods.len() as u64;
-                self.terminate(n);
-            }
-            Some(Action::Replace { node, plan }) => {
-                let n = node_ids[node];
-                if let Some(new) = self.launch(&plan, false) {
-                    self.nodes[n].cordoned = true;
-                    self.replacement = Some(Replacement { old: n, new });
-                }
-            }
-            None => {}
         }
     }
 
@@ -1294,9 +1296,9 @@ impl<'c> Sim<'c> {
             let (decision, _, ms) = self.solve(&pods, false, None, false);
             self.decision_ms.push(ms);
             if decision.existing.len() == pods.len() {
-                self.disruptions.consolidated += 1;
-                self.disruptions.pods_evicted += pods.len() as u64;
-                self.terminate(n);
+                // Drained like every voluntary disruption: evictions within the
+                // PodDisruptionBudgets, then termination.
+                self.start(disrupt::Kind::Delete, vec![n], Vec::new());
                 drained_one = true;
             } else {
                 self.nodes[n].cordoned = false;
@@ -1398,13 +1400,28 @@ impl<'c> Sim<'c> {
                 cpu: ratio(self.util_req.0, self.util_alloc.0),
                 memory: ratio(self.util_req.1, self.util_alloc.1),
             },
-            disruptions: self.disruptions.clone(),
+            disruptions: self.disruption_totals(),
             decisions: self.decision_ms.len() as u64,
             decision_ms: Percentiles::of(&mut self.decision_ms),
             wall_s: round3(started.elapsed().as_secs_f64()),
             infeasible_pods,
             launched_by_type: by_type,
             series: std::mem::take(&mut self.series),
+            marks: std::mem::take(&mut self.marks),
         }
+    }
+
+    fn disruption_totals(&mut self) -> Disruptions {
+        let mut d = self.disruptions.clone();
+        d.node_hours = round2(self.node_seconds / 3600.0);
+        let voluntary = d.deleted + d.replaced + d.multi_node + d.expired + d.drifted;
+        d.disruptions_per_node_hour = if d.node_hours > 0.0 {
+            round3(voluntary as f64 * 3600.0 / self.node_seconds)
+        } else {
+            0.0
+        };
+        d.interrupted_pods = (self.recovery_s.len() + self.interrupted_at.len()) as u64;
+        d.interruption_recovery_s = Percentiles::of(&mut self.recovery_s);
+        d
     }
 }

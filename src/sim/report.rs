@@ -25,6 +25,8 @@ pub struct Report {
     pub launched_by_type: Vec<TypeCount>,
     #[serde(skip)]
     pub series: Vec<Sample>,
+    #[serde(skip)]
+    pub marks: Vec<Mark>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -96,13 +98,47 @@ pub struct Utilization {
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Disruptions {
-    /// Nodes removed to save cost: empty nodes and (node-groups) underutilized ones.
+    /// Nodes removed to save cost: `empty + deleted + replaced + multi_node` (fleet), or
+    /// empty and underutilized nodes (node-groups).
     pub consolidated: u64,
-    /// Of `consolidated`, nodes that were empty.
+    /// Of `consolidated`, nodes that were empty (no pod evicted).
     pub empty: u64,
+    /// Non-empty nodes deleted because their pods fit on the other nodes.
+    pub deleted: u64,
+    /// Nodes replaced by one cheaper node.
+    pub replaced: u64,
+    /// Nodes removed together by one multi-node consolidation.
+    pub multi_node: u64,
     pub expired: u64,
+    pub drifted: u64,
+    /// NotReady nodes replaced (the simulator has no NotReady events: always 0 there).
+    pub repaired: u64,
     pub interrupted: u64,
     pub pods_evicted: u64,
+    /// Evictions that left a PodDisruptionBudget short, by an independent check at
+    /// eviction time.
+    pub pdb_violations: u64,
+    /// Evictions of pods that forbid them (do-not-disrupt, safe-to-evict "false", no
+    /// controller), by an independent check.
+    pub do_not_disrupt_evicted: u64,
+    /// Hours of autoscaler-managed nodes.
+    pub node_hours: f64,
+    /// Voluntary disruptions of non-empty nodes (deleted, replaced, multi-node, expired,
+    /// drifted) per managed node-hour.
+    pub disruptions_per_node_hour: f64,
+    /// The shortest time a consolidated node had been stable (no pod arrived or left)
+    /// when it was chosen; never below the pool's `consolidateAfter`.
+    pub min_stable_s_at_consolidation: Option<f64>,
+    /// Pods on interrupted Spot nodes, and from the warning until each ran again.
+    pub interrupted_pods: u64,
+    pub interruption_recovery_s: Percentiles,
+}
+
+/// A disruption on the chart's time line.
+#[derive(Clone, Debug)]
+pub struct Mark {
+    pub t: f64,
+    pub kind: &'static str,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -222,8 +258,27 @@ pub fn summary(reports: &[Report]) -> String {
             }),
         ),
         (
+            "deleted / replaced / multi-node",
+            Box::new(|r| {
+                let d = &r.disruptions;
+                format!("{} / {} / {}", d.deleted, d.replaced, d.multi_node)
+            }),
+        ),
+        (
+            "expired / drifted",
+            Box::new(|r| format!("{} / {}", r.disruptions.expired, r.disruptions.drifted)),
+        ),
+        (
             "pods evicted",
             Box::new(|r| r.disruptions.pods_evicted.to_string()),
+        ),
+        (
+            "disruptions / node-hour",
+            Box::new(|r| format!("{:.3}", r.disruptions.disruptions_per_node_hour)),
+        ),
+        (
+            "PDB violations",
+            Box::new(|r| r.disruptions.pdb_violations.to_string()),
         ),
         (
             "decision p50 / p99 / max",
