@@ -812,3 +812,35 @@ mod disruption {
         }
     }
 }
+
+/// The headline figures on the bundled daily-web trace, so a change that loses
+/// them fails: consolidation saves at least 25% against none, churns less than 0.05
+/// disruptions per node-hour, waits `consolidateAfter`, and never breaks the example
+/// PodDisruptionBudgets.
+#[test]
+fn daily_web_keeps_its_disruption_figures() {
+    let trace = trace::read_path(std::path::Path::new("config/traces/daily-web.jsonl.gz")).unwrap();
+    let mut config = bundled().0.clone();
+    let pdbs = config::load_path(std::path::Path::new("config/examples/pdbs.yaml")).unwrap();
+    config.pdbs = pdbs.pdbs;
+    let run =
+        |opts: SimOptions| sim::run(&trace, "daily-web", &config, &bundled().1, &opts).unwrap();
+    let default = run(SimOptions::default());
+    let off = run(SimOptions {
+        consolidation: false,
+        ..SimOptions::default()
+    });
+    let saved = 1.0 - default.cost_usd.total / off.cost_usd.total;
+    assert!(
+        saved >= 0.25,
+        "saves {saved:.3}: {} vs {}",
+        default.cost_usd.total,
+        off.cost_usd.total
+    );
+    let d = &default.disruptions;
+    assert!(d.disruptions_per_node_hour < 0.05, "{d:?}");
+    assert!(d.deleted + d.replaced + d.multi_node > 0, "{d:?}");
+    assert!(d.min_stable_s_at_consolidation.unwrap() >= 30.0, "{d:?}");
+    assert_eq!((d.pdb_violations, d.do_not_disrupt_evicted), (0, 0));
+    assert_eq!(default.pods.never_placed, 0);
+}
