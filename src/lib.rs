@@ -5,9 +5,9 @@ pub mod cloud;
 #[cfg(feature = "controller")]
 pub mod cluster;
 pub mod config;
-pub mod core;
 #[cfg(feature = "controller")]
 pub mod controller;
+pub mod core;
 #[cfg(feature = "controller")]
 pub mod metrics;
 pub mod sim;

@@ -12,9 +12,9 @@
 use super::{
     tags, CloudError, CloudProvider, Instance, InstanceState, LaunchRequest, OfferingUpdate,
 };
+use crate::cluster::convert::quantities;
 use crate::core::instance::{CapacityType, Catalog};
 use crate::core::labels;
-use crate::cluster::convert::quantities;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{Node, NodeCondition, NodeSpec, NodeStatus, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
