@@ -844,3 +844,90 @@ fn daily_web_keeps_its_disruption_figures() {
     assert_eq!((d.pdb_violations, d.do_not_disrupt_evicted), (0, 0));
     assert_eq!(default.pods.never_placed, 0);
 }
+
+/// Headroom (`spec.headroom`) in the simulator: the spare is kept after pods settle,
+/// bursts land on running nodes, and the capacity held free costs money.
+mod headroom {
+    use super::*;
+    use stevedore::core::headroom::HeadroomPolicy;
+    use stevedore::core::resources::Resources;
+
+    /// The bundled configuration; with `spare_cpu` millicores (and 2 GiB per core) of
+    /// headroom on `general`.
+    fn config(spare_cpu: Option<i64>) -> Config {
+        let mut c = bundled().0.clone();
+        let extras = c
+            .pool_extras
+            .iter_mut()
+            .find(|e| e.name == "general")
+            .expect("bundled general pool");
+        extras.headroom = spare_cpu.map(|cpu| HeadroomPolicy {
+            spare: Resources::new(cpu, cpu * (2 << 30) / 1000, 0),
+            ..HeadroomPolicy::default()
+        });
+        c
+    }
+
+    /// 10 long-running pods at t=0, then every 20 min a burst of 7 half-core pods that
+    /// run for 10 minutes; ends at 4 h.
+    fn bursty_trace() -> String {
+        let mut lines = vec![header()];
+        for i in 0..10 {
+            lines.push(added(0.0, &pod(&format!("base-{i}"), "500m", "1Gi", "")));
+        }
+        for b in 0..10 {
+            let t = 1200.0 * (b + 1) as f64;
+            for i in 0..7 {
+                let p = pod(&format!("burst-{b}-{i}"), "500m", "1Gi", "");
+                lines.push(format!(
+                    r#"{{"t":{t},"event":"pod_added","run_for_s":600,"pod":{p}}}"#
+                ));
+            }
+        }
+        lines.push(end_at(4.0 * 3600.0));
+        lines.join("\n")
+    }
+
+    fn run(config: &Config) -> Report {
+        let text = bursty_trace();
+        let trace = trace::read_from(BufReader::new(text.as_bytes()), "h.jsonl").unwrap();
+        sim::run(&trace, "h.jsonl", config, &bundled().1, &SimOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn spare_is_kept_bursts_wait_less_and_it_costs_more() {
+        let with = run(&config(Some(4000)));
+        let without = run(&config(None));
+        assert_eq!(with.pods.never_placed, 0);
+        assert_eq!(with.headroom.pools, 1);
+        assert_eq!(without.headroom.pools, 0);
+        // Once settled, the pool always had at least the 4 spare cores free.
+        let min_free = with.headroom.free_cpu_min_settled.expect("settled scans");
+        assert!(min_free >= 4.0, "{:?}", with.headroom);
+        assert!(with.headroom.spare_cpu_mean > 3.9, "{:?}", with.headroom);
+        // 70 of the 80 pods come in bursts: with headroom most of them bind at once.
+        assert!(
+            with.pending_s.p50 < without.pending_s.p50,
+            "{:?} vs {:?}",
+            with.pending_s,
+            without.pending_s
+        );
+        assert!(with.pending_s.p50 < 5.0, "{:?}", with.pending_s);
+        assert!(
+            with.cost_usd.total > without.cost_usd.total,
+            "{} vs {}",
+            with.cost_usd.total,
+            without.cost_usd.total
+        );
+        assert!(with.headroom.cost_usd > 0.0, "{:?}", with.headroom);
+        assert!(with.headroom.cost_usd <= with.cost_usd.total);
+        eprintln!(
+            "headroom: {:?}\nwith: cost {} pending {:?}\nwithout: cost {} pending {:?}",
+            with.headroom,
+            with.cost_usd.total,
+            with.pending_s,
+            without.cost_usd.total,
+            without.pending_s
+        );
+    }
+}

@@ -159,7 +159,7 @@ impl Sim<'_> {
             consolidation::empty_nodes(&snapshot, &costs, &self.pool_disruption, &left, self.now)
         };
         for i in empty {
-            if self.nodes[ids[i]].disrupting {
+            if self.nodes[ids[i]].disrupting || !self.headroom_allows_removal(ids[i]) {
                 continue;
             }
             self.start(Kind::Empty, vec![ids[i]], Vec::new());
@@ -242,7 +242,8 @@ impl Sim<'_> {
             age >= after && age < after + self.settings().scan_interval.as_secs_f64()
         });
         // The capacity kept falls as old peaks leave the window: that may allow an action.
-        let keep = self.recent_peak_demand();
+        // Consolidation never takes the pools' headroom spare away either.
+        let keep = self.recent_peak_demand().plus(&self.headroom_keep());
         let same_keep = self.keep_at_last_search.as_ref() == Some(&keep);
         if self.changes == self.changes_at_last_search && !newly_eligible && same_keep {
             return;
@@ -441,7 +442,7 @@ impl Sim<'_> {
         if pods.is_empty() {
             return;
         }
-        let (decision, _, _) = self.solve(&pods, false, None, false);
+        let (decision, _, _) = self.solve(&pods, &[], false, None, false);
         let movable: Vec<usize> = decision.existing.iter().map(|&(i, _)| pods[i]).collect();
         self.evict(&movable);
     }

@@ -32,6 +32,8 @@ use thiserror::Error;
 
 #[path = "disrupt.rs"]
 mod disrupt;
+#[path = "headroom.rs"]
+mod headroom;
 
 #[derive(Clone, Debug)]
 pub struct SimOptions {
@@ -266,6 +268,8 @@ struct Sim<'c> {
     demand_history: std::collections::VecDeque<(f64, Resources)>,
     /// Managed node-seconds (for disruptions per node-hour).
     node_seconds: f64,
+    /// The report's headroom figures (`headroom.rs`).
+    headroom_acc: headroom::Acc,
 }
 
 /// Replays `trace` under `config` and returns the report.
@@ -347,6 +351,7 @@ pub fn run(
         recovery_s: Vec::new(),
         node_seconds: 0.0,
         demand_history: Default::default(),
+        headroom_acc: headroom::Acc::default(),
     };
     if let Some((t, _)) = &opts.pool_change {
         sim.push(*t, Ev::PoolsChanged);
@@ -531,6 +536,7 @@ impl<'c> Sim<'c> {
             self.demand_dirty = false;
         }
         self.lb_cost += self.lb_rate * dt / 3600.0;
+        self.account_headroom(dt);
         for &n in &self.live {
             let node = &self.nodes[n];
             if node.managed() {
@@ -776,6 +782,7 @@ impl<'c> Sim<'c> {
                 self.provision();
                 self.scale_down();
                 self.sample();
+                self.sample_headroom();
                 let next = self.now + self.settings().scan_interval.as_secs_f64();
                 self.push(next, Ev::Scan);
             }
@@ -950,7 +957,7 @@ impl<'c> Sim<'c> {
             return;
         }
         self.ensure_models();
-        let (decision, node_ids, _) = self.solve(&pending, false, None, false);
+        let (decision, node_ids, _) = self.solve(&pending, &[], false, None, false);
         for (pi, ni) in decision.existing {
             self.bind(pending[pi], node_ids[ni]);
         }
@@ -961,6 +968,7 @@ impl<'c> Sim<'c> {
     fn solve(
         &self,
         pending: &[usize],
+        placeholders: &[Pod],
         new_nodes: bool,
         pool_filter: Option<&[usize]>,
         displaced: bool,
@@ -977,6 +985,9 @@ impl<'c> Sim<'c> {
         }
         let mut bound = Vec::new();
         let mut pending_pods: Vec<&Pod> = pending.iter().map(|&i| &self.pods[i].pod).collect();
+        // Headroom placeholders: the scheduler places them after every real pod (lowest
+        // priority); the caller never binds them.
+        pending_pods.extend(placeholders);
         for (si, &n) in node_ids.iter().enumerate() {
             let node = &self.nodes[n];
             for &p in &node.pods {
@@ -1043,7 +1054,9 @@ impl<'c> Sim<'c> {
             .live
             .iter()
             .any(|&n| self.nodes[n].interrupted && !self.nodes[n].pods.is_empty());
-        if pending.is_empty() && !displaced {
+        // A pool short of its headroom provisions even with nothing pending.
+        let (placeholders, short) = self.headroom_placeholders();
+        if pending.is_empty() && !displaced && !short {
             return;
         }
         self.ensure_models();
@@ -1052,7 +1065,7 @@ impl<'c> Sim<'c> {
                 // A launch that finds no capacity marks its offerings unavailable; the
                 // controller decides again at once with what is left (e.g. on-demand).
                 for _ in 0..MAX_LAUNCH_ROUNDS {
-                    let (decision, _, ms) = self.solve(&pending, true, None, true);
+                    let (decision, _, ms) = self.solve(&pending, &placeholders, true, None, true);
                     self.decision_ms.push(ms);
                     let mut failed = false;
                     for plan in &decision.launches {
@@ -1073,7 +1086,7 @@ impl<'c> Sim<'c> {
         let started = Instant::now();
         // Pods that all fit on ready or booting nodes need no group: every group's
         // simulation would place them there first and ask for nothing.
-        let (settled, _, _) = self.solve(pending, true, Some(&[]), displaced);
+        let (settled, _, _) = self.solve(pending, &[], true, Some(&[]), displaced);
         if settled.unschedulable.is_empty() && settled.infeasible.is_empty() {
             self.decision_ms
                 .push(started.elapsed().as_secs_f64() * 1000.0);
@@ -1091,7 +1104,7 @@ impl<'c> Sim<'c> {
             if room == 0 {
                 continue;
             }
-            let (decision, _, _) = self.solve(pending, true, Some(&[g]), displaced);
+            let (decision, _, _) = self.solve(pending, &[], true, Some(&[g]), displaced);
             let mut plans = decision.launches;
             plans.truncate(room);
             if plans.is_empty() {
@@ -1293,7 +1306,7 @@ impl<'c> Sim<'c> {
             // Only if every pod fits on the other ready nodes.
             let pods = self.nodes[n].pods.clone();
             self.nodes[n].cordoned = true;
-            let (decision, _, ms) = self.solve(&pods, false, None, false);
+            let (decision, _, ms) = self.solve(&pods, &[], false, None, false);
             self.decision_ms.push(ms);
             if decision.existing.len() == pods.len() {
                 // Drained like every voluntary disruption: evictions within the
@@ -1406,6 +1419,7 @@ impl<'c> Sim<'c> {
             wall_s: round3(started.elapsed().as_secs_f64()),
             infeasible_pods,
             launched_by_type: by_type,
+            headroom: self.headroom_report(),
             series: std::mem::take(&mut self.series),
             marks: std::mem::take(&mut self.marks),
         }

@@ -23,10 +23,30 @@ pub struct Report {
     pub infeasible_pods: Vec<InfeasiblePod>,
     /// Nodes launched by instance type and capacity type, most first.
     pub launched_by_type: Vec<TypeCount>,
+    /// What the pools' `spec.headroom` held and cost (zeros without headroom).
+    pub headroom: Headroom,
     #[serde(skip)]
     pub series: Vec<Sample>,
     #[serde(skip)]
     pub marks: Vec<Mark>,
+}
+
+/// Headroom figures, time-weighted over the time some pool had a headroom policy.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Headroom {
+    /// Node pools with `spec.headroom`.
+    pub pools: u64,
+    /// Mean spare CPU the policies asked for (cores, summed over the pools).
+    pub spare_cpu_mean: f64,
+    /// Mean free CPU on the headroom pools' nodes (cores).
+    pub free_cpu_mean: f64,
+    /// Lowest free CPU of a headroom pool at a settled scan (nothing pending, nothing
+    /// launching); `null` when there was none.
+    pub free_cpu_min_settled: Option<f64>,
+    /// Cost of the capacity held free for headroom: each pool's hourly cost times the
+    /// share of its allocatable (the larger of cpu and memory) that is free and within the
+    /// spare asked for, integrated over time.
+    pub cost_usd: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -279,6 +299,10 @@ pub fn summary(reports: &[Report]) -> String {
         (
             "PDB violations",
             Box::new(|r| r.disruptions.pdb_violations.to_string()),
+        ),
+        (
+            "headroom pools / cost",
+            Box::new(|r| format!("{} / ${:.2}", r.headroom.pools, r.headroom.cost_usd)),
         ),
         (
             "decision p50 / p99 / max",
