@@ -3,6 +3,8 @@
 
 #[path = "support/fake_api.rs"]
 mod fake_api;
+#[path = "support/prom.rs"]
+mod prom;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::{json, Value};
@@ -1535,4 +1537,112 @@ async fn registration_syncs_the_pools_labels_and_taints_onto_the_node() {
         .status
         .unwrap()
         .condition("Registered"));
+}
+
+/// GET `path` from `addr` with a plain blocking client on another thread (the server runs
+/// on the test's runtime); the body of a 200, else a panic with the response.
+async fn http_get(addr: std::net::SocketAddr, path: &'static str) -> String {
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    });
+    let out = tokio::time::timeout(LIMIT, out).await.unwrap().unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let (_, body) = out.split_once("\r\n\r\n").expect("headers end");
+    body.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_started_controller_serves_strictly_valid_metrics_of_what_it_did() {
+    let (client, store) = fake_api::client();
+    let cat = catalog();
+    let opts = Options {
+        namespace: "stevedore".into(),
+        leader_elect: false,
+        lifecycle_every: Duration::from_millis(200),
+        ..Options::default()
+    };
+    let mut config = stevedore::config::bundled();
+    // Scans (which publish the cluster metrics) often enough for a test.
+    config.settings.scan_interval = Duration::from_millis(200);
+    // Pending before the start: the first decision sees all three together.
+    for name in ["web-1", "web-2", "web-3"] {
+        store.lock().unwrap().put(
+            "/api/v1/namespaces/shop/pods",
+            pending_json("shop", name, "1", "2Gi"),
+        );
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let run = tokio::spawn(stevedore::controller::start_on(
+        client,
+        SimulatedCloud::new(cat.clone()),
+        None::<stevedore::controller::NoInterruptions>,
+        config,
+        cat,
+        opts,
+        listener,
+    ));
+    // Until a scan has seen the three pods and a launch happened.
+    let mut families = Default::default();
+    for _ in 0..300 {
+        let text = http_get(addr, "/metrics").await;
+        families = prom::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let launched: f64 = prom::series(&families, "stevedore_launches_total")
+            .iter()
+            .map(|s| s.value)
+            .sum();
+        let pending = prom::value(&families, "stevedore_pending_pods", &[]);
+        if launched >= 3.0 && pending == Some(3.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let f = &families;
+    let kind = |name: &str| f.get(name).map(|fam| fam.kind.as_str());
+    assert_eq!(kind("stevedore_pending_pods"), Some("gauge"));
+    assert_eq!(kind("stevedore_leader"), Some("gauge"));
+    assert_eq!(kind("stevedore_launches_total"), Some("counter"));
+    assert_eq!(kind("stevedore_kube_request_duration_seconds"), Some("histogram"));
+    assert_eq!(kind("stevedore_cloud_request_duration_seconds"), Some("histogram"));
+    assert_eq!(prom::value(f, "stevedore_pending_pods", &[]), Some(3.0), "{f:?}");
+    assert_eq!(prom::value(f, "stevedore_leader", &[]), Some(1.0));
+    let launches = prom::series(f, "stevedore_launches_total");
+    // The cheapest node for a 1-core, 2 GiB pod holds one: three launches, one series.
+    assert_eq!(launches.len(), 1, "{launches:?}");
+    assert_eq!(launches[0].value, 3.0, "{launches:?}");
+    assert_eq!(launches[0].labels["nodepool"], "general");
+    // Every API call went through the metered client: the pod list, the claims created.
+    let api = |verb: &str, resource: &str| {
+        prom::value(
+            f,
+            "stevedore_kube_request_duration_seconds_count",
+            &[("verb", verb), ("resource", resource)],
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(api("list", "pods") >= 1.0, "{f:?}");
+    assert_eq!(api("create", "nodeclaims"), 3.0);
+    assert!(api("patch", "nodeclaims/status") >= 1.0);
+    let cloud = prom::value(
+        f,
+        "stevedore_cloud_request_duration_seconds_count",
+        &[("operation", "launch")],
+    );
+    assert_eq!(cloud, Some(3.0));
+    // Three 1-core, 2 GiB pods cost something, and no more than the nodes launched.
+    let lb = prom::value(f, "stevedore_lower_bound_hourly_cost_dollars", &[]).unwrap();
+    let node_cost: f64 = prom::series(f, "stevedore_nodes_hourly_cost_dollars")
+        .iter()
+        .map(|s| s.value)
+        .sum();
+    assert!(lb > 0.0, "lower bound {lb}");
+    assert!(node_cost == 0.0 || lb <= node_cost + 1e-9, "{lb} vs {node_cost}");
+    assert_all_granted(&store.lock().unwrap());
+    run.abort();
 }

@@ -5,6 +5,7 @@
 pub mod convert;
 pub mod crd;
 pub mod lease;
+pub mod metered;
 pub mod rbac;
 pub mod state;
 pub mod watch;

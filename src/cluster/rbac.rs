@@ -1,7 +1,9 @@
 //! Every Kubernetes API call the controller makes, as (verb, group, resource,
-//! subresource). The chart's ClusterRole must grant exactly these; the mocked-API tests
-//! check every request the code sends against [`API_CALLS`] (through [`classify`]) and
-//! fail on one that is missing, so this table cannot drift from the code.
+//! subresource) and the namespaces it is made in. The chart's ClusterRole (calls in any
+//! namespace or cluster-scoped) and Roles (calls in one namespace) must grant exactly
+//! these; the mocked-API tests check every request the code sends against [`API_CALLS`]
+//! (through [`classify`]) and fail on one that is missing, so this table cannot drift
+//! from the code.
 
 /// One kind of API call, in RBAC terms. `group` is `""` for the core group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -10,7 +12,23 @@ pub struct ApiCall {
     pub group: &'static str,
     pub resource: &'static str,
     pub subresource: &'static str,
+    pub namespace: Namespace,
 }
+
+/// Where a call is made, which decides how RBAC grants it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Namespace {
+    /// Cluster-scoped objects, or objects in any namespace: a ClusterRole rule.
+    Any,
+    /// The controller's own namespace (the Helm release's): a Role there.
+    Release,
+    /// [`NODE_LEASE_NAMESPACE`], where kubelets (and the providers that stand in for
+    /// them) keep node heartbeat Leases: a Role there.
+    NodeLease,
+}
+
+/// The namespace of node heartbeat Leases.
+pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 
 const fn call(
     verb: &'static str,
@@ -23,6 +41,25 @@ const fn call(
         group,
         resource,
         subresource,
+        namespace: Namespace::Any,
+    }
+}
+
+impl ApiCall {
+    /// The same call, made only in `namespace`.
+    const fn in_namespace(self, namespace: Namespace) -> ApiCall {
+        ApiCall { namespace, ..self }
+    }
+
+    /// Does this entry grant a request in `ns` (`None`: a cluster-scoped or all-namespace
+    /// request)? The mocked API does not know the release namespace, so `Release` grants
+    /// any namespace but the node-lease one; the controller only ever names its own.
+    fn covers(&self, ns: Option<&str>) -> bool {
+        match self.namespace {
+            Namespace::Any => true,
+            Namespace::Release => ns.is_some_and(|n| n != NODE_LEASE_NAMESPACE),
+            Namespace::NodeLease => ns == Some(NODE_LEASE_NAMESPACE),
+        }
     }
 }
 
@@ -54,14 +91,18 @@ pub const API_CALLS: &[ApiCall] = &[
     call("delete", "", "pods", ""),
     // Events on pods and NodeClaims.
     call("create", "", "events", ""),
-    // Leader election.
-    call("get", "coordination.k8s.io", "leases", ""),
-    call("create", "coordination.k8s.io", "leases", ""),
-    call("update", "coordination.k8s.io", "leases", ""),
-    // The fake provider: Node objects without a kubelet, kept Ready.
+    // Leader election: the Lease `stevedore-leader` in the release namespace.
+    call("get", "coordination.k8s.io", "leases", "").in_namespace(Namespace::Release),
+    call("create", "coordination.k8s.io", "leases", "").in_namespace(Namespace::Release),
+    call("update", "coordination.k8s.io", "leases", "").in_namespace(Namespace::Release),
+    // Providers that create Nodes (fake, simulated): Node objects without a kubelet, kept
+    // Ready by heartbeats (the Ready condition and the node's Lease).
     call("create", "", "nodes", ""),
     call("get", "", "nodes", ""),
     call("patch", "", "nodes", "status"),
+    call("get", "coordination.k8s.io", "leases", "").in_namespace(Namespace::NodeLease),
+    call("create", "coordination.k8s.io", "leases", "").in_namespace(Namespace::NodeLease),
+    call("update", "coordination.k8s.io", "leases", "").in_namespace(Namespace::NodeLease),
 ];
 
 /// The RBAC view of an HTTP request to the API server: verb from the method (and
@@ -104,13 +145,33 @@ pub fn classify(method: &str, path_and_query: &str) -> Option<(String, String, S
     Some((verb.into(), group.into(), resource.into(), sub.into()))
 }
 
+/// The namespace a request path names (`/api/v1/namespaces/NS/...` with a resource
+/// after it), `None` for cluster-scoped and all-namespace requests.
+pub fn namespace_of(path_and_query: &str) -> Option<&str> {
+    let path = path_and_query.split('?').next().unwrap_or_default();
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let rest = match segs.as_slice() {
+        ["api", _, rest @ ..] | ["apis", _, _, rest @ ..] => rest,
+        _ => return None,
+    };
+    match rest {
+        ["namespaces", ns, _, ..] => Some(ns),
+        _ => None,
+    }
+}
+
+/// The [`API_CALLS`] entry that grants this request, if any.
+pub fn granting(method: &str, path_and_query: &str) -> Option<&'static ApiCall> {
+    let (v, g, r, s) = classify(method, path_and_query)?;
+    let ns = namespace_of(path_and_query);
+    API_CALLS.iter().find(|c| {
+        c.verb == v && c.group == g && c.resource == r && c.subresource == s && c.covers(ns)
+    })
+}
+
 /// Is this request one [`API_CALLS`] grants?
 pub fn is_granted(method: &str, path_and_query: &str) -> bool {
-    classify(method, path_and_query).is_some_and(|(v, g, r, s)| {
-        API_CALLS
-            .iter()
-            .any(|c| c.verb == v && c.group == g && c.resource == r && c.subresource == s)
-    })
+    granting(method, path_and_query).is_some()
 }
 
 #[cfg(test)]
@@ -146,6 +207,22 @@ mod tests {
             Some("update coordination.k8s.io leases ")
         );
         assert_eq!(c("GET", "/version"), None);
+    }
+
+    #[test]
+    fn leases_are_granted_only_in_their_namespaces() {
+        let lease = |ns: &str| format!("/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/x?");
+        for verb in ["GET", "PUT"] {
+            let leader = granting(verb, &lease("stevedore")).expect("leader lease");
+            assert_eq!(leader.namespace, Namespace::Release);
+            let node = granting(verb, &lease(NODE_LEASE_NAMESPACE)).expect("node lease");
+            assert_eq!(node.namespace, Namespace::NodeLease);
+        }
+        // Leases in every namespace at once (a list or watch) are not granted.
+        assert!(!is_granted("GET", "/apis/coordination.k8s.io/v1/leases?"));
+        assert_eq!(namespace_of("/api/v1/namespaces/shop/pods/a"), Some("shop"));
+        assert_eq!(namespace_of("/api/v1/namespaces/shop"), None);
+        assert_eq!(namespace_of("/api/v1/nodes/n1"), None);
     }
 
     #[test]

@@ -149,6 +149,9 @@ pub struct Controller<P> {
     pub metrics: Arc<Metrics>,
     /// Recent peak demand consolidation keeps room for (`consolidationWindow`).
     demand: Mutex<DemandWindow>,
+    /// The fluid lower bound over the current model's offerings, with that model's
+    /// generation (rebuilt when the pools change; it caches its solutions).
+    lower_bound: Mutex<Option<(u64, crate::core::lower_bound::LowerBound)>>,
 }
 
 /// Requests of the pods that do not end by themselves (DaemonSets' excluded): the demand
@@ -219,9 +222,11 @@ impl<P: CloudProvider> Controller<P> {
         opts: Options,
     ) -> Self {
         let seed = wall_clock().to_bits() ^ u64::from(std::process::id());
+        let metrics = Arc::new(Metrics::new());
         Controller {
             state: Arc::new(RwLock::new(ClusterState::new(opts.schedulers.clone()))),
-            client,
+            // One choke point times and counts every API call this controller makes.
+            client: crate::cluster::metered::client(client, metrics.clone()),
             cloud,
             config,
             catalog,
@@ -231,13 +236,34 @@ impl<P: CloudProvider> Controller<P> {
             backoff: Mutex::new(HashMap::new()),
             said: Mutex::new(HashMap::new()),
             names: Mutex::new(Rng::new(seed)),
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             demand: Mutex::new(DemandWindow::default()),
+            lower_bound: Mutex::new(None),
         }
     }
 
     pub fn cloud(&self) -> &P {
         &self.cloud
+    }
+
+    /// Times one cloud provider call into the metrics. `NotFound` is not an error of the
+    /// call: terminating what is already gone is the outcome the caller wanted.
+    async fn cloud_call<T>(
+        &self,
+        operation: &'static str,
+        call: impl std::future::Future<Output = Result<T, CloudError>>,
+    ) -> Result<T, CloudError> {
+        let started = Instant::now();
+        let result = call.await;
+        let ok = matches!(&result, Ok(_) | Err(CloudError::NotFound { .. }));
+        self.metrics
+            .record_cloud_call(operation, started.elapsed().as_secs_f64(), ok);
+        result
+    }
+
+    /// The controller's API client (its calls are recorded in the metrics).
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -429,7 +455,7 @@ impl<P: CloudProvider> Controller<P> {
         now: f64,
     ) -> Result<(), ControllerError> {
         let name = request.node_claim.as_str();
-        let result = self.cloud.launch(request).await;
+        let result = self.cloud_call("launch", self.cloud.launch(request)).await;
         self.count_launch(request, &result);
         match result {
             Ok(instance) => {
@@ -942,7 +968,7 @@ impl<P: CloudProvider> Controller<P> {
         node: Option<&NodeEntry>,
     ) -> Result<(), ControllerError> {
         if let Some(id) = &claim.provider_id {
-            match self.cloud.terminate(id).await {
+            match self.cloud_call("terminate", self.cloud.terminate(id)).await {
                 Ok(()) | Err(CloudError::NotFound { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -1020,13 +1046,26 @@ impl<P: CloudProvider> Controller<P> {
             .filter(|p| p.unschedulable && p.created > 0.0)
             .map(|p| p.created)
             .min_by(f64::total_cmp);
+        let demand = provision::lower_bound_demand(&prepared, &d.env());
         self.metrics.observe_cluster(&ClusterObservation {
             pending_pods: prepared.pending.len() as u64,
             oldest_pending: oldest.map(|t| Duration::from_secs_f64((now - t).max(0.0))),
             nodes,
-            lower_bound_per_hour: None,
+            lower_bound_per_hour: self.lower_bound_rate(&m, &demand),
             unavailable_offerings: unavailable.len() as u64,
         });
+    }
+
+    /// The fluid lower bound's hourly rate for `demand` over `m`'s offerings; `None` when
+    /// it is not finite (no offering provides some resource).
+    fn lower_bound_rate(&self, m: &Model, demand: &Resources) -> Option<f64> {
+        let mut cached = lock(&self.lower_bound);
+        if cached.as_ref().is_none_or(|(g, _)| *g != m.generation) {
+            let options = m.model.offering_options(&self.catalog);
+            *cached = Some((m.generation, crate::core::lower_bound::LowerBound::new(options)));
+        }
+        let (_, lb) = cached.as_mut()?;
+        Some(lb.hourly_rate(demand)).filter(|r| r.is_finite())
     }
 
     /// Deletes claims older than their pool's `expireAfter` (as Karpenter v1: expiry is
@@ -1177,7 +1216,7 @@ impl<P: CloudProvider> Controller<P> {
     /// older than the grace period (a claim may be created just after its instance is
     /// listed). Call only once the NodeClaim watch has synced.
     pub async fn collect_orphans(&self, now: f64) -> Result<Vec<String>, ControllerError> {
-        let instances = self.cloud.list().await?;
+        let instances = self.cloud_call("list", self.cloud.list()).await?;
         let grace = self.opts.orphan_grace.as_secs_f64();
         let orphans: Vec<Instance> = {
             let st = self.read();
@@ -1193,7 +1232,7 @@ impl<P: CloudProvider> Controller<P> {
                 tracing::info!(instance = %i.provider_id, "dry run: would terminate an orphan");
                 continue;
             }
-            match self.cloud.terminate(&i.provider_id).await {
+            match self.cloud_call("terminate", self.cloud.terminate(&i.provider_id)).await {
                 Ok(()) | Err(CloudError::NotFound { .. }) => {
                     tracing::info!(instance = %i.provider_id, claim = ?i.node_claim, "terminated an orphan instance");
                     done.push(i.provider_id);
@@ -1442,8 +1481,32 @@ pub async fn start<P: CloudProvider + 'static, I: InterruptionSource + 'static>(
     metrics_addr: std::net::SocketAddr,
 ) -> Result<(), ControllerError> {
     let listener = tokio::net::TcpListener::bind(metrics_addr).await?;
+    // Boxed: the nested future's type is otherwise too deep for the compiler's layout.
+    Box::pin(start_on(
+        client,
+        cloud,
+        interruptions,
+        config,
+        catalog,
+        opts,
+        listener,
+    ))
+    .await
+}
+
+/// [`start`] with the metrics server on a listener already bound (a test binds port 0
+/// and reads the port before starting).
+pub async fn start_on<P: CloudProvider + 'static, I: InterruptionSource + 'static>(
+    client: kube::Client,
+    cloud: P,
+    interruptions: Option<I>,
+    config: Config,
+    catalog: Arc<Catalog>,
+    opts: Options,
+    listener: tokio::net::TcpListener,
+) -> Result<(), ControllerError> {
     let ctl = Arc::new(Controller::new(
-        client.clone(),
+        client,
         cloud,
         config,
         catalog,
@@ -1452,6 +1515,8 @@ pub async fn start<P: CloudProvider + 'static, I: InterruptionSource + 'static>(
     let (tx, rx) = mpsc::unbounded_channel();
     // Everything spawned here stops when `start` returns or its future is dropped.
     let mut tasks = Tasks::default();
+    // The controller's client: watches and the leader Lease are metered too.
+    let client = ctl.client();
     for w in crate::cluster::watch::spawn_all(&client, &ctl.state, &tx) {
         tasks.add(w.abort_handle());
     }

@@ -248,3 +248,31 @@ pub fn new_claim(d: &Decider, plan: &LaunchPlan, name: &str, replaces: Option<&s
         pods: Vec::new(),
     }
 }
+
+/// The demand the fluid lower bound is computed on, as the simulator computes it: the
+/// requests (ephemeral storage left out) of every pod, bound or pending, that some pool
+/// could hold; DaemonSet pods are per-node overhead, not demand. Feasibility is checked
+/// once per scheduling shape, since replicas share one.
+pub fn lower_bound_demand(prepared: &Prepared, env: &SolveEnv) -> crate::core::resources::Resources {
+    use crate::core::resources::Resources;
+    let mut feasible: std::collections::HashMap<String, bool> = Default::default();
+    let mut demand = Resources::default();
+    let pods = prepared.bound.iter().map(|(p, _)| *p);
+    for pod in pods.chain(prepared.pending.iter().copied()) {
+        if pod.is_daemonset() {
+            continue;
+        }
+        let shape = format!(
+            "{:?}|{:?}|{:?}|{:?}|{:?}",
+            pod.requests, pod.node_selector, pod.required_node_terms, pod.tolerations, pod.affinity
+        );
+        let ok = *feasible
+            .entry(shape)
+            .or_insert_with(|| scheduler::infeasible_reason(env, pod).is_none());
+        if ok {
+            demand.add(&pod.requests);
+        }
+    }
+    demand.ephemeral = 0;
+    demand
+}
