@@ -38,6 +38,12 @@ VALUE_SETS = {
         "podAntiAffinity": "none",
         "avoidManagedNodes": False,
     },
+    # `--provider simulated` with leader election: Nodes and node heartbeats like fake.
+    "simulated-leader": {
+        "clusterName": "sim",
+        "provider": "simulated",
+        "metrics": {"serviceMonitor": {"enabled": False}},
+    },
     "aws-irsa-servicemonitor-nodepools": {
         "clusterName": "prod-eu",
         "aws": {"roleArn": "arn:aws:iam::123456789012:role/stevedore-controller"},
@@ -137,38 +143,61 @@ def crd_schemas():
     return schemas
 
 
+# Where each `Namespace::` scope of API_CALLS is granted: ClusterRole (None) or a Role in a
+# namespace ("release" = the release namespace).
+SCOPES = {"Any": None, "Release": "release", "NodeLease": "kube-node-lease"}
+
+
 def rbac_calls_from_rust():
-    """Parses API_CALLS in src/cluster/rbac.rs: {(verb, group, resource[/sub]): fake_only}.
-    A call is fake-only when it sits under a comment starting "The fake provider"."""
+    """Parses API_CALLS in src/cluster/rbac.rs:
+    {(verb, group, resource[/sub], scope): node_making_only}, scope as in SCOPES' values.
+    A call is only for the providers that create Nodes (fake, simulated) when it sits under
+    a comment starting "Providers that create Nodes"."""
     text = RBAC_RS.read_text()
     body = text[text.index("pub const API_CALLS"):]
     body = body[: body.index("];")]
     calls = {}
     fake = False
+    in_comment = False
     for line in body.splitlines():
         line = line.strip()
         if line.startswith("//"):
-            fake = line.lstrip("/ ").startswith("The fake provider")
+            # The first line of a comment block says whom the calls below are for.
+            if not in_comment:
+                fake = line.lstrip("/ ").startswith("Providers that create Nodes")
+            in_comment = True
             continue
-        m = re.match(r'call\("([a-z]+)",\s*"([^"]*)",\s*"([^"]+)",\s*"([^"]*)"\)', line)
+        in_comment = False
+        m = re.match(
+            r'call\("([a-z]+)",\s*"([^"]*)",\s*"([^"]+)",\s*"([^"]*)"\)'
+            r"(?:\.in_namespace\(Namespace::(\w+)\))?,$",
+            line,
+        )
         if m:
-            verb, group, res, sub = m.groups()
-            calls[(verb, group, f"{res}/{sub}" if sub else res)] = fake
+            verb, group, res, sub, scope = m.groups()
+            calls[(verb, group, f"{res}/{sub}" if sub else res, SCOPES[scope or "Any"])] = fake
+        else:
+            assert not line.startswith("call("), f"unparsed API_CALLS entry: {line}"
     assert calls, "no call(...) entries parsed from API_CALLS"
     return calls
 
 
 def granted(objs):
-    """(verb, group, resource) granted by the chart's ClusterRole and Role, and by which."""
-    out = {}
+    """(verb, group, resource, scope) granted by the chart's ClusterRoles (scope None) and
+    Roles (scope "release" for the release namespace, else the Role's namespace)."""
+    out = set()
     for o in objs:
         if o["kind"] not in ("ClusterRole", "Role"):
             continue
+        scope = None
+        if o["kind"] == "Role":
+            ns = o["metadata"]["namespace"]
+            scope = "release" if ns == NAMESPACE else ns
         for rule in o["rules"]:
             for g in rule["apiGroups"]:
                 for r in rule["resources"]:
                     for v in rule["verbs"]:
-                        out[(v, g, r)] = o["kind"]
+                        out.add((v, g, r, scope))
     return out
 
 
@@ -375,22 +404,31 @@ class ChartTest(unittest.TestCase):
             expected, source = rbac_calls_from_rust(), "src/cluster/rbac.rs"
         else:
             expected, source = DOCUMENTED_CALLS, "the documented expectation (rbac.rs absent)"
-        for values_name, provider in [("default", "aws"), ("fake-no-servicemonitor", "fake")]:
+        if not RBAC_RS.exists():
+            # The documented expectation predates namespace scopes: leases in the release
+            # namespace, everything else cluster-wide.
+            expected = {(*c, "release" if c[2] == "leases" else None): f
+                        for c, f in expected.items()}
+        for values_name, provider in [("default", "aws"), ("fake-no-servicemonitor", "fake"),
+                                      ("simulated-leader", "simulated")]:
             with self.subTest(provider=provider, source=source):
-                objs = objects(VALUE_SETS[values_name])
-                got = granted(objs)
-                want = {c for c, fake_only in expected.items() if provider == "fake" or not fake_only}
-                if provider == "fake" and not VALUE_SETS[values_name]["leaderElection"]["enabled"]:
-                    want = {c for c in want if c[2] != "leases"}
-                self.assertEqual(set(got), want)
-                # Leases are namespaced (Role), everything else cluster-wide.
-                for (v, g, r), kind in got.items():
-                    self.assertEqual(kind, "Role" if r == "leases" else "ClusterRole", (v, g, r))
+                values = VALUE_SETS[values_name]
+                objs = objects(values)
+                makes_nodes = provider in ("fake", "simulated")
+                want = {c for c, only in expected.items() if makes_nodes or not only}
+                if not values.get("leaderElection", {}).get("enabled", True):
+                    want = {c for c in want if c[3] != "release"}
+                self.assertEqual(granted(objs), want)
                 for o in objs:
-                    if o["kind"] == "Role":
-                        self.assertEqual(o["metadata"]["namespace"], NAMESPACE)
+                    if o["kind"] != "Role":
+                        continue
+                    if o["metadata"]["namespace"] == NAMESPACE:
+                        # The leader Lease: get and update by name only.
                         named = [ru for ru in o["rules"] if "update" in ru["verbs"]]
                         self.assertEqual(named[0]["resourceNames"], ["stevedore-leader"])
+                    else:
+                        self.assertTrue(makes_nodes, o["metadata"])
+                        self.assertEqual(o["metadata"]["namespace"], "kube-node-lease")
 
     def test_crds_when_present_are_valid_definitions(self):
         with helm.Chart.load(str(CHART)) as chart:

@@ -78,3 +78,12 @@ kind: Settings
 {{- fail "aws.roleArn is only used with provider=aws." }}
 {{- end }}
 {{- end }}
+
+{{/*
+Non-empty when the provider creates Node objects itself (no kubelet) and keeps them Ready
+with heartbeats: `fake` and `simulated`. They need Node create/get, nodes/status and the
+node Leases in kube-node-lease.
+*/}}
+{{- define "stevedore.createsNodes" -}}
+{{- if has .Values.provider (list "fake" "simulated") }}true{{ end }}
+{{- end }}
