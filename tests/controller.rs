@@ -1646,3 +1646,117 @@ async fn the_started_controller_serves_strictly_valid_metrics_of_what_it_did() {
     assert_all_granted(&store.lock().unwrap());
     run.abort();
 }
+
+/// A controller whose `general` pool keeps `spare_cpu` millicores (and 1 GiB) free.
+fn with_headroom(spare_cpu: i64) -> (
+    Controller<SimulatedCloud>,
+    Arc<std::sync::Mutex<fake_api::Store>>,
+    Arc<Catalog>,
+) {
+    use stevedore::core::headroom::HeadroomPolicy;
+    use stevedore::core::resources::Resources;
+    let (client, store) = fake_api::client();
+    let cat = catalog();
+    let mut config = stevedore::config::bundled();
+    let general = config
+        .pool_extras
+        .iter_mut()
+        .find(|e| e.name == "general")
+        .expect("bundled general pool");
+    general.headroom = Some(HeadroomPolicy {
+        spare: Resources::new(spare_cpu, 1 << 30, 0),
+        ..HeadroomPolicy::default()
+    });
+    let ctl = Controller::new(
+        client,
+        SimulatedCloud::new(cat.clone()),
+        config,
+        cat.clone(),
+        Options::default(),
+    );
+    (ctl, store, cat)
+}
+
+#[tokio::test]
+async fn headroom_launches_capacity_with_no_pending_pod_once() {
+    let (ctl, store, _) = with_headroom(4000);
+    let now = 1_000.0;
+    let report = tokio::time::timeout(LIMIT, ctl.provision(now))
+        .await
+        .expect("in time");
+    assert_eq!(report.pending, 0);
+    assert!(report.claims_created >= 1, "{report:?}");
+    assert_eq!(report.launched, report.claims_created);
+    let claims: Vec<NodeClaim> = {
+        let s = store.lock().unwrap();
+        assert_all_granted(&s);
+        s.objects
+            .iter()
+            .filter(|(k, _)| k.starts_with(CLAIMS))
+            .map(|(_, v)| serde_json::from_value(v.clone()).unwrap())
+            .collect()
+    };
+    assert_eq!(claims.len(), report.claims_created);
+    // The claims ask for room for the 4 spare cores between them.
+    let cores: f64 = claims
+        .iter()
+        .map(|c| {
+            let cpu = &c.spec.resources.requests["cpu"].0;
+            cpu.strip_suffix('m')
+                .map_or_else(|| cpu.parse::<f64>().unwrap(), |m| m.parse::<f64>().unwrap() / 1000.0)
+        })
+        .sum();
+    assert!(cores >= 4.0, "{cores} cores requested");
+    // The launching claims hold the spare now: a second decision launches nothing more.
+    let again = tokio::time::timeout(LIMIT, ctl.provision(now + 10.0))
+        .await
+        .expect("in time");
+    assert_eq!(again.claims_created, 0, "{again:?}");
+    // The decision is counted with reason "headroom".
+    let text = ctl.metrics.render();
+    let f = prom::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let headroom: f64 = prom::series(&f, "stevedore_decisions_total")
+        .iter()
+        .filter(|s| s.labels["reason"] == "headroom")
+        .map(|s| s.value)
+        .sum();
+    assert!(headroom >= 1.0, "{text}");
+}
+
+#[tokio::test]
+async fn no_headroom_no_pending_pod_no_launch_and_an_empty_node_holding_the_spare_stays() {
+    // Without headroom an empty cluster with nothing pending launches nothing.
+    let (plain, store, _) = setup();
+    let report = tokio::time::timeout(LIMIT, plain.provision(1_000.0))
+        .await
+        .unwrap();
+    assert_eq!(report.claims_created, 0);
+    assert_eq!(store.lock().unwrap().calls_to("POST", CLAIMS), 0);
+    // With 1 spare core, one empty m5.large (2 vCPU) holds it: it is not launched for
+    // again, and consolidation does not remove it (it would without headroom: see
+    // consolidation_removes_an_empty_node_and_one_whose_pods_fit_elsewhere).
+    let (ctl, store, cat) = with_headroom(1000);
+    let now = 50_000.0;
+    ready_claim(
+        &ctl,
+        &mut store.lock().unwrap(),
+        &cat,
+        now,
+        ("general-spare", "n-spare", 1),
+        &[],
+    );
+    let report = tokio::time::timeout(LIMIT, ctl.provision(now)).await.unwrap();
+    assert_eq!(report.claims_created, 0, "{report:?}");
+    tokio::time::timeout(LIMIT, ctl.consolidate(now))
+        .await
+        .unwrap()
+        .unwrap();
+    let deleting = ctl
+        .state
+        .read()
+        .unwrap()
+        .claims()
+        .filter(|c| c.deleting_since.is_some())
+        .count();
+    assert_eq!(deleting, 0);
+}

@@ -380,7 +380,7 @@ impl<P: CloudProvider> Controller<P> {
             let (plan, ms) = self.decide(now);
             report.decision_ms.push(ms);
             report.pending = report.pending.max(plan.pending);
-            if plan.pending > 0 {
+            if plan.pending > 0 || plan.headroom {
                 self.metrics
                     .record_decision(&provisioning_record(&plan, ms, self.opts.dry_run));
             }
@@ -1163,6 +1163,8 @@ impl<P: CloudProvider> Controller<P> {
         let empty =
             consolidation::empty_nodes(&snapshot, &costs, &pools, &budget_left(Reason::Empty), now);
         let managed = |n: usize| prepared.nodes[n].claim.map(str::to_string);
+        // An empty node that holds a pool's headroom spare stays.
+        let empty = provision::keep_headroom(&prepared, &d, empty);
         let empty: Vec<String> = empty.into_iter().filter_map(managed).collect();
         if !empty.is_empty() {
             let why = format!("{} empty node(s)", empty.len());
@@ -1171,7 +1173,9 @@ impl<P: CloudProvider> Controller<P> {
         if !pools.iter().any(PoolDisruption::underutilized) {
             return None;
         }
-        let keep = lock(&self.demand).peak();
+        let keep = lock(&self.demand)
+            .peak()
+            .plus(&provision::headroom_keep(&prepared, &d));
         let pdbs = st.pdbs();
         let input = consolidation::Inputs {
             nodes: &costs,
@@ -1400,7 +1404,12 @@ fn provisioning_record(plan: &Plan, ms: f64, dry_run: bool) -> crate::metrics::D
     DecisionRecord {
         kind: DecisionKind::Provisioning,
         result,
-        reason: DecisionReason::PendingPods,
+        // Pending pods are the first reason; headroom alone launches with none pending.
+        reason: if plan.pending == 0 && plan.headroom {
+            DecisionReason::Headroom
+        } else {
+            DecisionReason::PendingPods
+        },
         duration: Duration::from_secs_f64(ms / 1000.0),
         nominated: nominated.into_iter().collect(),
     }

@@ -10,7 +10,9 @@ use crate::cluster::crd::{
 };
 use crate::cluster::state::{ClusterState, DecisionInputs, Prepared, Target};
 use crate::config::NodePoolExtras;
+use crate::core::headroom;
 use crate::core::instance::Catalog;
+use crate::core::pod::Pod as CorePod;
 use crate::core::labels;
 use crate::core::nodepool::NodePool;
 use crate::core::scheduler::{self, Decision, LaunchPlan, SolveEnv};
@@ -53,6 +55,9 @@ pub struct Plan {
     pub pod_messages: Vec<(String, String, String, bool)>,
     /// Pods considered (the batch).
     pub pending: usize,
+    /// Some pool's free room was short of its `spec.headroom` spare: a trigger of its own
+    /// (metric reason `headroom`), even with no pod pending.
+    pub headroom: bool,
 }
 
 /// Everything a decision is made with besides the indexes.
@@ -93,13 +98,94 @@ impl<'a> Decider<'a> {
 }
 
 /// Runs the core on the indexes. `names` yields a fresh NodeClaim name per launch.
+/// The pools' headroom placeholders join the pending pods, after them (lowest priority):
+/// launches make room for them, and they never take room from a real pod. They exist only
+/// in this decision, so nothing in the cluster ever waits on or is evicted for them.
 pub fn plan(state: &ClusterState, d: &Decider, names: &mut dyn FnMut(&str) -> String) -> Plan {
     let prepared = state.prepare(&d.inputs());
-    if prepared.pending.is_empty() {
+    let (placeholders, short) = headroom_placeholders(&prepared, d);
+    if prepared.pending.is_empty() && !short {
         return Plan::default();
     }
-    let decision = scheduler::solve(&d.env(), &prepared.snapshot());
-    plan_from(&prepared, &decision, d, names)
+    let mut snapshot = prepared.snapshot();
+    snapshot.pending.extend(placeholders.iter());
+    let decision = scheduler::solve(&d.env(), &snapshot);
+    Plan {
+        headroom: short,
+        ..plan_from(&prepared, &decision, d, names)
+    }
+}
+
+/// Pool `p`'s headroom policy, if it has one.
+fn headroom_policy<'a>(d: &Decider<'a>, p: usize) -> Option<&'a headroom::HeadroomPolicy> {
+    let name = &d.pools[p].name;
+    d.extras.iter().find(|e| &e.name == name)?.headroom.as_ref()
+}
+
+/// Pool `p`'s usage over its nodes and launching claims that stay (not being disrupted,
+/// nor in `leaving`); requests include DaemonSet pods, as the nodes' free room does.
+fn pool_usage(prepared: &Prepared, p: usize, leaving: &[usize]) -> headroom::PoolUsage {
+    let mut usage = headroom::PoolUsage::default();
+    for (i, n) in prepared.nodes.iter().enumerate() {
+        if n.pool == Some(p) && n.schedulable && !leaving.contains(&i) {
+            usage.allocatable.add(&n.allocatable);
+            usage.requested.add(&n.requested);
+        }
+    }
+    usage
+}
+
+/// Every headroom pool's plan over its current usage.
+fn headroom_plans(prepared: &Prepared, d: &Decider) -> Vec<headroom::HeadroomPlan> {
+    (0..d.pools.len())
+        .filter_map(|p| {
+            let policy = headroom_policy(d, p)?;
+            Some(headroom::plan(policy, &d.pools[p], &pool_usage(prepared, p, &[])))
+        })
+        .collect()
+}
+
+/// Every headroom pool's placeholders, and whether some pool's free room is short of its
+/// spare.
+pub fn headroom_placeholders(prepared: &Prepared, d: &Decider) -> (Vec<CorePod>, bool) {
+    let plans = headroom_plans(prepared, d);
+    let short = plans.iter().any(headroom::HeadroomPlan::needs_capacity);
+    (plans.into_iter().flat_map(|p| p.placeholders).collect(), short)
+}
+
+/// Room consolidation keeps for the pools' spare, on top of the recent peak demand (as
+/// the simulator; cluster-wide like `keep` itself).
+pub fn headroom_keep(prepared: &Prepared, d: &Decider) -> crate::core::resources::Resources {
+    let mut keep = crate::core::resources::Resources::default();
+    for plan in headroom_plans(prepared, d) {
+        keep.cpu_milli += plan.spare.cpu_milli;
+        keep.memory += plan.spare.memory;
+    }
+    keep
+}
+
+/// The empty nodes (snapshot indices) that may go without leaving their pool short of
+/// its headroom spare: in order, each goes if its pool still holds the spare without it
+/// and those going before it.
+pub fn keep_headroom(prepared: &Prepared, d: &Decider, empty: Vec<usize>) -> Vec<usize> {
+    let mut leaving = Vec::new();
+    for n in empty {
+        let Some(p) = prepared.nodes[n].pool else {
+            leaving.push(n);
+            continue;
+        };
+        let Some(policy) = headroom_policy(d, p) else {
+            leaving.push(n);
+            continue;
+        };
+        let mut without = leaving.clone();
+        without.push(n);
+        let usage = pool_usage(prepared, p, &without);
+        if !headroom::plan(policy, &d.pools[p], &usage).needs_capacity() {
+            leaving = without;
+        }
+    }
+    leaving
 }
 
 fn plan_from(
@@ -108,6 +194,10 @@ fn plan_from(
     d: &Decider,
     names: &mut dyn FnMut(&str) -> String,
 ) -> Plan {
+    // Indices past the real pending pods are headroom placeholders: no pod to tell, none
+    // to name in a claim.
+    let n_real = prepared.pending.len();
+    let real = |i: &usize| *i < n_real;
     let pod_id = |i: usize| {
         let p = prepared.pending[i];
         (p.namespace.clone(), p.name.clone())
@@ -120,7 +210,7 @@ fn plan_from(
         let name = names(&d.pools[plan.pool].name);
         let claim = new_claim(d, plan, &name, None);
         let summary = claim.summary();
-        for &i in &plan.pods {
+        for &i in plan.pods.iter().filter(|i| real(i)) {
             let (ns, n) = pod_id(i);
             out.pod_messages.push((
                 ns,
@@ -130,11 +220,11 @@ fn plan_from(
             ));
         }
         out.claims.push(NewClaim {
-            pods: plan.pods.iter().map(|&i| pod_id(i)).collect(),
+            pods: plan.pods.iter().filter(|i| real(i)).map(|&i| pod_id(i)).collect(),
             ..claim
         });
     }
-    for &(i, node) in &decision.existing {
+    for &(i, node) in decision.existing.iter().filter(|(i, _)| real(i)) {
         let (ns, n) = pod_id(i);
         let target = match &prepared.nodes[node].target {
             Target::Node(name) => format!("node {name}"),
@@ -144,6 +234,9 @@ fn plan_from(
             .push((ns, n, format!("fits on {target}"), true));
     }
     for (i, why) in decision.infeasible.iter().chain(&decision.unschedulable) {
+        if !real(i) {
+            continue;
+        }
         let (ns, n) = pod_id(*i);
         out.pod_messages
             .push((ns, n, format!("cannot schedule: {why}"), false));
