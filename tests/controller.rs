@@ -1608,9 +1608,19 @@ async fn the_started_controller_serves_strictly_valid_metrics_of_what_it_did() {
     assert_eq!(kind("stevedore_pending_pods"), Some("gauge"));
     assert_eq!(kind("stevedore_leader"), Some("gauge"));
     assert_eq!(kind("stevedore_launches_total"), Some("counter"));
-    assert_eq!(kind("stevedore_kube_request_duration_seconds"), Some("histogram"));
-    assert_eq!(kind("stevedore_cloud_request_duration_seconds"), Some("histogram"));
-    assert_eq!(prom::value(f, "stevedore_pending_pods", &[]), Some(3.0), "{f:?}");
+    assert_eq!(
+        kind("stevedore_kube_request_duration_seconds"),
+        Some("histogram")
+    );
+    assert_eq!(
+        kind("stevedore_cloud_request_duration_seconds"),
+        Some("histogram")
+    );
+    assert_eq!(
+        prom::value(f, "stevedore_pending_pods", &[]),
+        Some(3.0),
+        "{f:?}"
+    );
     assert_eq!(prom::value(f, "stevedore_leader", &[]), Some(1.0));
     let launches = prom::series(f, "stevedore_launches_total");
     // The cheapest node for a 1-core, 2 GiB pod holds one: three launches, one series.
@@ -1642,13 +1652,18 @@ async fn the_started_controller_serves_strictly_valid_metrics_of_what_it_did() {
         .map(|s| s.value)
         .sum();
     assert!(lb > 0.0, "lower bound {lb}");
-    assert!(node_cost == 0.0 || lb <= node_cost + 1e-9, "{lb} vs {node_cost}");
+    assert!(
+        node_cost == 0.0 || lb <= node_cost + 1e-9,
+        "{lb} vs {node_cost}"
+    );
     assert_all_granted(&store.lock().unwrap());
     run.abort();
 }
 
 /// A controller whose `general` pool keeps `spare_cpu` millicores (and 1 GiB) free.
-fn with_headroom(spare_cpu: i64) -> (
+fn with_headroom(
+    spare_cpu: i64,
+) -> (
     Controller<SimulatedCloud>,
     Arc<std::sync::Mutex<fake_api::Store>>,
     Arc<Catalog>,
@@ -1702,8 +1717,10 @@ async fn headroom_launches_capacity_with_no_pending_pod_once() {
         .iter()
         .map(|c| {
             let cpu = &c.spec.resources.requests["cpu"].0;
-            cpu.strip_suffix('m')
-                .map_or_else(|| cpu.parse::<f64>().unwrap(), |m| m.parse::<f64>().unwrap() / 1000.0)
+            cpu.strip_suffix('m').map_or_else(
+                || cpu.parse::<f64>().unwrap(),
+                |m| m.parse::<f64>().unwrap() / 1000.0,
+            )
         })
         .sum();
     assert!(cores >= 4.0, "{cores} cores requested");
@@ -1745,7 +1762,9 @@ async fn no_headroom_no_pending_pod_no_launch_and_an_empty_node_holding_the_spar
         ("general-spare", "n-spare", 1),
         &[],
     );
-    let report = tokio::time::timeout(LIMIT, ctl.provision(now)).await.unwrap();
+    let report = tokio::time::timeout(LIMIT, ctl.provision(now))
+        .await
+        .unwrap();
     assert_eq!(report.claims_created, 0, "{report:?}");
     tokio::time::timeout(LIMIT, ctl.consolidate(now))
         .await

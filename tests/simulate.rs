@@ -891,7 +891,14 @@ mod headroom {
     fn run(config: &Config) -> Report {
         let text = bursty_trace();
         let trace = trace::read_from(BufReader::new(text.as_bytes()), "h.jsonl").unwrap();
-        sim::run(&trace, "h.jsonl", config, &bundled().1, &SimOptions::default()).unwrap()
+        sim::run(
+            &trace,
+            "h.jsonl",
+            config,
+            &bundled().1,
+            &SimOptions::default(),
+        )
+        .unwrap()
     }
 
     #[test]

@@ -106,11 +106,17 @@ mod tests {
             ("watch", "pods")
         );
         assert_eq!(
-            labels("PATCH", "/apis/stevedore.dev/v1/nodeclaims/general-abc/status?"),
+            labels(
+                "PATCH",
+                "/apis/stevedore.dev/v1/nodeclaims/general-abc/status?"
+            ),
             ("patch", "nodeclaims/status")
         );
         assert_eq!(labels("GET", "/version"), (OTHER, OTHER));
-        assert_eq!(labels("GET", "/api/v1/namespaces/x/secrets/y"), (OTHER, OTHER));
+        assert_eq!(
+            labels("GET", "/api/v1/namespaces/x/secrets/y"),
+            (OTHER, OTHER)
+        );
     }
 
     #[test]

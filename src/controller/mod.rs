@@ -1062,7 +1062,10 @@ impl<P: CloudProvider> Controller<P> {
         let mut cached = lock(&self.lower_bound);
         if cached.as_ref().is_none_or(|(g, _)| *g != m.generation) {
             let options = m.model.offering_options(&self.catalog);
-            *cached = Some((m.generation, crate::core::lower_bound::LowerBound::new(options)));
+            *cached = Some((
+                m.generation,
+                crate::core::lower_bound::LowerBound::new(options),
+            ));
         }
         let (_, lb) = cached.as_mut()?;
         Some(lb.hourly_rate(demand)).filter(|r| r.is_finite())
@@ -1236,7 +1239,10 @@ impl<P: CloudProvider> Controller<P> {
                 tracing::info!(instance = %i.provider_id, "dry run: would terminate an orphan");
                 continue;
             }
-            match self.cloud_call("terminate", self.cloud.terminate(&i.provider_id)).await {
+            match self
+                .cloud_call("terminate", self.cloud.terminate(&i.provider_id))
+                .await
+            {
                 Ok(()) | Err(CloudError::NotFound { .. }) => {
                     tracing::info!(instance = %i.provider_id, claim = ?i.node_claim, "terminated an orphan instance");
                     done.push(i.provider_id);

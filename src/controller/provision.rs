@@ -12,9 +12,9 @@ use crate::cluster::state::{ClusterState, DecisionInputs, Prepared, Target};
 use crate::config::NodePoolExtras;
 use crate::core::headroom;
 use crate::core::instance::Catalog;
-use crate::core::pod::Pod as CorePod;
 use crate::core::labels;
 use crate::core::nodepool::NodePool;
+use crate::core::pod::Pod as CorePod;
 use crate::core::scheduler::{self, Decision, LaunchPlan, SolveEnv};
 use crate::core::unavailable::UnavailableOfferings;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -140,7 +140,11 @@ fn headroom_plans(prepared: &Prepared, d: &Decider) -> Vec<headroom::HeadroomPla
     (0..d.pools.len())
         .filter_map(|p| {
             let policy = headroom_policy(d, p)?;
-            Some(headroom::plan(policy, &d.pools[p], &pool_usage(prepared, p, &[])))
+            Some(headroom::plan(
+                policy,
+                &d.pools[p],
+                &pool_usage(prepared, p, &[]),
+            ))
         })
         .collect()
 }
@@ -150,7 +154,10 @@ fn headroom_plans(prepared: &Prepared, d: &Decider) -> Vec<headroom::HeadroomPla
 pub fn headroom_placeholders(prepared: &Prepared, d: &Decider) -> (Vec<CorePod>, bool) {
     let plans = headroom_plans(prepared, d);
     let short = plans.iter().any(headroom::HeadroomPlan::needs_capacity);
-    (plans.into_iter().flat_map(|p| p.placeholders).collect(), short)
+    (
+        plans.into_iter().flat_map(|p| p.placeholders).collect(),
+        short,
+    )
 }
 
 /// Room consolidation keeps for the pools' spare, on top of the recent peak demand (as
@@ -220,7 +227,12 @@ fn plan_from(
             ));
         }
         out.claims.push(NewClaim {
-            pods: plan.pods.iter().filter(|i| real(i)).map(|&i| pod_id(i)).collect(),
+            pods: plan
+                .pods
+                .iter()
+                .filter(|i| real(i))
+                .map(|&i| pod_id(i))
+                .collect(),
             ..claim
         });
     }
@@ -346,7 +358,10 @@ pub fn new_claim(d: &Decider, plan: &LaunchPlan, name: &str, replaces: Option<&s
 /// requests (ephemeral storage left out) of every pod, bound or pending, that some pool
 /// could hold; DaemonSet pods are per-node overhead, not demand. Feasibility is checked
 /// once per scheduling shape, since replicas share one.
-pub fn lower_bound_demand(prepared: &Prepared, env: &SolveEnv) -> crate::core::resources::Resources {
+pub fn lower_bound_demand(
+    prepared: &Prepared,
+    env: &SolveEnv,
+) -> crate::core::resources::Resources {
     use crate::core::resources::Resources;
     let mut feasible: std::collections::HashMap<String, bool> = Default::default();
     let mut demand = Resources::default();

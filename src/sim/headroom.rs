@@ -54,8 +54,7 @@ impl<'c> Sim<'c> {
             if node.pool != Some(p) || node.cordoned || node.disrupting {
                 continue;
             }
-            u.allocatable
-                .add(&node.allocatable.minus(&node.overhead));
+            u.allocatable.add(&node.allocatable.minus(&node.overhead));
             u.requested.add(&node.requested);
             if let Some(r) = self.reserved_on(n) {
                 u.requested.add(&r);
@@ -69,7 +68,10 @@ impl<'c> Sim<'c> {
         (0..self.pools.len())
             .filter_map(|p| {
                 let policy = self.headroom_policy(p)?;
-                Some((p, headroom::plan(policy, &self.pools[p], &self.pool_usage(p))))
+                Some((
+                    p,
+                    headroom::plan(policy, &self.pools[p], &self.pool_usage(p)),
+                ))
             })
             .collect()
     }
@@ -79,7 +81,10 @@ impl<'c> Sim<'c> {
     pub(super) fn headroom_placeholders(&self) -> (Vec<Pod>, bool) {
         let plans = self.headroom_plans();
         let short = plans.iter().any(|(_, plan)| plan.needs_capacity());
-        let pods = plans.into_iter().flat_map(|(_, p)| p.placeholders).collect();
+        let pods = plans
+            .into_iter()
+            .flat_map(|(_, p)| p.placeholders)
+            .collect();
         (pods, short)
     }
 

@@ -261,4 +261,3 @@ pub fn series(f: &BTreeMap<String, Family>, name: &str) -> Vec<Sample> {
         .cloned()
         .collect()
 }
-
