@@ -1536,3 +1536,144 @@ async fn registration_syncs_the_pools_labels_and_taints_onto_the_node() {
         .unwrap()
         .condition("Registered"));
 }
+
+/// A NodePool object allowing only m5.large, Spot or on-demand (so one claim's options
+/// hold both, cheapest first: the Spot ones).
+fn m5_large_pool(ctl: &Controller<SimulatedCloud>) {
+    use stevedore::cluster::crd::NodePool as NodePoolObject;
+    let np: NodePoolObject = serde_json::from_value(json!({
+        "apiVersion": "stevedore.dev/v1", "kind": "NodePool",
+        "metadata": {"name": "general"},
+        "spec": {"template": {"spec": {"requirements": [
+            {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["m5.large"]},
+            {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["spot", "on-demand"]}]}}}
+    }))
+    .unwrap();
+    ctl.state.write().unwrap().apply_pool(&np).unwrap();
+}
+
+#[tokio::test]
+async fn spot_offerings_a_launch_fell_back_from_are_marked_unavailable() {
+    let (ctl, store, _cat) = setup();
+    let now = 3_000.0;
+    ctl.cloud().set_now(now);
+    m5_large_pool(&ctl);
+    ctl.cloud().add_shortage("m5.large", "*", "spot", 3600.0);
+    let big = |name: &str| pod(pending_json("shop", name, "1500m", "1Gi"));
+    ctl.state.write().unwrap().apply_pod(&big("web-1"), now).unwrap();
+    let (plan, _) = ctl.decide(now);
+    let spot_first = plan.claims[0].request.options[0].capacity_type;
+    assert_eq!(spot_first, CapacityType::Spot, "the claim offers Spot first");
+    let report = tokio::time::timeout(LIMIT, ctl.provision(now))
+        .await
+        .unwrap();
+    // The launch itself succeeded (on-demand): no failed launch to learn from.
+    assert_eq!((report.launched, report.launch_failures), (1, 0), "{report:?}");
+    let instances = ctl.cloud().list().await.unwrap();
+    assert_eq!(instances[0].capacity_type, CapacityType::OnDemand);
+    assert!(ctl.cloud().take_capacity_failures().is_empty(), "taken");
+    // The next pod (too big to share the node) is not offered the short Spot offerings.
+    ctl.state.write().unwrap().apply_pod(&big("web-2"), now + 1.0).unwrap();
+    let (plan, _) = ctl.decide(now + 1.0);
+    let options = &plan.claims[0].request.options;
+    assert!(!options.is_empty());
+    assert!(
+        options.iter().all(|o| o.capacity_type == CapacityType::OnDemand),
+        "{options:?}"
+    );
+    // After the TTL they are offered again.
+    let ttl = stevedore::config::bundled()
+        .settings
+        .unavailable_offering_ttl
+        .as_secs_f64();
+    let (plan, _) = ctl.decide(now + ttl + 1.0);
+    let first = plan.claims[0].request.options[0].capacity_type;
+    assert_eq!(first, CapacityType::Spot);
+    assert_all_granted(&store.lock().unwrap());
+}
+
+/// The `general` NodePool object: m5.large, with `labels` on its nodes and `budgets`.
+fn general_pool(ctl: &Controller<SimulatedCloud>, labels: Value, budgets: Value) {
+    use stevedore::cluster::crd::NodePool as NodePoolObject;
+    let np: NodePoolObject = serde_json::from_value(json!({
+        "apiVersion": "stevedore.dev/v1", "kind": "NodePool",
+        "metadata": {"name": "general"},
+        "spec": {"template": {"metadata": {"labels": labels}, "spec": {"requirements": [
+            {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["m5.large"]},
+            {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["on-demand"]}]}},
+            "disruption": {"budgets": budgets}}
+    }))
+    .unwrap();
+    ctl.state.write().unwrap().apply_pool(&np).unwrap();
+}
+
+/// Records the current `general` pool's template hash on claim `name`, as creation does.
+fn record_pool_hash(ctl: &Controller<SimulatedCloud>, store: &Arc<std::sync::Mutex<fake_api::Store>>, name: &str) {
+    let m = ctl.model();
+    let pool = m.pools.iter().find(|p| p.name == "general").unwrap();
+    let hash = stevedore::core::disruption::template_hash(pool);
+    let mut v = store.lock().unwrap().get(CLAIMS, name).unwrap().clone();
+    v["metadata"]["annotations"] = json!({"stevedore.dev/pool-hash": format!("{hash:016x}")});
+    store.lock().unwrap().put(CLAIMS, v.clone());
+    ctl.state
+        .write()
+        .unwrap()
+        .apply_claim(&serde_json::from_value(v).unwrap())
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_drifted_claim_is_replaced_first_within_the_drifted_budget() {
+    let (ctl, store, cat) = setup();
+    let now = 1_900_000_000.0;
+    ctl.cloud().set_now(now);
+    general_pool(&ctl, json!({}), json!([{"nodes": "1"}]));
+    ready_claim(
+        &ctl,
+        &mut store.lock().unwrap(),
+        &cat,
+        now,
+        ("general-drift", "n-drift", 1),
+        &["web-a", "web-b"],
+    );
+    record_pool_hash(&ctl, &store, "general-drift");
+    let claims = |s: &fake_api::Store| s.objects.keys().filter(|k| k.starts_with(CLAIMS)).count();
+    // Launched from the current template: no drift.
+    assert!(ctl.drift_action(now).is_none());
+
+    // A label added to the pool: its budget for drift is zero, nothing happens.
+    general_pool(&ctl, json!({"team": "a"}), json!([{"nodes": "0", "reasons": ["Drifted"]}]));
+    assert_eq!(tokio::time::timeout(LIMIT, ctl.drift(now)).await.unwrap(), None);
+    assert_eq!(claims(&store.lock().unwrap()), 1);
+
+    // With room in the budget the claim is replaced, replacement first.
+    general_pool(&ctl, json!({"team": "a"}), json!([{"nodes": "1", "reasons": ["Drifted"]}]));
+    let acted = tokio::time::timeout(LIMIT, ctl.drift(now)).await.unwrap();
+    assert_eq!(acted.as_deref(), Some("general-drift"));
+    let s = store.lock().unwrap();
+    assert_eq!(claims(&s), 2, "a replacement claim was created");
+    let new: Vec<NodeClaim> = s
+        .objects
+        .iter()
+        .filter(|(k, _)| k.starts_with(CLAIMS) && !k.ends_with("/general-drift"))
+        .map(|(_, v)| serde_json::from_value(v.clone()).unwrap())
+        .collect();
+    let ann = new[0].metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(ann.get("stevedore.dev/replaces").map(String::as_str), Some("general-drift"));
+    assert_eq!(new[0].spec.labels.get("team").map(String::as_str), Some("a"));
+    let m = ctl.model();
+    let pool = m.pools.iter().find(|p| p.name == "general").unwrap();
+    let hash = stevedore::core::disruption::template_hash(pool);
+    assert_eq!(ann.get("stevedore.dev/pool-hash"), Some(&format!("{hash:016x}")));
+    assert!(
+        claim_of(&s, "general-drift").metadata.deletion_timestamp.is_none(),
+        "the old claim stays until its replacement is ready"
+    );
+    assert!(s.objects.iter().any(|(k, v)| k.contains("/events/")
+        && v["reason"] == "Drifted"
+        && v["message"].as_str().is_some_and(|m| m.starts_with("Drifted: "))));
+    assert_all_granted(&s);
+    drop(s);
+    // The replacement is launching: the cluster is not settled, nothing more is done.
+    assert!(ctl.drift_action(now + 10.0).is_none());
+}

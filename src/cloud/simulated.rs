@@ -7,7 +7,7 @@
 use super::{
     CloudError, CloudProvider, Instance, InstanceState, LaunchRequest, Offering, OfferingUpdate,
 };
-use crate::core::instance::Catalog;
+use crate::core::instance::{CapacityType, Catalog};
 use crate::core::scheduler::LaunchOption;
 use crate::sim::cloud::SimCloud;
 use std::collections::BTreeMap;
@@ -26,6 +26,9 @@ struct Inner {
     launches: u64,
     /// A fixed clock for tests; the wall clock otherwise.
     now: Option<f64>,
+    /// Spot options a launch found short before it succeeded on-demand (as EC2 Fleet's
+    /// fallback reports them), until taken.
+    capacity_failures: Vec<Offering>,
 }
 
 pub struct SimulatedCloud {
@@ -99,6 +102,24 @@ impl SimulatedCloud {
             .collect()
     }
 
+    /// The Spot options of a launch that have no capacity now: what a fleet tried
+    /// before falling back to on-demand.
+    fn short_spot(&self, inner: &Inner, options: &[Offering], now: f64) -> Vec<Offering> {
+        options
+            .iter()
+            .filter(|o| o.capacity_type == CapacityType::Spot)
+            .filter(|o| {
+                let (Some(t), Some(z)) =
+                    (self.catalog.find(&o.instance_type), self.catalog.zone_index(&o.zone))
+                else {
+                    return false;
+                };
+                !inner.shortages.has_capacity(&self.catalog, t, z, o.capacity_type, now)
+            })
+            .cloned()
+            .collect()
+    }
+
     fn launch_now(&self, request: &LaunchRequest) -> Result<(Instance, bool), CloudError> {
         let mut inner = self.lock();
         if let Some(existing) = inner.instances.get(&request.node_claim) {
@@ -123,6 +144,10 @@ impl SimulatedCloud {
                 operation: "launch".into(),
                 message: "no option".into(),
             })?;
+        if o.capacity_type == CapacityType::OnDemand {
+            let short = self.short_spot(&inner, &request.options[..], now);
+            inner.capacity_failures.extend(short);
+        }
         inner.counter += 1;
         inner.launches += 1;
         let instance = Instance {
@@ -187,5 +212,9 @@ impl CloudProvider for SimulatedCloud {
 
     async fn offerings(&self) -> Result<OfferingUpdate, CloudError> {
         Ok(OfferingUpdate::default())
+    }
+
+    fn take_capacity_failures(&self) -> Vec<Offering> {
+        std::mem::take(&mut self.lock().capacity_failures)
     }
 }

@@ -3,7 +3,9 @@
 //! the same thing to `simulate`, `record` and `run`. Every converter returns an error for
 //! a bad object instead of panicking; the caller logs it and skips the object.
 
-use super::crd::{NodeClaim, TaintSpec, REPLACES_ANNOTATION, TERMINATION_FINALIZER};
+use super::crd::{
+    NodeClaim, TaintSpec, POOL_HASH_ANNOTATION, REPLACES_ANNOTATION, TERMINATION_FINALIZER,
+};
 use crate::cloud::Offering;
 use crate::core::disruption::NODE_DO_NOT_DISRUPT;
 use crate::core::instance::CapacityType;
@@ -247,6 +249,9 @@ pub struct ClaimEntry {
     pub replaces: Option<String>,
     /// Drain waits for PodDisruptionBudgets at most this long, then deletes pods.
     pub termination_grace_s: Option<f64>,
+    /// The pool's template hash at creation; `None` for claims made before it was
+    /// recorded (or with an unreadable value: drift then compares labels and taints).
+    pub pool_hash: Option<u64>,
     /// The status as last read, so a patch keeps the other conditions' times.
     pub status: super::crd::NodeClaimStatus,
 }
@@ -395,6 +400,12 @@ pub fn claim_entry(c: &NodeClaim) -> Result<ClaimEntry, FieldError> {
             .as_ref()
             .and_then(|a| a.get(REPLACES_ANNOTATION).cloned()),
         termination_grace_s: grace,
+        pool_hash: c
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(POOL_HASH_ANNOTATION))
+            .and_then(|h| u64::from_str_radix(h, 16).ok()),
         status: raw_status,
         name,
     })

@@ -12,6 +12,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod provision;
 pub mod record;
+pub mod stale;
 
 use crate::cloud::{
     CloudError, CloudProvider, Instance, Interruption, InterruptionKind, InterruptionSource,
@@ -431,6 +432,7 @@ impl<P: CloudProvider> Controller<P> {
         let name = request.node_claim.as_str();
         let result = self.cloud.launch(request).await;
         self.count_launch(request, &result);
+        self.mark_fallback_failures(now);
         match result {
             Ok(instance) => {
                 self.record_launch(claim, &instance, now).await?;
@@ -494,6 +496,25 @@ impl<P: CloudProvider> Controller<P> {
             zone,
             outcome,
         });
+    }
+
+    /// Offerings a successful launch found short on its way (a fleet's Spot-to-on-demand
+    /// fallback): out for the TTL, like those of a failed launch, so the next decisions
+    /// do not keep offering them first.
+    fn mark_fallback_failures(&self, now: f64) {
+        let failed = self.cloud.take_capacity_failures();
+        if failed.is_empty() {
+            return;
+        }
+        tracing::info!(
+            offerings = failed.len(),
+            "launch fell back from offerings without capacity; marking them unavailable"
+        );
+        let keys: Vec<(&str, &str, CapacityType)> = failed
+            .iter()
+            .map(|o| (o.instance_type.as_str(), o.zone.as_str(), o.capacity_type))
+            .collect();
+        self.mark_unavailable(&keys, now);
     }
 
     fn mark_unavailable(&self, offerings: &[(&str, &str, CapacityType)], now: f64) {
@@ -1030,10 +1051,12 @@ impl<P: CloudProvider> Controller<P> {
     }
 
     /// Deletes claims older than their pool's `expireAfter` (as Karpenter v1: expiry is
-    /// not held back by consolidation's settledness). Returns the claims deleted.
+    /// not held back by consolidation's settledness), at most as many per pool as its
+    /// `Expired` budget allows now. Returns the claims deleted.
     pub async fn expire(&self, now: f64) -> Vec<String> {
         let m = self.model();
-        let expired: Vec<(String, std::time::Duration)> = self
+        let mut left = self.expiry_budget(&m, now);
+        let mut expired: Vec<(String, String, f64, std::time::Duration)> = self
             .read()
             .claims()
             .filter(|c| c.deleting_since.is_none() && c.created > 0.0)
@@ -1045,8 +1068,22 @@ impl<P: CloudProvider> Controller<P> {
                     .disruption
                     .expire_after_s?;
                 let after = std::time::Duration::from_secs_f64(after);
-                (now - c.created >= after.as_secs_f64()).then(|| (c.name.clone(), after))
+                (now - c.created >= after.as_secs_f64())
+                    .then(|| (c.name.clone(), c.pool.clone(), c.created, after))
             })
+            .collect();
+        // Oldest first; past the budget, the rest expire at later scans.
+        expired.sort_by(|a, b| a.2.total_cmp(&b.2));
+        let expired: Vec<(String, std::time::Duration)> = expired
+            .into_iter()
+            .filter(|(_, pool, _, _)| match left.iter_mut().find(|(p, _)| p == pool) {
+                Some((_, n)) if *n > 0 => {
+                    *n -= 1;
+                    true
+                }
+                _ => false,
+            })
+            .map(|(name, _, _, after)| (name, after))
             .collect();
         let mut done = Vec::new();
         for (name, after) in expired {
@@ -1324,6 +1361,7 @@ impl<P: CloudProvider> Controller<P> {
                     }
                     self.provision(wall_clock()).await;
                     self.expire(wall_clock()).await;
+                    self.drift(wall_clock()).await;
                     if let Err(e) = self.consolidate(wall_clock()).await {
                         tracing::warn!(error = %e, "consolidation failed");
                     }
