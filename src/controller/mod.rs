@@ -8,6 +8,7 @@
 //! them only while this replica holds the leader Lease. A follower keeps its indexes
 //! warm and takes over within one lease duration.
 
+pub mod groups;
 pub mod http;
 pub mod lifecycle;
 pub mod provision;
@@ -150,6 +151,8 @@ pub struct Controller<P> {
     pub metrics: Arc<Metrics>,
     /// Recent peak demand consolidation keeps room for (`consolidationWindow`).
     demand: Mutex<DemandWindow>,
+    /// Node-groups mode: since when each node has been under the utilization threshold.
+    unneeded: Mutex<HashMap<String, f64>>,
 }
 
 /// Requests of the pods that do not end by themselves (DaemonSets' excluded): the demand
@@ -234,6 +237,7 @@ impl<P: CloudProvider> Controller<P> {
             names: Mutex::new(Rng::new(seed)),
             metrics: Arc::new(Metrics::new()),
             demand: Mutex::new(DemandWindow::default()),
+            unneeded: Mutex::new(HashMap::new()),
         }
     }
 
@@ -279,16 +283,7 @@ impl<P: CloudProvider> Controller<P> {
             .collect();
         pools.extend(crd_pools);
         pools.sort_by(|(a, _), (b, _)| b.weight.cmp(&a.weight).then_with(|| a.name.cmp(&b.name)));
-        let ds: Vec<CorePod> = if daemonsets.is_empty() {
-            self.config
-                .settings
-                .daemon_sets
-                .iter()
-                .map(crate::sim::setup::daemonset_pod)
-                .collect()
-        } else {
-            daemonsets
-        };
+        let ds = self.daemonsets_or_configured(daemonsets);
         let ds_refs: Vec<&CorePod> = ds.iter().collect();
         let (pools, extras): (Vec<_>, Vec<_>) = pools.into_iter().unzip();
         let model = SchedulingModel::new(&self.catalog, &pools, &ds_refs);
@@ -300,6 +295,25 @@ impl<P: CloudProvider> Controller<P> {
         });
         *cached = Some(m.clone());
         m
+    }
+
+    /// The cluster's DaemonSets as pods, or the configuration's when it shows none.
+    fn daemonsets_or_configured(&self, daemonsets: Vec<CorePod>) -> Vec<CorePod> {
+        if !daemonsets.is_empty() {
+            return daemonsets;
+        }
+        self.config
+            .settings
+            .daemon_sets
+            .iter()
+            .map(crate::sim::setup::daemonset_pod)
+            .collect()
+    }
+
+    /// What DaemonSets take on a new node (see [`Self::daemonsets_or_configured`]).
+    pub(crate) fn daemonset_pods(&self) -> Vec<CorePod> {
+        let ds = self.read().daemonsets();
+        self.daemonsets_or_configured(ds)
     }
 
     fn next_name(&self, pool: &str) -> String {

@@ -69,6 +69,7 @@ pub struct Decider<'a> {
 impl<'a> Decider<'a> {
     pub fn inputs(&self) -> DecisionInputs<'a> {
         DecisionInputs {
+            group_of: None,
             catalog: self.catalog,
             pools: self.pools,
             model: self.model,
