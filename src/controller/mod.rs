@@ -17,7 +17,7 @@ pub mod stale;
 
 use crate::cloud::{
     CloudError, CloudProvider, Instance, Interruption, InterruptionKind, InterruptionSource,
-    LaunchRequest,
+    LaunchRequest, NodeGroupProvider,
 };
 use crate::cluster::convert::{ClaimEntry, NodeEntry};
 use crate::cluster::crd::{NodeClaim, NodeClaimStatus, TERMINATION_FINALIZER};
@@ -59,8 +59,18 @@ const MAX_REMEMBERED_EVENTS: usize = 200_000;
 const EVICT_BACKOFF_MIN_S: f64 = 1.0;
 const EVICT_BACKOFF_MAX_S: f64 = 60.0;
 
+/// Where nodes come from: NodeClaims launched one by one from the pools' offerings, or
+/// fixed groups scaled by count (the Cluster Autoscaler's way).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    #[default]
+    Fleet,
+    NodeGroups,
+}
+
 #[derive(Clone, Debug)]
 pub struct Options {
+    pub mode: Mode,
     pub cluster_name: String,
     /// Where the leader Lease and the controller's own events live.
     pub namespace: String,
@@ -87,6 +97,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
+            mode: Mode::Fleet,
             cluster_name: "stevedore".into(),
             namespace: "default".into(),
             identity: "stevedore-0".into(),
@@ -1324,6 +1335,9 @@ impl<P: CloudProvider> Controller<P> {
         let mut gc = every(self.opts.gc_every);
         let mut batch: Option<(tokio::time::Instant, tokio::time::Instant)> = None;
         let mut synced: HashSet<&'static str> = HashSet::new();
+        // In node-groups mode the groups task decides; NodeClaims are neither made nor
+        // disrupted (any left from fleet mode are still moved along to their end).
+        let fleet = self.opts.mode == Mode::Fleet;
         loop {
             let deadline = batch.map(|(start, last)| (last + idle).min(start + max));
             let leading = *leader.borrow();
@@ -1341,7 +1355,7 @@ impl<P: CloudProvider> Controller<P> {
                         if WATCHED.iter().all(|k| synced.contains(k)) {
                             ready.store(true, Ordering::Relaxed);
                             // Pods pending from before the start need no new event.
-                            if !was_ready && leading {
+                            if !was_ready && leading && fleet {
                                 self.provision(wall_clock()).await;
                             }
                         }
@@ -1357,20 +1371,22 @@ impl<P: CloudProvider> Controller<P> {
                     // A new leader acts at once on what its warm indexes show, rather
                     // than at the next scan.
                     if *leader.borrow() && ready.load(Ordering::Relaxed) {
-                        self.provision(wall_clock()).await;
+                        if fleet {
+                            self.provision(wall_clock()).await;
+                        }
                         self.reconcile(wall_clock()).await;
                     }
                 }
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
                     batch = None;
-                    if acting {
+                    if acting && fleet {
                         self.provision(wall_clock()).await;
                     }
                 }
                 _ = scan.tick() => if ready.load(Ordering::Relaxed) {
                     // Followers publish what they see too: their indexes are as warm.
                     self.observe(wall_clock());
-                    if !acting {
+                    if !acting || !fleet {
                         continue;
                     }
                     self.provision(wall_clock()).await;
@@ -1383,7 +1399,7 @@ impl<P: CloudProvider> Controller<P> {
                 _ = steps.tick() => if acting {
                     self.reconcile(wall_clock()).await;
                 },
-                _ = gc.tick() => if acting {
+                _ = gc.tick() => if acting && fleet {
                     if let Err(e) = self.collect_orphans(wall_clock()).await {
                         tracing::warn!(error = %e, "orphan collection failed");
                     }
@@ -1493,6 +1509,41 @@ pub async fn start<P: CloudProvider + 'static, I: InterruptionSource + 'static>(
     opts: Options,
     metrics_addr: std::net::SocketAddr,
 ) -> Result<(), ControllerError> {
+    let sources = Sources {
+        cloud,
+        interruptions,
+        groups: None::<NoGroups>,
+    };
+    start_with(client, sources, config, catalog, opts, metrics_addr).await
+}
+
+/// What the controller acts through: the fleet cloud, an optional interruption feed and,
+/// in node-groups mode, the groups.
+pub struct Sources<P, I, G> {
+    pub cloud: P,
+    pub interruptions: Option<I>,
+    pub groups: Option<G>,
+}
+
+/// [`start`] with node groups: with `opts.mode` `NodeGroups`, every scan scales
+/// `sources.groups` instead of launching NodeClaims.
+pub async fn start_with<
+    P: CloudProvider + 'static,
+    I: InterruptionSource + 'static,
+    G: NodeGroupProvider + 'static,
+>(
+    client: kube::Client,
+    sources: Sources<P, I, G>,
+    config: Config,
+    catalog: Arc<Catalog>,
+    opts: Options,
+    metrics_addr: std::net::SocketAddr,
+) -> Result<(), ControllerError> {
+    let Sources {
+        cloud,
+        interruptions,
+        groups,
+    } = sources;
     let listener = tokio::net::TcpListener::bind(metrics_addr).await?;
     let ctl = Arc::new(Controller::new(
         client.clone(),
@@ -1530,10 +1581,20 @@ pub async fn start<P: CloudProvider + 'static, I: InterruptionSource + 'static>(
         cluster = %opts.cluster_name,
         dry_run = opts.dry_run,
         leader_elect = opts.leader_elect,
+        mode = ?opts.mode,
         "stevedore controller starting"
     );
     if let Some(source) = interruptions {
         let t = tokio::spawn(follow_interruptions(ctl.clone(), source, leader_rx.clone()));
+        tasks.add(t.abort_handle());
+    }
+    if let Some(groups) = groups.filter(|_| opts.mode == Mode::NodeGroups) {
+        let t = tokio::spawn(follow_groups(
+            ctl.clone(),
+            groups,
+            leader_rx.clone(),
+            ready.clone(),
+        ));
         tasks.add(t.abort_handle());
     }
     let http = tokio::spawn(http::serve_on(listener, ctl.metrics.clone(), ready.clone()));
@@ -1595,6 +1656,52 @@ async fn follow_interruptions<P: CloudProvider, I: InterruptionSource>(
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
         }
+    }
+}
+
+/// Node-groups mode: a groups scan every `scanInterval` while leader and synced.
+async fn follow_groups<P: CloudProvider, G: NodeGroupProvider>(
+    ctl: Arc<Controller<P>>,
+    groups: G,
+    leader: watch::Receiver<bool>,
+    ready: Arc<AtomicBool>,
+) {
+    let every = ctl.config.settings.scan_interval;
+    let mut ticker = tokio::time::interval(every.max(Duration::from_millis(100)));
+    loop {
+        ticker.tick().await;
+        if !*leader.borrow() || !ready.load(Ordering::Relaxed) {
+            continue;
+        }
+        if let Err(e) = ctl.scale_groups(&groups, wall_clock()).await {
+            tracing::warn!(error = %e, "node-groups scan failed");
+        }
+    }
+}
+
+/// For `start` without node groups.
+pub struct NoGroups;
+
+impl NodeGroupProvider for NoGroups {
+    fn name(&self) -> &'static str {
+        "none"
+    }
+
+    async fn groups(&self) -> Result<Vec<crate::cloud::NodeGroup>, CloudError> {
+        Ok(Vec::new())
+    }
+
+    async fn set_desired(&self, group: &str, _: u32) -> Result<(), CloudError> {
+        Err(CloudError::Invalid {
+            operation: "set_desired".into(),
+            message: format!("no node groups (group {group})"),
+        })
+    }
+
+    async fn terminate_instance(&self, provider_id: &str) -> Result<(), CloudError> {
+        Err(CloudError::NotFound {
+            provider_id: provider_id.to_string(),
+        })
     }
 }
 
