@@ -1697,3 +1697,131 @@ async fn a_drifted_claim_is_replaced_first_within_the_drifted_budget() {
     // The replacement is launching: the cluster is not settled, nothing more is done.
     assert!(ctl.drift_action(now + 10.0).is_none());
 }
+
+fn group(name: &str, instance_type: &str, max: u32) -> stevedore::cloud::NodeGroup {
+    stevedore::cloud::NodeGroup {
+        name: name.into(),
+        min_size: 0,
+        max_size: max,
+        desired: 0,
+        instance_type: instance_type.into(),
+        capacity_type: CapacityType::OnDemand,
+        zones: vec!["us-east-1a".into()],
+        labels: Default::default(),
+        taints: Vec::new(),
+        instances: Vec::new(),
+    }
+}
+
+/// A ready Node for a group instance, as its kubelet registers it.
+fn group_node_json(name: &str, provider_id: &str, instance_type: &str, cat: &Catalog) -> Value {
+    let ty = &cat.types[cat.find(instance_type).unwrap()];
+    json!({
+        "metadata": {"name": name, "labels": {
+            "node.kubernetes.io/instance-type": instance_type,
+            "topology.kubernetes.io/zone": "us-east-1a",
+            "karpenter.sh/capacity-type": "on-demand",
+            "kubernetes.io/hostname": name}},
+        "spec": {"providerID": provider_id},
+        "status": {
+            "allocatable": {"cpu": format!("{}m", ty.allocatable.cpu_milli), "memory": ty.allocatable.memory.to_string(), "pods": ty.allocatable.pods.to_string()},
+            "conditions": [{"type": "Ready", "status": "True"}]
+        }
+    })
+}
+
+#[tokio::test]
+async fn node_groups_scale_up_the_least_waste_group_once_and_skip_a_backed_off_one() {
+    use stevedore::cloud::simulated::SimulatedGroups;
+    let (ctl, store, _cat) = setup();
+    let groups = SimulatedGroups::new(vec![
+        group("big", "m5.4xlarge", 5),
+        group("small", "m5.large", 5),
+    ]);
+    ctl.state
+        .write()
+        .unwrap()
+        .apply_pod(&pod(pending_json("shop", "web-1", "1", "2Gi")), 1.0)
+        .unwrap();
+    let scan = tokio::time::timeout(LIMIT, ctl.scale_groups(&groups, 10.0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(scan.scaled_up, Some(("small".to_string(), 1)));
+    assert_eq!(groups.calls(), vec!["set_desired small 1".to_string()]);
+    // Its instance has not registered yet: the pod counts on it, no second scale-up.
+    let scan = ctl.scale_groups(&groups, 20.0).await.unwrap();
+    assert_eq!(scan.scaled_up, None);
+    assert_eq!(groups.calls().len(), 1);
+
+    // A second pod that needs a node of its own, the small group backed off: it is
+    // refused once, then the next scan turns to the other group.
+    ctl.state
+        .write()
+        .unwrap()
+        .apply_pod(&pod(pending_json("shop", "web-2", "1500m", "2Gi")), 21.0)
+        .unwrap();
+    groups.set_backed_off("small", true);
+    let scan = ctl.scale_groups(&groups, 30.0).await.unwrap();
+    assert_eq!(scan.scaled_up, None, "refused");
+    let scan = ctl.scale_groups(&groups, 40.0).await.unwrap();
+    assert_eq!(scan.scaled_up, Some(("big".to_string(), 1)));
+    assert_eq!(
+        groups.calls(),
+        ["set_desired small 1", "set_desired small 2", "set_desired big 1"]
+    );
+    assert_all_granted(&store.lock().unwrap());
+}
+
+#[tokio::test]
+async fn an_unneeded_group_node_is_drained_through_a_pdb_429_then_terminated() {
+    use stevedore::cloud::simulated::SimulatedGroups;
+    use stevedore::cloud::NodeGroupProvider;
+    let (ctl, store, cat) = setup();
+    let groups = SimulatedGroups::new(vec![group("small", "m5.large", 5)]);
+    let ids: Vec<String> = (0..2).map(|_| groups.add_instance("small").unwrap()).collect();
+    {
+        let mut s = store.lock().unwrap();
+        let mut st = ctl.state.write().unwrap();
+        for (i, id) in ids.iter().enumerate() {
+            let name = format!("n{i}");
+            let node = group_node_json(&name, id, "m5.large", &cat);
+            st.apply_node(&serde_json::from_value(node.clone()).unwrap(), 0.0)
+                .unwrap();
+            s.put(NODES, node);
+            let mut p = pending_json("shop", &format!("web-{i}"), "100m", "128Mi");
+            p["spec"]["nodeName"] = json!(name);
+            p["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "name": "web-7d9f", "uid": "rs-uid", "controller": true}]);
+            p["status"] =
+                json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
+            st.apply_pod(&pod(p.clone()), 0.0).unwrap();
+            s.put("/api/v1/namespaces/shop/pods", p);
+        }
+        s.evict_429 = 1;
+    }
+    let t0 = 1_000.0;
+    // Under the threshold, but not yet for unneededTime (10 minutes).
+    let scan = ctl.scale_groups(&groups, t0).await.unwrap();
+    assert!(scan.draining.is_empty(), "{scan:?}");
+    let scan = ctl.scale_groups(&groups, t0 + 300.0).await.unwrap();
+    assert!(scan.draining.is_empty(), "{scan:?}");
+    // Now: one node (its pod fits on the other) is tainted and drained; a PDB refuses
+    // the first eviction.
+    let scan = ctl.scale_groups(&groups, t0 + 601.0).await.unwrap();
+    assert_eq!(scan.draining, vec!["n0".to_string()]);
+    assert!(scan.terminated.is_empty(), "{scan:?}");
+    let tainted = ctl.state.read().unwrap().node("n0").unwrap().taints.iter().any(|t| t.key == DISRUPTED_TAINT);
+    assert!(tainted);
+    // The other node would have nowhere for its pod: it stays.
+    let scan = ctl.scale_groups(&groups, t0 + 605.0).await.unwrap();
+    assert!(scan.draining.is_empty(), "{scan:?}");
+    assert_eq!(scan.terminated, vec!["n0".to_string()]);
+    assert_eq!(groups.calls(), vec![format!("terminate {}", ids[0])]);
+    let left = groups.groups().await.unwrap();
+    assert_eq!((left[0].desired, left[0].instances.clone()), (1, vec![ids[1].clone()]));
+    let s = store.lock().unwrap();
+    assert!(s.get(NODES, "n0").is_none(), "the Node object is deleted");
+    assert!(s.calls_to("POST", "/eviction") >= 2, "evicted after the 429");
+    assert_all_granted(&s);
+}

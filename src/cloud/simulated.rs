@@ -244,28 +244,32 @@ pub struct SimulatedGroups {
 }
 
 impl SimulatedGroups {
-    /// Groups as configured (`settings.nodeGroups`), each at its minimum size.
+    /// Groups as given (their `instances` as listed).
     pub fn new(groups: Vec<NodeGroup>) -> Self {
-        let groups = SimulatedGroups {
+        SimulatedGroups {
             inner: Mutex::new(GroupsInner {
                 groups,
                 ..Default::default()
             }),
             hook: None,
-        };
-        let sizes: Vec<(String, u32)> = groups
+        }
+    }
+
+    /// Brings every group up to its minimum size (after `with_hook`, so that the hook
+    /// sees those instances too).
+    pub fn fill_to_min(&self) {
+        let sizes: Vec<(String, u32)> = self
             .lock()
             .groups
             .iter()
             .map(|g| (g.name.clone(), g.desired.max(g.min_size)))
             .collect();
         for (name, size) in sizes {
-            groups.resize(&name, size);
+            self.resize(&name, size);
         }
-        groups
     }
 
-    /// The configuration's groups (`settings.nodeGroups`), empty at first.
+    /// The configuration's groups (`settings.nodeGroups`), without instances.
     pub fn from_settings(groups: &[crate::config::NodeGroup]) -> Self {
         Self::new(
             groups
@@ -274,7 +278,7 @@ impl SimulatedGroups {
                     name: g.name.clone(),
                     min_size: g.min_size,
                     max_size: g.max_size,
-                    desired: g.min_size,
+                    desired: 0,
                     instance_type: g.instance_type.clone(),
                     capacity_type: g.capacity_type,
                     zones: g.zones.clone(),

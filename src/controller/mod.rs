@@ -1785,3 +1785,47 @@ pub fn simulated_with_nodes(
         builder,
     )
 }
+
+/// The settings' node groups, simulated, whose new instances become Node objects (built
+/// as the fake provider builds them), for `run --mode node-groups --provider simulated`.
+pub fn simulated_groups_with_nodes(
+    client: kube::Client,
+    groups: &[crate::config::NodeGroup],
+    builder: Arc<crate::cloud::fake::FakeCloud>,
+) -> crate::cloud::simulated::SimulatedGroups {
+    let handle = tokio::runtime::Handle::current();
+    let hook: crate::cloud::simulated::GroupHook =
+        Box::new(move |group: &crate::cloud::NodeGroup, provider_id: &str| {
+            // The zone is in the provider ID (`simulated:///<zone>/i-...`).
+            let zone = provider_id.trim_start_matches("simulated:///");
+            let zone = zone.split('/').next().unwrap_or_default();
+            let request = LaunchRequest {
+                node_claim: crate::cloud::instance_id(provider_id).to_string(),
+                node_pool: group.name.clone(),
+                options: vec![crate::cloud::Offering {
+                    instance_type: group.instance_type.clone(),
+                    zone: zone.to_string(),
+                    capacity_type: group.capacity_type,
+                    price_per_hour: 0.0,
+                }],
+                labels: group.labels.clone(),
+                taints: group.taints.clone(),
+                startup_taints: Vec::new(),
+            };
+            let Ok(mut node) = builder.node_object(&request) else {
+                return;
+            };
+            if let Some(spec) = node.spec.as_mut() {
+                spec.provider_id = Some(provider_id.to_string());
+            }
+            let nodes: Api<Node> = Api::all(client.clone());
+            handle.spawn(async move {
+                if let Err(e) = nodes.create(&PostParams::default(), &node).await {
+                    tracing::warn!(error = %e, "simulated group instance's node not created");
+                }
+            });
+        });
+    let groups = crate::cloud::simulated::SimulatedGroups::from_settings(groups).with_hook(hook);
+    groups.fill_to_min();
+    groups
+}
