@@ -1825,3 +1825,87 @@ async fn an_unneeded_group_node_is_drained_through_a_pdb_429_then_terminated() {
     assert!(s.calls_to("POST", "/eviction") >= 2, "evicted after the 429");
     assert_all_granted(&s);
 }
+
+/// The simulator's node-groups mode and the controller's groups scans ask the same core
+/// function: the same pods bring the same nodes of the same groups.
+#[tokio::test]
+async fn the_controller_and_the_simulator_scale_node_groups_alike() {
+    use stevedore::cloud::simulated::SimulatedGroups;
+    use stevedore::cloud::NodeGroupProvider;
+    use stevedore::trace::{RawEvent, RawEventKind, TraceHeader};
+    let (client, _store) = fake_api::client();
+    let cat = catalog();
+    let mut config = stevedore::config::bundled();
+    let spec = |name: &str, ty: &str, max: u32| stevedore::config::NodeGroup {
+        name: name.into(),
+        instance_type: ty.into(),
+        capacity_type: CapacityType::OnDemand,
+        zones: vec!["us-east-1a".into(), "us-east-1b".into()],
+        min_size: 0,
+        max_size: max,
+        labels: Default::default(),
+        taints: Vec::new(),
+    };
+    // Three candidates; least waste picks one (the scan after it finds nothing to add).
+    config.settings.node_groups = vec![
+        spec("general", "m5.2xlarge", 10),
+        spec("small", "m5.large", 3),
+        spec("memory", "r5.xlarge", 10),
+    ];
+    let ctl = Controller::new(client, SimulatedCloud::new(cat.clone()), config.clone(), cat.clone(), Options::default());
+    let mut events = Vec::new();
+    for (s, (cpu, mem, n)) in [("1", "2Gi", 7), ("500m", "6Gi", 5)].iter().enumerate() {
+        for i in 0..*n {
+            let p = pending_json("shop", &format!("w{s}-{i}"), cpu, mem);
+            ctl.state.write().unwrap().apply_pod(&pod(p.clone()), 0.0).unwrap();
+            let mut trace_pod = p;
+            trace_pod.as_object_mut().unwrap().remove("status");
+            events.push(RawEvent {
+                t: 0.0,
+                kind: RawEventKind::PodAdded { pod: trace_pod, run_for_s: None },
+            });
+        }
+    }
+    // Something later, so the simulation runs past its first decisions (an offering no
+    // group uses).
+    events.push(RawEvent {
+        t: 900.0,
+        kind: RawEventKind::CapacityUnavailable {
+            instance_type: "c5.large".into(),
+            zone: "us-east-1c".into(),
+            capacity_type: "spot".into(),
+            for_s: 1.0,
+        },
+    });
+    let mut buf = Vec::new();
+    stevedore::trace::write_to(&mut buf, &TraceHeader::new("groups"), &events).unwrap();
+    let trace =
+        stevedore::trace::read_from(std::io::BufReader::new(&buf[..]), "groups.jsonl").unwrap();
+    let opts = stevedore::sim::SimOptions {
+        mode: stevedore::sim::Mode::NodeGroups,
+        ..Default::default()
+    };
+    let report = stevedore::sim::run(&trace, "groups.jsonl", &config, &cat, &opts).unwrap();
+    let mut sim: Vec<(String, u64)> = report
+        .launched_by_type
+        .iter()
+        .map(|t| (t.instance_type.clone(), t.count))
+        .collect();
+    sim.sort();
+
+    let groups = SimulatedGroups::from_settings(&config.settings.node_groups);
+    for k in 0..10 {
+        ctl.scale_groups(&groups, 10.0 * f64::from(k)).await.unwrap();
+    }
+    let mut ours: Vec<(String, u64)> = groups
+        .groups()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|g| g.desired > 0)
+        .map(|g| (g.instance_type, u64::from(g.desired)))
+        .collect();
+    ours.sort();
+    assert!(!ours.is_empty());
+    assert_eq!(ours, sim);
+}
