@@ -1572,7 +1572,8 @@ async fn spot_offerings_a_launch_fell_back_from_are_marked_unavailable() {
     assert!(plan.claims[0].request.options.iter().any(short_spot));
     // A claim offering Spot, then on-demand (the core offers one capacity type per
     // claim, but a claim may come from elsewhere): the cloud falls back to on-demand.
-    ctl.cloud().add_shortage("m5.large", "us-east-1a", "spot", 3600.0);
+    ctl.cloud()
+        .add_shortage("m5.large", "us-east-1a", "spot", 3600.0);
     let claim = json!({
         "apiVersion": "stevedore.dev/v1", "kind": "NodeClaim",
         "metadata": {"name": "general-mixed", "finalizers": [TERMINATION_FINALIZER], "uid": "uid-mixed"},
@@ -1586,11 +1587,16 @@ async fn spot_offerings_a_launch_fell_back_from_are_marked_unavailable() {
         .unwrap()
         .apply_claim(&serde_json::from_value(claim).unwrap())
         .unwrap();
-    tokio::time::timeout(LIMIT, ctl.reconcile(now)).await.unwrap();
+    tokio::time::timeout(LIMIT, ctl.reconcile(now))
+        .await
+        .unwrap();
     let instances = ctl.cloud().list().await.unwrap();
     assert_eq!(instances.len(), 1);
     assert_eq!(instances[0].capacity_type, CapacityType::OnDemand);
-    assert!(ctl.cloud().take_capacity_failures().is_empty(), "taken by the controller");
+    assert!(
+        ctl.cloud().take_capacity_failures().is_empty(),
+        "taken by the controller"
+    );
     // The launch succeeded, yet the short Spot offering is out of the next decision (for
     // a second pod: the first one fits on the launching claim).
     ctl.state
@@ -1628,7 +1634,11 @@ fn general_pool(ctl: &Controller<SimulatedCloud>, labels: Value, budgets: Value)
 }
 
 /// Records the current `general` pool's template hash on claim `name`, as creation does.
-fn record_pool_hash(ctl: &Controller<SimulatedCloud>, store: &Arc<std::sync::Mutex<fake_api::Store>>, name: &str) {
+fn record_pool_hash(
+    ctl: &Controller<SimulatedCloud>,
+    store: &Arc<std::sync::Mutex<fake_api::Store>>,
+    name: &str,
+) {
     let m = ctl.model();
     let pool = m.pools.iter().find(|p| p.name == "general").unwrap();
     let hash = stevedore::core::disruption::template_hash(pool);
@@ -1662,12 +1672,23 @@ async fn a_drifted_claim_is_replaced_first_within_the_drifted_budget() {
     assert!(ctl.drift_action(now).is_none());
 
     // A label added to the pool: its budget for drift is zero, nothing happens.
-    general_pool(&ctl, json!({"team": "a"}), json!([{"nodes": "0", "reasons": ["Drifted"]}]));
-    assert_eq!(tokio::time::timeout(LIMIT, ctl.drift(now)).await.unwrap(), None);
+    general_pool(
+        &ctl,
+        json!({"team": "a"}),
+        json!([{"nodes": "0", "reasons": ["Drifted"]}]),
+    );
+    assert_eq!(
+        tokio::time::timeout(LIMIT, ctl.drift(now)).await.unwrap(),
+        None
+    );
     assert_eq!(claims(&store.lock().unwrap()), 1);
 
     // With room in the budget the claim is replaced, replacement first.
-    general_pool(&ctl, json!({"team": "a"}), json!([{"nodes": "1", "reasons": ["Drifted"]}]));
+    general_pool(
+        &ctl,
+        json!({"team": "a"}),
+        json!([{"nodes": "1", "reasons": ["Drifted"]}]),
+    );
     let acted = tokio::time::timeout(LIMIT, ctl.drift(now)).await.unwrap();
     assert_eq!(acted.as_deref(), Some("general-drift"));
     let s = store.lock().unwrap();
@@ -1679,19 +1700,33 @@ async fn a_drifted_claim_is_replaced_first_within_the_drifted_budget() {
         .map(|(_, v)| serde_json::from_value(v.clone()).unwrap())
         .collect();
     let ann = new[0].metadata.annotations.clone().unwrap_or_default();
-    assert_eq!(ann.get("stevedore.dev/replaces").map(String::as_str), Some("general-drift"));
-    assert_eq!(new[0].spec.labels.get("team").map(String::as_str), Some("a"));
+    assert_eq!(
+        ann.get("stevedore.dev/replaces").map(String::as_str),
+        Some("general-drift")
+    );
+    assert_eq!(
+        new[0].spec.labels.get("team").map(String::as_str),
+        Some("a")
+    );
     let m = ctl.model();
     let pool = m.pools.iter().find(|p| p.name == "general").unwrap();
     let hash = stevedore::core::disruption::template_hash(pool);
-    assert_eq!(ann.get("stevedore.dev/pool-hash"), Some(&format!("{hash:016x}")));
+    assert_eq!(
+        ann.get("stevedore.dev/pool-hash"),
+        Some(&format!("{hash:016x}"))
+    );
     assert!(
-        claim_of(&s, "general-drift").metadata.deletion_timestamp.is_none(),
+        claim_of(&s, "general-drift")
+            .metadata
+            .deletion_timestamp
+            .is_none(),
         "the old claim stays until its replacement is ready"
     );
     assert!(s.objects.iter().any(|(k, v)| k.contains("/events/")
         && v["reason"] == "Drifted"
-        && v["message"].as_str().is_some_and(|m| m.starts_with("Drifted: "))));
+        && v["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Drifted: "))));
     assert_all_granted(&s);
     drop(s);
     // The replacement is launching: the cluster is not settled, nothing more is done.
@@ -1768,7 +1803,11 @@ async fn node_groups_scale_up_the_least_waste_group_once_and_skip_a_backed_off_o
     assert_eq!(scan.scaled_up, Some(("big".to_string(), 1)));
     assert_eq!(
         groups.calls(),
-        ["set_desired small 1", "set_desired small 2", "set_desired big 1"]
+        [
+            "set_desired small 1",
+            "set_desired small 2",
+            "set_desired big 1"
+        ]
     );
     assert_all_granted(&store.lock().unwrap());
 }
@@ -1779,7 +1818,9 @@ async fn an_unneeded_group_node_is_drained_through_a_pdb_429_then_terminated() {
     use stevedore::cloud::NodeGroupProvider;
     let (ctl, store, cat) = setup();
     let groups = SimulatedGroups::new(vec![group("small", "m5.large", 5)]);
-    let ids: Vec<String> = (0..2).map(|_| groups.add_instance("small").unwrap()).collect();
+    let ids: Vec<String> = (0..2)
+        .map(|_| groups.add_instance("small").unwrap())
+        .collect();
     {
         let mut s = store.lock().unwrap();
         let mut st = ctl.state.write().unwrap();
@@ -1811,7 +1852,15 @@ async fn an_unneeded_group_node_is_drained_through_a_pdb_429_then_terminated() {
     let scan = ctl.scale_groups(&groups, t0 + 601.0).await.unwrap();
     assert_eq!(scan.draining, vec!["n0".to_string()]);
     assert!(scan.terminated.is_empty(), "{scan:?}");
-    let tainted = ctl.state.read().unwrap().node("n0").unwrap().taints.iter().any(|t| t.key == DISRUPTED_TAINT);
+    let tainted = ctl
+        .state
+        .read()
+        .unwrap()
+        .node("n0")
+        .unwrap()
+        .taints
+        .iter()
+        .any(|t| t.key == DISRUPTED_TAINT);
     assert!(tainted);
     // The other node would have nowhere for its pod: it stays.
     let scan = ctl.scale_groups(&groups, t0 + 605.0).await.unwrap();
@@ -1819,10 +1868,16 @@ async fn an_unneeded_group_node_is_drained_through_a_pdb_429_then_terminated() {
     assert_eq!(scan.terminated, vec!["n0".to_string()]);
     assert_eq!(groups.calls(), vec![format!("terminate {}", ids[0])]);
     let left = groups.groups().await.unwrap();
-    assert_eq!((left[0].desired, left[0].instances.clone()), (1, vec![ids[1].clone()]));
+    assert_eq!(
+        (left[0].desired, left[0].instances.clone()),
+        (1, vec![ids[1].clone()])
+    );
     let s = store.lock().unwrap();
     assert!(s.get(NODES, "n0").is_none(), "the Node object is deleted");
-    assert!(s.calls_to("POST", "/eviction") >= 2, "evicted after the 429");
+    assert!(
+        s.calls_to("POST", "/eviction") >= 2,
+        "evicted after the 429"
+    );
     assert_all_granted(&s);
 }
 
@@ -1852,17 +1907,30 @@ async fn the_controller_and_the_simulator_scale_node_groups_alike() {
         spec("small", "m5.large", 3),
         spec("memory", "r5.xlarge", 10),
     ];
-    let ctl = Controller::new(client, SimulatedCloud::new(cat.clone()), config.clone(), cat.clone(), Options::default());
+    let ctl = Controller::new(
+        client,
+        SimulatedCloud::new(cat.clone()),
+        config.clone(),
+        cat.clone(),
+        Options::default(),
+    );
     let mut events = Vec::new();
     for (s, (cpu, mem, n)) in [("1", "2Gi", 7), ("500m", "6Gi", 5)].iter().enumerate() {
         for i in 0..*n {
             let p = pending_json("shop", &format!("w{s}-{i}"), cpu, mem);
-            ctl.state.write().unwrap().apply_pod(&pod(p.clone()), 0.0).unwrap();
+            ctl.state
+                .write()
+                .unwrap()
+                .apply_pod(&pod(p.clone()), 0.0)
+                .unwrap();
             let mut trace_pod = p;
             trace_pod.as_object_mut().unwrap().remove("status");
             events.push(RawEvent {
                 t: 0.0,
-                kind: RawEventKind::PodAdded { pod: trace_pod, run_for_s: None },
+                kind: RawEventKind::PodAdded {
+                    pod: trace_pod,
+                    run_for_s: None,
+                },
             });
         }
     }
@@ -1895,7 +1963,9 @@ async fn the_controller_and_the_simulator_scale_node_groups_alike() {
 
     let groups = SimulatedGroups::from_settings(&config.settings.node_groups);
     for k in 0..10 {
-        ctl.scale_groups(&groups, 10.0 * f64::from(k)).await.unwrap();
+        ctl.scale_groups(&groups, 10.0 * f64::from(k))
+            .await
+            .unwrap();
     }
     let mut ours: Vec<(String, u64)> = groups
         .groups()

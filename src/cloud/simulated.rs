@@ -110,12 +110,15 @@ impl SimulatedCloud {
             .iter()
             .filter(|o| o.capacity_type == CapacityType::Spot)
             .filter(|o| {
-                let (Some(t), Some(z)) =
-                    (self.catalog.find(&o.instance_type), self.catalog.zone_index(&o.zone))
-                else {
+                let (Some(t), Some(z)) = (
+                    self.catalog.find(&o.instance_type),
+                    self.catalog.zone_index(&o.zone),
+                ) else {
                     return false;
                 };
-                !inner.shortages.has_capacity(&self.catalog, t, z, o.capacity_type, now)
+                !inner
+                    .shortages
+                    .has_capacity(&self.catalog, t, z, o.capacity_type, now)
             })
             .cloned()
             .collect()
@@ -331,7 +334,10 @@ impl SimulatedGroups {
             while (g.instances.len() as u32) < size {
                 counter += 1;
                 let zone = g.zones.get(g.instances.len() % g.zones.len().max(1));
-                let id = format!("simulated:///{}/i-{counter:017x}", zone.map_or("", String::as_str));
+                let id = format!(
+                    "simulated:///{}/i-{counter:017x}",
+                    zone.map_or("", String::as_str)
+                );
                 g.instances.push(id.clone());
                 added.push(id);
             }

@@ -614,7 +614,10 @@ pub fn upcoming_node<'s>(
     name: &'s str,
 ) -> Option<PreparedNode<'s>> {
     let p = inp.pools.get(pool)?;
-    let ty_name = p.requirements.iter().find(|r| r.key == labels::INSTANCE_TYPE)?;
+    let ty_name = p
+        .requirements
+        .iter()
+        .find(|r| r.key == labels::INSTANCE_TYPE)?;
     let ty = inp.catalog.find(ty_name.values.first()?)?;
     let ct = p
         .requirements

@@ -59,7 +59,10 @@ impl GroupView {
 /// utilization, as the simulator counts it).
 fn pod_requests(st: &state::ClusterState, node: &str) -> Resources {
     let mut r = Resources::default();
-    for p in st.pods_on(node).filter(|p| !p.pod.is_daemonset() && !p.deleting) {
+    for p in st
+        .pods_on(node)
+        .filter(|p| !p.pod.is_daemonset() && !p.deleting)
+    {
         r.add(&p.pod.requests);
     }
     r
@@ -143,7 +146,11 @@ impl<P: CloudProvider> Controller<P> {
         let st = self.read();
         let registered = |g: &NodeGroup| {
             st.nodes()
-                .filter(|n| n.provider_id.as_ref().is_some_and(|p| g.instances.contains(p)))
+                .filter(|n| {
+                    n.provider_id
+                        .as_ref()
+                        .is_some_and(|p| g.instances.contains(p))
+                })
                 .count()
         };
         let mut out = Vec::new();
@@ -186,7 +193,9 @@ impl<P: CloudProvider> Controller<P> {
             return None;
         }
         for (g, name, zone) in &view.upcoming {
-            prepared.nodes.extend(state::upcoming_node(&inputs, *g, zone, name));
+            prepared
+                .nodes
+                .extend(state::upcoming_node(&inputs, *g, zone, name));
         }
         let room: Vec<usize> = view
             .groups
@@ -244,7 +253,9 @@ impl<P: CloudProvider> Controller<P> {
         let mut unneeded = lock(&self.unneeded);
         let mut draining = vec![0u32; view.groups.len()];
         for n in &prepared.nodes {
-            let tainted = st.node(n.name).is_some_and(|e| e.taints.iter().any(|t| t.key == DISRUPTED_TAINT));
+            let tainted = st
+                .node(n.name)
+                .is_some_and(|e| e.taints.iter().any(|t| t.key == DISRUPTED_TAINT));
             if let (Some(g), true) = (n.pool, tainted) {
                 draining[g] += 1;
             }
@@ -305,7 +316,10 @@ impl<P: CloudProvider> Controller<P> {
         now: f64,
         scan: &mut GroupScan,
     ) -> Result<(), ControllerError> {
-        tracing::info!(node, "node unneeded: draining it, then removing it from its group");
+        tracing::info!(
+            node,
+            "node unneeded: draining it, then removing it from its group"
+        );
         if self.opts.dry_run {
             return Ok(());
         }
@@ -333,7 +347,11 @@ impl<P: CloudProvider> Controller<P> {
             .read()
             .nodes()
             .filter(|n| n.taints.iter().any(|t| t.key == DISRUPTED_TAINT))
-            .filter(|n| n.provider_id.as_ref().is_some_and(|p| view.group_of.contains_key(p)))
+            .filter(|n| {
+                n.provider_id
+                    .as_ref()
+                    .is_some_and(|p| view.group_of.contains_key(p))
+            })
             .cloned()
             .collect();
         let mut done = Vec::new();
@@ -348,7 +366,9 @@ impl<P: CloudProvider> Controller<P> {
             match result {
                 Ok(Some(name)) => done.push(name),
                 Ok(None) => {}
-                Err(e) => tracing::warn!(node = %n.name, error = %e, "node-group drain failed; retrying"),
+                Err(e) => {
+                    tracing::warn!(node = %n.name, error = %e, "node-group drain failed; retrying")
+                }
             }
         }
         done

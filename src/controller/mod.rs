@@ -1101,13 +1101,15 @@ impl<P: CloudProvider> Controller<P> {
         expired.sort_by(|a, b| a.2.total_cmp(&b.2));
         let expired: Vec<(String, std::time::Duration)> = expired
             .into_iter()
-            .filter(|(_, pool, _, _)| match left.iter_mut().find(|(p, _)| p == pool) {
-                Some((_, n)) if *n > 0 => {
-                    *n -= 1;
-                    true
-                }
-                _ => false,
-            })
+            .filter(
+                |(_, pool, _, _)| match left.iter_mut().find(|(p, _)| p == pool) {
+                    Some((_, n)) if *n > 0 => {
+                        *n -= 1;
+                        true
+                    }
+                    _ => false,
+                },
+            )
             .map(|(name, _, _, after)| (name, after))
             .collect();
         let mut done = Vec::new();

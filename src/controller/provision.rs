@@ -5,8 +5,8 @@
 use crate::cloud::{LaunchRequest, Offering};
 use crate::cluster::convert::taint_spec;
 use crate::cluster::crd::{
-    ClaimOption, ClaimResources, NodeClaim, NodeClaimSpec, RequirementSpec, POOL_HASH_ANNOTATION, REPLACES_ANNOTATION,
-    TERMINATION_FINALIZER,
+    ClaimOption, ClaimResources, NodeClaim, NodeClaimSpec, RequirementSpec, POOL_HASH_ANNOTATION,
+    REPLACES_ANNOTATION, TERMINATION_FINALIZER,
 };
 use crate::cluster::state::{ClusterState, DecisionInputs, Prepared, Target};
 use crate::config::NodePoolExtras;

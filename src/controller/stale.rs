@@ -55,7 +55,13 @@ fn disruptable(prepared: &Prepared, i: usize) -> bool {
 }
 
 /// Why the claim on prepared node `i` drifted from pool `p`, if it did.
-fn drift_of(m: &Model, prepared: &Prepared, i: usize, p: usize, claim: &ClaimEntry) -> Option<Drift> {
+fn drift_of(
+    m: &Model,
+    prepared: &Prepared,
+    i: usize,
+    p: usize,
+    claim: &ClaimEntry,
+) -> Option<Drift> {
     let pool = &m.pools[p];
     let n = &prepared.nodes[i];
     let hash = disruption::template_hash(pool);
@@ -93,7 +99,11 @@ impl<P: CloudProvider> Controller<P> {
         Some(action.claim)
     }
 
-    async fn launch_all(&self, claims: &[NewClaim], now: f64) -> Result<(), super::ControllerError> {
+    async fn launch_all(
+        &self,
+        claims: &[NewClaim],
+        now: f64,
+    ) -> Result<(), super::ControllerError> {
         for c in claims {
             self.launch_new(c, now).await?;
         }

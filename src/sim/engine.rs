@@ -1262,7 +1262,11 @@ impl<'c> Sim<'c> {
             }
             // The Cluster Autoscaler keeps nodes whose pods it may not move: no
             // controller, do-not-disrupt / safe-to-evict "false", local storage.
-            let pods: Vec<&Pod> = self.nodes[n].pods.iter().map(|&p| &self.pods[p].pod).collect();
+            let pods: Vec<&Pod> = self.nodes[n]
+                .pods
+                .iter()
+                .map(|&p| &self.pods[p].pod)
+                .collect();
             let movable = node_groups::movable(&pods);
             if drained_one || !movable {
                 continue;
