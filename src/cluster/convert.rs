@@ -416,6 +416,23 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    #[test]
+    fn a_claims_pool_hash_is_read_and_a_bad_one_ignored() {
+        let claim = |hash: &str| -> NodeClaim {
+            serde_json::from_value(json!({
+                "apiVersion": "stevedore.dev/v1", "kind": "NodeClaim",
+                "metadata": {"name": "general-a", "annotations": {"stevedore.dev/pool-hash": hash}},
+                "spec": {"nodePool": "general"}
+            }))
+            .expect("a NodeClaim")
+        };
+        let e = claim_entry(&claim("00000000000000ff")).expect("converts");
+        assert_eq!(e.pool_hash, Some(255));
+        // Unreadable: no hash (drift then compares labels and taints), not an error.
+        let e = claim_entry(&claim("not-hex")).expect("converts");
+        assert_eq!(e.pool_hash, None);
+    }
+
     fn pod(v: Value) -> core_v1::Pod {
         serde_json::from_value(v).expect("a v1.Pod")
     }

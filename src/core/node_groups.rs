@@ -153,3 +153,65 @@ pub fn fits_elsewhere(env: &SolveEnv, snapshot: &Snapshot) -> bool {
     };
     solve(&env, snapshot).existing.len() == snapshot.pending.len()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::pod::OwnerRef;
+
+    fn res(cpu_milli: i64, memory: i64) -> Resources {
+        Resources {
+            cpu_milli,
+            memory,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn utilization_is_the_busier_of_cpu_and_memory() {
+        assert_eq!(utilization(&res(500, 1), &res(2000, 100)), 0.25);
+        assert_eq!(utilization(&res(100, 80), &res(2000, 100)), 0.8);
+        // Nothing allocatable: counted as full, never removed for being idle.
+        assert_eq!(utilization(&res(0, 0), &Resources::default()), 1.0);
+    }
+
+    #[test]
+    fn only_pods_with_a_controller_that_may_be_disrupted_move() {
+        let owned = Pod {
+            owner: Some(OwnerRef {
+                kind: "ReplicaSet".into(),
+                name: "web-7d9f".into(),
+            }),
+            ..Default::default()
+        };
+        assert!(movable(&[&owned]));
+        assert!(movable(&[]));
+        let bare = Pod::default();
+        assert!(!movable(&[&owned, &bare]));
+        let mut pinned = owned.clone();
+        pinned
+            .annotations
+            .insert("karpenter.sh/do-not-disrupt".into(), "true".into());
+        assert!(!movable(&[&pinned]));
+    }
+
+    #[test]
+    fn a_group_pool_pins_its_type_capacity_type_and_zones() {
+        let zones = vec!["us-east-1a".to_string(), "us-east-1b".to_string()];
+        let p = group_pool(
+            "g",
+            "m5.large",
+            CapacityType::Spot,
+            &zones,
+            &Labels::new(),
+            &[],
+        );
+        let mut l = Labels::new();
+        l.insert(labels::INSTANCE_TYPE.into(), "m5.large".into());
+        l.insert(labels::KARPENTER_CAPACITY_TYPE.into(), "spot".into());
+        l.insert(labels::ZONE.into(), "us-east-1b".into());
+        assert!(p.requirements.iter().all(|r| r.matches(&l)));
+        l.insert(labels::ZONE.into(), "us-east-1c".into());
+        assert!(!p.requirements.iter().all(|r| r.matches(&l)));
+    }
+}
