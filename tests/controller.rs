@@ -1979,3 +1979,57 @@ async fn the_controller_and_the_simulator_scale_node_groups_alike() {
     assert!(!ours.is_empty());
     assert_eq!(ours, sim);
 }
+
+/// `start_with` in node-groups mode: a pending pod scales the group (once, while its
+/// instance boots) and no NodeClaim is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_started_controller_in_node_groups_mode_scales_a_group_and_makes_no_claims() {
+    use stevedore::cloud::simulated::SimulatedGroups;
+    use stevedore::controller::{Mode, NoInterruptions, Sources};
+    let (client, store) = fake_api::client();
+    let cat = catalog();
+    let mut config = stevedore::config::bundled();
+    config.settings.scan_interval = Duration::from_millis(200);
+    let added: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let a = added.clone();
+    let groups = SimulatedGroups::new(vec![group("small", "m5.large", 3)]).with_hook(Box::new(
+        move |_, id| a.lock().unwrap().push(id.to_string()),
+    ));
+    let opts = Options {
+        mode: Mode::NodeGroups,
+        namespace: "stevedore".into(),
+        identity: "pod-a".into(),
+        ..Options::default()
+    };
+    let sources = Sources {
+        cloud: SimulatedCloud::new(cat.clone()),
+        interruptions: None::<NoInterruptions>,
+        groups: Some(groups),
+    };
+    let addr = "127.0.0.1:0".parse().unwrap();
+    let run = tokio::spawn(stevedore::controller::start_with(
+        client, sources, config, cat, opts, addr,
+    ));
+    store.lock().unwrap().put(
+        "/api/v1/namespaces/shop/pods",
+        pending_json("shop", "web-1", "1", "2Gi"),
+    );
+    for _ in 0..300 {
+        if !added.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(added.lock().unwrap().len(), 1, "the group was scaled up");
+    // Several scans later: still one (the upcoming node holds the pod), and no claims.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(added.lock().unwrap().len(), 1);
+    let s = store.lock().unwrap();
+    assert!(
+        !s.objects.keys().any(|k| k.starts_with(CLAIMS)),
+        "no NodeClaims"
+    );
+    assert_all_granted(&s);
+    drop(s);
+    run.abort();
+}
