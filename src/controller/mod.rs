@@ -812,7 +812,7 @@ impl<P: CloudProvider> Controller<P> {
                         .is_some_and(|c| c.deleting_since.is_none());
                     if live {
                         let why = format!("replaced by {}", claim.name);
-                        self.event_claim(old, "Normal", "Consolidated", &why).await;
+                        self.event_claim(old, "Normal", "Replaced", &why).await;
                         self.delete_claim(old).await?;
                     }
                 }
