@@ -216,6 +216,12 @@ pub trait NodeGroupProvider: Send + Sync {
         &self,
         provider_id: &str,
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// Is the group backed off after failed launches (as of the last `groups()`)? Its
+    /// missing nodes are then not counted on, and other groups are asked instead.
+    fn backed_off(&self, _group: &str) -> bool {
+        false
+    }
 }
 
 /// Why the cloud is taking a node away, from the provider's interruption feed (EC2: the

@@ -361,6 +361,10 @@ impl NodeGroupProvider for SimulatedGroups {
         "simulated-groups"
     }
 
+    fn backed_off(&self, group: &str) -> bool {
+        self.lock().backed_off.iter().any(|g| g == group)
+    }
+
     async fn groups(&self) -> Result<Vec<NodeGroup>, CloudError> {
         Ok(self.lock().groups.clone())
     }

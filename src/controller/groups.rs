@@ -92,7 +92,15 @@ impl<P: CloudProvider> Controller<P> {
         provider: &G,
         now: f64,
     ) -> Result<GroupScan, ControllerError> {
-        let view = self.group_view(provider.groups().await?);
+        let groups = provider.groups().await?;
+        let backed_off: Vec<bool> = groups
+            .iter()
+            .map(|g| provider.backed_off(&g.name))
+            .collect();
+        self.honour_backoff(&groups, &backed_off, now);
+        let mut view = self.group_view(groups);
+        // A backed-off group's missing nodes may never come: its pods look elsewhere.
+        view.upcoming.retain(|(g, _, _)| !backed_off[*g]);
         let mut scan = GroupScan {
             terminated: self.finish_group_drains(provider, &view, now).await,
             ..Default::default()
@@ -105,6 +113,19 @@ impl<P: CloudProvider> Controller<P> {
             }
         }
         Ok(scan)
+    }
+
+    /// A backed-off group's offerings are unavailable for the TTL, so that the core's
+    /// scale-up picks another group (as after a refused scale-up).
+    fn honour_backoff(&self, groups: &[NodeGroup], backed_off: &[bool], now: f64) {
+        for (g, _) in groups.iter().zip(backed_off).filter(|(_, b)| **b) {
+            let keys: Vec<_> = g
+                .zones
+                .iter()
+                .map(|z| (g.instance_type.as_str(), z.as_str(), g.capacity_type))
+                .collect();
+            self.mark_unavailable(&keys, now);
+        }
     }
 
     /// The groups' pools and model, built per scan (groups change by the minute).
