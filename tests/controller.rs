@@ -2028,3 +2028,39 @@ async fn the_started_controller_in_node_groups_mode_scales_a_group_and_makes_no_
     drop(s);
     run.abort();
 }
+
+#[tokio::test]
+async fn expiry_stays_within_the_expired_budget_oldest_first() {
+    let (ctl, store, cat) = setup();
+    let now = 1_900_000_000.0;
+    // One node of two may expire at a time (the default budget: 10%, rounded up).
+    let claims = [("general-x", "n-x", 1), ("general-y", "n-y", 2)];
+    for (claim, node, i) in claims {
+        ready_claim(
+            &ctl,
+            &mut store.lock().unwrap(),
+            &cat,
+            now,
+            (claim, node, i),
+            &[],
+        );
+    }
+    for (name, age_h) in [("general-x", 800.0), ("general-y", 900.0)] {
+        let mut v = store.lock().unwrap().get(CLAIMS, name).unwrap().clone();
+        v["metadata"]["creationTimestamp"] =
+            json!(stevedore::cluster::rfc3339(now - age_h * 3600.0));
+        store.lock().unwrap().put(CLAIMS, v.clone());
+        ctl.state
+            .write()
+            .unwrap()
+            .apply_claim(&serde_json::from_value(v).unwrap())
+            .unwrap();
+    }
+    let expired = tokio::time::timeout(LIMIT, ctl.expire(now)).await.unwrap();
+    assert_eq!(expired, vec!["general-y".to_string()], "the older one");
+    // general-y is being deleted (draining): the budget is spent, general-x waits.
+    let expired = tokio::time::timeout(LIMIT, ctl.expire(now + 10.0))
+        .await
+        .unwrap();
+    assert!(expired.is_empty(), "{expired:?}");
+}
