@@ -125,6 +125,10 @@ pub fn run(args: RunArgs) -> Result<()> {
     if mode == Mode::NodeGroups && matches!(args.provider, ProviderArg::Fake) {
         bail!("--mode node-groups needs --provider aws or simulated");
     }
+    let simulated = matches!(args.provider, ProviderArg::Simulated);
+    if mode == Mode::NodeGroups && simulated && config.settings.node_groups.is_empty() {
+        bail!("--mode node-groups --provider simulated needs `nodeGroups` in the Settings");
+    }
     let opts = Options {
         mode,
         cluster_name: args.cluster_name.clone(),

@@ -1337,10 +1337,20 @@ fn the_cli_contract_holds() {
         "--leader-elect",
         "--dry-run",
         "--log-format",
+        "--mode",
     ] {
         assert!(run.contains(flag), "run lacks {flag}:\n{run}");
     }
-    for value in ["aws", "fake", "simulated", "json", "text", "0.0.0.0:8080"] {
+    for value in [
+        "aws",
+        "fake",
+        "simulated",
+        "json",
+        "text",
+        "0.0.0.0:8080",
+        "fleet",
+        "node-groups",
+    ] {
         assert!(run.contains(value), "run --help lacks {value}");
     }
     let record = help(&["record", "--help"]);
@@ -1363,6 +1373,22 @@ fn the_cli_contract_holds() {
         .output()
         .unwrap();
     assert!(!bad.status.success());
+    // The fake provider has no groups: refused before anything connects.
+    let bad = std::process::Command::new(bin)
+        .args([
+            "run",
+            "--provider",
+            "fake",
+            "--cluster-name",
+            "x",
+            "--mode",
+            "node-groups",
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("--mode node-groups needs"), "{err}");
 }
 
 /// `stevedore record` through the watch: pods present at the start are added at t = 0,
