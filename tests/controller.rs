@@ -1810,6 +1810,12 @@ async fn node_groups_scale_up_the_least_waste_group_once_and_skip_a_backed_off_o
         .unwrap();
     assert_eq!(scan.scaled_up, Some(("small".to_string(), 1)));
     assert_eq!(groups.calls(), vec!["set_desired small 1".to_string()]);
+    let told = store.lock().unwrap().objects.iter().any(|(k, v)| {
+        k.contains("/events/shop/")
+            && v["reason"] == "TriggeredScaleUp"
+            && v["involvedObject"]["name"] == "web-1"
+    });
+    assert!(told, "the pod hears of the scale-up");
     // Its instance has not registered yet: the pod counts on it, no second scale-up.
     let scan = ctl.scale_groups(&groups, 20.0).await.unwrap();
     assert_eq!(scan.scaled_up, None);

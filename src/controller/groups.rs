@@ -18,7 +18,7 @@ use crate::core::pod::Pod;
 use crate::core::resources::Resources;
 use crate::core::scheduler::SolveEnv;
 use crate::core::unavailable::UnavailableOfferings;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, ObjectReference};
 use kube::api::{Api, DeleteParams};
 use std::collections::HashMap;
 
@@ -204,8 +204,13 @@ impl<P: CloudProvider> Controller<P> {
         }
     }
 
-    /// The core's scale-up for the pending pods (upcoming nodes counted), if any.
-    pub fn group_decision(&self, view: &GroupView, now: f64) -> Option<ScaleUp> {
+    /// The core's scale-up for the pending pods (upcoming nodes counted), if any, with
+    /// the (namespace, name) of the pods it is for.
+    pub fn group_decision(
+        &self,
+        view: &GroupView,
+        now: f64,
+    ) -> Option<(ScaleUp, Vec<(String, String)>)> {
         let unavailable = self.unavailable_now(now);
         let st = self.read();
         let inputs = view.inputs(&self.catalog);
@@ -224,7 +229,15 @@ impl<P: CloudProvider> Controller<P> {
             .map(|g| g.max_size.saturating_sub(g.desired) as usize)
             .collect();
         let env = self.group_env(view, &unavailable, now);
-        node_groups::scale_up(&env, &prepared.snapshot(), &room)
+        let up = node_groups::scale_up(&env, &prepared.snapshot(), &room)?;
+        let pods = up
+            .plans
+            .iter()
+            .flat_map(|p| &p.pods)
+            .filter_map(|&i| prepared.pending.get(i))
+            .map(|p| (p.namespace.clone(), p.name.clone()))
+            .collect();
+        Some((up, pods))
     }
 
     /// Asks the chosen group for more nodes. A refusal for capacity (a group backed off
@@ -236,15 +249,24 @@ impl<P: CloudProvider> Controller<P> {
         view: &GroupView,
         now: f64,
     ) -> Option<(String, u32)> {
-        let up = self.group_decision(view, now)?;
+        let (up, pods) = self.group_decision(view, now)?;
         let group = &view.groups[up.group];
         let desired = group.desired + up.plans.len() as u32;
         tracing::info!(group = %group.name, desired, pods = up.helped, waste = up.waste, "scaling up a node group");
+        let message = format!(
+            "triggered scale-up of node group {} to {desired} (max {})",
+            group.name, group.max_size
+        );
         if self.opts.dry_run {
+            self.tell_group_pods(&pods, &format!("dry run: {message}"))
+                .await;
             return Some((group.name.clone(), desired));
         }
         match provider.set_desired(&group.name, desired).await {
-            Ok(()) => Some((group.name.clone(), desired)),
+            Ok(()) => {
+                self.tell_group_pods(&pods, &message).await;
+                Some((group.name.clone(), desired))
+            }
             Err(CloudError::InsufficientCapacity { offerings }) => {
                 let keys: Vec<_> = offerings
                     .iter()
@@ -259,6 +281,25 @@ impl<P: CloudProvider> Controller<P> {
                 None
             }
         }
+    }
+
+    /// `TriggeredScaleUp` on each pod a scale-up is for (as the Cluster Autoscaler says
+    /// it), each said once until it changes.
+    async fn tell_group_pods(&self, pods: &[(String, String)], message: &str) {
+        use futures::StreamExt;
+        futures::stream::iter(pods)
+            .for_each_concurrent(super::EVENTS_IN_FLIGHT, |(ns, name)| async move {
+                let target = ObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Pod".into()),
+                    namespace: Some(ns.clone()),
+                    name: Some(name.clone()),
+                    ..Default::default()
+                };
+                self.event(target, "Normal", "TriggeredScaleUp", message)
+                    .await;
+            })
+            .await;
     }
 
     /// The node to remove, if one has been unneeded for `unneededTime` (below the
