@@ -84,6 +84,21 @@ fn without_node<'p>(prepared: &'p Prepared, i: usize) -> crate::core::snapshot::
     snapshot
 }
 
+/// Nodes of each group already being drained (they carry our disrupted taint): they
+/// count against the group's minimum before they are gone.
+fn draining_per_group(st: &state::ClusterState, prepared: &Prepared, groups: usize) -> Vec<u32> {
+    let mut draining = vec![0u32; groups];
+    for n in &prepared.nodes {
+        let tainted = st
+            .node(n.name)
+            .is_some_and(|e| e.taints.iter().any(|t| t.key == DISRUPTED_TAINT));
+        if let (Some(g), true) = (n.pool, tainted) {
+            draining[g] += 1;
+        }
+    }
+    draining
+}
+
 impl<P: CloudProvider> Controller<P> {
     /// One node-groups scan: finish drains, scale up for pending pods, else start
     /// removing one unneeded node.
@@ -313,15 +328,9 @@ impl<P: CloudProvider> Controller<P> {
         let prepared = st.prepare(&inputs);
         let env = self.group_env(view, &unavailable, now);
         let mut unneeded = lock(&self.unneeded);
-        let mut draining = vec![0u32; view.groups.len()];
-        for n in &prepared.nodes {
-            let tainted = st
-                .node(n.name)
-                .is_some_and(|e| e.taints.iter().any(|t| t.key == DISRUPTED_TAINT));
-            if let (Some(g), true) = (n.pool, tainted) {
-                draining[g] += 1;
-            }
-        }
+        // Nodes gone by other hands leave no clock behind.
+        unneeded.retain(|name, _| st.node(name).is_some());
+        let draining = draining_per_group(&st, &prepared, view.groups.len());
         let mut chosen = None;
         for (i, n) in prepared.nodes.iter().enumerate() {
             let (Some(g), Some(entry)) = (n.pool, st.node(n.name)) else {
