@@ -333,7 +333,16 @@ impl<P: CloudProvider> Controller<P> {
         let draining = draining_per_group(&st, &prepared, view.groups.len());
         let mut chosen = None;
         for (i, n) in prepared.nodes.iter().enumerate() {
-            let (Some(g), Some(entry)) = (n.pool, st.node(n.name)) else {
+            let Some(entry) = st.node(n.name) else {
+                continue;
+            };
+            // Only a group's own instances (a node merely labelled like a group, e.g. a
+            // NodeClaim's, is not the group's to remove).
+            let Some(&g) = entry
+                .provider_id
+                .as_ref()
+                .and_then(|p| view.group_of.get(p))
+            else {
                 continue;
             };
             if !n.ready || !n.schedulable {
