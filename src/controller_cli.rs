@@ -7,13 +7,22 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use stevedore::config;
-use stevedore::controller::{self, NoInterruptions, Options};
+use stevedore::controller::{self, Mode, NoInterruptions, Options, Sources};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum ProviderArg {
     Aws,
     Fake,
     Simulated,
+}
+
+/// How nodes are provisioned.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ModeArg {
+    /// NodeClaims launched from the NodePools' offerings (EC2 Fleet).
+    Fleet,
+    /// Fixed node groups scaled by count (Auto Scaling groups), Cluster Autoscaler style.
+    NodeGroups,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -30,6 +39,10 @@ pub struct RunArgs {
     /// Where nodes come from.
     #[arg(long, value_enum)]
     provider: ProviderArg,
+    /// `node-groups` scales the Auto Scaling groups (aws) or the settings' nodeGroups
+    /// (simulated) instead of launching NodeClaims.
+    #[arg(long, value_enum, default_value = "fleet")]
+    mode: ModeArg,
     /// Tags every instance, so a restart finds its own and orphans are collected.
     #[arg(long)]
     cluster_name: String,
@@ -105,7 +118,19 @@ pub fn run(args: RunArgs) -> Result<()> {
     let identity = std::env::var("POD_NAME")
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| format!("stevedore-{}", std::process::id()));
+    let mode = match args.mode {
+        ModeArg::Fleet => Mode::Fleet,
+        ModeArg::NodeGroups => Mode::NodeGroups,
+    };
+    if mode == Mode::NodeGroups && matches!(args.provider, ProviderArg::Fake) {
+        bail!("--mode node-groups needs --provider aws or simulated");
+    }
+    let simulated = matches!(args.provider, ProviderArg::Simulated);
+    if mode == Mode::NodeGroups && simulated && config.settings.node_groups.is_empty() {
+        bail!("--mode node-groups --provider simulated needs `nodeGroups` in the Settings");
+    }
     let opts = Options {
+        mode,
         cluster_name: args.cluster_name.clone(),
         namespace,
         identity,
@@ -152,17 +177,20 @@ pub fn run(args: RunArgs) -> Result<()> {
                     catalog.clone(),
                     &args.cluster_name,
                 );
-                tokio::spawn(controller::keep_fake_nodes_alive(nodes));
-                controller::start(
-                    client,
-                    sim,
-                    None::<NoInterruptions>,
-                    config,
-                    catalog,
-                    opts,
-                    addr,
-                )
-                .await?;
+                tokio::spawn(controller::keep_fake_nodes_alive(nodes.clone()));
+                let groups = (opts.mode == Mode::NodeGroups).then(|| {
+                    controller::simulated_groups_with_nodes(
+                        client.clone(),
+                        &config.settings.node_groups,
+                        nodes,
+                    )
+                });
+                let sources = Sources {
+                    cloud: sim,
+                    interruptions: None::<NoInterruptions>,
+                    groups,
+                };
+                controller::start_with(client, sources, config, catalog, opts, addr).await?;
             }
             ProviderArg::Aws => {
                 run_aws(client, config, catalog, opts, addr, &args.cluster_name).await?
@@ -195,8 +223,20 @@ async fn run_aws(
         .interruption_queue
         .as_deref()
         .map(|q| aws::InterruptionQueue::new(clients.sqs.clone(), clients.ec2.clone(), q));
+    let groups = (opts.mode == Mode::NodeGroups).then(|| {
+        aws::AwsNodeGroups::new(
+            clients.autoscaling.clone(),
+            clients.ec2.clone(),
+            settings.clone(),
+        )
+    });
     let fleet = aws::AwsFleet::new(clients.ec2.clone(), settings, (*catalog).clone());
-    controller::start(client, fleet, queue, config, catalog, opts, addr).await?;
+    let sources = Sources {
+        cloud: fleet,
+        interruptions: queue,
+        groups,
+    };
+    controller::start_with(client, sources, config, catalog, opts, addr).await?;
     Ok(())
 }
 

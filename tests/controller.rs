@@ -1339,10 +1339,20 @@ fn the_cli_contract_holds() {
         "--leader-elect",
         "--dry-run",
         "--log-format",
+        "--mode",
     ] {
         assert!(run.contains(flag), "run lacks {flag}:\n{run}");
     }
-    for value in ["aws", "fake", "simulated", "json", "text", "0.0.0.0:8080"] {
+    for value in [
+        "aws",
+        "fake",
+        "simulated",
+        "json",
+        "text",
+        "0.0.0.0:8080",
+        "fleet",
+        "node-groups",
+    ] {
         assert!(run.contains(value), "run --help lacks {value}");
     }
     let record = help(&["record", "--help"]);
@@ -1365,6 +1375,22 @@ fn the_cli_contract_holds() {
         .output()
         .unwrap();
     assert!(!bad.status.success());
+    // The fake provider has no groups: refused before anything connects.
+    let bad = std::process::Command::new(bin)
+        .args([
+            "run",
+            "--provider",
+            "fake",
+            "--cluster-name",
+            "x",
+            "--mode",
+            "node-groups",
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("--mode node-groups needs"), "{err}");
 }
 
 /// `stevedore record` through the watch: pods present at the start are added at t = 0,
@@ -1539,6 +1565,540 @@ async fn registration_syncs_the_pools_labels_and_taints_onto_the_node() {
         .condition("Registered"));
 }
 
+/// A NodePool object allowing only m5.large, Spot or on-demand (so one claim's options
+/// hold both, cheapest first: the Spot ones).
+fn m5_large_pool(ctl: &Controller<SimulatedCloud>) {
+    use stevedore::cluster::crd::NodePool as NodePoolObject;
+    let np: NodePoolObject = serde_json::from_value(json!({
+        "apiVersion": "stevedore.dev/v1", "kind": "NodePool",
+        "metadata": {"name": "general"},
+        "spec": {"template": {"spec": {"requirements": [
+            {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["m5.large"]},
+            {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["spot", "on-demand"]}]}}}
+    }))
+    .unwrap();
+    ctl.state.write().unwrap().apply_pool(&np).unwrap();
+}
+
+#[tokio::test]
+async fn spot_offerings_a_launch_fell_back_from_are_marked_unavailable() {
+    let (ctl, store, _cat) = setup();
+    let now = 3_000.0;
+    ctl.cloud().set_now(now);
+    m5_large_pool(&ctl);
+    let short_spot = |o: &stevedore::cloud::Offering| {
+        o.instance_type == "m5.large"
+            && o.zone == "us-east-1a"
+            && o.capacity_type == CapacityType::Spot
+    };
+    ctl.state
+        .write()
+        .unwrap()
+        .apply_pod(&pod(pending_json("shop", "web-1", "1500m", "1Gi")), now)
+        .unwrap();
+    let (plan, _) = ctl.decide(now);
+    assert!(plan.claims[0].request.options.iter().any(short_spot));
+    // A claim offering Spot, then on-demand (the core offers one capacity type per
+    // claim, but a claim may come from elsewhere): the cloud falls back to on-demand.
+    ctl.cloud()
+        .add_shortage("m5.large", "us-east-1a", "spot", 3600.0);
+    let claim = json!({
+        "apiVersion": "stevedore.dev/v1", "kind": "NodeClaim",
+        "metadata": {"name": "general-mixed", "finalizers": [TERMINATION_FINALIZER], "uid": "uid-mixed"},
+        "spec": {"nodePool": "general", "options": [
+            {"instanceType": "m5.large", "zone": "us-east-1a", "capacityType": "spot", "pricePerHour": 0.04},
+            {"instanceType": "m5.large", "zone": "us-east-1a", "capacityType": "on-demand", "pricePerHour": 0.096}]}
+    });
+    store.lock().unwrap().put(CLAIMS, claim.clone());
+    ctl.state
+        .write()
+        .unwrap()
+        .apply_claim(&serde_json::from_value(claim).unwrap())
+        .unwrap();
+    tokio::time::timeout(LIMIT, ctl.reconcile(now))
+        .await
+        .unwrap();
+    let instances = ctl.cloud().list().await.unwrap();
+    assert_eq!(instances.len(), 1);
+    assert_eq!(instances[0].capacity_type, CapacityType::OnDemand);
+    assert!(
+        ctl.cloud().take_capacity_failures().is_empty(),
+        "taken by the controller"
+    );
+    // The launch succeeded, yet the short Spot offering is out of the next decision (for
+    // a second pod: the first one fits on the launching claim).
+    ctl.state
+        .write()
+        .unwrap()
+        .apply_pod(&pod(pending_json("shop", "web-2", "1500m", "1Gi")), now)
+        .unwrap();
+    let (plan, _) = ctl.decide(now + 1.0);
+    let options = &plan.claims[0].request.options;
+    assert!(!options.is_empty());
+    assert!(!options.iter().any(short_spot), "{options:?}");
+    // After the TTL it is offered again.
+    let ttl = stevedore::config::bundled()
+        .settings
+        .unavailable_offering_ttl
+        .as_secs_f64();
+    let (plan, _) = ctl.decide(now + ttl + 1.0);
+    assert!(plan.claims[0].request.options.iter().any(short_spot));
+    assert_all_granted(&store.lock().unwrap());
+}
+
+/// The `general` NodePool object: m5.large, with `labels` on its nodes and `budgets`.
+fn general_pool(ctl: &Controller<SimulatedCloud>, labels: Value, budgets: Value) {
+    use stevedore::cluster::crd::NodePool as NodePoolObject;
+    let np: NodePoolObject = serde_json::from_value(json!({
+        "apiVersion": "stevedore.dev/v1", "kind": "NodePool",
+        "metadata": {"name": "general"},
+        "spec": {"template": {"metadata": {"labels": labels}, "spec": {"requirements": [
+            {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["m5.large"]},
+            {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["on-demand"]}]}},
+            "disruption": {"budgets": budgets}}
+    }))
+    .unwrap();
+    ctl.state.write().unwrap().apply_pool(&np).unwrap();
+}
+
+/// Records the current `general` pool's template hash on claim `name`, as creation does.
+fn record_pool_hash(
+    ctl: &Controller<SimulatedCloud>,
+    store: &Arc<std::sync::Mutex<fake_api::Store>>,
+    name: &str,
+) {
+    let m = ctl.model();
+    let pool = m.pools.iter().find(|p| p.name == "general").unwrap();
+    let hash = stevedore::core::disruption::template_hash(pool);
+    let mut v = store.lock().unwrap().get(CLAIMS, name).unwrap().clone();
+    v["metadata"]["annotations"] = json!({"stevedore.dev/pool-hash": format!("{hash:016x}")});
+    store.lock().unwrap().put(CLAIMS, v.clone());
+    ctl.state
+        .write()
+        .unwrap()
+        .apply_claim(&serde_json::from_value(v).unwrap())
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_drifted_claim_is_replaced_first_within_the_drifted_budget() {
+    let (ctl, store, cat) = setup();
+    let now = 1_900_000_000.0;
+    ctl.cloud().set_now(now);
+    general_pool(&ctl, json!({}), json!([{"nodes": "1"}]));
+    ready_claim(
+        &ctl,
+        &mut store.lock().unwrap(),
+        &cat,
+        now,
+        ("general-drift", "n-drift", 1),
+        &["web-a", "web-b"],
+    );
+    record_pool_hash(&ctl, &store, "general-drift");
+    let claims = |s: &fake_api::Store| s.objects.keys().filter(|k| k.starts_with(CLAIMS)).count();
+    // Launched from the current template: no drift.
+    assert!(ctl.drift_action(now).is_none());
+
+    // A label added to the pool: its budget for drift is zero, nothing happens.
+    general_pool(
+        &ctl,
+        json!({"team": "a"}),
+        json!([{"nodes": "0", "reasons": ["Drifted"]}]),
+    );
+    assert_eq!(
+        tokio::time::timeout(LIMIT, ctl.drift(now)).await.unwrap(),
+        None
+    );
+    assert_eq!(claims(&store.lock().unwrap()), 1);
+
+    // With room in the budget the claim is replaced, replacement first.
+    general_pool(
+        &ctl,
+        json!({"team": "a"}),
+        json!([{"nodes": "1", "reasons": ["Drifted"]}]),
+    );
+    let acted = tokio::time::timeout(LIMIT, ctl.drift(now)).await.unwrap();
+    assert_eq!(acted.as_deref(), Some("general-drift"));
+    let s = store.lock().unwrap();
+    assert_eq!(claims(&s), 2, "a replacement claim was created");
+    let new: Vec<NodeClaim> = s
+        .objects
+        .iter()
+        .filter(|(k, _)| k.starts_with(CLAIMS) && !k.ends_with("/general-drift"))
+        .map(|(_, v)| serde_json::from_value(v.clone()).unwrap())
+        .collect();
+    let ann = new[0].metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(
+        ann.get("stevedore.dev/replaces").map(String::as_str),
+        Some("general-drift")
+    );
+    assert_eq!(
+        new[0].spec.labels.get("team").map(String::as_str),
+        Some("a")
+    );
+    let m = ctl.model();
+    let pool = m.pools.iter().find(|p| p.name == "general").unwrap();
+    let hash = stevedore::core::disruption::template_hash(pool);
+    assert_eq!(
+        ann.get("stevedore.dev/pool-hash"),
+        Some(&format!("{hash:016x}"))
+    );
+    assert!(
+        claim_of(&s, "general-drift")
+            .metadata
+            .deletion_timestamp
+            .is_none(),
+        "the old claim stays until its replacement is ready"
+    );
+    assert!(s.objects.iter().any(|(k, v)| k.contains("/events/")
+        && v["reason"] == "Drifted"
+        && v["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Drifted: "))));
+    assert_all_granted(&s);
+    drop(s);
+    // The replacement is launching: the cluster is not settled, nothing more is done.
+    assert!(ctl.drift_action(now + 10.0).is_none());
+}
+
+fn group(name: &str, instance_type: &str, max: u32) -> stevedore::cloud::NodeGroup {
+    stevedore::cloud::NodeGroup {
+        name: name.into(),
+        min_size: 0,
+        max_size: max,
+        desired: 0,
+        instance_type: instance_type.into(),
+        capacity_type: CapacityType::OnDemand,
+        zones: vec!["us-east-1a".into()],
+        labels: Default::default(),
+        taints: Vec::new(),
+        instances: Vec::new(),
+    }
+}
+
+/// A ready Node for a group instance, as its kubelet registers it.
+fn group_node_json(name: &str, provider_id: &str, instance_type: &str, cat: &Catalog) -> Value {
+    let ty = &cat.types[cat.find(instance_type).unwrap()];
+    json!({
+        "metadata": {"name": name, "labels": {
+            "node.kubernetes.io/instance-type": instance_type,
+            "topology.kubernetes.io/zone": "us-east-1a",
+            "karpenter.sh/capacity-type": "on-demand",
+            "kubernetes.io/hostname": name}},
+        "spec": {"providerID": provider_id},
+        "status": {
+            "allocatable": {"cpu": format!("{}m", ty.allocatable.cpu_milli), "memory": ty.allocatable.memory.to_string(), "pods": ty.allocatable.pods.to_string()},
+            "conditions": [{"type": "Ready", "status": "True"}]
+        }
+    })
+}
+
+#[tokio::test]
+async fn node_groups_scale_up_the_least_waste_group_once_and_skip_a_backed_off_one() {
+    use stevedore::cloud::simulated::SimulatedGroups;
+    let (ctl, store, _cat) = setup();
+    let groups = SimulatedGroups::new(vec![
+        group("big", "m5.4xlarge", 5),
+        group("small", "m5.large", 5),
+    ]);
+    ctl.state
+        .write()
+        .unwrap()
+        .apply_pod(&pod(pending_json("shop", "web-1", "1", "2Gi")), 1.0)
+        .unwrap();
+    let scan = tokio::time::timeout(LIMIT, ctl.scale_groups(&groups, 10.0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(scan.scaled_up, Some(("small".to_string(), 1)));
+    assert_eq!(groups.calls(), vec!["set_desired small 1".to_string()]);
+    let told = store.lock().unwrap().objects.iter().any(|(k, v)| {
+        k.contains("/events/shop/")
+            && v["reason"] == "TriggeredScaleUp"
+            && v["involvedObject"]["name"] == "web-1"
+    });
+    assert!(told, "the pod hears of the scale-up");
+    // Its instance has not registered yet: the pod counts on it, no second scale-up.
+    let scan = ctl.scale_groups(&groups, 20.0).await.unwrap();
+    assert_eq!(scan.scaled_up, None);
+    assert_eq!(groups.calls().len(), 1);
+
+    // A second pod that needs a node of its own, and the small group backs off (its
+    // launches fail): its missing node is no longer counted on, and it is not asked;
+    // the big group takes both pods.
+    ctl.state
+        .write()
+        .unwrap()
+        .apply_pod(&pod(pending_json("shop", "web-2", "1500m", "2Gi")), 21.0)
+        .unwrap();
+    groups.set_backed_off("small", true);
+    let scan = ctl.scale_groups(&groups, 30.0).await.unwrap();
+    assert_eq!(scan.scaled_up, Some(("big".to_string(), 1)));
+    assert_eq!(groups.calls(), ["set_desired small 1", "set_desired big 1"]);
+    // Its node counted on, the big group is not asked again.
+    let scan = ctl.scale_groups(&groups, 40.0).await.unwrap();
+    assert_eq!(scan.scaled_up, None);
+    assert_all_granted(&store.lock().unwrap());
+}
+
+#[tokio::test]
+async fn an_unneeded_group_node_is_drained_through_a_pdb_429_then_terminated() {
+    use stevedore::cloud::simulated::SimulatedGroups;
+    use stevedore::cloud::NodeGroupProvider;
+    let (ctl, store, cat) = setup();
+    let groups = SimulatedGroups::new(vec![group("small", "m5.large", 5)]);
+    let ids: Vec<String> = (0..2)
+        .map(|_| groups.add_instance("small").unwrap())
+        .collect();
+    {
+        let mut s = store.lock().unwrap();
+        let mut st = ctl.state.write().unwrap();
+        for (i, id) in ids.iter().enumerate() {
+            let name = format!("n{i}");
+            let node = group_node_json(&name, id, "m5.large", &cat);
+            st.apply_node(&serde_json::from_value(node.clone()).unwrap(), 0.0)
+                .unwrap();
+            s.put(NODES, node);
+            let mut p = pending_json("shop", &format!("web-{i}"), "100m", "128Mi");
+            p["spec"]["nodeName"] = json!(name);
+            p["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "name": "web-7d9f", "uid": "rs-uid", "controller": true}]);
+            p["status"] =
+                json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
+            st.apply_pod(&pod(p.clone()), 0.0).unwrap();
+            s.put("/api/v1/namespaces/shop/pods", p);
+        }
+        s.evict_429 = 1;
+    }
+    let t0 = 1_000.0;
+    // Under the threshold, but not yet for unneededTime (10 minutes).
+    let scan = ctl.scale_groups(&groups, t0).await.unwrap();
+    assert!(scan.draining.is_empty(), "{scan:?}");
+    let scan = ctl.scale_groups(&groups, t0 + 300.0).await.unwrap();
+    assert!(scan.draining.is_empty(), "{scan:?}");
+    // Now: one node (its pod fits on the other) is tainted and drained; a PDB refuses
+    // the first eviction.
+    let scan = ctl.scale_groups(&groups, t0 + 601.0).await.unwrap();
+    assert_eq!(scan.draining, vec!["n0".to_string()]);
+    assert!(scan.terminated.is_empty(), "{scan:?}");
+    let tainted = ctl
+        .state
+        .read()
+        .unwrap()
+        .node("n0")
+        .unwrap()
+        .taints
+        .iter()
+        .any(|t| t.key == DISRUPTED_TAINT);
+    assert!(tainted);
+    // The other node would have nowhere for its pod: it stays.
+    let scan = ctl.scale_groups(&groups, t0 + 605.0).await.unwrap();
+    assert!(scan.draining.is_empty(), "{scan:?}");
+    assert_eq!(scan.terminated, vec!["n0".to_string()]);
+    assert_eq!(groups.calls(), vec![format!("terminate {}", ids[0])]);
+    let left = groups.groups().await.unwrap();
+    assert_eq!(
+        (left[0].desired, left[0].instances.clone()),
+        (1, vec![ids[1].clone()])
+    );
+    let s = store.lock().unwrap();
+    assert!(s.get(NODES, "n0").is_none(), "the Node object is deleted");
+    assert!(
+        s.calls_to("POST", "/eviction") >= 2,
+        "evicted after the 429"
+    );
+    assert_all_granted(&s);
+}
+
+/// The simulator's node-groups mode and the controller's groups scans ask the same core
+/// function: the same pods bring the same nodes of the same groups.
+#[tokio::test]
+async fn the_controller_and_the_simulator_scale_node_groups_alike() {
+    use stevedore::cloud::simulated::SimulatedGroups;
+    use stevedore::cloud::NodeGroupProvider;
+    use stevedore::trace::{RawEvent, RawEventKind, TraceHeader};
+    let (client, _store) = fake_api::client();
+    let cat = catalog();
+    let mut config = stevedore::config::bundled();
+    let spec = |name: &str, ty: &str, max: u32| stevedore::config::NodeGroup {
+        name: name.into(),
+        instance_type: ty.into(),
+        capacity_type: CapacityType::OnDemand,
+        zones: vec!["us-east-1a".into(), "us-east-1b".into()],
+        min_size: 0,
+        max_size: max,
+        labels: Default::default(),
+        taints: Vec::new(),
+    };
+    // Three candidates; least waste picks one (the scan after it finds nothing to add).
+    config.settings.node_groups = vec![
+        spec("general", "m5.2xlarge", 10),
+        spec("small", "m5.large", 3),
+        spec("memory", "r5.xlarge", 10),
+    ];
+    let ctl = Controller::new(
+        client,
+        SimulatedCloud::new(cat.clone()),
+        config.clone(),
+        cat.clone(),
+        Options::default(),
+    );
+    let mut events = Vec::new();
+    for (s, (cpu, mem, n)) in [("1", "2Gi", 7), ("500m", "6Gi", 5)].iter().enumerate() {
+        for i in 0..*n {
+            let p = pending_json("shop", &format!("w{s}-{i}"), cpu, mem);
+            ctl.state
+                .write()
+                .unwrap()
+                .apply_pod(&pod(p.clone()), 0.0)
+                .unwrap();
+            let mut trace_pod = p;
+            trace_pod.as_object_mut().unwrap().remove("status");
+            events.push(RawEvent {
+                t: 0.0,
+                kind: RawEventKind::PodAdded {
+                    pod: trace_pod,
+                    run_for_s: None,
+                },
+            });
+        }
+    }
+    // Something later, so the simulation runs past its first decisions (an offering no
+    // group uses).
+    events.push(RawEvent {
+        t: 900.0,
+        kind: RawEventKind::CapacityUnavailable {
+            instance_type: "c5.large".into(),
+            zone: "us-east-1c".into(),
+            capacity_type: "spot".into(),
+            for_s: 1.0,
+        },
+    });
+    let mut buf = Vec::new();
+    stevedore::trace::write_to(&mut buf, &TraceHeader::new("groups"), &events).unwrap();
+    let trace =
+        stevedore::trace::read_from(std::io::BufReader::new(&buf[..]), "groups.jsonl").unwrap();
+    let opts = stevedore::sim::SimOptions {
+        mode: stevedore::sim::Mode::NodeGroups,
+        ..Default::default()
+    };
+    let report = stevedore::sim::run(&trace, "groups.jsonl", &config, &cat, &opts).unwrap();
+    let mut sim: Vec<(String, u64)> = report
+        .launched_by_type
+        .iter()
+        .map(|t| (t.instance_type.clone(), t.count))
+        .collect();
+    sim.sort();
+
+    let groups = SimulatedGroups::from_settings(&config.settings.node_groups);
+    for k in 0..10 {
+        ctl.scale_groups(&groups, 10.0 * f64::from(k))
+            .await
+            .unwrap();
+    }
+    let mut ours: Vec<(String, u64)> = groups
+        .groups()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|g| g.desired > 0)
+        .map(|g| (g.instance_type, u64::from(g.desired)))
+        .collect();
+    ours.sort();
+    assert!(!ours.is_empty());
+    assert_eq!(ours, sim);
+}
+
+/// `start_with` in node-groups mode: a pending pod scales the group (once, while its
+/// instance boots) and no NodeClaim is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_started_controller_in_node_groups_mode_scales_a_group_and_makes_no_claims() {
+    use stevedore::cloud::simulated::SimulatedGroups;
+    use stevedore::controller::{Mode, NoInterruptions, Sources};
+    let (client, store) = fake_api::client();
+    let cat = catalog();
+    let mut config = stevedore::config::bundled();
+    config.settings.scan_interval = Duration::from_millis(200);
+    let added: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let a = added.clone();
+    let groups = SimulatedGroups::new(vec![group("small", "m5.large", 3)]).with_hook(Box::new(
+        move |_, id| a.lock().unwrap().push(id.to_string()),
+    ));
+    let opts = Options {
+        mode: Mode::NodeGroups,
+        namespace: "stevedore".into(),
+        identity: "pod-a".into(),
+        ..Options::default()
+    };
+    let sources = Sources {
+        cloud: SimulatedCloud::new(cat.clone()),
+        interruptions: None::<NoInterruptions>,
+        groups: Some(groups),
+    };
+    let addr = "127.0.0.1:0".parse().unwrap();
+    let run = tokio::spawn(stevedore::controller::start_with(
+        client, sources, config, cat, opts, addr,
+    ));
+    store.lock().unwrap().put(
+        "/api/v1/namespaces/shop/pods",
+        pending_json("shop", "web-1", "1", "2Gi"),
+    );
+    for _ in 0..300 {
+        if !added.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(added.lock().unwrap().len(), 1, "the group was scaled up");
+    // Several scans later: still one (the upcoming node holds the pod), and no claims.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(added.lock().unwrap().len(), 1);
+    let s = store.lock().unwrap();
+    assert!(
+        !s.objects.keys().any(|k| k.starts_with(CLAIMS)),
+        "no NodeClaims"
+    );
+    assert_all_granted(&s);
+    drop(s);
+    run.abort();
+}
+
+#[tokio::test]
+async fn expiry_stays_within_the_expired_budget_oldest_first() {
+    let (ctl, store, cat) = setup();
+    let now = 1_900_000_000.0;
+    // One node of two may expire at a time (the default budget: 10%, rounded up).
+    let claims = [("general-x", "n-x", 1), ("general-y", "n-y", 2)];
+    for (claim, node, i) in claims {
+        ready_claim(
+            &ctl,
+            &mut store.lock().unwrap(),
+            &cat,
+            now,
+            (claim, node, i),
+            &[],
+        );
+    }
+    for (name, age_h) in [("general-x", 800.0), ("general-y", 900.0)] {
+        let mut v = store.lock().unwrap().get(CLAIMS, name).unwrap().clone();
+        v["metadata"]["creationTimestamp"] =
+            json!(stevedore::cluster::rfc3339(now - age_h * 3600.0));
+        store.lock().unwrap().put(CLAIMS, v.clone());
+        ctl.state
+            .write()
+            .unwrap()
+            .apply_claim(&serde_json::from_value(v).unwrap())
+            .unwrap();
+    }
+    let expired = tokio::time::timeout(LIMIT, ctl.expire(now)).await.unwrap();
+    assert_eq!(expired, vec!["general-y".to_string()], "the older one");
+    // general-y is being deleted (draining): the budget is spent, general-x waits.
+    let expired = tokio::time::timeout(LIMIT, ctl.expire(now + 10.0))
+        .await
+        .unwrap();
+    assert!(expired.is_empty(), "{expired:?}");
+}
+
 /// GET `path` from `addr` with a plain blocking client on another thread (the server runs
 /// on the test's runtime); the body of a 200, else a panic with the response.
 async fn http_get(addr: std::net::SocketAddr, path: &'static str) -> String {
@@ -1579,14 +2139,13 @@ async fn the_started_controller_serves_strictly_valid_metrics_of_what_it_did() {
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let sources = stevedore::controller::Sources {
+        cloud: SimulatedCloud::new(cat.clone()),
+        interruptions: None::<stevedore::controller::NoInterruptions>,
+        groups: None::<stevedore::controller::NoGroups>,
+    };
     let run = tokio::spawn(stevedore::controller::start_on(
-        client,
-        SimulatedCloud::new(cat.clone()),
-        None::<stevedore::controller::NoInterruptions>,
-        config,
-        cat,
-        opts,
-        listener,
+        client, sources, config, cat, opts, listener,
     ));
     // Until a scan has seen the three pods and a launch happened.
     let mut families = Default::default();

@@ -167,6 +167,15 @@ pub trait CloudProvider: Send + Sync {
 
     /// Current prices and offerings this provider cannot serve.
     fn offerings(&self) -> impl Future<Output = Result<OfferingUpdate, CloudError>> + Send;
+
+    /// Offerings that ran out of capacity during launches that still succeeded (EC2
+    /// Fleet fell back from Spot to on-demand), drained on read. A successful launch
+    /// hides them from the caller, yet they are as short as any failed launch's: the
+    /// controller marks them unavailable for the TTL. Providers that try one offering
+    /// per launch have none.
+    fn take_capacity_failures(&self) -> Vec<Offering> {
+        Vec::new()
+    }
 }
 
 /// One fixed node group (an Auto Scaling group) as the provider reports it.
@@ -207,6 +216,12 @@ pub trait NodeGroupProvider: Send + Sync {
         &self,
         provider_id: &str,
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// Is the group backed off after failed launches (as of the last `groups()`)? Its
+    /// missing nodes are then not counted on, and other groups are asked instead.
+    fn backed_off(&self, _group: &str) -> bool {
+        false
+    }
 }
 
 /// Why the cloud is taking a node away, from the provider's interruption feed (EC2: the

@@ -3,7 +3,9 @@
 //! the same thing to `simulate`, `record` and `run`. Every converter returns an error for
 //! a bad object instead of panicking; the caller logs it and skips the object.
 
-use super::crd::{NodeClaim, TaintSpec, REPLACES_ANNOTATION, TERMINATION_FINALIZER};
+use super::crd::{
+    NodeClaim, TaintSpec, POOL_HASH_ANNOTATION, REPLACES_ANNOTATION, TERMINATION_FINALIZER,
+};
 use crate::cloud::Offering;
 use crate::core::disruption::NODE_DO_NOT_DISRUPT;
 use crate::core::instance::CapacityType;
@@ -247,6 +249,9 @@ pub struct ClaimEntry {
     pub replaces: Option<String>,
     /// Drain waits for PodDisruptionBudgets at most this long, then deletes pods.
     pub termination_grace_s: Option<f64>,
+    /// The pool's template hash at creation; `None` for claims made before it was
+    /// recorded (or with an unreadable value: drift then compares labels and taints).
+    pub pool_hash: Option<u64>,
     /// The status as last read, so a patch keeps the other conditions' times.
     pub status: super::crd::NodeClaimStatus,
 }
@@ -395,6 +400,12 @@ pub fn claim_entry(c: &NodeClaim) -> Result<ClaimEntry, FieldError> {
             .as_ref()
             .and_then(|a| a.get(REPLACES_ANNOTATION).cloned()),
         termination_grace_s: grace,
+        pool_hash: c
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(POOL_HASH_ANNOTATION))
+            .and_then(|h| u64::from_str_radix(h, 16).ok()),
         status: raw_status,
         name,
     })
@@ -404,6 +415,23 @@ pub fn claim_entry(c: &NodeClaim) -> Result<ClaimEntry, FieldError> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_claims_pool_hash_is_read_and_a_bad_one_ignored() {
+        let claim = |hash: &str| -> NodeClaim {
+            serde_json::from_value(json!({
+                "apiVersion": "stevedore.dev/v1", "kind": "NodeClaim",
+                "metadata": {"name": "general-a", "annotations": {"stevedore.dev/pool-hash": hash}},
+                "spec": {"nodePool": "general"}
+            }))
+            .expect("a NodeClaim")
+        };
+        let e = claim_entry(&claim("00000000000000ff")).expect("converts");
+        assert_eq!(e.pool_hash, Some(255));
+        // Unreadable: no hash (drift then compares labels and taints), not an error.
+        let e = claim_entry(&claim("not-hex")).expect("converts");
+        assert_eq!(e.pool_hash, None);
+    }
 
     fn pod(v: Value) -> core_v1::Pod {
         serde_json::from_value(v).expect("a v1.Pod")

@@ -22,6 +22,9 @@ use std::collections::BTreeMap;
 pub const TERMINATION_FINALIZER: &str = "stevedore.dev/termination";
 /// Annotation on a consolidation replacement naming the claim it replaces.
 pub const REPLACES_ANNOTATION: &str = "stevedore.dev/replaces";
+/// Annotation recording `core::disruption::template_hash` of the claim's NodePool at
+/// creation (hex): drift compares it with the pool's current hash.
+pub const POOL_HASH_ANNOTATION: &str = "stevedore.dev/pool-hash";
 
 /// Schema of a map of resource quantities: `1`, `"500m"`, `"4Gi"` (the upstream
 /// `Quantity` schema carries a page of prose in every place it appears).

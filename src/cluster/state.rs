@@ -113,6 +113,9 @@ pub struct DecisionInputs<'a> {
     pub catalog: &'a Catalog,
     pub pools: &'a [NodePool],
     pub model: &'a SchedulingModel,
+    /// Node-groups mode: pool (group) index by node provider ID, for nodes that carry no
+    /// NodePool label (an Auto Scaling group's). `None` in fleet mode.
+    pub group_of: Option<&'a HashMap<String, usize>>,
 }
 
 fn pod_key(ns: &str, name: &str) -> String {
@@ -403,7 +406,8 @@ impl ClusterState {
         let mut index: HashMap<&str, usize> = HashMap::new();
         for n in self.nodes.values() {
             let claim = claim_by_node.get(n.name.as_str()).copied();
-            let pool = pool_index(&n.labels);
+            let by_group = inp.group_of.and_then(|g| g.get(n.provider_id.as_deref()?));
+            let pool = by_group.copied().or_else(|| pool_index(&n.labels));
             let startup: &[Taint] = claim.map_or(&[], |c| &c.startup_taints);
             let mut disrupted = false;
             let taints: Vec<Taint> = n
@@ -600,6 +604,48 @@ fn launching_node<'s>(inp: &DecisionInputs, c: &'s ClaimEntry) -> Option<Prepare
     })
 }
 
+/// A node a group will get (its desired size is above its registered nodes), as a
+/// launching node of pool `pool` in `zone`, named `name`: pending pods count on it, so a
+/// scale-up is not asked for twice while its instances boot.
+pub fn upcoming_node<'s>(
+    inp: &DecisionInputs,
+    pool: usize,
+    zone: &str,
+    name: &'s str,
+) -> Option<PreparedNode<'s>> {
+    let p = inp.pools.get(pool)?;
+    let ty_name = p
+        .requirements
+        .iter()
+        .find(|r| r.key == labels::INSTANCE_TYPE)?;
+    let ty = inp.catalog.find(ty_name.values.first()?)?;
+    let ct = p
+        .requirements
+        .iter()
+        .find(|r| r.key == labels::KARPENTER_CAPACITY_TYPE)
+        .and_then(|r| CapacityType::parse(r.values.first()?))
+        .unwrap_or(CapacityType::OnDemand);
+    let labels = node_labels(inp.catalog, p, ty, zone, ct, name);
+    let requested = overhead(inp, Some(pool), &labels).unwrap_or_default();
+    let it = &inp.catalog.types[ty];
+    Some(PreparedNode {
+        target: Target::Claim(name.to_string()),
+        name,
+        taints: p.taints.clone(),
+        capacity: it.capacity.clone(),
+        allocatable: it.allocatable.clone(),
+        requested,
+        pool: Some(pool),
+        ready: false,
+        schedulable: true,
+        price_per_hour: 0.0,
+        stable_since: 0.0,
+        claim: None,
+        labels: Cow::Owned(labels),
+        annotations: &NO_ANNOTATIONS,
+    })
+}
+
 /// A launching node has no annotations yet.
 static NO_ANNOTATIONS: Labels = Labels::new();
 
@@ -653,6 +699,7 @@ mod tests {
         let pools = vec![pool()];
         let model = SchedulingModel::new(&cat, &pools, &[]);
         let inp = DecisionInputs {
+            group_of: None,
             catalog: &cat,
             pools: &pools,
             model: &model,

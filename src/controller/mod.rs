@@ -8,14 +8,16 @@
 //! them only while this replica holds the leader Lease. A follower keeps its indexes
 //! warm and takes over within one lease duration.
 
+pub mod groups;
 pub mod http;
 pub mod lifecycle;
 pub mod provision;
 pub mod record;
+pub mod stale;
 
 use crate::cloud::{
     CloudError, CloudProvider, Instance, Interruption, InterruptionKind, InterruptionSource,
-    LaunchRequest,
+    LaunchRequest, NodeGroupProvider,
 };
 use crate::cluster::convert::{ClaimEntry, NodeEntry};
 use crate::cluster::crd::{NodeClaim, NodeClaimStatus, TERMINATION_FINALIZER};
@@ -57,8 +59,18 @@ const MAX_REMEMBERED_EVENTS: usize = 200_000;
 const EVICT_BACKOFF_MIN_S: f64 = 1.0;
 const EVICT_BACKOFF_MAX_S: f64 = 60.0;
 
+/// Where nodes come from: NodeClaims launched one by one from the pools' offerings, or
+/// fixed groups scaled by count (the Cluster Autoscaler's way).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    #[default]
+    Fleet,
+    NodeGroups,
+}
+
 #[derive(Clone, Debug)]
 pub struct Options {
+    pub mode: Mode,
     pub cluster_name: String,
     /// Where the leader Lease and the controller's own events live.
     pub namespace: String,
@@ -85,6 +97,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
+            mode: Mode::Fleet,
             cluster_name: "stevedore".into(),
             namespace: "default".into(),
             identity: "stevedore-0".into(),
@@ -152,6 +165,8 @@ pub struct Controller<P> {
     /// The fluid lower bound over the current model's offerings, with that model's
     /// generation (rebuilt when the pools change; it caches its solutions).
     lower_bound: Mutex<Option<(u64, crate::core::lower_bound::LowerBound)>>,
+    /// Node-groups mode: since when each node has been under the utilization threshold.
+    unneeded: Mutex<HashMap<String, f64>>,
 }
 
 /// Requests of the pods that do not end by themselves (DaemonSets' excluded): the demand
@@ -239,6 +254,7 @@ impl<P: CloudProvider> Controller<P> {
             metrics,
             demand: Mutex::new(DemandWindow::default()),
             lower_bound: Mutex::new(None),
+            unneeded: Mutex::new(HashMap::new()),
         }
     }
 
@@ -304,16 +320,7 @@ impl<P: CloudProvider> Controller<P> {
             .collect();
         pools.extend(crd_pools);
         pools.sort_by(|(a, _), (b, _)| b.weight.cmp(&a.weight).then_with(|| a.name.cmp(&b.name)));
-        let ds: Vec<CorePod> = if daemonsets.is_empty() {
-            self.config
-                .settings
-                .daemon_sets
-                .iter()
-                .map(crate::sim::setup::daemonset_pod)
-                .collect()
-        } else {
-            daemonsets
-        };
+        let ds = self.daemonsets_or_configured(daemonsets);
         let ds_refs: Vec<&CorePod> = ds.iter().collect();
         let (pools, extras): (Vec<_>, Vec<_>) = pools.into_iter().unzip();
         let model = SchedulingModel::new(&self.catalog, &pools, &ds_refs);
@@ -325,6 +332,25 @@ impl<P: CloudProvider> Controller<P> {
         });
         *cached = Some(m.clone());
         m
+    }
+
+    /// The cluster's DaemonSets as pods, or the configuration's when it shows none.
+    fn daemonsets_or_configured(&self, daemonsets: Vec<CorePod>) -> Vec<CorePod> {
+        if !daemonsets.is_empty() {
+            return daemonsets;
+        }
+        self.config
+            .settings
+            .daemon_sets
+            .iter()
+            .map(crate::sim::setup::daemonset_pod)
+            .collect()
+    }
+
+    /// What DaemonSets take on a new node (see [`Self::daemonsets_or_configured`]).
+    pub(crate) fn daemonset_pods(&self) -> Vec<CorePod> {
+        let ds = self.read().daemonsets();
+        self.daemonsets_or_configured(ds)
     }
 
     fn next_name(&self, pool: &str) -> String {
@@ -457,6 +483,7 @@ impl<P: CloudProvider> Controller<P> {
         let name = request.node_claim.as_str();
         let result = self.cloud_call("launch", self.cloud.launch(request)).await;
         self.count_launch(request, &result);
+        self.mark_fallback_failures(now);
         match result {
             Ok(instance) => {
                 self.record_launch(claim, &instance, now).await?;
@@ -520,6 +547,25 @@ impl<P: CloudProvider> Controller<P> {
             zone,
             outcome,
         });
+    }
+
+    /// Offerings a successful launch found short on its way (a fleet's Spot-to-on-demand
+    /// fallback): out for the TTL, like those of a failed launch, so the next decisions
+    /// do not keep offering them first.
+    fn mark_fallback_failures(&self, now: f64) {
+        let failed = self.cloud.take_capacity_failures();
+        if failed.is_empty() {
+            return;
+        }
+        tracing::info!(
+            offerings = failed.len(),
+            "launch fell back from offerings without capacity; marking them unavailable"
+        );
+        let keys: Vec<(&str, &str, CapacityType)> = failed
+            .iter()
+            .map(|o| (o.instance_type.as_str(), o.zone.as_str(), o.capacity_type))
+            .collect();
+        self.mark_unavailable(&keys, now);
     }
 
     fn mark_unavailable(&self, offerings: &[(&str, &str, CapacityType)], now: f64) {
@@ -792,7 +838,7 @@ impl<P: CloudProvider> Controller<P> {
                         .is_some_and(|c| c.deleting_since.is_none());
                     if live {
                         let why = format!("replaced by {}", claim.name);
-                        self.event_claim(old, "Normal", "Consolidated", &why).await;
+                        self.event_claim(old, "Normal", "Replaced", &why).await;
                         self.delete_claim(old).await?;
                     }
                 }
@@ -1072,10 +1118,12 @@ impl<P: CloudProvider> Controller<P> {
     }
 
     /// Deletes claims older than their pool's `expireAfter` (as Karpenter v1: expiry is
-    /// not held back by consolidation's settledness). Returns the claims deleted.
+    /// not held back by consolidation's settledness), at most as many per pool as its
+    /// `Expired` budget allows now. Returns the claims deleted.
     pub async fn expire(&self, now: f64) -> Vec<String> {
         let m = self.model();
-        let expired: Vec<(String, std::time::Duration)> = self
+        let mut left = self.expiry_budget(&m, now);
+        let mut expired: Vec<(String, String, f64, std::time::Duration)> = self
             .read()
             .claims()
             .filter(|c| c.deleting_since.is_none() && c.created > 0.0)
@@ -1087,8 +1135,24 @@ impl<P: CloudProvider> Controller<P> {
                     .disruption
                     .expire_after_s?;
                 let after = std::time::Duration::from_secs_f64(after);
-                (now - c.created >= after.as_secs_f64()).then(|| (c.name.clone(), after))
+                (now - c.created >= after.as_secs_f64())
+                    .then(|| (c.name.clone(), c.pool.clone(), c.created, after))
             })
+            .collect();
+        // Oldest first; past the budget, the rest expire at later scans.
+        expired.sort_by(|a, b| a.2.total_cmp(&b.2));
+        let expired: Vec<(String, std::time::Duration)> = expired
+            .into_iter()
+            .filter(
+                |(_, pool, _, _)| match left.iter_mut().find(|(p, _)| p == pool) {
+                    Some((_, n)) if *n > 0 => {
+                        *n -= 1;
+                        true
+                    }
+                    _ => false,
+                },
+            )
+            .map(|(name, _, _, after)| (name, after))
             .collect();
         let mut done = Vec::new();
         for (name, after) in expired {
@@ -1322,6 +1386,9 @@ impl<P: CloudProvider> Controller<P> {
         let mut gc = every(self.opts.gc_every);
         let mut batch: Option<(tokio::time::Instant, tokio::time::Instant)> = None;
         let mut synced: HashSet<&'static str> = HashSet::new();
+        // In node-groups mode the groups task decides; NodeClaims are neither made nor
+        // disrupted (any left from fleet mode are still moved along to their end).
+        let fleet = self.opts.mode == Mode::Fleet;
         loop {
             let deadline = batch.map(|(start, last)| (last + idle).min(start + max));
             let leading = *leader.borrow();
@@ -1339,7 +1406,7 @@ impl<P: CloudProvider> Controller<P> {
                         if WATCHED.iter().all(|k| synced.contains(k)) {
                             ready.store(true, Ordering::Relaxed);
                             // Pods pending from before the start need no new event.
-                            if !was_ready && leading {
+                            if !was_ready && leading && fleet {
                                 self.provision(wall_clock()).await;
                             }
                         }
@@ -1355,24 +1422,27 @@ impl<P: CloudProvider> Controller<P> {
                     // A new leader acts at once on what its warm indexes show, rather
                     // than at the next scan.
                     if *leader.borrow() && ready.load(Ordering::Relaxed) {
-                        self.provision(wall_clock()).await;
+                        if fleet {
+                            self.provision(wall_clock()).await;
+                        }
                         self.reconcile(wall_clock()).await;
                     }
                 }
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
                     batch = None;
-                    if acting {
+                    if acting && fleet {
                         self.provision(wall_clock()).await;
                     }
                 }
                 _ = scan.tick() => if ready.load(Ordering::Relaxed) {
                     // Followers publish what they see too: their indexes are as warm.
                     self.observe(wall_clock());
-                    if !acting {
+                    if !acting || !fleet {
                         continue;
                     }
                     self.provision(wall_clock()).await;
                     self.expire(wall_clock()).await;
+                    self.drift(wall_clock()).await;
                     if let Err(e) = self.consolidate(wall_clock()).await {
                         tracing::warn!(error = %e, "consolidation failed");
                     }
@@ -1380,7 +1450,7 @@ impl<P: CloudProvider> Controller<P> {
                 _ = steps.tick() => if acting {
                     self.reconcile(wall_clock()).await;
                 },
-                _ = gc.tick() => if acting {
+                _ = gc.tick() => if acting && fleet {
                     if let Err(e) = self.collect_orphans(wall_clock()).await {
                         tracing::warn!(error = %e, "orphan collection failed");
                     }
@@ -1495,31 +1565,60 @@ pub async fn start<P: CloudProvider + 'static, I: InterruptionSource + 'static>(
     opts: Options,
     metrics_addr: std::net::SocketAddr,
 ) -> Result<(), ControllerError> {
-    let listener = tokio::net::TcpListener::bind(metrics_addr).await?;
-    // Boxed: the nested future's type is otherwise too deep for the compiler's layout.
-    Box::pin(start_on(
-        client,
+    let sources = Sources {
         cloud,
         interruptions,
-        config,
-        catalog,
-        opts,
-        listener,
-    ))
-    .await
+        groups: None::<NoGroups>,
+    };
+    start_with(client, sources, config, catalog, opts, metrics_addr).await
 }
 
-/// [`start`] with the metrics server on a listener already bound (a test binds port 0
-/// and reads the port before starting).
-pub async fn start_on<P: CloudProvider + 'static, I: InterruptionSource + 'static>(
+/// What the controller acts through: the fleet cloud, an optional interruption feed and,
+/// in node-groups mode, the groups.
+pub struct Sources<P, I, G> {
+    pub cloud: P,
+    pub interruptions: Option<I>,
+    pub groups: Option<G>,
+}
+
+/// [`start`] with node groups: with `opts.mode` `NodeGroups`, every scan scales
+/// `sources.groups` instead of launching NodeClaims.
+pub async fn start_with<
+    P: CloudProvider + 'static,
+    I: InterruptionSource + 'static,
+    G: NodeGroupProvider + 'static,
+>(
     client: kube::Client,
-    cloud: P,
-    interruptions: Option<I>,
+    sources: Sources<P, I, G>,
+    config: Config,
+    catalog: Arc<Catalog>,
+    opts: Options,
+    metrics_addr: std::net::SocketAddr,
+) -> Result<(), ControllerError> {
+    let listener = tokio::net::TcpListener::bind(metrics_addr).await?;
+    // Boxed: the nested future's type is otherwise too deep for the compiler's layout.
+    Box::pin(start_on(client, sources, config, catalog, opts, listener)).await
+}
+
+/// [`start_with`] with the metrics server on a listener already bound (a test binds
+/// port 0 and reads the port before starting).
+pub async fn start_on<
+    P: CloudProvider + 'static,
+    I: InterruptionSource + 'static,
+    G: NodeGroupProvider + 'static,
+>(
+    client: kube::Client,
+    sources: Sources<P, I, G>,
     config: Config,
     catalog: Arc<Catalog>,
     opts: Options,
     listener: tokio::net::TcpListener,
 ) -> Result<(), ControllerError> {
+    let Sources {
+        cloud,
+        interruptions,
+        groups,
+    } = sources;
     let ctl = Arc::new(Controller::new(
         client,
         cloud,
@@ -1558,10 +1657,20 @@ pub async fn start_on<P: CloudProvider + 'static, I: InterruptionSource + 'stati
         cluster = %opts.cluster_name,
         dry_run = opts.dry_run,
         leader_elect = opts.leader_elect,
+        mode = ?opts.mode,
         "stevedore controller starting"
     );
     if let Some(source) = interruptions {
         let t = tokio::spawn(follow_interruptions(ctl.clone(), source, leader_rx.clone()));
+        tasks.add(t.abort_handle());
+    }
+    if let Some(groups) = groups.filter(|_| opts.mode == Mode::NodeGroups) {
+        let t = tokio::spawn(follow_groups(
+            ctl.clone(),
+            groups,
+            leader_rx.clone(),
+            ready.clone(),
+        ));
         tasks.add(t.abort_handle());
     }
     let http = tokio::spawn(http::serve_on(listener, ctl.metrics.clone(), ready.clone()));
@@ -1623,6 +1732,52 @@ async fn follow_interruptions<P: CloudProvider, I: InterruptionSource>(
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
         }
+    }
+}
+
+/// Node-groups mode: a groups scan every `scanInterval` while leader and synced.
+async fn follow_groups<P: CloudProvider, G: NodeGroupProvider>(
+    ctl: Arc<Controller<P>>,
+    groups: G,
+    leader: watch::Receiver<bool>,
+    ready: Arc<AtomicBool>,
+) {
+    let every = ctl.config.settings.scan_interval;
+    let mut ticker = tokio::time::interval(every.max(Duration::from_millis(100)));
+    loop {
+        ticker.tick().await;
+        if !*leader.borrow() || !ready.load(Ordering::Relaxed) {
+            continue;
+        }
+        if let Err(e) = ctl.scale_groups(&groups, wall_clock()).await {
+            tracing::warn!(error = %e, "node-groups scan failed");
+        }
+    }
+}
+
+/// For `start` without node groups.
+pub struct NoGroups;
+
+impl NodeGroupProvider for NoGroups {
+    fn name(&self) -> &'static str {
+        "none"
+    }
+
+    async fn groups(&self) -> Result<Vec<crate::cloud::NodeGroup>, CloudError> {
+        Ok(Vec::new())
+    }
+
+    async fn set_desired(&self, group: &str, _: u32) -> Result<(), CloudError> {
+        Err(CloudError::Invalid {
+            operation: "set_desired".into(),
+            message: format!("no node groups (group {group})"),
+        })
+    }
+
+    async fn terminate_instance(&self, provider_id: &str) -> Result<(), CloudError> {
+        Err(CloudError::NotFound {
+            provider_id: provider_id.to_string(),
+        })
     }
 }
 
@@ -1705,4 +1860,48 @@ pub fn simulated_with_nodes(
         crate::cloud::simulated::SimulatedCloud::new(catalog).with_hook(hook),
         builder,
     )
+}
+
+/// The settings' node groups, simulated, whose new instances become Node objects (built
+/// as the fake provider builds them), for `run --mode node-groups --provider simulated`.
+pub fn simulated_groups_with_nodes(
+    client: kube::Client,
+    groups: &[crate::config::NodeGroup],
+    builder: Arc<crate::cloud::fake::FakeCloud>,
+) -> crate::cloud::simulated::SimulatedGroups {
+    let handle = tokio::runtime::Handle::current();
+    let hook: crate::cloud::simulated::GroupHook =
+        Box::new(move |group: &crate::cloud::NodeGroup, provider_id: &str| {
+            // The zone is in the provider ID (`simulated:///<zone>/i-...`).
+            let zone = provider_id.trim_start_matches("simulated:///");
+            let zone = zone.split('/').next().unwrap_or_default();
+            let request = LaunchRequest {
+                node_claim: crate::cloud::instance_id(provider_id).to_string(),
+                node_pool: group.name.clone(),
+                options: vec![crate::cloud::Offering {
+                    instance_type: group.instance_type.clone(),
+                    zone: zone.to_string(),
+                    capacity_type: group.capacity_type,
+                    price_per_hour: 0.0,
+                }],
+                labels: group.labels.clone(),
+                taints: group.taints.clone(),
+                startup_taints: Vec::new(),
+            };
+            let Ok(mut node) = builder.node_object(&request) else {
+                return;
+            };
+            if let Some(spec) = node.spec.as_mut() {
+                spec.provider_id = Some(provider_id.to_string());
+            }
+            let nodes: Api<Node> = Api::all(client.clone());
+            handle.spawn(async move {
+                if let Err(e) = nodes.create(&PostParams::default(), &node).await {
+                    tracing::warn!(error = %e, "simulated group instance's node not created");
+                }
+            });
+        });
+    let groups = crate::cloud::simulated::SimulatedGroups::from_settings(groups).with_hook(hook);
+    groups.fill_to_min();
+    groups
 }

@@ -5,8 +5,8 @@
 use crate::cloud::{LaunchRequest, Offering};
 use crate::cluster::convert::taint_spec;
 use crate::cluster::crd::{
-    ClaimOption, ClaimResources, NodeClaim, NodeClaimSpec, RequirementSpec, REPLACES_ANNOTATION,
-    TERMINATION_FINALIZER,
+    ClaimOption, ClaimResources, NodeClaim, NodeClaimSpec, RequirementSpec, POOL_HASH_ANNOTATION,
+    REPLACES_ANNOTATION, TERMINATION_FINALIZER,
 };
 use crate::cluster::state::{ClusterState, DecisionInputs, Prepared, Target};
 use crate::config::NodePoolExtras;
@@ -74,6 +74,7 @@ pub struct Decider<'a> {
 impl<'a> Decider<'a> {
     pub fn inputs(&self) -> DecisionInputs<'a> {
         DecisionInputs {
+            group_of: None,
             catalog: self.catalog,
             pools: self.pools,
             model: self.model,
@@ -324,16 +325,18 @@ pub fn new_claim(d: &Decider, plan: &LaunchPlan, name: &str, replaces: Option<&s
     };
     let mut meta_labels = BTreeMap::new();
     meta_labels.insert(labels::NODEPOOL.to_string(), pool.name.clone());
-    let annotations = replaces.map(|r| {
-        let mut a = BTreeMap::new();
-        a.insert(REPLACES_ANNOTATION.to_string(), r.to_string());
-        a
-    });
+    let mut annotations = BTreeMap::new();
+    // Recorded so that a later change of the pool shows as drift.
+    let hash = crate::core::disruption::template_hash(pool);
+    annotations.insert(POOL_HASH_ANNOTATION.to_string(), format!("{hash:016x}"));
+    if let Some(r) = replaces {
+        annotations.insert(REPLACES_ANNOTATION.to_string(), r.to_string());
+    }
     let object = NodeClaim {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
             labels: Some(meta_labels),
-            annotations,
+            annotations: Some(annotations),
             finalizers: Some(vec![TERMINATION_FINALIZER.to_string()]),
             ..Default::default()
         },

@@ -11,6 +11,7 @@ pub mod instance;
 pub mod labels;
 pub mod lower_bound;
 pub mod model;
+pub mod node_groups;
 pub mod nodepool;
 pub mod pdb;
 pub mod pod;

@@ -9,12 +9,12 @@ use super::report::{
 use super::setup::{self, SetupError};
 use super::Mode;
 use crate::config::Config;
-use crate::core::consolidation;
 use crate::core::disruption::{self, ConsolidationPolicy, PoolDisruption};
 use crate::core::instance::{CapacityType, Catalog};
 use crate::core::labels::{self, Labels};
 use crate::core::lower_bound::LowerBound;
 use crate::core::model::SchedulingModel;
+use crate::core::node_groups;
 use crate::core::nodepool::NodePool;
 use crate::core::pod::Pod;
 use crate::core::resources::Resources;
@@ -965,14 +965,33 @@ impl<'c> Sim<'c> {
 
     /// Runs the core over the current state. Returns the decision, the sim node index of
     /// each snapshot node, and the wall-clock milliseconds it took.
-    fn solve(
-        &self,
+    fn solve<'s>(
+        &'s self,
         pending: &[usize],
-        placeholders: &[Pod],
+        placeholders: &'s [Pod],
         new_nodes: bool,
         pool_filter: Option<&[usize]>,
         displaced: bool,
     ) -> (Decision, Vec<usize>, f64) {
+        let (mut snapshot, node_ids) = self.snapshot(pending, new_nodes, displaced);
+        // Headroom placeholders: the scheduler places them after every real pod (lowest
+        // priority); the caller never binds them.
+        snapshot.pending.extend(placeholders);
+        let env = self.env(pool_filter, new_nodes);
+        let started = Instant::now();
+        let decision = scheduler::solve(&env, &snapshot);
+        (decision, node_ids, started.elapsed().as_secs_f64() * 1000.0)
+    }
+
+    /// The snapshot a decision sees, and the sim node index of each snapshot node:
+    /// without `new_nodes`, only ready and uncordoned nodes (the kube-scheduler's view);
+    /// with `displaced`, an interrupted node's pods are pending again.
+    fn snapshot(
+        &self,
+        pending: &[usize],
+        new_nodes: bool,
+        displaced: bool,
+    ) -> (Snapshot<'_>, Vec<usize>) {
         let mut node_ids = Vec::new();
         let mut nodes = Vec::new();
         for &n in &self.live {
@@ -985,9 +1004,6 @@ impl<'c> Sim<'c> {
         }
         let mut bound = Vec::new();
         let mut pending_pods: Vec<&Pod> = pending.iter().map(|&i| &self.pods[i].pod).collect();
-        // Headroom placeholders: the scheduler places them after every real pod (lowest
-        // priority); the caller never binds them.
-        pending_pods.extend(placeholders);
         for (si, &n) in node_ids.iter().enumerate() {
             let node = &self.nodes[n];
             for &p in &node.pods {
@@ -1004,10 +1020,7 @@ impl<'c> Sim<'c> {
             bound,
             pending: pending_pods,
         };
-        let env = self.env(pool_filter, new_nodes);
-        let started = Instant::now();
-        let decision = scheduler::solve(&env, &snapshot);
-        (decision, node_ids, started.elapsed().as_secs_f64() * 1000.0)
+        (snapshot, node_ids)
     }
 
     fn existing(&self, n: usize) -> ExistingNode<'_> {
@@ -1081,71 +1094,39 @@ impl<'c> Sim<'c> {
     }
 
     /// Cluster Autoscaler style: for each group, how many nodes of its one type the
-    /// pending pods need; the least-waste group is scaled (one group per loop).
+    /// pending pods need; the least-waste group is scaled (one group per loop). The
+    /// decision is `core::node_groups::scale_up`, as the controller's.
     fn provision_node_groups(&mut self, pending: &[usize], displaced: bool) {
         let started = Instant::now();
-        // Pods that all fit on ready or booting nodes need no group: every group's
-        // simulation would place them there first and ask for nothing.
-        let (settled, _, _) = self.solve(pending, &[], true, Some(&[]), displaced);
-        if settled.unschedulable.is_empty() && settled.infeasible.is_empty() {
-            self.decision_ms
-                .push(started.elapsed().as_secs_f64() * 1000.0);
-            return;
-        }
-        let mut best: Option<(f64, i64, usize, Vec<LaunchPlan>)> = None;
-        let groups = &self.settings().node_groups;
-        for (g, group) in groups.iter().enumerate() {
-            let current = self
-                .live
-                .iter()
-                .filter(|&&n| self.nodes[n].pool == Some(g))
-                .count();
-            let room = (group.max_size as usize).saturating_sub(current);
-            if room == 0 {
-                continue;
-            }
-            let (decision, _, _) = self.solve(pending, &[], true, Some(&[g]), displaced);
-            let mut plans = decision.launches;
-            plans.truncate(room);
-            if plans.is_empty() {
-                continue;
-            }
-            let model = self.model.as_ref().expect("models built");
-            let (mut alloc, mut req) = (Resources::default(), Resources::default());
-            for p in &plans {
-                let Some(o) = p.options.first() else { continue };
-                if let Some(pt) = model.pools[g]
-                    .types
-                    .iter()
-                    .find(|t| t.ty == o.instance_type)
-                {
-                    alloc.add(&pt.usable);
-                }
-                req.add(&p.requested);
-            }
-            let frac = |a: i64, r: i64| {
-                if a > 0 {
-                    (a - r) as f64 / a as f64
-                } else {
-                    1.0
-                }
-            };
-            let waste = frac(alloc.cpu_milli, req.cpu_milli) + frac(alloc.memory, req.memory);
-            let helped: i64 = plans.iter().map(|p| p.pods.len() as i64).sum();
-            let better = best.as_ref().is_none_or(|(w, h, _, _)| {
-                waste < *w - 1e-9 || ((waste - *w).abs() <= 1e-9 && helped > *h)
-            });
-            if better {
-                best = Some((waste, helped, g, plans));
-            }
-        }
+        let room = self.group_room();
+        let best = {
+            let (snapshot, _) = self.snapshot(pending, true, displaced);
+            node_groups::scale_up(&self.env(None, true), &snapshot, &room)
+        };
         self.decision_ms
             .push(started.elapsed().as_secs_f64() * 1000.0);
-        if let Some((_, _, _, plans)) = best {
-            for plan in &plans {
+        if let Some(up) = best {
+            for plan in &up.plans {
                 self.launch(plan, true);
             }
         }
+    }
+
+    /// How many more nodes each group may get (its max size less its live nodes).
+    fn group_room(&self) -> Vec<usize> {
+        self.settings()
+            .node_groups
+            .iter()
+            .enumerate()
+            .map(|(g, group)| {
+                let current = self
+                    .live
+                    .iter()
+                    .filter(|&&n| self.nodes[n].pool == Some(g))
+                    .count();
+                (group.max_size as usize).saturating_sub(current)
+            })
+            .collect()
     }
 
     /// Launches one node for `plan`; `None` when the cloud had no capacity for any option.
@@ -1265,9 +1246,7 @@ impl<'c> Sim<'c> {
             if !node.managed() || node.state != NodeState::Ready || node.cordoned {
                 continue;
             }
-            let util = |r: i64, a: i64| if a > 0 { r as f64 / a as f64 } else { 1.0 };
-            let u = util(node.requested.cpu_milli, node.allocatable.cpu_milli)
-                .max(util(node.requested.memory, node.allocatable.memory));
+            let u = node_groups::utilization(&node.requested, &node.allocatable);
             if u < rule.utilization_threshold {
                 let since = *node.unneeded_since.get_or_insert(self.now);
                 if self.now - since >= unneeded_s {
@@ -1296,19 +1275,26 @@ impl<'c> Sim<'c> {
             }
             // The Cluster Autoscaler keeps nodes whose pods it may not move: no
             // controller, do-not-disrupt / safe-to-evict "false", local storage.
-            let movable = self.nodes[n].pods.iter().all(|&p| {
-                let pod = &self.pods[p].pod;
-                pod.owner.is_some() && !consolidation::blocks_disruption(pod)
-            });
+            let pods: Vec<&Pod> = self.nodes[n]
+                .pods
+                .iter()
+                .map(|&p| &self.pods[p].pod)
+                .collect();
+            let movable = node_groups::movable(&pods);
             if drained_one || !movable {
                 continue;
             }
             // Only if every pod fits on the other ready nodes.
             let pods = self.nodes[n].pods.clone();
             self.nodes[n].cordoned = true;
-            let (decision, _, ms) = self.solve(&pods, &[], false, None, false);
-            self.decision_ms.push(ms);
-            if decision.existing.len() == pods.len() {
+            let started = Instant::now();
+            let fits = {
+                let (snapshot, _) = self.snapshot(&pods, false, false);
+                node_groups::fits_elsewhere(&self.env(None, false), &snapshot)
+            };
+            self.decision_ms
+                .push(started.elapsed().as_secs_f64() * 1000.0);
+            if fits {
                 // Drained like every voluntary disruption: evictions within the
                 // PodDisruptionBudgets, then termination.
                 self.start(disrupt::Kind::Delete, vec![n], Vec::new());

@@ -4,10 +4,8 @@
 use crate::catalog::{self, CatalogOptions, OverheadSettings};
 use crate::config::{Config, DaemonSet, Settings};
 use crate::core::instance::Catalog;
-use crate::core::labels;
-use crate::core::nodepool::{NodePool, PoolLimits};
+use crate::core::nodepool::NodePool;
 use crate::core::pod::{OwnerRef, Pod};
-use crate::core::requirements::{Operator, Requirement};
 use crate::core::resources::Resources;
 use crate::core::taints::Toleration;
 use thiserror::Error;
@@ -94,25 +92,15 @@ pub fn node_group_pools(config: &Config, catalog: &Catalog) -> Result<Vec<NodePo
                     instance_type: g.instance_type.clone(),
                 });
             }
-            let zones: Vec<&str> = g.zones.iter().map(String::as_str).collect();
-            Ok(NodePool {
-                name: g.name.clone(),
-                weight: 0,
-                requirements: vec![
-                    Requirement::new(labels::INSTANCE_TYPE, Operator::In, &[&g.instance_type]),
-                    Requirement::new(
-                        labels::KARPENTER_CAPACITY_TYPE,
-                        Operator::In,
-                        &[g.capacity_type.as_str()],
-                    ),
-                    Requirement::new(labels::ZONE, Operator::In, &zones),
-                ],
-                labels: g.labels.clone(),
-                taints: g.taints.clone(),
-                startup_taints: Vec::new(),
-                limits: PoolLimits::default(),
-                empty_node_after: None,
-            })
+            // The controller builds its groups' pools with the same function.
+            Ok(crate::core::node_groups::group_pool(
+                &g.name,
+                &g.instance_type,
+                g.capacity_type,
+                &g.zones,
+                &g.labels,
+                &g.taints,
+            ))
         })
         .collect()
 }

@@ -417,6 +417,10 @@ impl NodeGroupProvider for AwsNodeGroups {
         "aws-autoscaling"
     }
 
+    fn backed_off(&self, group: &str) -> bool {
+        self.backed_off_until(group).is_some()
+    }
+
     /// Groups by tag (or by configured name), and scale-up failures since the last call
     /// applied to the back-off.
     async fn groups(&self) -> Result<Vec<NodeGroup>, CloudError> {

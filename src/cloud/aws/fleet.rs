@@ -530,6 +530,11 @@ impl CloudProvider for AwsFleet {
         "aws"
     }
 
+    fn take_capacity_failures(&self) -> Vec<Offering> {
+        // The inherent method (tests call it directly).
+        AwsFleet::take_capacity_failures(self)
+    }
+
     async fn launch(&self, request: &LaunchRequest) -> Result<Instance, CloudError> {
         self.launch_inner(request).await
     }
