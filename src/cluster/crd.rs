@@ -1,5 +1,6 @@
 //! The `stevedore.dev/v1` custom resources, generated from these Rust types:
-//! - `NodePool`: the Karpenter v1 NodePool shape. A cluster's NodePools are compiled by
+//! - `NodePool`: the Karpenter v1 NodePool shape, plus stevedore's `spec.headroom`.
+//!   A cluster's NodePools are compiled by
 //!   the same validation as configuration files ([`compile_node_pool`]), so an object and
 //!   a file with the same content give the same pool or the same errors.
 //! - `NodeClaim`: one launch. Created (with a finalizer) before the cloud is called,
@@ -35,6 +36,11 @@ fn quantity_map(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     })
 }
 
+/// Schema of one resource quantity (see [`quantity_map`]).
+fn quantity(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"x-kubernetes-int-or-string": true})
+}
+
 /// Karpenter v1 `NodePool.spec`.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
@@ -62,6 +68,49 @@ pub struct NodePoolSpec {
     pub limits: BTreeMap<String, Quantity>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disruption: Option<Disruption>,
+    /// Spare capacity to keep in the pool (a stevedore extension, see
+    /// docs/configuration.md "spec.headroom").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headroom: Option<HeadroomSpec>,
+}
+
+/// `spec.headroom`: checked by the configuration loader (`config::headroom`), like the
+/// rest of the spec, when the object is compiled.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HeadroomSpec {
+    /// Keep the pool's requested / allocatable at or under these ratios, in (0, 1].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_utilization: Option<UtilizationSpec>,
+    /// Absolute spare: cpu, memory, ephemeral-storage, pods and extended resources.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "quantity_map")]
+    pub spare: BTreeMap<String, Quantity>,
+    /// Largest placeholder pod the spare is split into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placeholder_size: Option<PlaceholderSizeSpec>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UtilizationSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods: Option<f64>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlaceholderSizeSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "quantity")]
+    pub cpu: Option<Quantity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "quantity")]
+    pub memory: Option<Quantity>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -370,6 +419,65 @@ mod tests {
         let file_err = crate::config::load_str(file, "f.yaml").expect_err("bad operator");
         assert_eq!(err.errors[0].message, file_err.errors[0].message);
         assert_eq!(err.errors[0].path, file_err.errors[0].path);
+    }
+
+    #[test]
+    fn a_pools_headroom_compiles_into_its_extras() {
+        use crate::core::headroom::{HeadroomPolicy, UtilizationTargets};
+        use crate::core::resources::{Resources, GPU_NVIDIA};
+        // Integers as the API server returns int-or-string values, strings as written.
+        let np = pool(
+            "template: {spec: {}}\n\
+             headroom:\n  maxUtilization: {cpu: 0.8, memory: 0.85, pods: 1}\n  \
+             spare: {cpu: \"4\", memory: 16Gi, pods: 10, nvidia.com/gpu: 1}\n  \
+             placeholderSize: {cpu: 500m, memory: 2Gi}\n",
+        );
+        let (_, extras) = compile_node_pool(&np).expect("valid");
+        let mut spare = Resources::new(4000, 16 << 30, 10);
+        spare.set_extended(GPU_NVIDIA, 1);
+        assert_eq!(
+            extras.headroom,
+            Some(HeadroomPolicy {
+                max_utilization: UtilizationTargets {
+                    cpu: Some(0.8),
+                    memory: Some(0.85),
+                    pods: Some(1.0),
+                },
+                spare,
+                placeholder_cpu_milli: 500,
+                placeholder_memory: 2 << 30,
+            })
+        );
+        // The object round-trips through the API server's JSON unchanged.
+        let json = serde_json::to_string(&np.spec).expect("serializes");
+        let back: NodePoolSpec = serde_json::from_str(&json).expect("parses");
+        assert_eq!(back, np.spec);
+        let (_, none) = compile_node_pool(&pool("template: {spec: {}}\n")).expect("valid");
+        assert_eq!(none.headroom, None);
+    }
+
+    #[test]
+    fn a_bad_headroom_reports_the_config_loaders_errors() {
+        let np = pool(
+            "template: {spec: {}}\n\
+             headroom: {maxUtilization: {cpu: 1.5}, spare: {pods: 1Mi}}\n",
+        );
+        let err = compile_node_pool(&np).expect_err("bad headroom");
+        let paths: Vec<&str> = err.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.headroom.maxUtilization.cpu",
+                "spec.headroom.spare.pods"
+            ],
+            "{err}"
+        );
+        assert!(err.to_string().contains("NodePool/general"), "{err}");
+        assert!(err.errors[0].message.contains("ratio"), "{err}");
+        // An empty block is refused, as in a file.
+        let empty = compile_node_pool(&pool("template: {spec: {}}\nheadroom: {}\n"))
+            .expect_err("empty headroom");
+        assert_eq!(empty.errors[0].path, "spec.headroom", "{empty}");
     }
 
     #[test]

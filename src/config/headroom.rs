@@ -68,7 +68,17 @@ pub fn parse(ctx: &mut Ctx, node: &Node) -> Option<HeadroomPolicy> {
                 "ephemeral-storage" => {
                     policy.spare.ephemeral = walk::units(ctx, v, &fp).unwrap_or(0)
                 }
-                "pods" => policy.spare.pods = walk::int_in(ctx, v, &fp, 0, 100_000).unwrap_or(0),
+                // A count, written as a quantity like the other resources (`10`, or
+                // `"10"` as a NodePool object's int-or-string value comes back).
+                "pods" => match walk::units(ctx, v, &fp) {
+                    Some(n) if n <= 100_000 => policy.spare.pods = n,
+                    Some(n) => ctx.err(
+                        v.line,
+                        &fp,
+                        format!("{n} is out of range (expected 0 to 100000)"),
+                    ),
+                    None => {}
+                },
                 _ if name.contains('/') && walk::is_qualified_name(name) => {
                     if let Some(q) = walk::units(ctx, v, &fp) {
                         policy.spare.set_extended(name, q);
@@ -177,6 +187,20 @@ mod tests {
             assert!(got.contains(&want), "missing {want:?} in {errs}");
         }
         assert!(errs.iter().all(|e| e.document == "NodePool/web"), "{errs}");
+    }
+
+    #[test]
+    fn spare_pods_may_be_quoted_as_a_nodepool_object_gives_it_back() {
+        let c = load_str(&pool_with("    spare: {pods: \"10\"}\n"), "t.yaml")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let policy = c.extras("web").unwrap().headroom.clone().unwrap();
+        assert_eq!(policy.spare.pods, 10);
+        let errs = load_str(&pool_with("    spare: {pods: 200k}\n"), "t.yaml").unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.path == "spec.headroom.spare.pods" && e.message.contains("range")),
+            "{errs}"
+        );
     }
 
     #[test]

@@ -74,6 +74,11 @@ VALUE_SETS = {
                     }
                 },
                 "limits": {"nvidia.com/gpu": "16"},
+                "headroom": {
+                    "maxUtilization": {"cpu": 0.8},
+                    "spare": {"nvidia.com/gpu": 1, "cpu": "4", "memory": "16Gi"},
+                    "placeholderSize": {"cpu": "1", "memory": "4Gi"},
+                },
             }
         },
         "podAntiAffinity": "preferred",
@@ -252,6 +257,12 @@ class ChartTest(unittest.TestCase):
         pool = copy.deepcopy(pools[0])
         jsonschema.Draft7Validator(crds[key]).validate(pool)
         pool["spec"]["weight"] = "high"
+        with self.assertRaises(jsonschema.ValidationError):
+            jsonschema.Draft7Validator(crds[key]).validate(pool)
+        # spec.headroom is in the schema, typed.
+        pool = copy.deepcopy(next(p for p in pools if p["metadata"]["name"] == "gpu"))
+        jsonschema.Draft7Validator(crds[key]).validate(pool)
+        pool["spec"]["headroom"]["maxUtilization"]["cpu"] = "most"
         with self.assertRaises(jsonschema.ValidationError):
             jsonschema.Draft7Validator(crds[key]).validate(pool)
 
