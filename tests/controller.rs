@@ -1064,14 +1064,138 @@ async fn consolidation_removes_an_empty_node_and_one_whose_pods_fit_elsewhere() 
     assert_all_granted(&s);
 }
 
+/// Sets claim `name`'s creation time (the fixture's claims carry none) and the claim it
+/// replaces (none: no annotations), through the API object and the indexes.
+fn set_created(
+    ctl: &Controller<SimulatedCloud>,
+    store: &Arc<std::sync::Mutex<fake_api::Store>>,
+    name: &str,
+    t: f64,
+    replaces: Option<&str>,
+) {
+    let mut v = store.lock().unwrap().get(CLAIMS, name).unwrap().clone();
+    v["metadata"]["creationTimestamp"] = json!(stevedore::cluster::rfc3339(t));
+    v["metadata"]["annotations"] = match replaces {
+        Some(old) => json!({"stevedore.dev/replaces": old}),
+        None => json!({}),
+    };
+    store.lock().unwrap().put(CLAIMS, v.clone());
+    ctl.state
+        .write()
+        .unwrap()
+        .apply_claim(&serde_json::from_value(v).unwrap())
+        .unwrap();
+}
+
+/// The claims in the API store other than `old`.
+fn other_claims(s: &fake_api::Store, old: &str) -> Vec<NodeClaim> {
+    s.objects
+        .iter()
+        .filter(|(k, _)| k.starts_with(CLAIMS) && !k.ends_with(&format!("/{old}")))
+        .map(|(_, v)| serde_json::from_value(v.clone()).unwrap())
+        .collect()
+}
+
+/// The one claim launched to replace `old` (it names `old`), which itself stays until the
+/// replacement is ready; the event `reason` on it starts with `message`.
+fn replacement_of(s: &fake_api::Store, old: &str, reason: &str, message: &str) -> NodeClaim {
+    let new = other_claims(s, old);
+    assert_eq!(new.len(), 1, "one replacement claim");
+    let ann = new[0].metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(
+        ann.get("stevedore.dev/replaces").map(String::as_str),
+        Some(old)
+    );
+    assert!(
+        claim_of(s, old).metadata.deletion_timestamp.is_none(),
+        "the old claim stays until its replacement is ready"
+    );
+    assert!(s.objects.iter().any(|(k, v)| k.contains("/events/")
+        && v["reason"] == reason
+        && v["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with(message))));
+    assert_all_granted(s);
+    new[0].clone()
+}
+
 #[tokio::test]
-async fn a_claim_past_expire_after_is_deleted_and_a_ready_replacement_retires_its_old_claim() {
+async fn an_expired_claim_with_pods_is_replaced_first_and_retired_once_the_replacement_is_ready() {
     let (ctl, store, cat) = setup();
     let now = 1_900_000_000.0;
-    let claims: [(&str, &str, u32, &[&str]); 3] = [
-        ("general-old", "n-old", 1, &[][..]),
-        ("general-new", "n-new", 2, &[][..]),
-        ("general-ancient", "n-ancient", 3, &[][..]),
+    ctl.cloud().set_now(now);
+    ready_claim(
+        &ctl,
+        &mut store.lock().unwrap(),
+        &cat,
+        now,
+        ("general-ancient", "n-ancient", 1),
+        &["web-a", "web-b"],
+    );
+    // The bundled pools expire nodes after 720h.
+    set_created(
+        &ctl,
+        &store,
+        "general-ancient",
+        now - 720.0 * 3600.0 + 60.0,
+        None,
+    );
+    assert!(ctl.expiry_action(now).is_none(), "not expired yet");
+    set_created(
+        &ctl,
+        &store,
+        "general-ancient",
+        now - 720.0 * 3600.0 - 1.0,
+        None,
+    );
+
+    // Its pods fit nowhere else: a replacement naming it is launched first.
+    let acted = tokio::time::timeout(LIMIT, ctl.expire(now)).await.unwrap();
+    assert_eq!(acted.as_deref(), Some("general-ancient"));
+    let new = replacement_of(
+        &store.lock().unwrap(),
+        "general-ancient",
+        "Expired",
+        "Expired: older than expireAfter 30days; replacing with ",
+    );
+    // The replacement is launching: nothing more is done, the old claim is not picked again.
+    assert!(ctl.expiry_action(now + 10.0).is_none());
+
+    // The replacement becomes ready (a node registered): a lifecycle pass retires the old.
+    let name = new.metadata.name.clone().unwrap();
+    ready_claim(
+        &ctl,
+        &mut store.lock().unwrap(),
+        &cat,
+        now,
+        (&name, "n-repl", 2),
+        &[],
+    );
+    set_created(&ctl, &store, &name, now, Some("general-ancient"));
+    assert!(ctl
+        .state
+        .read()
+        .unwrap()
+        .claim("general-ancient")
+        .is_some_and(|c| c.deleting_since.is_none()));
+    tokio::time::timeout(LIMIT, ctl.reconcile(now + 20.0))
+        .await
+        .unwrap();
+    let old = ctl.state.read().unwrap().claim("general-ancient").cloned();
+    assert!(
+        old.is_some_and(|c| c.deleting_since.is_some()),
+        "the replaced claim is being deleted"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_claim_whose_pods_fit_elsewhere_is_deleted_directly() {
+    let (ctl, store, cat) = setup();
+    let now = 1_900_000_000.0;
+    ctl.cloud().set_now(now);
+    let claims: [(&str, &str, u32, &[&str]); 2] = [
+        ("general-ancient", "n-ancient", 1, &["web-a"][..]),
+        ("general-young", "n-young", 2, &[][..]),
     ];
     for (claim, node, i, pods) in claims {
         ready_claim(
@@ -1083,36 +1207,33 @@ async fn a_claim_past_expire_after_is_deleted_and_a_ready_replacement_retires_it
             pods,
         );
     }
-    // The fixture's claims carry no creation time; give them one through the API object.
-    let created = |name: &str, t: f64| {
-        let mut v = store.lock().unwrap().get(CLAIMS, name).unwrap().clone();
-        v["metadata"]["creationTimestamp"] = json!(stevedore::cluster::rfc3339(t));
-        if name == "general-new" {
-            v["metadata"]["annotations"] = json!({"stevedore.dev/replaces": "general-old"});
-        }
-        store.lock().unwrap().put(CLAIMS, v.clone());
-        ctl.state
-            .write()
-            .unwrap()
-            .apply_claim(&serde_json::from_value(v).unwrap())
-            .unwrap();
-    };
-    // The bundled pools expire nodes after 720h.
-    created("general-old", now - 100.0);
-    created("general-new", now - 50.0);
-    created("general-ancient", now - 720.0 * 3600.0 - 1.0);
-    let expired = tokio::time::timeout(LIMIT, ctl.expire(now)).await.unwrap();
-    assert_eq!(expired, vec!["general-ancient".to_string()]);
-
-    // general-new is ready and replaces general-old: a lifecycle pass retires the old.
-    tokio::time::timeout(LIMIT, ctl.reconcile(now))
-        .await
-        .unwrap();
-    let old = ctl.state.read().unwrap().claim("general-old").cloned();
+    set_created(&ctl, &store, "general-ancient", now - 721.0 * 3600.0, None);
+    set_created(&ctl, &store, "general-young", now - 3600.0, None);
+    let acted = tokio::time::timeout(LIMIT, ctl.expire(now)).await.unwrap();
+    assert_eq!(acted.as_deref(), Some("general-ancient"));
+    let s = store.lock().unwrap();
+    assert_eq!(
+        other_claims(&s, "general-ancient").len(),
+        1,
+        "no replacement claim"
+    );
+    assert!(s.objects.iter().any(|(k, v)| k.contains("/events/")
+        && v["reason"] == "Expired"
+        && v["message"]
+            .as_str()
+            .is_some_and(|m| m.ends_with("its pods fit on other nodes; deleting"))));
+    drop(s);
+    let old = ctl.state.read().unwrap().claim("general-ancient").cloned();
     assert!(
         old.is_some_and(|c| c.deleting_since.is_some()),
-        "the replaced claim is being deleted"
+        "deleted at once"
     );
+    assert!(ctl
+        .state
+        .read()
+        .unwrap()
+        .claim("general-young")
+        .is_some_and(|c| c.deleting_since.is_none()));
 }
 
 /// The whole controller as `stevedore run` starts it (watches, leader election, the
@@ -1720,22 +1841,9 @@ async fn a_drifted_claim_is_replaced_first_within_the_drifted_budget() {
     let acted = tokio::time::timeout(LIMIT, ctl.drift(now)).await.unwrap();
     assert_eq!(acted.as_deref(), Some("general-drift"));
     let s = store.lock().unwrap();
-    assert_eq!(claims(&s), 2, "a replacement claim was created");
-    let new: Vec<NodeClaim> = s
-        .objects
-        .iter()
-        .filter(|(k, _)| k.starts_with(CLAIMS) && !k.ends_with("/general-drift"))
-        .map(|(_, v)| serde_json::from_value(v.clone()).unwrap())
-        .collect();
-    let ann = new[0].metadata.annotations.clone().unwrap_or_default();
-    assert_eq!(
-        ann.get("stevedore.dev/replaces").map(String::as_str),
-        Some("general-drift")
-    );
-    assert_eq!(
-        new[0].spec.labels.get("team").map(String::as_str),
-        Some("a")
-    );
+    let new = replacement_of(&s, "general-drift", "Drifted", "Drifted: ");
+    let ann = new.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(new.spec.labels.get("team").map(String::as_str), Some("a"));
     let m = ctl.model();
     let pool = m.pools.iter().find(|p| p.name == "general").unwrap();
     let hash = stevedore::core::disruption::template_hash(pool);
@@ -1743,19 +1851,6 @@ async fn a_drifted_claim_is_replaced_first_within_the_drifted_budget() {
         ann.get("stevedore.dev/pool-hash"),
         Some(&format!("{hash:016x}"))
     );
-    assert!(
-        claim_of(&s, "general-drift")
-            .metadata
-            .deletion_timestamp
-            .is_none(),
-        "the old claim stays until its replacement is ready"
-    );
-    assert!(s.objects.iter().any(|(k, v)| k.contains("/events/")
-        && v["reason"] == "Drifted"
-        && v["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("Drifted: "))));
-    assert_all_granted(&s);
     drop(s);
     // The replacement is launching: the cluster is not settled, nothing more is done.
     assert!(ctl.drift_action(now + 10.0).is_none());
@@ -2063,40 +2158,115 @@ async fn the_started_controller_in_node_groups_mode_scales_a_group_and_makes_no_
     run.abort();
 }
 
-#[tokio::test]
-async fn expiry_stays_within_the_expired_budget_oldest_first() {
-    let (ctl, store, cat) = setup();
-    let now = 1_900_000_000.0;
-    // One node of two may expire at a time (the default budget: 10%, rounded up).
-    let claims = [("general-x", "n-x", 1), ("general-y", "n-y", 2)];
-    for (claim, node, i) in claims {
+/// A controller (the clock at `now`) with ready empty claims `(claim, node, instance
+/// number, age in hours)` created that long before `now`.
+fn aged_claims(
+    ctl: &Controller<SimulatedCloud>,
+    store: &Arc<std::sync::Mutex<fake_api::Store>>,
+    cat: &Catalog,
+    now: f64,
+    claims: &[(&str, &str, u32, f64)],
+) {
+    ctl.cloud().set_now(now);
+    for &(claim, node, i, age_h) in claims {
         ready_claim(
-            &ctl,
+            ctl,
             &mut store.lock().unwrap(),
-            &cat,
+            cat,
             now,
             (claim, node, i),
             &[],
         );
+        set_created(ctl, store, claim, now - age_h * 3600.0, None);
     }
-    for (name, age_h) in [("general-x", 800.0), ("general-y", 900.0)] {
-        let mut v = store.lock().unwrap().get(CLAIMS, name).unwrap().clone();
-        v["metadata"]["creationTimestamp"] =
-            json!(stevedore::cluster::rfc3339(now - age_h * 3600.0));
-        store.lock().unwrap().put(CLAIMS, v.clone());
+}
+
+#[tokio::test]
+async fn expiry_stays_within_the_expired_budget_oldest_first() {
+    let (ctl, store, cat) = setup();
+    let now = 1_900_000_000.0;
+    let claims = [
+        ("general-x", "n-x", 1, 800.0),
+        ("general-y", "n-y", 2, 900.0),
+    ];
+    aged_claims(&ctl, &store, &cat, now, &claims);
+    let deleting = |name: &str| {
         ctl.state
-            .write()
+            .read()
             .unwrap()
-            .apply_claim(&serde_json::from_value(v).unwrap())
-            .unwrap();
+            .claim(name)
+            .is_some_and(|c| c.deleting_since.is_some())
+    };
+    // No node may expire now: nothing happens.
+    general_pool(
+        &ctl,
+        json!({}),
+        json!([{"nodes": "0", "reasons": ["Expired"]}]),
+    );
+    let acted = tokio::time::timeout(LIMIT, ctl.expire(now)).await.unwrap();
+    assert_eq!(acted, None);
+    assert!(!deleting("general-x") && !deleting("general-y"));
+
+    // Dry-run: the event, no change.
+    general_pool(&ctl, json!({}), json!([{"nodes": "1"}]));
+    {
+        let (client, dry_store) = fake_api::client();
+        let opts = Options {
+            dry_run: true,
+            ..Options::default()
+        };
+        let dry = Controller::new(
+            client,
+            SimulatedCloud::new(cat.clone()),
+            stevedore::config::bundled(),
+            cat.clone(),
+            opts,
+        );
+        aged_claims(
+            &dry,
+            &dry_store,
+            &cat,
+            now,
+            &[("general-x", "n-x", 1, 800.0)],
+        );
+        let acted = tokio::time::timeout(LIMIT, dry.expire(now)).await.unwrap();
+        assert_eq!(acted.as_deref(), Some("general-x"));
+        let s = dry_store.lock().unwrap();
+        assert_eq!(s.calls_to("DELETE", "nodeclaims"), 0);
+        assert_eq!(s.calls_to("POST", "nodeclaims"), 0);
+        assert_eq!(s.calls_to("POST", "/events"), 1);
     }
-    let expired = tokio::time::timeout(LIMIT, ctl.expire(now)).await.unwrap();
-    assert_eq!(expired, vec!["general-y".to_string()], "the older one");
+
+    // One node at a time: the older one goes (empty: deleted at once), general-x waits.
+    let acted = tokio::time::timeout(LIMIT, ctl.expire(now)).await.unwrap();
+    assert_eq!(acted.as_deref(), Some("general-y"), "the older one");
+    assert!(deleting("general-y") && !deleting("general-x"));
     // general-y is being deleted (draining): the budget is spent, general-x waits.
-    let expired = tokio::time::timeout(LIMIT, ctl.expire(now + 10.0))
+    let acted = tokio::time::timeout(LIMIT, ctl.expire(now + 10.0))
         .await
         .unwrap();
-    assert!(expired.is_empty(), "{expired:?}");
+    assert_eq!(acted, None);
+    assert!(!deleting("general-x"));
+}
+
+#[tokio::test]
+async fn a_claim_being_replaced_counts_against_the_expired_budget() {
+    let (ctl, store, cat) = setup();
+    let now = 1_900_000_000.0;
+    // Three nodes: the default budget (10%, rounded up) allows one at a time; general-r
+    // is y's ready replacement, y is not retired yet: it takes the budget.
+    let claims = [
+        ("general-x", "n-x", 1, 800.0),
+        ("general-y", "n-y", 2, 900.0),
+        ("general-r", "n-r", 3, 0.0),
+    ];
+    aged_claims(&ctl, &store, &cat, now, &claims);
+    set_created(&ctl, &store, "general-r", now - 60.0, Some("general-y"));
+    assert!(ctl.expiry_action(now).is_none());
+    // Without the replacement, y (the oldest) may go.
+    set_created(&ctl, &store, "general-r", now - 60.0, None);
+    let action = ctl.expiry_action(now).expect("an expired claim");
+    assert_eq!(action.claim, "general-y", "the oldest");
 }
 
 /// GET `path` from `addr` with a plain blocking client on another thread (the server runs

@@ -1117,63 +1117,6 @@ impl<P: CloudProvider> Controller<P> {
         Some(lb.hourly_rate(demand)).filter(|r| r.is_finite())
     }
 
-    /// Deletes claims older than their pool's `expireAfter` (as Karpenter v1: expiry is
-    /// not held back by consolidation's settledness), at most as many per pool as its
-    /// `Expired` budget allows now. Returns the claims deleted.
-    pub async fn expire(&self, now: f64) -> Vec<String> {
-        let m = self.model();
-        let mut left = self.expiry_budget(&m, now);
-        let mut expired: Vec<(String, String, f64, std::time::Duration)> = self
-            .read()
-            .claims()
-            .filter(|c| c.deleting_since.is_none() && c.created > 0.0)
-            .filter_map(|c| {
-                let after = m
-                    .extras
-                    .iter()
-                    .find(|e| e.name == c.pool)?
-                    .disruption
-                    .expire_after_s?;
-                let after = std::time::Duration::from_secs_f64(after);
-                (now - c.created >= after.as_secs_f64())
-                    .then(|| (c.name.clone(), c.pool.clone(), c.created, after))
-            })
-            .collect();
-        // Oldest first; past the budget, the rest expire at later scans.
-        expired.sort_by(|a, b| a.2.total_cmp(&b.2));
-        let expired: Vec<(String, std::time::Duration)> = expired
-            .into_iter()
-            .filter(
-                |(_, pool, _, _)| match left.iter_mut().find(|(p, _)| p == pool) {
-                    Some((_, n)) if *n > 0 => {
-                        *n -= 1;
-                        true
-                    }
-                    _ => false,
-                },
-            )
-            .map(|(name, _, _, after)| (name, after))
-            .collect();
-        let mut done = Vec::new();
-        for (name, after) in expired {
-            let why = format!(
-                "older than expireAfter {}",
-                humantime::format_duration(after)
-            );
-            self.event_claim(&name, "Normal", "Expired", &why).await;
-            if self.opts.dry_run {
-                continue;
-            }
-            match self.delete_claim(&name).await {
-                Ok(()) => done.push(name),
-                Err(e) => {
-                    tracing::warn!(claim = %name, error = %e, "could not delete an expired claim")
-                }
-            }
-        }
-        done
-    }
-
     /// One consolidation action when the cluster is settled: an empty node past its
     /// pool's `consolidateAfter`, else what `core::consolidation::find_action` finds.
     pub async fn consolidate(&self, now: f64) -> Result<(), ControllerError> {

@@ -1,7 +1,9 @@
-//! Drift: a NodeClaim whose node no longer matches its NodePool is replaced, replacement
-//! first, within the pool's `Drifted` budget, asking the core exactly as the simulator
-//! does (`core::disruption::drifted` against the template hash recorded at creation,
-//! then `core::disruption::replacements` for where its pods go).
+//! Drift and expiry: a NodeClaim whose node no longer matches its NodePool, or that is
+//! older than the pool's `expireAfter`, is replaced, replacement first, within the pool's
+//! `Drifted` or `Expired` budget, asking the core exactly as the simulator does
+//! (`core::disruption::drifted` against the template hash recorded at creation, or
+//! `core::disruption::expired`, then `core::disruption::replacements` for where its pods
+//! go).
 
 use super::provision::NewClaim;
 use super::{budget_left, Controller, Model};
@@ -12,10 +14,12 @@ use crate::core::budget::Reason;
 use crate::core::disruption::{self, Drift, PoolDisruption};
 use std::collections::HashSet;
 
-/// One drifted claim and what to do about it.
-pub struct DriftAction {
+/// One drifted or expired claim and what to do about it.
+pub struct StaleAction {
     pub claim: String,
-    /// Why it drifted, for the event.
+    /// `Drifted` or `Expired`: the budget it is counted against and the event's reason.
+    pub reason: Reason,
+    /// Why, for the event.
     pub why: String,
     /// Launched first; each names the old claim, which goes once one is ready. Empty
     /// when its pods fit on the other nodes: the claim is then deleted at once.
@@ -75,6 +79,22 @@ impl<P: CloudProvider> Controller<P> {
     /// unsettled until it is ready and the old claim gone. Returns the claim acted on.
     pub async fn drift(&self, now: f64) -> Option<String> {
         let action = self.drift_action(now)?;
+        Some(self.replace(action, now).await)
+    }
+
+    /// Replaces one claim older than its pool's `expireAfter` per call, the oldest first,
+    /// within its pool's `Expired` budget, as drift does (one per scan, for the same
+    /// reason). Unlike drift it does not wait for pending pods to be placed (as Karpenter
+    /// v1: expiry is not held back by them), only for earlier launches, deletions and
+    /// replacements to finish. Returns the claim acted on.
+    pub async fn expire(&self, now: f64) -> Option<String> {
+        let action = self.expiry_action(now)?;
+        Some(self.replace(action, now).await)
+    }
+
+    /// Carries `action` out: an event on the claim, then (unless dry-run) its
+    /// replacements launched, or the claim deleted when its pods fit on other nodes.
+    async fn replace(&self, action: StaleAction, now: f64) -> String {
         let summary = match action.replacements.as_slice() {
             [] => "its pods fit on other nodes; deleting".to_string(),
             r => {
@@ -82,11 +102,12 @@ impl<P: CloudProvider> Controller<P> {
                 format!("replacing with {}", names.join(", "))
             }
         };
-        let message = format!("Drifted: {}; {summary}", action.why);
-        self.event_claim(&action.claim, "Normal", "Drifted", &message)
+        let reason = action.reason.as_str();
+        let message = format!("{reason}: {}; {summary}", action.why);
+        self.event_claim(&action.claim, "Normal", reason, &message)
             .await;
         if self.opts.dry_run {
-            return Some(action.claim);
+            return action.claim;
         }
         let result = if action.replacements.is_empty() {
             self.delete_claim(&action.claim).await
@@ -94,9 +115,9 @@ impl<P: CloudProvider> Controller<P> {
             self.launch_all(&action.replacements, now).await
         };
         if let Err(e) = result {
-            tracing::warn!(claim = %action.claim, error = %e, "drift replacement failed");
+            tracing::warn!(claim = %action.claim, %reason, error = %e, "replacement failed");
         }
-        Some(action.claim)
+        action.claim
     }
 
     async fn launch_all(
@@ -112,36 +133,67 @@ impl<P: CloudProvider> Controller<P> {
 
     /// The first drifted claim (in node order) whose pool's budget allows it and whose
     /// pods have somewhere to go; `None` while the cluster is not settled.
-    pub fn drift_action(&self, now: f64) -> Option<DriftAction> {
+    pub fn drift_action(&self, now: f64) -> Option<StaleAction> {
+        self.stale_action(now, Reason::Drifted)
+    }
+
+    /// The oldest expired claim whose pool's budget allows it and whose pods have
+    /// somewhere to go; `None` while a claim is launching, being deleted or replaced.
+    pub fn expiry_action(&self, now: f64) -> Option<StaleAction> {
+        self.stale_action(now, Reason::Expired)
+    }
+
+    /// The first claim due for `reason` (`Drifted`: in node order; `Expired`: oldest
+    /// first) on a node that may be disrupted, within its pool's budget for `reason`
+    /// (claims being replaced count as disrupted), whose pods have somewhere to go.
+    fn stale_action(&self, now: f64, reason: Reason) -> Option<StaleAction> {
         let m = self.model();
         let st = self.read();
-        let unsettled = st.claims().any(|c| !c.ready || c.deleting_since.is_some())
-            || st.pods().any(|p| p.unschedulable);
-        if unsettled {
+        let busy = st.claims().any(|c| !c.ready || c.deleting_since.is_some());
+        let pending = reason == Reason::Drifted && st.pods().any(|p| p.unschedulable);
+        if busy || pending {
             return None;
         }
         let unavailable = self.unavailable_now(now);
         let d = self.decider(&m, &unavailable, now);
         let prepared = st.prepare(&d.inputs());
         let pools: Vec<PoolDisruption> = m.extras.iter().map(|e| e.disruption.clone()).collect();
-        let left = budget_left(&prepared, &pools, Reason::Drifted, now);
+        let mut left = budget_left(&prepared, &pools, reason, now);
         let replaced = being_replaced(&st);
+        // A claim being replaced is still schedulable until its replacement is ready and
+        // it is deleted; it counts against the budget all the same.
+        for n in &prepared.nodes {
+            let old = n.claim.and_then(|c| st.claim(c));
+            if let (Some(p), Some(c)) = (n.pool, old) {
+                if n.schedulable && replaced.contains(&c.name) {
+                    left[p] = left[p].saturating_sub(1);
+                }
+            }
+        }
+        let mut due: Vec<(usize, &ClaimEntry, String)> = prepared
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| {
+                let (p, claim) = (n.pool?, st.claim(n.claim?)?);
+                if left[p] == 0 || replaced.contains(&claim.name) || !disruptable(&prepared, i) {
+                    return None;
+                }
+                let why = match reason {
+                    Reason::Expired => expiry_of(&pools[p], claim, now)?,
+                    _ => describe(&drift_of(&m, &prepared, i, p, claim)?),
+                };
+                Some((i, claim, why))
+            })
+            .collect();
+        if reason == Reason::Expired {
+            due.sort_by(|a, b| a.1.created.total_cmp(&b.1.created));
+        }
         let snapshot = prepared.snapshot();
         let env = d.env();
-        for (i, n) in prepared.nodes.iter().enumerate() {
-            let (Some(p), Some(claim)) = (n.pool, n.claim.and_then(|c| st.claim(c))) else {
-                continue;
-            };
-            if left[p] == 0 || replaced.contains(&claim.name) || !disruptable(&prepared, i) {
-                continue;
-            }
-            let Some(drift) = drift_of(&m, &prepared, i, p, claim) else {
-                continue;
-            };
+        due.into_iter().find_map(|(i, claim, why)| {
             // `None`: some pod would find no place; the node waits.
-            let Some(plans) = disruption::replacements(&env, &snapshot, &[i]) else {
-                continue;
-            };
+            let plans = disruption::replacements(&env, &snapshot, &[i])?;
             let replacements = plans
                 .iter()
                 .map(|plan| {
@@ -149,23 +201,24 @@ impl<P: CloudProvider> Controller<P> {
                     super::provision::new_claim(&d, plan, &name, Some(&claim.name))
                 })
                 .collect();
-            return Some(DriftAction {
+            Some(StaleAction {
                 claim: claim.name.clone(),
-                why: describe(&drift),
+                reason,
+                why,
                 replacements,
-            });
-        }
-        None
+            })
+        })
     }
+}
 
-    /// How many more claims each pool (by name) may disrupt for expiry now.
-    pub(super) fn expiry_budget(&self, m: &Model, now: f64) -> Vec<(String, usize)> {
-        let unavailable = self.unavailable_now(now);
-        let d = self.decider(m, &unavailable, now);
-        let st = self.read();
-        let prepared = st.prepare(&d.inputs());
-        let pools: Vec<PoolDisruption> = m.extras.iter().map(|e| e.disruption.clone()).collect();
-        let left = budget_left(&prepared, &pools, Reason::Expired, now);
-        m.pools.iter().map(|p| p.name.clone()).zip(left).collect()
-    }
+/// Why `claim` of a pool with `pool`'s disruption settings expired, if it did.
+fn expiry_of(pool: &PoolDisruption, claim: &ClaimEntry, now: f64) -> Option<String> {
+    let after = pool.expire_after_s?;
+    (claim.created > 0.0 && disruption::expired(pool, claim.created, now)).then(|| {
+        let after = std::time::Duration::from_secs_f64(after);
+        format!(
+            "older than expireAfter {}",
+            humantime::format_duration(after)
+        )
+    })
 }
