@@ -39,6 +39,8 @@ pub struct ClusterState {
     /// Per node, when a pod last arrived or left (consolidation waits `consolidateAfter`).
     stable_since: HashMap<String, f64>,
     claims: BTreeMap<String, ClaimEntry>,
+    /// The newest resourceVersion seen per claim, from a watch or from our own write.
+    claim_versions: HashMap<String, u64>,
     /// NodePool objects, compiled (or the validation errors, reported once).
     pools: BTreeMap<String, Result<(NodePool, NodePoolExtras), ConfigErrors>>,
     pdbs: BTreeMap<String, PodDisruptionBudget>,
@@ -211,6 +213,23 @@ impl ClusterState {
 
     pub fn apply_claim(&mut self, c: &NodeClaim) -> Result<(), FieldError> {
         let name = c.metadata.name.clone().unwrap_or_default();
+        // The controller applies what its own writes return (a launch's status patch)
+        // at once; the watch may deliver an older version afterwards. Taking that one
+        // would forget the provider ID and launch the claim again. resourceVersions are
+        // opaque by contract but etcd revisions in every API server, so they compare.
+        let version = c
+            .metadata
+            .resource_version
+            .as_deref()
+            .and_then(|v| v.parse().ok());
+        if let (Some(new), Some(&seen)) = (version, self.claim_versions.get(&name)) {
+            if new < seen {
+                return Ok(());
+            }
+        }
+        if let Some(v) = version {
+            self.claim_versions.insert(name.clone(), v);
+        }
         self.changes += 1;
         match convert::claim_entry(c) {
             Ok(e) => {
@@ -227,6 +246,7 @@ impl ClusterState {
     pub fn delete_claim(&mut self, name: &str) {
         self.changes += 1;
         self.claims.remove(name);
+        self.claim_versions.remove(name);
     }
 
     /// Applies a NodePool object. An invalid one is kept as its errors (so the loop can
@@ -692,6 +712,30 @@ mod tests {
             "status": {"providerID": provider}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_watch_event_older_than_our_own_write_is_ignored() {
+        let versioned = |provider: Option<&str>, rv: &str| {
+            let mut c = claim("general-a", provider);
+            c.metadata.resource_version = Some(rv.into());
+            c
+        };
+        let mut st = ClusterState::default();
+        // The launch's status patch answered version 7 ...
+        st.apply_claim(&versioned(Some("aws:///us-east-1a/i-1"), "7"))
+            .unwrap();
+        // ... then the watch delivers the claim as created (version 6).
+        st.apply_claim(&versioned(None, "6")).unwrap();
+        let provider = |st: &ClusterState| st.claim("general-a").unwrap().provider_id.clone();
+        assert_eq!(provider(&st).as_deref(), Some("aws:///us-east-1a/i-1"));
+        // A newer version is taken, and after a delete any version is.
+        st.apply_claim(&versioned(None, "8")).unwrap();
+        assert_eq!(provider(&st), None);
+        st.delete_claim("general-a");
+        st.apply_claim(&versioned(Some("aws:///us-east-1a/i-2"), "3"))
+            .unwrap();
+        assert_eq!(provider(&st).as_deref(), Some("aws:///us-east-1a/i-2"));
     }
 
     fn prepared_targets(st: &ClusterState) -> Vec<(Target, bool, usize)> {
