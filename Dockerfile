@@ -17,18 +17,21 @@ WORKDIR /src
 # Dependencies first, with stub sources, so a source change does not refetch and rebuild
 # every crate: this layer only changes with Cargo.toml / Cargo.lock.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src benches \
+# Every target Cargo.toml names must exist for the manifest to load (benches, example).
+RUN mkdir -p src benches examples \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
  && echo 'fn main() {}' > benches/scheduling.rs \
  && echo 'fn main() {}' > benches/replay.rs \
+ && echo 'fn main() {}' > examples/controller_figures.rs \
  && cargo fetch --locked \
  && cargo build --release --locked --no-default-features --features "${FEATURES}" \
- && rm -rf src benches
+ && rm -rf src benches examples
 
 COPY src ./src
 COPY config ./config
 COPY benches ./benches
+COPY examples ./examples
 # Touch so cargo rebuilds the crate itself over the stub's artefacts.
 RUN touch src/main.rs src/lib.rs \
  && cargo build --release --locked --no-default-features --features "${FEATURES}" \
