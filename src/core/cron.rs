@@ -325,4 +325,71 @@ mod tests {
         assert!(s.active(nine + 3 * 86_400 - 60, 3 * 86_400));
         assert_eq!(s.last_fire(nine + 3600, nine - 86_400), Some(nine));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn field(lo: u32, hi: u32) -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("*".to_string()),
+                (lo..=hi).prop_map(|v| v.to_string()),
+                (lo..=hi, lo..=hi).prop_map(|(a, b)| format!("{}-{}", a.min(b), a.max(b))),
+                (1..=hi.max(1)).prop_map(|n| format!("*/{n}")),
+                (lo..=hi, lo..=hi).prop_map(|(a, b)| format!("{a},{b}")),
+            ]
+        }
+
+        fn schedule() -> impl Strategy<Value = String> {
+            (
+                field(0, 59),
+                field(0, 23),
+                field(1, 31),
+                field(1, 12),
+                field(0, 7),
+            )
+                .prop_map(|(mi, h, d, mo, w)| format!("{mi} {h} {d} {mo} {w}"))
+        }
+
+        proptest! {
+            /// The skipping search finds exactly what a minute-by-minute scan finds.
+            #[test]
+            fn last_fire_agrees_with_a_minute_by_minute_scan(
+                text in schedule(),
+                t in 0i64..4_000_000_000,
+                window_min in 1i64..3 * 1440,
+            ) {
+                let s = Schedule::parse(&text).unwrap();
+                let earliest = t - window_min * 60;
+                let mut scan = None;
+                let mut m = t.div_euclid(60) * 60;
+                while m >= earliest {
+                    if s.fires_at(m) {
+                        scan = Some(m);
+                        break;
+                    }
+                    m -= 60;
+                }
+                prop_assert_eq!(s.last_fire(t, earliest), scan);
+            }
+
+            /// A longer window is open whenever a shorter one is.
+            #[test]
+            fn windows_grow_with_their_duration(
+                text in schedule(),
+                t in 0i64..4_000_000_000,
+                d in 1i64..86_400,
+                more in 0i64..86_400,
+            ) {
+                let s = Schedule::parse(&text).unwrap();
+                prop_assert!(!s.active(t, d) || s.active(t, d + more));
+            }
+
+            /// Any text is parsed or refused, never a panic.
+            #[test]
+            fn any_text_parses_or_is_refused(text in "[0-9a-z*/,@ -]{0,24}") {
+                let _ = Schedule::parse(&text);
+            }
+        }
+    }
 }
