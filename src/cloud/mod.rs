@@ -197,6 +197,22 @@ pub struct NodeGroup {
     pub instances: Vec<String>,
 }
 
+impl NodeGroup {
+    /// What the group launches: its instance type in each of its zones (marked
+    /// unavailable together when the group is refused or backed off).
+    pub fn offerings(&self) -> Vec<Offering> {
+        self.zones
+            .iter()
+            .map(|z| Offering {
+                instance_type: self.instance_type.clone(),
+                zone: z.clone(),
+                capacity_type: self.capacity_type,
+                price_per_hour: 0.0,
+            })
+            .collect()
+    }
+}
+
 /// Fixed groups scaled by count, as the Cluster Autoscaler drives them.
 pub trait NodeGroupProvider: Send + Sync {
     fn name(&self) -> &'static str;

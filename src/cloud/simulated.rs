@@ -386,7 +386,7 @@ impl NodeGroupProvider for SimulatedGroups {
             }
             if desired > g.desired && inner.backed_off.contains(&g.name) {
                 return Err(CloudError::InsufficientCapacity {
-                    offerings: group_offerings(&g),
+                    offerings: g.offerings(),
                 });
             }
             g
@@ -411,17 +411,4 @@ impl NodeGroupProvider for SimulatedGroups {
         g.desired = g.desired.saturating_sub(1);
         Ok(())
     }
-}
-
-/// What a refused group would have launched (its type in each of its zones).
-fn group_offerings(g: &NodeGroup) -> Vec<Offering> {
-    g.zones
-        .iter()
-        .map(|z| Offering {
-            instance_type: g.instance_type.clone(),
-            zone: z.clone(),
-            capacity_type: g.capacity_type,
-            price_per_hour: 0.0,
-        })
-        .collect()
 }

@@ -304,24 +304,13 @@ fn requests(
     let mut r = Resources::default();
     for (k, q) in map {
         let path = format!("nodeclaim.spec.resources.requests.{k}");
-        let n = if k == "cpu" {
-            quantity::parse_cpu_milli(&q.0)
-        } else {
-            quantity::parse_units(&q.0)
-        }
-        .map_err(|e| {
+        let n = quantity::parse_resource(k, &q.0).map_err(|e| {
             err(
                 &path,
                 format!("invalid quantity {:?}: {}", e.input, e.reason),
             )
         })?;
-        match k.as_str() {
-            "cpu" => r.cpu_milli = n,
-            "memory" => r.memory = n,
-            "ephemeral-storage" => r.ephemeral = n,
-            "pods" => r.pods = n,
-            _ => r.set_extended(k, n),
-        }
+        r.set(k, n);
     }
     Ok(r)
 }

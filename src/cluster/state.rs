@@ -51,6 +51,21 @@ pub struct ClusterState {
     pub changes: u64,
 }
 
+/// Keeps an object's converted entry; an object that no longer converts drops the entry
+/// it had (a decision must not read a stale version) and its error is returned.
+fn upsert<V, E>(map: &mut BTreeMap<String, V>, name: String, entry: Result<V, E>) -> Result<(), E> {
+    match entry {
+        Ok(e) => {
+            map.insert(name, e);
+            Ok(())
+        }
+        Err(e) => {
+            map.remove(&name);
+            Err(e)
+        }
+    }
+}
+
 /// Where a snapshot node comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
@@ -192,17 +207,11 @@ impl ClusterState {
     ) -> Result<(), FieldError> {
         let name = n.metadata.name.clone().unwrap_or_default();
         self.changes += 1;
-        match convert::node_entry(n) {
-            Ok(e) => {
-                self.stable_since.entry(name.clone()).or_insert(now);
-                self.nodes.insert(name, e);
-                Ok(())
-            }
-            Err(e) => {
-                self.nodes.remove(&name);
-                Err(e)
-            }
+        let entry = convert::node_entry(n);
+        if entry.is_ok() {
+            self.stable_since.entry(name.clone()).or_insert(now);
         }
+        upsert(&mut self.nodes, name, entry)
     }
 
     pub fn delete_node(&mut self, name: &str) {
@@ -231,16 +240,7 @@ impl ClusterState {
             self.claim_versions.insert(name.clone(), v);
         }
         self.changes += 1;
-        match convert::claim_entry(c) {
-            Ok(e) => {
-                self.claims.insert(name, e);
-                Ok(())
-            }
-            Err(e) => {
-                self.claims.remove(&name);
-                Err(e)
-            }
-        }
+        upsert(&mut self.claims, name, convert::claim_entry(c))
     }
 
     pub fn delete_claim(&mut self, name: &str) {
@@ -279,16 +279,7 @@ impl ClusterState {
             p.metadata.name.as_deref().unwrap_or_default(),
         );
         self.changes += 1;
-        match convert::pdb_entry(p) {
-            Ok(b) => {
-                self.pdbs.insert(key, b);
-                Ok(())
-            }
-            Err(e) => {
-                self.pdbs.remove(&key);
-                Err(e)
-            }
-        }
+        upsert(&mut self.pdbs, key, convert::pdb_entry(p))
     }
 
     pub fn delete_pdb(&mut self, ns: &str, name: &str) {

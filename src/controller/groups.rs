@@ -18,7 +18,7 @@ use crate::core::pod::Pod;
 use crate::core::resources::Resources;
 use crate::core::scheduler::SolveEnv;
 use crate::core::unavailable::UnavailableOfferings;
-use k8s_openapi::api::core::v1::{Node, ObjectReference};
+use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, DeleteParams};
 use std::collections::HashMap;
 
@@ -304,15 +304,13 @@ impl<P: CloudProvider> Controller<P> {
         use futures::StreamExt;
         futures::stream::iter(pods)
             .for_each_concurrent(super::EVENTS_IN_FLIGHT, |(ns, name)| async move {
-                let target = ObjectReference {
-                    api_version: Some("v1".into()),
-                    kind: Some("Pod".into()),
-                    namespace: Some(ns.clone()),
-                    name: Some(name.clone()),
-                    ..Default::default()
-                };
-                self.event(target, "Normal", "TriggeredScaleUp", message)
-                    .await;
+                self.event(
+                    super::pod_ref(ns, name),
+                    "Normal",
+                    "TriggeredScaleUp",
+                    message,
+                )
+                .await;
             })
             .await;
     }

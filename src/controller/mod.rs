@@ -169,14 +169,26 @@ pub struct Controller<P> {
     unneeded: Mutex<HashMap<String, f64>>,
 }
 
-/// Requests of the pods that do not end by themselves (DaemonSets' excluded): the demand
-/// consolidation keeps room for, as the simulator measures it.
-fn service_demand(prepared: &Prepared) -> Resources {
-    let bound = prepared.bound.iter().map(|(p, _)| *p);
+/// The object an Event about a pod points at.
+fn pod_ref(namespace: &str, name: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        namespace: Some(namespace.to_string()),
+        name: Some(name.to_string()),
+        ..Default::default()
+    }
+}
+
+/// Requests of the pods that do not end by themselves (DaemonSets' excluded), bound or
+/// waiting: the demand consolidation keeps room for, as the simulator measures it. Read
+/// straight from the indexes: it is recorded every scan, settled or not.
+fn service_demand(st: &ClusterState) -> Resources {
     let mut demand = Resources::default();
-    for pod in bound.chain(prepared.pending.iter().copied()) {
-        if !pod.is_daemonset() && !disruption::runs_to_completion(pod) {
-            demand.add(&pod.requests);
+    for p in st.pods() {
+        let holds_room = !p.terminal && (p.node.is_some() || p.unschedulable);
+        if holds_room && !p.pod.is_daemonset() && !disruption::runs_to_completion(&p.pod) {
+            demand.add(&p.pod.requests);
         }
     }
     demand
@@ -651,13 +663,7 @@ impl<P: CloudProvider> Controller<P> {
                     ("Warning", "FailedProvisioning")
                 };
                 let prefix = if self.opts.dry_run { "dry run: " } else { "" };
-                let target = ObjectReference {
-                    api_version: Some("v1".into()),
-                    kind: Some("Pod".into()),
-                    namespace: Some(ns.clone()),
-                    name: Some(name.clone()),
-                    ..Default::default()
-                };
+                let target = pod_ref(ns, name);
                 self.event(target, kind, reason, &format!("{prefix}{message}"))
                     .await;
             })
@@ -1148,16 +1154,16 @@ impl<P: CloudProvider> Controller<P> {
     fn consolidation_action(&self, now: f64) -> Option<(Vec<String>, Option<NewClaim>, String)> {
         let m = self.model();
         let st = self.read();
-        let unavailable = self.unavailable_now(now);
-        let d = self.decider(&m, &unavailable, now);
-        let prepared = st.prepare(&d.inputs());
         let window = self.config.settings.consolidation_window.as_secs_f64();
-        lock(&self.demand).record(now, window, service_demand(&prepared));
+        lock(&self.demand).record(now, window, service_demand(&st));
         let unsettled = st.claims().any(|c| !c.ready || c.deleting_since.is_some())
             || st.pods().any(|p| p.unschedulable);
         if unsettled {
             return None;
         }
+        let unavailable = self.unavailable_now(now);
+        let d = self.decider(&m, &unavailable, now);
+        let prepared = st.prepare(&d.inputs());
         let pools: Vec<PoolDisruption> = m.extras.iter().map(|e| e.disruption.clone()).collect();
         let costs: Vec<NodeCost> = prepared
             .nodes

@@ -115,6 +115,16 @@ pub fn parse_units(input: &str) -> Result<i64, QuantityError> {
     parse_scaled(input, 1)
 }
 
+/// A quantity of resource `name` in the unit `Resources` keeps it in: millicores for
+/// `cpu`, base units for everything else.
+pub fn parse_resource(name: &str, input: &str) -> Result<i64, QuantityError> {
+    if name == "cpu" {
+        parse_cpu_milli(input)
+    } else {
+        parse_units(input)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

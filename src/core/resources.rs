@@ -36,6 +36,18 @@ impl Resources {
             .map_or(0, |(_, v)| *v)
     }
 
+    /// Sets resource `name` as Kubernetes names it (`cpu` in millicores, `memory`,
+    /// `ephemeral-storage`, `pods`, else an extended resource).
+    pub fn set(&mut self, name: &str, value: i64) {
+        match name {
+            "cpu" => self.cpu_milli = value,
+            "memory" => self.memory = value,
+            "ephemeral-storage" => self.ephemeral = value,
+            "pods" => self.pods = value,
+            _ => self.set_extended(name, value),
+        }
+    }
+
     pub fn set_extended(&mut self, name: &str, value: i64) {
         match self
             .extended

@@ -64,12 +64,7 @@ pub(crate) fn node_at(v: &Value, p: &JPath) -> Result<StaticNode, FieldError> {
                 )))
             }
         };
-        let parsed = if k == "cpu" {
-            quantity::parse_cpu_milli(&s)
-        } else {
-            quantity::parse_units(&s)
-        };
-        let n = parsed.map_err(|e| {
+        let n = quantity::parse_resource(k, &s).map_err(|e| {
             qp.err(format!(
                 "invalid quantity {}: {}",
                 json::show(&Value::String(e.input)),
@@ -79,13 +74,7 @@ pub(crate) fn node_at(v: &Value, p: &JPath) -> Result<StaticNode, FieldError> {
         if n < 0 {
             return Err(qp.err(format!("negative quantity {s:?}")));
         }
-        match k.as_str() {
-            "cpu" => allocatable.cpu_milli = n,
-            "memory" => allocatable.memory = n,
-            "ephemeral-storage" => allocatable.ephemeral = n,
-            "pods" => allocatable.pods = n,
-            _ => allocatable.set_extended(k, n),
-        }
+        allocatable.set(k, n);
     }
 
     let spec = json::opt_object(obj, "spec", p)?.unwrap_or(&empty);

@@ -9,9 +9,7 @@ use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter, ScalingActivityStatus
 
 use super::errors;
 use super::ops;
-use crate::cloud::{
-    aws_provider_id, instance_id, CloudError, NodeGroup, NodeGroupProvider, Offering,
-};
+use crate::cloud::{aws_provider_id, instance_id, CloudError, NodeGroup, NodeGroupProvider};
 use crate::config::AwsSettings;
 use crate::core::instance::CapacityType;
 use crate::core::taints::{Taint, TaintEffect};
@@ -384,19 +382,6 @@ pub fn activities_due(groups: &[NodeGroup], read: Option<Instant>, now: Instant)
     launching || read.is_none_or(|t| now.saturating_duration_since(t) >= ACTIVITIES_EVERY)
 }
 
-/// What a backed-off group would have launched, for the core's unavailable list.
-fn group_offerings(g: &NodeGroup) -> Vec<Offering> {
-    g.zones
-        .iter()
-        .map(|z| Offering {
-            instance_type: g.instance_type.clone(),
-            zone: z.clone(),
-            capacity_type: g.capacity_type,
-            price_per_hour: 0.0,
-        })
-        .collect()
-}
-
 /// A desired size the group accepts. Auto Scaling rejects sizes outside min..=max (moto
 /// does not, so check here).
 pub fn check_desired(g: &NodeGroup, desired: u32) -> Result<(), CloudError> {
@@ -453,7 +438,7 @@ impl NodeGroupProvider for AwsNodeGroups {
         check_desired(&g, desired)?;
         if desired > g.desired && self.backed_off_until(group).is_some() {
             return Err(CloudError::InsufficientCapacity {
-                offerings: group_offerings(&g),
+                offerings: g.offerings(),
             });
         }
         self.autoscaling
