@@ -17,6 +17,7 @@ use stevedore::cluster::lease::LeaderElector;
 use stevedore::cluster::state::DISRUPTED_TAINT;
 use stevedore::controller::{Controller, Options};
 use stevedore::core::instance::{CapacityType, Catalog};
+use stevedore::trace::{RawEvent, RawEventKind};
 
 const CLAIMS: &str = "/apis/stevedore.dev/v1/nodeclaims";
 const NODES: &str = "/api/v1/nodes";
@@ -65,6 +66,25 @@ fn aged(mut v: Value, t: f64) -> Value {
 
 fn pod(v: Value) -> Pod {
     serde_json::from_value(v).expect("a v1.Pod")
+}
+
+/// The same pending pod to the controller's indexes and, as `pod_added` at t = 0, to a
+/// trace for `simulate` (the two paths must decide alike).
+fn add_to_both(ctl: &Controller<SimulatedCloud>, events: &mut Vec<RawEvent>, p: Value) {
+    ctl.state
+        .write()
+        .unwrap()
+        .apply_pod(&pod(p.clone()), 0.0)
+        .unwrap();
+    let mut trace_pod = p;
+    trace_pod.as_object_mut().unwrap().remove("status");
+    events.push(RawEvent {
+        t: 0.0,
+        kind: RawEventKind::PodAdded {
+            pod: trace_pod,
+            run_for_s: None,
+        },
+    });
 }
 
 /// A Node for an instance, as a kubelet would register it.
@@ -685,7 +705,7 @@ async fn dry_run_decides_and_tells_but_creates_nothing() {
 /// `simulate`: the same instance types, capacity types and number of nodes.
 #[tokio::test]
 async fn the_controller_and_the_simulator_decide_alike() {
-    use stevedore::trace::{RawEvent, RawEventKind, TraceHeader};
+    use stevedore::trace::TraceHeader;
     let (client, _store) = fake_api::client();
     let cat = catalog();
     let ctl = controller(client, cat.clone());
@@ -710,20 +730,7 @@ async fn the_controller_and_the_simulator_decide_alike() {
             if s == 3 {
                 p["spec"]["nodeSelector"] = json!({"kubernetes.io/arch": "arm64"});
             }
-            ctl.state
-                .write()
-                .unwrap()
-                .apply_pod(&pod(p.clone()), 0.0)
-                .unwrap();
-            let mut trace_pod = p;
-            trace_pod.as_object_mut().unwrap().remove("status");
-            events.push(RawEvent {
-                t: 0.0,
-                kind: RawEventKind::PodAdded {
-                    pod: trace_pod,
-                    run_for_s: None,
-                },
-            });
+            add_to_both(&ctl, &mut events, p);
         }
     }
     let mut buf = Vec::new();
@@ -2011,7 +2018,7 @@ async fn an_unneeded_group_node_is_drained_through_a_pdb_429_then_terminated() {
 async fn the_controller_and_the_simulator_scale_node_groups_alike() {
     use stevedore::cloud::simulated::SimulatedGroups;
     use stevedore::cloud::NodeGroupProvider;
-    use stevedore::trace::{RawEvent, RawEventKind, TraceHeader};
+    use stevedore::trace::TraceHeader;
     let (client, _store) = fake_api::client();
     let cat = catalog();
     let mut config = stevedore::config::bundled();
@@ -2042,20 +2049,7 @@ async fn the_controller_and_the_simulator_scale_node_groups_alike() {
     for (s, (cpu, mem, n)) in [("1", "2Gi", 7), ("500m", "6Gi", 5)].iter().enumerate() {
         for i in 0..*n {
             let p = pending_json("shop", &format!("w{s}-{i}"), cpu, mem);
-            ctl.state
-                .write()
-                .unwrap()
-                .apply_pod(&pod(p.clone()), 0.0)
-                .unwrap();
-            let mut trace_pod = p;
-            trace_pod.as_object_mut().unwrap().remove("status");
-            events.push(RawEvent {
-                t: 0.0,
-                kind: RawEventKind::PodAdded {
-                    pod: trace_pod,
-                    run_for_s: None,
-                },
-            });
+            add_to_both(&ctl, &mut events, p);
         }
     }
     // Something later, so the simulation runs past its first decisions (an offering no
