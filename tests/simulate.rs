@@ -73,11 +73,14 @@ fn places_every_feasible_pod_and_costs_at_least_the_lower_bound() {
     assert_eq!(r.pods.never_placed, 0);
     assert!(r.cost_usd.total > 0.0);
     assert!(r.cost_usd.lower_bound > 0.0);
+    // Fluid <= shape-aware <= any real placement (sim-report.md).
     assert!(
-        r.cost_usd.total >= r.cost_usd.lower_bound,
+        r.cost_usd.lower_bound <= r.cost_usd.shape_bound
+            && r.cost_usd.shape_bound <= r.cost_usd.total,
         "{:?}",
         r.cost_usd
     );
+    assert!(r.cost_usd.ratio_to_shape_bound >= 1.0, "{:?}", r.cost_usd);
     // The pods wait for a node to boot (40-90 s) plus batching, not longer.
     assert!(
         r.pending_s.max >= 40.0 && r.pending_s.max <= 120.0,
@@ -349,7 +352,14 @@ fn cli_writes_report_json_and_chart() {
         }
         assert_eq!(r["pods"]["total"], 2);
         assert_eq!(r["pods"]["placed"], 2);
-        for key in ["total", "spot", "on_demand", "lower_bound"] {
+        for key in [
+            "total",
+            "spot",
+            "on_demand",
+            "lower_bound",
+            "shape_bound",
+            "ratio_to_shape_bound",
+        ] {
             assert!(r["cost_usd"][key].is_number(), "cost_usd.{key}");
         }
     }

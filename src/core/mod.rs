@@ -20,6 +20,7 @@ pub mod requirements;
 pub mod resources;
 pub mod rng;
 pub mod scheduler;
+pub mod shape_bound;
 pub mod snapshot;
 pub mod taints;
 pub mod topology;

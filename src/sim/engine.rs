@@ -20,6 +20,7 @@ use crate::core::pod::Pod;
 use crate::core::resources::Resources;
 use crate::core::rng::Rng;
 use crate::core::scheduler::{self, Decision, LaunchPlan, SolveEnv};
+use crate::core::shape_bound::ShapeBound;
 use crate::core::snapshot::{ExistingNode, Snapshot};
 use crate::core::taints::Taint;
 use crate::core::unavailable::UnavailableOfferings;
@@ -218,6 +219,7 @@ struct Sim<'c> {
     model: Option<SchedulingModel>,
     fleet_model: Option<SchedulingModel>,
     lower_bound: Option<LowerBound>,
+    shape_bound: Option<ShapeBound>,
     unavailable: UnavailableOfferings,
     cloud: SimCloud,
     rng: Rng,
@@ -247,9 +249,13 @@ struct Sim<'c> {
     /// The part of `demand` of pods that do not end by themselves (consolidation keeps
     /// room for its recent peak).
     service_demand: Resources,
+    /// `demand` by pod requests (cpu, memory, extended, 1 pod): the shape bound's classes.
+    demand_classes: HashMap<Resources, u64>,
     demand_dirty: bool,
     lb_rate: f64,
     lb_cost: f64,
+    shape_rate: f64,
+    shape_cost: f64,
     cost_spot: f64,
     cost_on_demand: f64,
     util_req: (f64, f64),
@@ -311,6 +317,7 @@ pub fn run(
         model: None,
         fleet_model: None,
         lower_bound: None,
+        shape_bound: None,
         unavailable: UnavailableOfferings::default(),
         cloud: SimCloud::default(),
         rng: Rng::new(opts.seed),
@@ -334,8 +341,11 @@ pub fn run(
         demand: Resources::default(),
         service_demand: Resources::default(),
         demand_dirty: false,
+        demand_classes: HashMap::new(),
         lb_rate: 0.0,
         lb_cost: 0.0,
+        shape_rate: 0.0,
+        shape_cost: 0.0,
         cost_spot: 0.0,
         cost_on_demand: 0.0,
         util_req: (0.0, 0.0),
@@ -511,7 +521,9 @@ impl<'c> Sim<'c> {
         if self.fleet_model.is_none() {
             let ds = self.ds_refs();
             let fm = SchedulingModel::new(self.catalog, self.fleet_pools, &ds);
-            self.lower_bound = Some(LowerBound::new(fm.offering_options(self.catalog)));
+            let options = fm.offering_options(self.catalog);
+            self.shape_bound = Some(ShapeBound::new(options.clone()));
+            self.lower_bound = Some(LowerBound::new(options));
             self.fleet_model = Some(fm);
             self.demand_dirty = true;
         }
@@ -533,9 +545,17 @@ impl<'c> Sim<'c> {
             };
             let rate = lb.hourly_rate(&demand);
             self.lb_rate = if rate.is_finite() { rate } else { 0.0 };
+            let classes: Vec<(Resources, u64)> = self
+                .demand_classes
+                .iter()
+                .map(|(r, &n)| (r.clone(), n))
+                .collect();
+            let sb = self.shape_bound.as_mut().expect("models built");
+            self.shape_rate = sb.hourly_rate(&classes);
             self.demand_dirty = false;
         }
         self.lb_cost += self.lb_rate * dt / 3600.0;
+        self.shape_cost += self.shape_rate * dt / 3600.0;
         self.account_headroom(dt);
         for &n in &self.live {
             let node = &self.nodes[n];
@@ -622,6 +642,7 @@ impl<'c> Sim<'c> {
         self.set_state(idx, PodState::Pending);
         if in_demand {
             self.demand.add(&pod.requests);
+            *self.demand_classes.entry(class_of(pod)).or_insert(0) += 1;
             self.demand_dirty = true;
             if !disruption::runs_to_completion(pod) {
                 self.service_demand.add(&pod.requests);
@@ -701,6 +722,13 @@ impl<'c> Sim<'c> {
         if self.pods[i].in_demand {
             let r = self.pods[i].pod.requests.clone();
             self.demand.sub(&r);
+            let class = class_of(&self.pods[i].pod);
+            if let Some(n) = self.demand_classes.get_mut(&class) {
+                *n -= 1;
+                if *n == 0 {
+                    self.demand_classes.remove(&class);
+                }
+            }
             self.demand_dirty = true;
             if !disruption::runs_to_completion(&self.pods[i].pod) {
                 self.service_demand.sub(&r);
@@ -1321,6 +1349,7 @@ impl<'c> Sim<'c> {
             nodes,
             cost_per_hour: rate,
             lower_bound_per_hour: self.lb_rate,
+            shape_bound_per_hour: self.shape_rate,
             pending,
         });
     }
@@ -1393,6 +1422,8 @@ impl<'c> Sim<'c> {
                 on_demand: round2(self.cost_on_demand),
                 lower_bound: round2(self.lb_cost),
                 ratio_to_lower_bound: ratio(total, self.lb_cost),
+                shape_bound: round2(self.shape_cost),
+                ratio_to_shape_bound: ratio(total, self.shape_cost),
             },
             nodes: self.counts.clone(),
             utilization: Utilization {
@@ -1423,5 +1454,14 @@ impl<'c> Sim<'c> {
         d.interrupted_pods = (self.recovery_s.len() + self.interrupted_at.len()) as u64;
         d.interruption_recovery_s = Percentiles::of(&mut self.recovery_s);
         d
+    }
+}
+
+/// A pod's class in the shape bound: its requests as the bounds count them (cpu, memory,
+/// extended resources and the pod itself; not ephemeral storage).
+fn class_of(pod: &Pod) -> Resources {
+    Resources {
+        ephemeral: 0,
+        ..pod.requests.clone()
     }
 }

@@ -100,6 +100,10 @@ pub struct Cost {
     pub lower_bound: f64,
     /// `total / lower_bound`.
     pub ratio_to_lower_bound: f64,
+    /// The shape-aware bound: every pod whole (see `core::shape_bound`).
+    pub shape_bound: f64,
+    /// `total / shape_bound`.
+    pub ratio_to_shape_bound: f64,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -181,6 +185,7 @@ pub struct Sample {
     pub nodes: u32,
     pub cost_per_hour: f64,
     pub lower_bound_per_hour: f64,
+    pub shape_bound_per_hour: f64,
     pub pending: u32,
 }
 
@@ -226,11 +231,20 @@ pub fn summary(reports: &[Report]) -> String {
             Box::new(|r| format!("${:.2} / ${:.2}", r.cost_usd.spot, r.cost_usd.on_demand)),
         ),
         (
-            "lower bound",
-            Box::new(|r| format!("${:.2}", r.cost_usd.lower_bound)),
+            "shape bound / fluid bound",
+            Box::new(|r| {
+                format!(
+                    "${:.2} / ${:.2}",
+                    r.cost_usd.shape_bound, r.cost_usd.lower_bound
+                )
+            }),
         ),
         (
-            "cost / lower bound",
+            "cost / shape bound",
+            Box::new(|r| format!("{:.3}x", r.cost_usd.ratio_to_shape_bound)),
+        ),
+        (
+            "cost / fluid bound",
             Box::new(|r| format!("{:.3}x", r.cost_usd.ratio_to_lower_bound)),
         ),
         (

@@ -1,0 +1,556 @@
+//! The shape-aware lower bound on hourly cost (docs: `cost_usd.shape_bound` in the
+//! simulation report spec), and the same linear programme as a guide for provisioning.
+//!
+//! Pods are grouped into classes `k` of equal requests `q_k`, `n_k` pods each. A
+//! *pattern* is a fractional node of one offering `o`: a count `c_k >= 0` of class-k pods
+//! per node with `sum_k c_k q_k <= a_o` (a class only where one of its pods fits `o`
+//! alone). The bound is
+//!
+//! ```text
+//!     minimise    sum_j x_j * price_{o(j)}
+//!     subject to  sum_j x_j * c_{j,k} >= n_k   for every class k
+//!                 x_j >= 0
+//! ```
+//!
+//! over every pattern, which is the spec's programme with `y_o = sum_{j of o} x_j`.
+//!
+//! Method: revised primal simplex with column generation. The rows are the classes
+//! present (few: a workload has a handful of pod shapes), so the basis inverse is a small
+//! dense matrix. The start basis is one single-class pattern per class (always primal
+//! feasible). A pattern enters when its offering's *pricing* programme (`max pi . c` over
+//! that offering's patterns, a tiny LP with one row per resource) beats the offering's
+//! price. At the optimum every offering prices out, so the duals `pi` are feasible for
+//! the full programme whatever the demand is: optimal bases are cached per set of
+//! classes, and a cached basis `B` answers a new demand `n` as soon as `B^-1 n >= 0`.
+//! The value returned is always the dual bound `n . pi / theta`, where `theta >= 1`
+//! scales `pi` into dual feasibility, so even a solve stopped early is a valid bound.
+//!
+//! Pure: no I/O, no clock.
+
+use super::resources::Resources;
+use std::collections::HashMap;
+
+/// Fixed dimensions of a resource vector; extended resources follow.
+const FIXED_DIMS: usize = 4;
+/// Scale factors to well-conditioned units: cpu in cores, memory and storage in GiB,
+/// pods as counts.
+const SCALE: [f64; FIXED_DIMS] = [
+    1e-3,
+    1.0 / (1u64 << 30) as f64,
+    1.0 / (1u64 << 30) as f64,
+    1.0,
+];
+/// Bases kept per set of classes.
+const CACHE_PER_KEY: usize = 16;
+/// Master pivots per solve before giving up with the (still valid) dual bound.
+const MAX_PIVOTS: usize = 2_000;
+/// Pivots of one pricing programme (a handful of rows: it never needs many).
+const MAX_PRICING_PIVOTS: usize = 64;
+const TOL: f64 = 1e-9;
+
+/// One purchasable option: its price and the room it has for pods.
+#[derive(Clone, Debug)]
+struct Offer {
+    price: f64,
+    room: Resources,
+    /// `room` in scaled units, one entry per dimension.
+    a: Vec<f64>,
+    /// Index into the options the bound was built from (the cheapest of equal rooms).
+    source: usize,
+}
+
+/// A pattern: `pods[k]` class-k pods (fractional) on one node of `offer`; `None` is the
+/// surplus column of the row `surplus` (`-1` in it, cost 0).
+#[derive(Clone, Debug)]
+struct Column {
+    offer: Option<usize>,
+    pods: Vec<f64>,
+}
+
+#[derive(Clone, Debug)]
+struct Basis {
+    cols: Vec<Column>,
+    /// Row-major `k x k` inverse of the basis matrix.
+    inv: Vec<f64>,
+    /// The duals, scaled into feasibility for every offering.
+    duals: Vec<f64>,
+}
+
+/// A node of the optimal fractional mix: `nodes` of option `option`, each holding
+/// `pods[k]` pods of the k-th class passed in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MixPart {
+    pub option: usize,
+    pub nodes: f64,
+    pub pods: Vec<f64>,
+}
+
+/// The optimum of one solve.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Mix {
+    /// Dollars per hour: a lower bound on any placement of the classes.
+    pub rate: f64,
+    /// The optimal fractional nodes (empty when nothing needs a node).
+    pub parts: Vec<MixPart>,
+    /// Classes no option can hold (indices into the classes passed in).
+    pub infeasible: Vec<usize>,
+    /// Per class passed in, what one more of its pods adds to the rate at the optimum
+    /// (the dual price; 0 for classes left out).
+    pub duals: Vec<f64>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ShapeBoundStats {
+    pub solves: u64,
+    pub cache_hits: u64,
+    pub pivots: u64,
+}
+
+/// The shape-aware bound over a fixed set of options, with its basis cache.
+pub struct ShapeBound {
+    extended: Vec<String>,
+    offers: Vec<Offer>,
+    cache: HashMap<Vec<Resources>, Vec<Basis>>,
+    stats: ShapeBoundStats,
+}
+
+impl ShapeBound {
+    /// `options` are (price per hour, room for pods). Options with no more room than a
+    /// cheaper (or equal, earlier) one are dropped: the optimum is unchanged.
+    pub fn new(options: Vec<(f64, Resources)>) -> Self {
+        let mut extended: Vec<String> = Vec::new();
+        for (_, r) in &options {
+            for (name, _) in &r.extended {
+                if !extended.contains(name) {
+                    extended.push(name.clone());
+                }
+            }
+        }
+        extended.sort();
+        let mut cheapest: HashMap<&Resources, usize> = HashMap::new();
+        for (i, (price, room)) in options.iter().enumerate() {
+            if !price.is_finite() || *price < 0.0 || room.pods <= 0 {
+                continue;
+            }
+            let e = cheapest.entry(room).or_insert(i);
+            if options[*e].0 > *price {
+                *e = i;
+            }
+        }
+        let mut unique: Vec<usize> = cheapest.into_values().collect();
+        unique.sort_by(|&a, &b| options[a].0.total_cmp(&options[b].0).then(a.cmp(&b)));
+        let mut kept: Vec<usize> = Vec::new();
+        for &i in &unique {
+            // Sorted by price: only an earlier (cheaper or equal) option can dominate.
+            if !kept.iter().any(|&k| options[i].1.fits_in(&options[k].1)) {
+                kept.push(i);
+            }
+        }
+        let mut bound = ShapeBound {
+            extended,
+            offers: Vec::new(),
+            cache: HashMap::new(),
+            stats: ShapeBoundStats::default(),
+        };
+        bound.offers = kept
+            .into_iter()
+            .map(|i| Offer {
+                price: options[i].0,
+                room: options[i].1.clone(),
+                a: bound.vector(&options[i].1),
+                source: i,
+            })
+            .collect();
+        bound
+    }
+
+    pub fn kept_options(&self) -> usize {
+        self.offers.len()
+    }
+
+    pub fn stats(&self) -> ShapeBoundStats {
+        self.stats.clone()
+    }
+
+    fn dims(&self) -> usize {
+        FIXED_DIMS + self.extended.len()
+    }
+
+    fn vector(&self, r: &Resources) -> Vec<f64> {
+        let mut v = vec![0.0; self.dims()];
+        v[0] = r.cpu_milli as f64 * SCALE[0];
+        v[1] = r.memory as f64 * SCALE[1];
+        v[2] = r.ephemeral as f64 * SCALE[2];
+        v[3] = r.pods as f64 * SCALE[3];
+        for (i, name) in self.extended.iter().enumerate() {
+            v[FIXED_DIMS + i] = r.extended(name) as f64;
+        }
+        v
+    }
+
+    /// The bound's hourly rate for pods of the given requests (equal requests may repeat;
+    /// pods no option holds are left out, as the spec's "feasible pods").
+    pub fn hourly_rate(&mut self, pods: &[(Resources, u64)]) -> f64 {
+        let mut merged: Vec<(Resources, f64)> = Vec::new();
+        for (r, n) in pods {
+            match merged.iter_mut().find(|(m, _)| m == r) {
+                Some(e) => e.1 += *n as f64,
+                None => merged.push((r.clone(), *n as f64)),
+            }
+        }
+        self.solve(&merged).rate
+    }
+
+    /// The cheapest fractional mix of options holding `classes` (requests each counting
+    /// one pod, and how many such pods), each pod whole.
+    pub fn solve(&mut self, classes: &[(Resources, f64)]) -> Mix {
+        self.stats.solves += 1;
+        let mut infeasible = Vec::new();
+        let mut rows: Vec<usize> = Vec::new();
+        for (k, (q, n)) in classes.iter().enumerate() {
+            if *n <= 0.0 {
+                continue;
+            }
+            if self.offers.iter().any(|o| q.fits_in(&o.room)) {
+                rows.push(k);
+            } else {
+                infeasible.push(k);
+            }
+        }
+        // A canonical row order, so that equal class sets share their cache entry.
+        rows.sort_by(|&a, &b| cmp_resources(&classes[a].0, &classes[b].0));
+        if rows.is_empty() {
+            return Mix {
+                infeasible,
+                duals: vec![0.0; classes.len()],
+                ..Mix::default()
+            };
+        }
+        let key: Vec<Resources> = rows.iter().map(|&k| classes[k].0.clone()).collect();
+        let demand: Vec<f64> = rows.iter().map(|&k| classes[k].1).collect();
+        let basis = match self.cached(&key, &demand) {
+            Some(b) => {
+                self.stats.cache_hits += 1;
+                b
+            }
+            None => {
+                let problem = Problem::new(self, &key);
+                let (b, pivots) = problem.optimise(&demand);
+                self.stats.pivots += pivots as u64;
+                let entry = self.cache.entry(key).or_default();
+                if entry.len() >= CACHE_PER_KEY {
+                    entry.remove(0);
+                }
+                entry.push(b.clone());
+                b
+            }
+        };
+        let rate = dot(&basis.duals, &demand).max(0.0);
+        let x = mat_vec(&basis.inv, &demand);
+        let mut parts = Vec::new();
+        for (col, &nodes) in basis.cols.iter().zip(&x) {
+            let Some(o) = col.offer else { continue };
+            if nodes <= TOL {
+                continue;
+            }
+            let mut pods = vec![0.0; classes.len()];
+            for (row, &k) in rows.iter().enumerate() {
+                pods[k] = col.pods[row];
+            }
+            parts.push(MixPart {
+                option: self.offers[o].source,
+                nodes,
+                pods,
+            });
+        }
+        let mut duals = vec![0.0; classes.len()];
+        for (row, &k) in rows.iter().enumerate() {
+            duals[k] = basis.duals[row];
+        }
+        Mix {
+            rate,
+            parts,
+            infeasible,
+            duals,
+        }
+    }
+
+    /// A cached optimal basis that stays primal feasible for `demand`, moved to the back.
+    fn cached(&mut self, key: &[Resources], demand: &[f64]) -> Option<Basis> {
+        let entry = self.cache.get_mut(key)?;
+        let scale = demand.iter().fold(1.0f64, |m, d| m.max(d.abs()));
+        let i = entry
+            .iter()
+            .rposition(|b| mat_vec(&b.inv, demand).iter().all(|&x| x >= -1e-9 * scale))?;
+        let b = entry.remove(i);
+        entry.push(b.clone());
+        Some(b)
+    }
+}
+
+/// Orders request vectors (a total order for canonical class keys).
+fn cmp_resources(a: &Resources, b: &Resources) -> std::cmp::Ordering {
+    (a.cpu_milli, a.memory, a.ephemeral, a.pods, &a.extended).cmp(&(
+        b.cpu_milli,
+        b.memory,
+        b.ephemeral,
+        b.pods,
+        &b.extended,
+    ))
+}
+
+/// One solve's classes in scaled units, and which offers each may use.
+struct Problem<'b> {
+    bound: &'b ShapeBound,
+    /// Per row (class), its scaled request vector.
+    q: Vec<Vec<f64>>,
+    /// Per offer, the rows whose pods fit it alone.
+    fits: Vec<Vec<usize>>,
+}
+
+impl<'b> Problem<'b> {
+    fn new(bound: &'b ShapeBound, classes: &[Resources]) -> Self {
+        let q = classes.iter().map(|r| bound.vector(r)).collect();
+        let fits = bound
+            .offers
+            .iter()
+            .map(|o| {
+                (0..classes.len())
+                    .filter(|&k| classes[k].fits_in(&o.room))
+                    .collect()
+            })
+            .collect();
+        Problem { bound, q, fits }
+    }
+
+    fn rows(&self) -> usize {
+        self.q.len()
+    }
+
+    /// Pods of the row's class that one node of `offer` holds (fractional).
+    fn capacity(&self, offer: usize, row: usize) -> f64 {
+        let a = &self.bound.offers[offer].a;
+        self.q[row]
+            .iter()
+            .zip(a)
+            .filter(|(q, _)| **q > 0.0)
+            .map(|(q, a)| a / q)
+            .fold(f64::INFINITY, f64::min)
+    }
+
+    /// The start: each class alone on the offer cheapest per pod of it.
+    fn start(&self, demand: &[f64]) -> (Vec<Column>, Vec<f64>, Vec<f64>) {
+        let k = self.rows();
+        let mut cols = Vec::with_capacity(k);
+        let mut inv = vec![0.0; k * k];
+        let mut x = vec![0.0; k];
+        for row in 0..k {
+            let (offer, per_node) = (0..self.bound.offers.len())
+                .filter(|&o| self.fits[o].contains(&row))
+                .map(|o| (o, self.capacity(o, row)))
+                .min_by(|a, b| {
+                    let pa = self.bound.offers[a.0].price / a.1;
+                    let pb = self.bound.offers[b.0].price / b.1;
+                    pa.total_cmp(&pb).then(a.0.cmp(&b.0))
+                })
+                .expect("rows hold only classes some offer fits");
+            let mut pods = vec![0.0; k];
+            pods[row] = per_node;
+            cols.push(Column {
+                offer: Some(offer),
+                pods,
+            });
+            inv[row * k + row] = 1.0 / per_node;
+            x[row] = demand[row] / per_node;
+        }
+        (cols, inv, x)
+    }
+
+    fn cost(&self, col: &Column) -> f64 {
+        col.offer.map_or(0.0, |o| self.bound.offers[o].price)
+    }
+
+    /// Runs the simplex to optimality from the start basis.
+    fn optimise(&self, demand: &[f64]) -> (Basis, usize) {
+        let k = self.rows();
+        let (mut cols, mut inv, mut x) = self.start(demand);
+        let mut pivots = 0;
+        loop {
+            let duals = self.duals(&cols, &inv);
+            let entering = if pivots < MAX_PIVOTS {
+                self.entering(&duals)
+            } else {
+                None
+            };
+            let Some(col) = entering else {
+                let theta = self.infeasibility(&duals);
+                let duals = duals.iter().map(|d| d.max(0.0) / theta).collect();
+                return (Basis { cols, inv, duals }, pivots);
+            };
+            let d = mat_vec(&inv, &col.pods);
+            // Ratio test; ties to the lowest row, which with the entering rule below is
+            // enough on these small programmes (and MAX_PIVOTS bounds the rest).
+            let leave = (0..k)
+                .filter(|&i| d[i] > TOL)
+                .min_by(|&a, &b| (x[a] / d[a]).total_cmp(&(x[b] / d[b])).then(a.cmp(&b)));
+            let Some(r) = leave else {
+                // Unbounded direction: only a surplus column could give it, and a
+                // surplus enters only with a negative dual; stop with the dual bound.
+                pivots = MAX_PIVOTS;
+                continue;
+            };
+            pivot(&mut inv, &mut x, &d, r, k);
+            cols[r] = col;
+            pivots += 1;
+        }
+    }
+
+    /// `pi = c_B B^-1`.
+    fn duals(&self, cols: &[Column], inv: &[f64]) -> Vec<f64> {
+        let k = self.rows();
+        let mut pi = vec![0.0; k];
+        for (j, col) in cols.iter().enumerate() {
+            let c = self.cost(col);
+            if c != 0.0 {
+                for (i, p) in pi.iter_mut().enumerate() {
+                    *p += c * inv[j * k + i];
+                }
+            }
+        }
+        pi
+    }
+
+    /// The column with the most negative reduced cost relative to its price, if any.
+    fn entering(&self, duals: &[f64]) -> Option<Column> {
+        let k = self.rows();
+        if let Some(row) = (0..k).find(|&i| duals[i] < -TOL) {
+            let mut pods = vec![0.0; k];
+            pods[row] = -1.0;
+            return Some(Column { offer: None, pods });
+        }
+        let mut best: Option<(f64, Column)> = None;
+        for o in 0..self.bound.offers.len() {
+            let price = self.bound.offers[o].price;
+            let (value, pods) = self.price_out(o, duals);
+            let gain = value / price.max(TOL);
+            if value > price * (1.0 + 1e-9) + TOL && best.as_ref().is_none_or(|(g, _)| gain > *g) {
+                best = Some((
+                    gain,
+                    Column {
+                        offer: Some(o),
+                        pods,
+                    },
+                ));
+            }
+        }
+        best.map(|(_, c)| c)
+    }
+
+    /// `theta = max(1, max_o value_o(pi) / price_o)`: `pi / theta` is dual feasible.
+    fn infeasibility(&self, duals: &[f64]) -> f64 {
+        let duals: Vec<f64> = duals.iter().map(|d| d.max(0.0)).collect();
+        (0..self.bound.offers.len())
+            .map(|o| self.price_out(o, &duals).0 / self.bound.offers[o].price.max(TOL))
+            .fold(1.0, f64::max)
+    }
+
+    /// The pricing programme of `offer`: `max pi . c` over its patterns, solved by a
+    /// dense tableau simplex (one row per resource the candidate classes request).
+    fn price_out(&self, offer: usize, duals: &[f64]) -> (f64, Vec<f64>) {
+        let k = self.rows();
+        let a = &self.bound.offers[offer].a;
+        let vars: Vec<usize> = self.fits[offer]
+            .iter()
+            .copied()
+            .filter(|&r| duals[r] > TOL)
+            .collect();
+        let mut pods = vec![0.0; k];
+        if vars.is_empty() {
+            return (0.0, pods);
+        }
+        let dims: Vec<usize> = (0..a.len())
+            .filter(|&d| vars.iter().any(|&r| self.q[r][d] > 0.0))
+            .collect();
+        let (m, n) = (dims.len(), vars.len());
+        // Tableau rows: m constraints over n variables and m slacks, then the rhs.
+        let width = n + m + 1;
+        let mut t = vec![0.0; m * width];
+        for (i, &d) in dims.iter().enumerate() {
+            for (j, &r) in vars.iter().enumerate() {
+                t[i * width + j] = self.q[r][d];
+            }
+            t[i * width + n + i] = 1.0;
+            t[i * width + n + m] = a[d];
+        }
+        let mut reduced: Vec<f64> = vars.iter().map(|&r| -duals[r]).collect();
+        reduced.resize(n + m, 0.0);
+        let mut basic: Vec<usize> = (n..n + m).collect();
+        let mut value = 0.0;
+        for _ in 0..MAX_PRICING_PIVOTS {
+            // Bland's rule: the first improving column, then the lowest basic index.
+            let Some(e) = (0..n + m).find(|&j| reduced[j] < -TOL) else {
+                break;
+            };
+            let leave = (0..m).filter(|&i| t[i * width + e] > TOL).min_by(|&x, &y| {
+                let rx = t[x * width + n + m] / t[x * width + e];
+                let ry = t[y * width + n + m] / t[y * width + e];
+                rx.total_cmp(&ry).then(basic[x].cmp(&basic[y]))
+            });
+            let Some(r) = leave else { break };
+            let p = t[r * width + e];
+            for v in &mut t[r * width..(r + 1) * width] {
+                *v /= p;
+            }
+            for i in (0..m).filter(|&i| i != r) {
+                let f = t[i * width + e];
+                if f != 0.0 {
+                    for j in 0..width {
+                        t[i * width + j] -= f * t[r * width + j];
+                    }
+                }
+            }
+            let f = reduced[e];
+            for j in 0..n + m {
+                reduced[j] -= f * t[r * width + j];
+            }
+            value -= f * t[r * width + n + m];
+            basic[r] = e;
+        }
+        for (i, &b) in basic.iter().enumerate() {
+            if b < n {
+                pods[vars[b]] = t[i * width + n + m].max(0.0);
+            }
+        }
+        (value.max(0.0), pods)
+    }
+}
+
+/// Replaces basis row `r` by the entering column with `d = B^-1 a`.
+fn pivot(inv: &mut [f64], x: &mut [f64], d: &[f64], r: usize, k: usize) {
+    let dr = d[r];
+    for j in 0..k {
+        inv[r * k + j] /= dr;
+    }
+    x[r] /= dr;
+    for i in (0..k).filter(|&i| i != r) {
+        let f = d[i];
+        if f != 0.0 {
+            for j in 0..k {
+                inv[i * k + j] -= f * inv[r * k + j];
+            }
+            x[i] -= f * x[r];
+        }
+    }
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn mat_vec(a: &[f64], v: &[f64]) -> Vec<f64> {
+    let k = v.len();
+    (0..k).map(|i| dot(&a[i * k..(i + 1) * k], v)).collect()
+}
+
+#[cfg(test)]
+mod tests;
