@@ -228,6 +228,24 @@ fn do_not_disrupt_and_bare_pods_are_left_alone() {
     assert!(decide(&world, &small, &big, &[]).is_none());
 }
 
+/// The Cluster Autoscaler lets `safe-to-evict: "true"` override the no-controller rule:
+/// a bare pod that says so does not keep its node.
+#[test]
+fn a_bare_pod_marked_safe_to_evict_does_not_block_consolidation() {
+    let world = World::new();
+    let (mut small, mut big) = (pod("small", 500, GI), pod("big", 1000, 2 * GI));
+    small.owner = None;
+    big.owner = None;
+    assert!(decide(&world, &small, &big, &[]).is_none());
+    for p in [&mut small, &mut big] {
+        p.annotations.insert(
+            "cluster-autoscaler.kubernetes.io/safe-to-evict".into(),
+            "true".into(),
+        );
+    }
+    assert!(decide(&world, &small, &big, &[]).is_some());
+}
+
 #[test]
 fn local_storage_keeps_a_node_unless_safe_to_evict() {
     use stevedore::trace::pod_from_json;

@@ -1761,6 +1761,83 @@ fn pool_limit_counts_launches_at_their_first_option() {
     assert_valid(&w, &d);
 }
 
+/// The case: a pool with limits (almost every production pool has them) still
+/// gets the cheapest mix. Ten 1 CPU / 1 GiB pods over the nine on-demand types of the
+/// real-cluster run go on a c5.2xlarge and a c5.xlarge ($0.51/h), not one m5.4xlarge
+/// ($0.768/h).
+#[test]
+fn a_pool_with_limits_still_gets_the_cheapest_mix() {
+    let cat = full_catalog();
+    let types = [
+        "m5.large",
+        "m5.xlarge",
+        "m5.2xlarge",
+        "m5.4xlarge",
+        "c5.xlarge",
+        "c5.2xlarge",
+        "r5.large",
+        "r5.xlarge",
+        "r5.2xlarge",
+    ];
+    let mut p = pool(
+        "limited",
+        vec![
+            req(INSTANCE_TYPE, Operator::In, &types),
+            req(CT, Operator::In, &["on-demand"]),
+            req(ZONE, Operator::In, &["us-east-1a"]),
+        ],
+    );
+    p.limits.cpu_milli = Some(1_000_000);
+    let mut w = World::new(cat, vec![p]);
+    for i in 0..10 {
+        w.pending.push(pod(&format!("p{i}"), 1000, GI));
+    }
+    let d = w.solve();
+    assert_valid(&w, &d);
+    let mut bought: Vec<&str> = d
+        .launches
+        .iter()
+        .map(|l| cat.types[l.options[0].instance_type].name.as_str())
+        .collect();
+    bought.sort();
+    let cost: f64 = d.launches.iter().map(|l| l.options[0].price_per_hour).sum();
+    assert_eq!(bought, ["c5.2xlarge", "c5.xlarge"], "${cost:.3}/h");
+    assert!((cost - 0.51).abs() < 1e-6, "${cost}/h");
+    // Each launch still carries its fallbacks, cheapest first.
+    assert!(d.launches.iter().all(|l| l.options.len() > 1));
+}
+
+/// The limit is still a limit: a repack that would need more capacity than the pool has
+/// left keeps the decision within it.
+#[test]
+fn a_repack_never_takes_a_pool_over_its_limits() {
+    let cat = full_catalog();
+    let mut p = pool(
+        "limited",
+        vec![
+            req(
+                INSTANCE_TYPE,
+                Operator::In,
+                &["c5.xlarge", "c5.2xlarge", "m5.4xlarge"],
+            ),
+            req(CT, Operator::In, &["on-demand"]),
+        ],
+    );
+    p.limits.cpu_milli = Some(16_000);
+    let mut w = World::new(cat, vec![p]);
+    for i in 0..10 {
+        w.pending.push(pod(&format!("p{i}"), 1000, GI));
+    }
+    let d = w.solve();
+    assert_valid(&w, &d);
+    let cpu: i64 = d
+        .launches
+        .iter()
+        .map(|l| cat.types[l.options[0].instance_type].capacity.cpu_milli)
+        .sum();
+    assert!(cpu <= 16_000, "{cpu}m launched");
+}
+
 // ---------------------------------------------------------------------------------------
 // Targeted behaviour
 

@@ -22,11 +22,23 @@ use super::snapshot::Snapshot;
 /// without `safe-to-evict: "true"` (as the Cluster Autoscaler decides)?
 pub fn blocks_disruption(pod: &Pod) -> bool {
     let ann = |k: &str| pod.annotations.get(k).map(String::as_str);
-    let safe_to_evict = ann("cluster-autoscaler.kubernetes.io/safe-to-evict");
+    let safe_to_evict = ann(SAFE_TO_EVICT);
     ann("stevedore.dev/do-not-disrupt") == Some("true")
         || ann("karpenter.sh/do-not-disrupt") == Some("true")
         || safe_to_evict == Some("false")
         || (pod.local_storage && safe_to_evict != Some("true"))
+}
+
+/// The Cluster Autoscaler's annotation: `"true"` lets a pod go even without a controller
+/// or with local storage, `"false"` keeps it.
+pub const SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict";
+
+/// May this (non-DaemonSet) pod be moved off its node? It has a controller to recreate
+/// it, or says `safe-to-evict: "true"` (the Cluster Autoscaler's override of the bare-pod
+/// rule), and nothing in [`blocks_disruption`] keeps it.
+pub fn movable_pod(pod: &Pod) -> bool {
+    let safe = pod.annotations.get(SAFE_TO_EVICT).map(String::as_str) == Some("true");
+    (pod.owner.is_some() || safe) && !blocks_disruption(pod)
 }
 
 /// Per-node facts consolidation needs besides the snapshot (same indices).

@@ -139,7 +139,7 @@ pub fn node_blocks_disruption(annotations: &Labels) -> bool {
 /// holding local storage without leave, or bare (no controller would recreate it);
 /// DaemonSet pods are not evicted at all (they go with the node), so they never block.
 pub fn pod_evictable(pod: &Pod) -> bool {
-    pod.is_daemonset() || (pod.owner.is_some() && !super::consolidation::blocks_disruption(pod))
+    pod.is_daemonset() || super::consolidation::movable_pod(pod)
 }
 
 /// Does this pod end by itself (a Job's pod)? Consolidation leaves its node alone: an
@@ -447,6 +447,12 @@ mod tests {
         let mut bare = owned("b");
         bare.owner = None;
         assert!(!pod_evictable(&bare));
+        // The Cluster Autoscaler's override: a bare pod that says it is safe to evict.
+        bare.annotations.insert(
+            "cluster-autoscaler.kubernetes.io/safe-to-evict".into(),
+            "true".into(),
+        );
+        assert!(pod_evictable(&bare));
         let mut ds = owned("c");
         ds.owner = Some(OwnerRef {
             kind: "DaemonSet".into(),

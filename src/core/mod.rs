@@ -10,6 +10,7 @@ pub mod headroom;
 pub mod instance;
 pub mod labels;
 pub mod lower_bound;
+pub mod mix;
 pub mod model;
 pub mod node_groups;
 pub mod nodepool;

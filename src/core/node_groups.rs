@@ -137,10 +137,10 @@ pub fn utilization(requested: &Resources, allocatable: &Resources) -> f64 {
 }
 
 /// May these pods be moved? The Cluster Autoscaler keeps nodes with a pod that has no
-/// controller, says do-not-disrupt / safe-to-evict "false", or uses local storage.
+/// controller (unless it says safe-to-evict "true"), says do-not-disrupt / safe-to-evict
+/// "false", or uses local storage.
 pub fn movable(pods: &[&Pod]) -> bool {
-    pods.iter()
-        .all(|p| p.owner.is_some() && !consolidation::blocks_disruption(p))
+    pods.iter().all(|p| consolidation::movable_pod(p))
 }
 
 /// Do `snapshot.pending` (the pods of a node to remove, left out of `snapshot`'s nodes

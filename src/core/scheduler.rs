@@ -8,6 +8,7 @@
 
 use super::instance::{CapacityType, Catalog, Offering};
 use super::labels;
+use super::mix::{self, MixOption};
 use super::model::{
     capacity_type_mask, selector_requirements, zone_mask, NodeLabels, PoolModel, PoolType,
     SchedulingModel,
@@ -827,66 +828,192 @@ impl<'a, 'e> Solver<'a, 'e> {
         usage
     }
 
-    /// Turns the claims into launch plans with their options, cheapest first. A claim
-    /// whose pods are cheaper on several smaller nodes is split (see [`split_for_cost`]).
+    /// Turns the claims into launch plans with their options, cheapest first. Claims
+    /// whose pods may share nodes freely are pooled and repacked onto the cheapest mix
+    /// of types (see [`repack`]).
     fn finish(self) -> Vec<LaunchPlan> {
         let env = self.env;
+        let singles: Vec<LaunchPlan> = self
+            .claims
+            .iter()
+            .filter(|c| !c.pods.is_empty())
+            .map(|c| LaunchPlan {
+                pool: c.pool,
+                options: launch_options(
+                    env,
+                    &env.model.pools[c.pool],
+                    c.live_types(),
+                    &c.requested,
+                    c.zones,
+                    c.capacity_types,
+                ),
+                pods: c.pods.clone(),
+                requested: c.requested.clone(),
+            })
+            .collect();
+        if !env.split_claims {
+            return singles;
+        }
+        let claims: Vec<&Claim> = self.claims.iter().filter(|c| !c.pods.is_empty()).collect();
+        // Pool capacity counted against limits: what exists plus every claim as one node
+        // of its cheapest type (as the claims were admitted); a repacked group swaps its
+        // claims' share for its own.
+        let mut usage = self.pool_usage.clone();
+        for plan in &singles {
+            if let Some(o) = plan.options.first() {
+                usage[plan.pool].add(&env.catalog.types[o.instance_type].capacity);
+            }
+        }
         let mut plans = Vec::new();
-        for c in self.claims.into_iter().filter(|c| !c.pods.is_empty()) {
-            let model = &env.model.pools[c.pool];
-            let pods: Vec<&Pod> = c.pods.iter().map(|&i| self.snapshot.pending[i]).collect();
-            let single = launch_options(
-                env,
-                model,
-                c.live_types(),
-                &c.requested,
-                c.zones,
-                c.capacity_types,
-            );
-            let single_price = single.first().map_or(f64::INFINITY, |o| o.price_per_hour);
-            let bins = env
-                .split_claims
-                .then(|| split_for_cost(env, model, &c, &pods, single_price))
-                .flatten();
-            let split: Option<Vec<LaunchPlan>> = bins.map(|bins| {
-                bins.into_iter()
-                    .map(|(members, requested)| {
-                        let types: Vec<u32> = c
-                            .compatible
-                            .iter()
-                            .copied()
-                            .filter(|&t| requested.fits_in(&model.types[t as usize].usable))
-                            .collect();
-                        LaunchPlan {
-                            pool: model.pool,
-                            options: launch_options(
-                                env,
-                                model,
-                                &types,
-                                &requested,
-                                c.zones,
-                                c.capacity_types,
-                            ),
-                            pods: members.iter().map(|&m| c.pods[m]).collect(),
-                            requested,
-                        }
-                    })
-                    .collect()
-            });
-            // A bin is packed against a type's best-case room; if no offering holds it
-            // exactly, the claim stays whole.
-            match split {
-                Some(bins) if bins.iter().all(|b| !b.options.is_empty()) => plans.extend(bins),
-                _ => plans.push(LaunchPlan {
-                    pool: model.pool,
-                    options: single,
-                    pods: c.pods,
-                    requested: c.requested,
-                }),
+        for group in pool_groups(&claims, self.snapshot) {
+            let group_singles: Vec<&LaunchPlan> = group.iter().map(|&c| &singles[c]).collect();
+            let pool = claims[group[0]].pool;
+            let members: Vec<&Claim> = group.iter().map(|&c| claims[c]).collect();
+            let repacked = repack(env, &members, self.snapshot)
+                .filter(|r| r.cost < price_of(&group_singles) * 0.98)
+                .and_then(|r| {
+                    // Within the pool's limits once the group's claims give back their share.
+                    let mut after = usage[pool].clone();
+                    after.sub(&capacity_of(env, &group_singles));
+                    after.add(&capacity_of(env, &r.plans.iter().collect::<Vec<_>>()));
+                    env.pools[pool]
+                        .limits
+                        .exceeded_by(&after, &Resources::default())
+                        .is_none()
+                        .then(|| {
+                            usage[pool] = after;
+                            r
+                        })
+                });
+            match repacked {
+                Some(r) => plans.extend(r.plans),
+                None => plans.extend(group_singles.into_iter().cloned()),
             }
         }
         plans
     }
+}
+
+/// Total price per hour of plans at their cheapest options (infinite if one has none).
+fn price_of(plans: &[&LaunchPlan]) -> f64 {
+    plans
+        .iter()
+        .map(|p| {
+            p.options
+                .first()
+                .map_or(f64::INFINITY, |o| o.price_per_hour)
+        })
+        .sum()
+}
+
+/// Total capacity of plans at their cheapest options.
+fn capacity_of(env: &SolveEnv, plans: &[&LaunchPlan]) -> Resources {
+    let mut total = Resources::default();
+    for p in plans {
+        if let Some(o) = p.options.first() {
+            total.add(&env.catalog.types[o.instance_type].capacity);
+        }
+    }
+    total
+}
+
+/// Groups of claims (indices into `claims`) that may be repacked together: same pool,
+/// zones and capacity types, and pods whose only topology rules are per zone (a
+/// hostname rule is kept by the claim that satisfied it, so such a claim stays alone).
+fn pool_groups(claims: &[&Claim], snapshot: &Snapshot) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut keys: Vec<(usize, u32, u8, Option<usize>)> = Vec::new();
+    for (i, c) in claims.iter().enumerate() {
+        let free = c
+            .pods
+            .iter()
+            .all(|&p| !has_host_scoped_rules(snapshot.pending[p]));
+        if !free {
+            groups.push(vec![i]);
+            keys.push((usize::MAX, 0, 0, None));
+            continue;
+        }
+        let key = (c.pool, c.zones, c.capacity_types, c.zone_pinned);
+        match keys.iter().position(|k| *k == key) {
+            Some(g) => groups[g].push(i),
+            None => {
+                keys.push(key);
+                groups.push(vec![i]);
+            }
+        }
+    }
+    groups
+}
+
+/// A group's pods on the cheapest mix of the types every one of its claims allows.
+struct Repacked {
+    cost: f64,
+    plans: Vec<LaunchPlan>,
+}
+
+fn repack(env: &SolveEnv, group: &[&Claim], snapshot: &Snapshot) -> Option<Repacked> {
+    let first = group[0];
+    let pod_ids: Vec<usize> = group.iter().flat_map(|c| c.pods.iter().copied()).collect();
+    if pod_ids.len() < 2 && group.len() < 2 {
+        return None;
+    }
+    if pod_ids
+        .iter()
+        .any(|&p| has_hostname_affinity(snapshot.pending[p]))
+    {
+        return None;
+    }
+    let model = &env.model.pools[first.pool];
+    let (zones, cts) = (first.zones, first.capacity_types);
+    let types: Vec<u32> = first
+        .compatible
+        .iter()
+        .copied()
+        .filter(|t| group.iter().all(|c| c.compatible.contains(t)))
+        .collect();
+    // Launches prefer Spot where the claim allows it: price the types the same way.
+    let mut priced: Vec<(u32, MixOption)> = Vec::new();
+    for &t in &types {
+        let pt = &model.types[t as usize];
+        let price = best_price(env, pt.ty, zones, cts & CapacityType::Spot.bit())
+            .or_else(|| best_price(env, pt.ty, zones, cts));
+        if let Some(price) = price {
+            priced.push((
+                t,
+                MixOption {
+                    price,
+                    usable: pt.usable.clone(),
+                },
+            ));
+        }
+    }
+    let options: Vec<MixOption> = priced.iter().map(|(_, o)| o.clone()).collect();
+    let requests: Vec<&Resources> = pod_ids
+        .iter()
+        .map(|&p| &snapshot.pending[p].requests)
+        .collect();
+    let (_, bins) = mix::cheapest_bins(&options, &requests)?;
+    let mut plans = Vec::with_capacity(bins.len());
+    for bin in bins {
+        let holders: Vec<u32> = priced
+            .iter()
+            .filter(|(_, o)| bin.requested.fits_in(&o.usable))
+            .map(|(t, _)| *t)
+            .collect();
+        let options = launch_options(env, model, &holders, &bin.requested, zones, cts);
+        if options.is_empty() {
+            // Packed against a type's best-case room, which no offering gives exactly.
+            return None;
+        }
+        plans.push(LaunchPlan {
+            pool: first.pool,
+            options,
+            pods: bin.members.iter().map(|&m| pod_ids[m]).collect(),
+            requested: bin.requested,
+        });
+    }
+    let cost = plans.iter().map(|p| p.options[0].price_per_hour).sum();
+    Some(Repacked { cost, plans })
 }
 
 /// The offerings of catalog type `ty` in `zones` and `cts` that are purchasable now.
@@ -976,234 +1103,16 @@ fn launch_options(
     options
 }
 
-/// A bin of a split claim: member indices into the claim's pods, and their requests.
-type Bin = (Vec<usize>, Resources);
-
-/// How many candidate types get a real packing trial when sizing a split.
-const SPLIT_TRIALS: usize = 6;
-
-/// First-fit-decreasing filled claims grow to the largest type, and large types cost
-/// more per vCPU and GiB than mid-size ones. When the claim's pods are cheaper on several
-/// smaller nodes, returns those bins: (member indices into the claim's pods, their
-/// requests). Two shapes are tried: all pods on nodes of one type, and the pods a cheap
-/// small type can hold on that type with the rest on their own (themselves split or
-/// not). Claims with hostname-scoped affinity stay whole: splitting would separate pods
-/// that must share a node. (Hostname spread and anti-affinity only get easier on more
-/// nodes.)
-fn split_for_cost(
-    env: &SolveEnv,
-    model: &PoolModel,
-    claim: &Claim,
-    pods: &[&Pod],
-    single_price: f64,
-) -> Option<Vec<Bin>> {
-    if pods.len() < 2 || pods.iter().any(|p| has_hostname_affinity(p)) {
-        return None;
-    }
-    if env.pools[model.pool].limits != Default::default() {
-        return None;
-    }
-    let splitter = Splitter::new(env, model, claim, pods);
-    let all: Vec<usize> = (0..splitter.shapes.len()).collect();
-    let mut best = splitter.homogeneous(&all);
-    // Two tiers: the pods the most promising types can hold, and the rest.
-    if all.len() > 1 {
-        for (t, price) in splitter.candidates(&all, true) {
-            let usable = &model.types[t as usize].usable;
-            let (fit, rest): (Vec<usize>, Vec<usize>) = all
-                .iter()
-                .partition(|&&s| splitter.shapes[s].0.fits_in(usable));
-            if fit.is_empty() || rest.is_empty() {
-                continue;
-            }
-            let Some(bins) = splitter.pack(&fit, usable) else {
-                continue;
-            };
-            let Some((rest_cost, rest_bins)) = splitter
-                .homogeneous(&rest)
-                .or_else(|| splitter.single(&rest))
-            else {
-                continue;
-            };
-            let cost = bins.len() as f64 * price + rest_cost;
-            if best.as_ref().is_none_or(|(c, _)| cost < *c) {
-                best = Some((cost, bins.into_iter().chain(rest_bins).collect()));
-            }
-        }
-    }
-    best.filter(|(cost, _)| *cost < single_price * 0.98)
-        .map(|(_, bins)| bins)
-}
-
-/// The pieces `split_for_cost` combines. Pods are grouped by their requests (a claim
-/// holds few distinct shapes), and subsets are lists of shape indices.
-struct Splitter<'s, 'a> {
-    env: &'s SolveEnv<'a>,
-    model: &'s PoolModel,
-    claim: &'s Claim,
-    /// (requests, the claim-pod indices with exactly those requests)
-    shapes: Vec<(Resources, Vec<usize>)>,
-}
-
-impl<'s, 'a> Splitter<'s, 'a> {
-    fn new(env: &'s SolveEnv<'a>, model: &'s PoolModel, claim: &'s Claim, pods: &[&Pod]) -> Self {
-        let mut shapes: Vec<(Resources, Vec<usize>)> = Vec::new();
-        for (i, p) in pods.iter().enumerate() {
-            match shapes.iter_mut().find(|(r, _)| *r == p.requests) {
-                Some((_, members)) => members.push(i),
-                None => shapes.push((p.requests.clone(), vec![i])),
-            }
-        }
-        // Largest first, the order first-fit decreasing packs in.
-        shapes
-            .sort_by(|(a, _), (b, _)| b.cpu_milli.cmp(&a.cpu_milli).then(b.memory.cmp(&a.memory)));
-        Splitter {
-            env,
-            model,
-            claim,
-            shapes,
-        }
-    }
-
-    fn total(&self, shapes: &[usize]) -> Resources {
-        let mut r = Resources::default();
-        for &s in shapes {
-            let (req, members) = &self.shapes[s];
-            for _ in 0..members.len() {
-                r.add(req);
-            }
-        }
-        r
-    }
-
-    /// Spot when the type has it (launches prefer Spot), else on-demand.
-    fn price(&self, ty: usize) -> Option<f64> {
-        let (zones, cts) = (self.claim.zones, self.claim.capacity_types);
-        best_price(self.env, ty, zones, cts & CapacityType::Spot.bit())
-            .or_else(|| best_price(self.env, ty, zones, cts))
-    }
-
-    /// The most promising types for `shapes` by the fluid node count they need: when
-    /// `partial`, counting only the shapes each type can hold at all.
-    fn candidates(&self, shapes: &[usize], partial: bool) -> Vec<(u32, f64)> {
-        let total = self.total(shapes);
-        let mut estimates: Vec<(f64, u32, f64)> = self
-            .claim
-            .compatible
-            .iter()
-            .filter_map(|&t| {
-                let pt = &self.model.types[t as usize];
-                let fit: Vec<usize> = shapes
-                    .iter()
-                    .copied()
-                    .filter(|&s| self.shapes[s].0.fits_in(&pt.usable))
-                    .collect();
-                let need = if fit.len() == shapes.len() {
-                    nodes_needed(&total, &pt.usable)?
-                } else if partial && !fit.is_empty() {
-                    nodes_needed(&self.total(&fit), &pt.usable)?
-                } else {
-                    return None;
-                };
-                let price = self.price(pt.ty)?;
-                Some((need * price, t, price))
-            })
-            .collect();
-        let order =
-            |a: &(f64, u32, f64), b: &(f64, u32, f64)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
-        if estimates.len() > SPLIT_TRIALS {
-            estimates.select_nth_unstable_by(SPLIT_TRIALS - 1, order);
-            estimates.truncate(SPLIT_TRIALS);
-        }
-        estimates.sort_unstable_by(order);
-        estimates
-            .into_iter()
-            .map(|(_, t, price)| (t, price))
-            .collect()
-    }
-
-    /// All pods of `shapes` on nodes of the one type that packs them cheapest.
-    fn homogeneous(&self, shapes: &[usize]) -> Option<(f64, Vec<Bin>)> {
-        self.candidates(shapes, false)
-            .into_iter()
-            .filter_map(|(t, price)| {
-                let bins = self.pack(shapes, &self.model.types[t as usize].usable)?;
-                Some((bins.len() as f64 * price, bins))
-            })
-            .min_by(|a, b| a.0.total_cmp(&b.0))
-    }
-
-    /// All pods of `shapes` on one node of the cheapest type that holds them.
-    fn single(&self, shapes: &[usize]) -> Option<(f64, Vec<Bin>)> {
-        let total = self.total(shapes);
-        let price = self
-            .claim
-            .compatible
-            .iter()
-            .filter(|&&t| total.fits_in(&self.model.types[t as usize].usable))
-            .filter_map(|&t| self.price(self.model.types[t as usize].ty))
-            .min_by(f64::total_cmp)?;
-        let members = shapes
-            .iter()
-            .flat_map(|&s| self.shapes[s].1.iter().copied())
-            .collect();
-        Some((price, vec![(members, total)]))
-    }
-
-    /// First-fit decreasing of the pods of `shapes` into bins of `usable`; `None` if a
-    /// pod fits no bin. Shapes are kept largest first, so this is decreasing order.
-    fn pack(&self, shapes: &[usize], usable: &Resources) -> Option<Vec<Bin>> {
-        let mut bins: Vec<Bin> = Vec::new();
-        for &s in shapes {
-            let (req, members) = &self.shapes[s];
-            if !req.fits_in(usable) {
-                return None;
-            }
-            // Bins before `first_open` cannot take another pod of this shape.
-            let mut first_open = 0;
-            for &i in members {
-                let slot = bins[first_open..]
-                    .iter()
-                    .position(|(_, used)| used.plus(req).fits_in(usable))
-                    .map(|p| p + first_open);
-                match slot {
-                    Some(b) => {
-                        first_open = b;
-                        bins[b].0.push(i);
-                        bins[b].1.add(req);
-                    }
-                    None => {
-                        first_open = bins.len();
-                        bins.push((vec![i], req.clone()));
-                    }
-                }
-            }
-        }
-        Some(bins)
-    }
-}
-
-/// Fractional nodes of `usable` needed for `total` (the most constrained resource).
-fn nodes_needed(total: &Resources, usable: &Resources) -> Option<f64> {
-    let ratio = |need: i64, have: i64| -> Option<f64> {
-        if need <= 0 {
-            Some(0.0)
-        } else if have <= 0 {
-            None
-        } else {
-            Some(need as f64 / have as f64)
-        }
-    };
-    let mut n = ratio(total.cpu_milli, usable.cpu_milli)?
-        .max(ratio(total.memory, usable.memory)?)
-        .max(ratio(total.pods, usable.pods)?);
-    for (name, v) in &total.extended {
-        n = n.max(ratio(*v, usable.extended(name))?);
-    }
-    Some(n.ceil().max(1.0))
-}
-
 /// Required affinity per hostname ties a pod to its node-mates.
 fn has_hostname_affinity(pod: &Pod) -> bool {
     pod.affinity.iter().any(|t| t.kind == TopologyKey::Hostname)
+}
+
+/// Rules counted per node (or per a label other than the zone): the claim that admitted
+/// such a pod is what keeps them, so it is not pooled with others.
+fn has_host_scoped_rules(pod: &Pod) -> bool {
+    let scoped = |k: TopologyKey| k != TopologyKey::Zone;
+    pod.affinity.iter().any(|t| scoped(t.kind))
+        || pod.anti_affinity.iter().any(|t| scoped(t.kind))
+        || pod.spread.iter().any(|s| scoped(s.kind))
 }

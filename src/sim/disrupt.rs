@@ -491,10 +491,11 @@ impl Sim<'_> {
     fn check_eviction(&mut self, p: usize) {
         let pod = &self.pods[p].pod;
         let ann = |k: &str| pod.annotations.get(k).map(String::as_str);
+        let safe_to_evict = ann("cluster-autoscaler.kubernetes.io/safe-to-evict");
         let forbidden = ann("karpenter.sh/do-not-disrupt") == Some("true")
             || ann("stevedore.dev/do-not-disrupt") == Some("true")
-            || ann("cluster-autoscaler.kubernetes.io/safe-to-evict") == Some("false")
-            || pod.owner.is_none();
+            || safe_to_evict == Some("false")
+            || (pod.owner.is_none() && safe_to_evict != Some("true"));
         if forbidden {
             self.disruptions.do_not_disrupt_evicted += 1;
         }

@@ -150,8 +150,9 @@ fn gauss(mut m: Vec<Vec<f64>>, k: usize) -> Option<Vec<f64>> {
         for r in 0..k {
             if r != col {
                 let f = m[r][col] / m[col][col];
-                for j in col..=k {
-                    m[r][j] -= f * m[col][j];
+                let pivot_row = m[col].clone();
+                for (v, p) in m[r][col..=k].iter_mut().zip(&pivot_row[col..=k]) {
+                    *v -= f * p;
                 }
             }
         }

@@ -1,0 +1,368 @@
+//! Cost-optimal packing of a group of pods onto new nodes: the cheapest mix of a pool's
+//! instance types that holds every pod whole.
+//!
+//! The shape-aware programme ([`ShapeBound`]) says which types the cheapest fractional
+//! mix uses and how it fills them. [`cheapest_bins`] rounds that mix to whole nodes:
+//! every whole node of the optimum is opened as the optimum fills it (pods rounded
+//! down), the pods left over go into the room those nodes have spare, and what is still
+//! left is solved again, so each round commits whole nodes of a fresh optimum for the
+//! remainder. A round with no whole node opens the largest fractional one. Every round
+//! opens at least one node, so this ends; every node is then bought as the cheapest type
+//! that holds what it got.
+//!
+//! At equal price per unit the programme prefers smaller types (see [`SIZE_TIE_BREAK`]):
+//! pods that end release a small node sooner, and whole small nodes round better.
+//!
+//! Pure: no I/O, no clock.
+
+use super::resources::Resources;
+use super::shape_bound::{Mix, ShapeBound};
+
+/// Relative price added per vCPU of a type inside the programme only: breaks ties
+/// between sizes of one family (same price per vCPU) towards the smaller ones, and is far
+/// too small to prefer a dearer mix (0.01% on a 100-vCPU type).
+const SIZE_TIE_BREAK: f64 = 1e-6;
+/// Rounds before the rest goes one pod per round (a safety net; never reached on the
+/// bundled workloads, where a handful of rounds place everything).
+const MAX_ROUNDS: usize = 256;
+const EPS: f64 = 1e-9;
+
+/// A type the pods may go on: its price and its room for pods.
+#[derive(Clone, Debug)]
+pub struct MixOption {
+    pub price: f64,
+    pub usable: Resources,
+}
+
+/// A node of the result: the option it was opened as, the cheapest option that holds
+/// what it got, the pods (indices into the pods passed in) and their requests.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bin {
+    pub option: usize,
+    pub members: Vec<usize>,
+    pub requested: Resources,
+}
+
+/// The packing of `pods` (their requests) that the rounded optimum gives, with its
+/// price per hour; `None` when some pod fits no option.
+pub fn cheapest_bins(options: &[MixOption], pods: &[&Resources]) -> Option<(f64, Vec<Bin>)> {
+    if pods.is_empty() {
+        return Some((0.0, Vec::new()));
+    }
+    let lp_options = options
+        .iter()
+        .map(|o| {
+            let cores = o.usable.cpu_milli as f64 / 1000.0;
+            (o.price * (1.0 + SIZE_TIE_BREAK * cores), o.usable.clone())
+        })
+        .collect();
+    let mut lp = ShapeBound::new(lp_options);
+    let mut packing = Packing::new(options, pods);
+    for _ in 0..MAX_ROUNDS {
+        if packing.done() {
+            break;
+        }
+        let mix = lp.solve(&packing.classes());
+        if !mix.infeasible.is_empty() {
+            return None;
+        }
+        let opened = packing.open_whole_nodes(&mix);
+        if !opened {
+            packing.open_largest_fraction(&mix)?;
+        }
+        packing.fill_spare_room();
+    }
+    while !packing.done() {
+        packing.open_for_largest_pod()?;
+        packing.fill_spare_room();
+    }
+    Some(packing.finish())
+}
+
+/// Pods grouped by requests (a group has few shapes), with the nodes opened so far.
+struct Packing<'o> {
+    options: &'o [MixOption],
+    /// (requests, pods of exactly those requests not yet placed), largest first.
+    shapes: Vec<(Resources, Vec<usize>)>,
+    bins: Vec<Bin>,
+}
+
+impl<'o> Packing<'o> {
+    fn new(options: &'o [MixOption], pods: &[&Resources]) -> Self {
+        let mut shapes: Vec<(Resources, Vec<usize>)> = Vec::new();
+        for (i, r) in pods.iter().enumerate() {
+            match shapes.iter_mut().find(|(s, _)| s == *r) {
+                Some((_, members)) => members.push(i),
+                None => shapes.push(((*r).clone(), vec![i])),
+            }
+        }
+        shapes.sort_by(|(a, _), (b, _)| {
+            (b.extended.len(), b.cpu_milli, b.memory).cmp(&(
+                a.extended.len(),
+                a.cpu_milli,
+                a.memory,
+            ))
+        });
+        // Pop from the back: the lowest pod index goes first (deterministic, and pods
+        // keep their decision order inside a node).
+        for (_, members) in &mut shapes {
+            members.reverse();
+        }
+        Packing {
+            options,
+            shapes,
+            bins: Vec::new(),
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.shapes.iter().all(|(_, m)| m.is_empty())
+    }
+
+    fn classes(&self) -> Vec<(Resources, f64)> {
+        self.shapes
+            .iter()
+            .map(|(r, m)| (r.clone(), m.len() as f64))
+            .collect()
+    }
+
+    /// Opens every whole node of the optimum, filled as the optimum fills it (rounded
+    /// down). `false` when that places nothing.
+    fn open_whole_nodes(&mut self, mix: &Mix) -> bool {
+        let mut parts: Vec<_> = mix.parts.iter().filter(|p| p.nodes >= 1.0 - EPS).collect();
+        parts.sort_by(|a, b| b.nodes.total_cmp(&a.nodes).then(a.option.cmp(&b.option)));
+        let mut placed = false;
+        for part in parts {
+            let whole = (part.nodes + EPS).floor() as usize;
+            for _ in 0..whole {
+                let quota: Vec<usize> = part
+                    .pods
+                    .iter()
+                    .map(|c| (c + EPS).floor() as usize)
+                    .collect();
+                if self.open(part.option, &quota) {
+                    placed = true;
+                } else {
+                    break;
+                }
+            }
+        }
+        placed
+    }
+
+    /// Opens one node of the largest fractional part, with its share rounded up where
+    /// the room allows.
+    fn open_largest_fraction(&mut self, mix: &Mix) -> Option<()> {
+        let part = mix
+            .parts
+            .iter()
+            .max_by(|a, b| a.nodes.total_cmp(&b.nodes).then(b.option.cmp(&a.option)))?;
+        let quota: Vec<usize> = part.pods.iter().map(|c| c.ceil() as usize).collect();
+        self.open(part.option, &quota).then_some(())
+    }
+
+    /// The last resort: the largest pod left, alone on the cheapest option holding it.
+    fn open_for_largest_pod(&mut self) -> Option<()> {
+        let s = self.shapes.iter().position(|(_, m)| !m.is_empty())?;
+        let req = &self.shapes[s].0;
+        let option = (0..self.options.len())
+            .filter(|&o| req.fits_in(&self.options[o].usable))
+            .min_by(|&a, &b| self.options[a].price.total_cmp(&self.options[b].price))?;
+        let mut quota = vec![0; self.shapes.len()];
+        quota[s] = 1;
+        self.open(option, &quota).then_some(())
+    }
+
+    /// Opens a node of `option` with up to `quota[k]` pods of shape k that fit.
+    fn open(&mut self, option: usize, quota: &[usize]) -> bool {
+        let usable = &self.options[option].usable;
+        let mut bin = Bin {
+            option,
+            members: Vec::new(),
+            requested: Resources::default(),
+        };
+        for (k, &q) in quota.iter().enumerate() {
+            let (req, members) = &mut self.shapes[k];
+            for _ in 0..q {
+                if members.is_empty() || !bin.requested.plus(req).fits_in(usable) {
+                    break;
+                }
+                bin.members.push(members.pop().expect("not empty"));
+                bin.requested.add(req);
+            }
+        }
+        if bin.members.is_empty() {
+            return false;
+        }
+        self.bins.push(bin);
+        true
+    }
+
+    /// First fit, largest shapes first, of the pods left into the nodes' spare room.
+    fn fill_spare_room(&mut self) {
+        for (req, members) in &mut self.shapes {
+            // Nodes before `from` cannot take another pod of this shape.
+            let mut from = 0;
+            while let Some(&pod) = members.last() {
+                let slot = self.bins[from..].iter().position(|b| {
+                    b.requested
+                        .plus(req)
+                        .fits_in(&self.options[b.option].usable)
+                });
+                let Some(p) = slot else { break };
+                from += p;
+                let bin = &mut self.bins[from];
+                bin.members.push(pod);
+                bin.requested.add(req);
+                members.pop();
+            }
+        }
+    }
+
+    /// Each node bought as the cheapest option holding what it got; the total price.
+    fn finish(mut self) -> (f64, Vec<Bin>) {
+        let mut total = 0.0;
+        for bin in &mut self.bins {
+            let best = (0..self.options.len())
+                .filter(|&o| bin.requested.fits_in(&self.options[o].usable))
+                .min_by(|&a, &b| {
+                    self.options[a]
+                        .price
+                        .total_cmp(&self.options[b].price)
+                        .then(a.cmp(&b))
+                })
+                .unwrap_or(bin.option);
+            bin.option = best;
+            total += self.options[best].price;
+        }
+        (total, self.bins)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GIB: i64 = 1 << 30;
+
+    fn opt(price: f64, cpu: i64, mem_gib: i64) -> MixOption {
+        MixOption {
+            price,
+            usable: Resources::new(cpu * 1000, mem_gib * GIB, 110),
+        }
+    }
+
+    fn pod(cpu_milli: i64, mem_gib: i64) -> Resources {
+        Resources::new(cpu_milli, mem_gib * GIB, 1)
+    }
+
+    /// The case: ten 1 CPU / 1 GiB pods go on a c5.2xlarge and a c5.xlarge
+    /// ($0.51/h), not on one m5.4xlarge ($0.768/h).
+    #[test]
+    fn ten_small_pods_take_the_cheap_mix_not_the_big_node() {
+        let options = vec![
+            opt(0.768, 15, 60), // m5.4xlarge, after overhead
+            opt(0.34, 7, 14),   // c5.2xlarge
+            opt(0.17, 3, 6),    // c5.xlarge
+            opt(0.096, 1, 7),   // m5.large (1.9 CPU usable rounds to 1 here)
+        ];
+        let p = pod(1000, 1);
+        let pods: Vec<&Resources> = std::iter::repeat_n(&p, 10).collect();
+        let (cost, bins) = cheapest_bins(&options, &pods).expect("fits");
+        assert!((cost - 0.51).abs() < 1e-9, "cost {cost}: {bins:?}");
+        let mut seen: Vec<usize> = bins.iter().flat_map(|b| b.members.clone()).collect();
+        seen.sort();
+        assert_eq!(seen, (0..10).collect::<Vec<_>>());
+        for b in &bins {
+            assert!(b.requested.fits_in(&options[b.option].usable));
+        }
+    }
+
+    /// Complementary pods share nodes instead of each shape buying its own.
+    #[test]
+    fn cpu_and_memory_heavy_pods_share_nodes() {
+        let options = vec![opt(1.0, 8, 32), opt(0.9, 8, 8), opt(0.9, 2, 32)];
+        let (a, b) = (pod(3000, 1), pod(1000, 14));
+        let pods = vec![&a, &a, &b, &b, &a, &a, &b, &b];
+        let (cost, bins) = cheapest_bins(&options, &pods).expect("fits");
+        assert!((cost - 2.0).abs() < 1e-9, "cost {cost}: {bins:?}");
+    }
+
+    #[test]
+    fn same_price_per_unit_prefers_the_smaller_sizes() {
+        // One family: 2, 4 and 8 vCPU at the same price per vCPU.
+        let options = vec![opt(0.4, 8, 32), opt(0.2, 4, 16), opt(0.1, 2, 8)];
+        let p = pod(2000, 8);
+        let pods: Vec<&Resources> = std::iter::repeat_n(&p, 3).collect();
+        let (cost, bins) = cheapest_bins(&options, &pods).expect("fits");
+        assert!((cost - 0.3).abs() < 1e-9, "cost {cost}");
+        assert!(bins.iter().all(|b| b.option == 2), "{bins:?}");
+    }
+
+    #[test]
+    fn a_pod_no_option_holds_gives_none() {
+        let options = vec![opt(0.1, 2, 8)];
+        let big = pod(4000, 1);
+        assert!(cheapest_bins(&options, &[&big]).is_none());
+    }
+
+    /// Every pod is placed exactly once, no node is over-full, and the rounded packing
+    /// never costs less than the fractional optimum (it is a real placement).
+    #[test]
+    fn random_groups_are_packed_whole_and_within_room() {
+        let mut rng = crate::core::rng::Rng::new(23);
+        for _ in 0..300 {
+            let options: Vec<MixOption> = (0..1 + rng.below(6))
+                .map(|_| {
+                    opt(
+                        rng.range_f64(0.05, 2.0),
+                        1 + rng.below(16) as i64,
+                        1 + rng.below(64) as i64,
+                    )
+                })
+                .collect();
+            let mut shapes: Vec<Resources> = (0..1 + rng.below(4))
+                .map(|_| pod(250 * (1 + rng.below(8) as i64), 1 + rng.below(8) as i64))
+                .collect();
+            shapes.sort_by_key(|s| (s.cpu_milli, s.memory));
+            shapes.dedup();
+            let pods: Vec<&Resources> = (0..1 + rng.below(40))
+                .map(|_| &shapes[rng.below(shapes.len())])
+                .collect();
+            let feasible = pods
+                .iter()
+                .all(|p| options.iter().any(|o| p.fits_in(&o.usable)));
+            let Some((cost, bins)) = cheapest_bins(&options, &pods) else {
+                assert!(!feasible);
+                continue;
+            };
+            let mut seen: Vec<usize> = bins.iter().flat_map(|b| b.members.clone()).collect();
+            seen.sort();
+            assert_eq!(seen, (0..pods.len()).collect::<Vec<_>>());
+            let mut total = 0.0;
+            for b in &bins {
+                let mut sum = Resources::default();
+                for &m in &b.members {
+                    sum.add(pods[m]);
+                }
+                assert_eq!(sum, b.requested);
+                assert!(b.requested.fits_in(&options[b.option].usable));
+                total += options[b.option].price;
+            }
+            assert!((total - cost).abs() < 1e-9);
+            let classes: Vec<(Resources, f64)> = shapes
+                .iter()
+                .map(|s| (s.clone(), pods.iter().filter(|p| **p == s).count() as f64))
+                .collect();
+            let bound = ShapeBound::new(
+                options
+                    .iter()
+                    .map(|o| (o.price, o.usable.clone()))
+                    .collect(),
+            )
+            .solve(&classes)
+            .rate;
+            assert!(cost >= bound - 1e-9, "{cost} below the bound {bound}");
+        }
+    }
+}
