@@ -43,20 +43,31 @@ pub struct Bin {
     pub requested: Resources,
 }
 
+/// The programme over `options` that [`cheapest_bins`] solves. Built once and reused for
+/// every group of pods with the same options (it keeps its optimal bases).
+pub fn programme(options: &[MixOption]) -> ShapeBound {
+    ShapeBound::new(
+        options
+            .iter()
+            .map(|o| {
+                let cores = o.usable.cpu_milli as f64 / 1000.0;
+                (o.price * (1.0 + SIZE_TIE_BREAK * cores), o.usable.clone())
+            })
+            .collect(),
+    )
+}
+
 /// The packing of `pods` (their requests) that the rounded optimum gives, with its
-/// price per hour; `None` when some pod fits no option.
-pub fn cheapest_bins(options: &[MixOption], pods: &[&Resources]) -> Option<(f64, Vec<Bin>)> {
+/// price per hour; `None` when some pod fits no option. `lp` is [`programme`] of
+/// `options`.
+pub fn cheapest_bins(
+    options: &[MixOption],
+    lp: &mut ShapeBound,
+    pods: &[&Resources],
+) -> Option<(f64, Vec<Bin>)> {
     if pods.is_empty() {
         return Some((0.0, Vec::new()));
     }
-    let lp_options = options
-        .iter()
-        .map(|o| {
-            let cores = o.usable.cpu_milli as f64 / 1000.0;
-            (o.price * (1.0 + SIZE_TIE_BREAK * cores), o.usable.clone())
-        })
-        .collect();
-    let mut lp = ShapeBound::new(lp_options);
     let mut packing = Packing::new(options, pods);
     for _ in 0..MAX_ROUNDS {
         if packing.done() {
@@ -268,7 +279,7 @@ mod tests {
         ];
         let p = pod(1000, 1);
         let pods: Vec<&Resources> = std::iter::repeat_n(&p, 10).collect();
-        let (cost, bins) = cheapest_bins(&options, &pods).expect("fits");
+        let (cost, bins) = cheapest_bins(&options, &mut programme(&options), &pods).expect("fits");
         assert!((cost - 0.51).abs() < 1e-9, "cost {cost}: {bins:?}");
         let mut seen: Vec<usize> = bins.iter().flat_map(|b| b.members.clone()).collect();
         seen.sort();
@@ -284,7 +295,7 @@ mod tests {
         let options = vec![opt(1.0, 8, 32), opt(0.9, 8, 8), opt(0.9, 2, 32)];
         let (a, b) = (pod(3000, 1), pod(1000, 14));
         let pods = vec![&a, &a, &b, &b, &a, &a, &b, &b];
-        let (cost, bins) = cheapest_bins(&options, &pods).expect("fits");
+        let (cost, bins) = cheapest_bins(&options, &mut programme(&options), &pods).expect("fits");
         assert!((cost - 2.0).abs() < 1e-9, "cost {cost}: {bins:?}");
     }
 
@@ -294,7 +305,7 @@ mod tests {
         let options = vec![opt(0.4, 8, 32), opt(0.2, 4, 16), opt(0.1, 2, 8)];
         let p = pod(2000, 8);
         let pods: Vec<&Resources> = std::iter::repeat_n(&p, 3).collect();
-        let (cost, bins) = cheapest_bins(&options, &pods).expect("fits");
+        let (cost, bins) = cheapest_bins(&options, &mut programme(&options), &pods).expect("fits");
         assert!((cost - 0.3).abs() < 1e-9, "cost {cost}");
         assert!(bins.iter().all(|b| b.option == 2), "{bins:?}");
     }
@@ -303,7 +314,7 @@ mod tests {
     fn a_pod_no_option_holds_gives_none() {
         let options = vec![opt(0.1, 2, 8)];
         let big = pod(4000, 1);
-        assert!(cheapest_bins(&options, &[&big]).is_none());
+        assert!(cheapest_bins(&options, &mut programme(&options), &[&big]).is_none());
     }
 
     /// Every pod is placed exactly once, no node is over-full, and the rounded packing
@@ -332,7 +343,8 @@ mod tests {
             let feasible = pods
                 .iter()
                 .all(|p| options.iter().any(|o| p.fits_in(&o.usable)));
-            let Some((cost, bins)) = cheapest_bins(&options, &pods) else {
+            let Some((cost, bins)) = cheapest_bins(&options, &mut programme(&options), &pods)
+            else {
                 assert!(!feasible);
                 continue;
             };

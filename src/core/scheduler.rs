@@ -18,6 +18,7 @@ use super::pod::Pod;
 use super::pod::TopologyKey;
 use super::requirements::Requirement;
 use super::resources::Resources;
+use super::shape_bound::ShapeBound;
 use super::snapshot::{ExistingNode, Snapshot};
 use super::taints::tolerates_all;
 use super::topology::{Place, Strictness, Topology};
@@ -865,11 +866,12 @@ impl<'a, 'e> Solver<'a, 'e> {
             }
         }
         let mut plans = Vec::new();
+        let mut programmes = Programmes::default();
         for group in pool_groups(&claims, self.snapshot) {
             let group_singles: Vec<&LaunchPlan> = group.iter().map(|&c| &singles[c]).collect();
             let pool = claims[group[0]].pool;
             let members: Vec<&Claim> = group.iter().map(|&c| claims[c]).collect();
-            let repacked = repack(env, &members, self.snapshot)
+            let repacked = repack(env, &members, self.snapshot, &mut programmes)
                 .filter(|r| r.cost < price_of(&group_singles) * 0.98)
                 .and_then(|r| {
                     // Within the pool's limits once the group's claims give back their share.
@@ -951,7 +953,68 @@ struct Repacked {
     plans: Vec<LaunchPlan>,
 }
 
-fn repack(env: &SolveEnv, group: &[&Claim], snapshot: &Snapshot) -> Option<Repacked> {
+/// The mix programmes of one decision, by (pool, zones, capacity types, types): groups
+/// that share options share one programme and its cached bases.
+#[derive(Default)]
+struct Programmes {
+    built: Vec<((usize, u32, u8, Vec<u32>), Priced)>,
+}
+
+/// The types a group may use with their prices, and the programme over them.
+struct Priced {
+    types: Vec<(u32, MixOption)>,
+    options: Vec<MixOption>,
+    lp: ShapeBound,
+}
+
+impl Programmes {
+    fn get(
+        &mut self,
+        env: &SolveEnv,
+        pool: usize,
+        zones: u32,
+        cts: u8,
+        types: Vec<u32>,
+    ) -> &mut Priced {
+        let key = (pool, zones, cts, types);
+        if let Some(i) = self.built.iter().position(|(k, _)| *k == key) {
+            return &mut self.built[i].1;
+        }
+        let model = &env.model.pools[pool];
+        // Launches prefer Spot where the claim allows it: price the types the same way.
+        let priced: Vec<(u32, MixOption)> = key
+            .3
+            .iter()
+            .filter_map(|&t| {
+                let pt = &model.types[t as usize];
+                let price = best_price(env, pt.ty, zones, cts & CapacityType::Spot.bit())
+                    .or_else(|| best_price(env, pt.ty, zones, cts))?;
+                Some((
+                    t,
+                    MixOption {
+                        price,
+                        usable: pt.usable.clone(),
+                    },
+                ))
+            })
+            .collect();
+        let options: Vec<MixOption> = priced.iter().map(|(_, o)| o.clone()).collect();
+        let p = Priced {
+            lp: mix::programme(&options),
+            types: priced,
+            options,
+        };
+        self.built.push((key, p));
+        &mut self.built.last_mut().expect("just pushed").1
+    }
+}
+
+fn repack(
+    env: &SolveEnv,
+    group: &[&Claim],
+    snapshot: &Snapshot,
+    programmes: &mut Programmes,
+) -> Option<Repacked> {
     let first = group[0];
     let pod_ids: Vec<usize> = group.iter().flat_map(|c| c.pods.iter().copied()).collect();
     if pod_ids.len() < 2 && group.len() < 2 {
@@ -971,31 +1034,16 @@ fn repack(env: &SolveEnv, group: &[&Claim], snapshot: &Snapshot) -> Option<Repac
         .copied()
         .filter(|t| group.iter().all(|c| c.compatible.contains(t)))
         .collect();
-    // Launches prefer Spot where the claim allows it: price the types the same way.
-    let mut priced: Vec<(u32, MixOption)> = Vec::new();
-    for &t in &types {
-        let pt = &model.types[t as usize];
-        let price = best_price(env, pt.ty, zones, cts & CapacityType::Spot.bit())
-            .or_else(|| best_price(env, pt.ty, zones, cts));
-        if let Some(price) = price {
-            priced.push((
-                t,
-                MixOption {
-                    price,
-                    usable: pt.usable.clone(),
-                },
-            ));
-        }
-    }
-    let options: Vec<MixOption> = priced.iter().map(|(_, o)| o.clone()).collect();
+    let priced = programmes.get(env, first.pool, zones, cts, types);
     let requests: Vec<&Resources> = pod_ids
         .iter()
         .map(|&p| &snapshot.pending[p].requests)
         .collect();
-    let (_, bins) = mix::cheapest_bins(&options, &requests)?;
+    let (_, bins) = mix::cheapest_bins(&priced.options, &mut priced.lp, &requests)?;
     let mut plans = Vec::with_capacity(bins.len());
     for bin in bins {
         let holders: Vec<u32> = priced
+            .types
             .iter()
             .filter(|(_, o)| bin.requested.fits_in(&o.usable))
             .map(|(t, _)| *t)

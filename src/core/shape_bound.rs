@@ -428,9 +428,36 @@ impl<'b> Problem<'b> {
             pods[row] = -1.0;
             return Some(Column { offer: None, pods });
         }
+        // Per resource that every class with a positive dual requests, the most any of
+        // them pays per unit of it: a node's patterns are worth at most its room in that
+        // resource at that rate (a cheap filter that spares most offers their pricing
+        // programme; pods count 1 each, so there is always such a resource).
+        let dims = self.bound.dims();
+        let mut rate = vec![0.0f64; dims];
+        let mut covers = vec![true; dims];
+        for (row, q) in self.q.iter().enumerate() {
+            if duals[row] <= TOL {
+                continue;
+            }
+            for d in 0..dims {
+                if q[d] > 0.0 {
+                    rate[d] = rate[d].max(duals[row] / q[d]);
+                } else {
+                    covers[d] = false;
+                }
+            }
+        }
         let mut best: Option<(f64, Column)> = None;
         for o in 0..self.bound.offers.len() {
             let price = self.bound.offers[o].price;
+            let a = &self.bound.offers[o].a;
+            let ceiling = (0..dims)
+                .filter(|&d| covers[d] && rate[d] > 0.0)
+                .map(|d| a[d] * rate[d])
+                .fold(f64::INFINITY, f64::min);
+            if ceiling <= price * (1.0 + 1e-9) + TOL {
+                continue;
+            }
             let (value, pods) = self.price_out(o, duals);
             let gain = value / price.max(TOL);
             if value > price * (1.0 + 1e-9) + TOL && best.as_ref().is_none_or(|(g, _)| gain > *g) {
