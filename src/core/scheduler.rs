@@ -957,8 +957,11 @@ struct Repacked {
 /// that share options share one programme and its cached bases.
 #[derive(Default)]
 struct Programmes {
-    built: Vec<((usize, u32, u8, Vec<u32>), Priced)>,
+    built: Vec<(ProgrammeKey, Priced)>,
 }
+
+/// (pool, zones, capacity types, the types allowed).
+type ProgrammeKey = (usize, u32, u8, Vec<u32>);
 
 /// The types a group may use with their prices, and the programme over them.
 struct Priced {
