@@ -617,6 +617,87 @@ def gen_week_100k(target_pods: int = 100_000) -> Trace:
     return tr
 
 
+# Batch Job shapes of batch-mixed: 1-7 cpu (7 fits a 2xlarge node of the node-groups mode),
+# memory 2-4 GiB per cpu. (cpu, memory, weight)
+MIXED_BATCH_SHAPES = [
+    ("1", "2Gi", 20),
+    ("1", "4Gi", 10),
+    ("2", "4Gi", 20),
+    ("2", "8Gi", 10),
+    ("4", "8Gi", 15),
+    ("4", "16Gi", 10),
+    ("7", "14Gi", 8),
+    ("7", "28Gi", 7),
+]
+# Waves of Jobs through the day: (start hour UTC, Jobs in the wave, spread of the arrivals in s).
+BATCH_WAVES = [(1.0, 14, 2700), (7.5, 9, 1800), (12.5, 12, 2700), (18.0, 10, 2400)]
+SPOT_SHARE = 0.7
+
+
+def gen_batch_mixed() -> Trace:
+    tr = Trace("batch-mixed", 505, "batch-heavy mixed workload")
+    add_daemonsets(tr)
+    duration = 3 * DAY
+    rng = tr.rng
+    gpu_tol = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+
+    # Web: daily cycle 6..~60 replicas, spread evenly over zones, rolled daily at 10:00.
+    spread = [{
+        "maxSkew": 1,
+        "topologyKey": "topology.kubernetes.io/zone",
+        "whenUnsatisfiable": "DoNotSchedule",
+        "labelSelector": {"matchLabels": {"app": "web"}},
+    }]
+    Deployment(tr, "web", "shop", "1", "2Gi", peak=60, min_replicas=6,
+               pod_extra={"spread": spread}, roll_hour=10.0).run(duration)
+
+    # Cache: 6 pods, one per node (required anti-affinity on hostname).
+    anti = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+        "labelSelector": {"matchLabels": {"app": "cache"}},
+        "topologyKey": "kubernetes.io/hostname",
+    }]}}
+    static_deployment(tr, "cache", "shop", "2", "8Gi", 6,
+                      pod_extra={"affinity": anti}).run(HPA_PERIOD)
+
+    # A few GPU inference pods: 2..4 replicas with the daily cycle.
+    Deployment(tr, "llm-inference", "ml", "4", "16Gi", peak=4, trough=0.5, min_replicas=2,
+               max_replicas=4, noise=0.05, gpu=1,
+               pod_extra={"tolerations": gpu_tol}).run(duration)
+
+    # Batch: waves of Jobs through each day, 5-60 pods each, 1-8 cpu, 9-90 min. Whole
+    # Jobs are pinned to spot so that 70% of the batch pods are (the running share is
+    # kept at 70%); the rest are unconstrained.
+    total = sum(w for _, _, w in MIXED_BATCH_SHAPES)
+    spot_sel = {"karpenter.sh/capacity-type": "spot"}
+    batch_pods = spot_pods = 0
+    wave_starts = []
+    for day in range(3):
+        for hour, jobs, spread_s in BATCH_WAVES:
+            w0 = day * DAY + hour * HOUR + rng.uniform(-600, 600)
+            wave_starts.append(w0)
+            for _ in range(jobs + rng.randint(-2, 2)):
+                x = rng.uniform(0, total)
+                for cpu, mem, w in MIXED_BATCH_SHAPES:
+                    x -= w
+                    if x <= 0:
+                        break
+                pods = rng.randint(8, 80) if float(cpu) <= 2 else rng.randint(4, 40)
+                lo = rng.choice([540, 900, 1800, 2700])
+                hi = min(5400, lo + rng.choice([900, 1800, 2700]))
+                spot = spot_pods + pods <= SPOT_SHARE * (batch_pods + pods) + pods / 2
+                job(tr, w0 + rng.uniform(0, spread_s), "batch", rng.choice(JOB_KINDS), pods,
+                    cpu, mem, lo, hi, node_selector=spot_sel if spot else None)
+                batch_pods += pods
+                spot_pods += pods if spot else 0
+
+    # Outside events: an hour of spot shortage in us-east-1c at the start of the second
+    # day's midday wave; 25% of spot nodes reclaimed 25 minutes into the third day's
+    # morning wave (spot nodes up and busy).
+    tr.capacity_unavailable(round(wave_starts[4 + 2]), "*", "us-east-1c", "spot", 3600)
+    tr.spot_interruption(round(wave_starts[8 + 1] + 1500), 0.25)
+    return tr
+
+
 TINY = """{"kind":"trace","version":1,"name":"tiny"}
 {"t":0,"event":"pod_added","pod":{"metadata":{"name":"web-0","namespace":"shop","labels":{"app":"web"}},"spec":{"containers":[{"name":"app","resources":{"requests":{"cpu":"500m","memory":"1Gi"}}}]}}}
 {"t":0,"event":"pod_added","run_for_s":600,"pod":{"metadata":{"name":"job-0","namespace":"batch"},"spec":{"containers":[{"name":"work","resources":{"requests":{"cpu":"2","memory":"4Gi"}}}],"tolerations":[{"key":"spot","operator":"Exists"}]}}}
@@ -628,6 +709,7 @@ GENERATORS = {
     "daily-web": (gen_daily_web, "daily-web.jsonl.gz"),
     "batch-bursts": (gen_batch_bursts, "batch-bursts.jsonl.gz"),
     "mixed": (gen_mixed, "mixed.jsonl.gz"),
+    "batch-mixed": (gen_batch_mixed, "batch-mixed.jsonl.gz"),
     "week-100k": (gen_week_100k, "week-100k.jsonl.gz"),
 }
 
