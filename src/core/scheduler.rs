@@ -871,8 +871,9 @@ impl<'a, 'e> Solver<'a, 'e> {
             let group_singles: Vec<&LaunchPlan> = group.iter().map(|&c| &singles[c]).collect();
             let pool = claims[group[0]].pool;
             let members: Vec<&Claim> = group.iter().map(|&c| claims[c]).collect();
-            let repacked = repack(env, &members, self.snapshot, &mut programmes)
-                .filter(|r| r.cost < price_of(&group_singles) * 0.98)
+            let worth_below = price_of(&group_singles) * 0.98;
+            let repacked = repack(env, &members, self.snapshot, &mut programmes, worth_below)
+                .filter(|r| r.cost < worth_below)
                 .and_then(|r| {
                     // Within the pool's limits once the group's claims give back their share.
                     let mut after = usage[pool].clone();
@@ -968,6 +969,22 @@ struct Priced {
     types: Vec<(u32, MixOption)>,
     options: Vec<MixOption>,
     lp: ShapeBound,
+    /// The lowest price per millicore, byte of memory and pod slot of any option.
+    unit_price: [f64; 3],
+}
+
+impl Priced {
+    /// A floor on any packing of `total` onto these options: the dearest of its cpu,
+    /// memory and pod slots bought at the lowest unit price each (the fluid bound, per
+    /// resource).
+    fn floor(&self, total: &Resources) -> f64 {
+        let amounts = [total.cpu_milli, total.memory, total.pods];
+        amounts
+            .iter()
+            .zip(self.unit_price)
+            .map(|(&a, u)| a as f64 * u)
+            .fold(0.0, f64::max)
+    }
 }
 
 impl Programmes {
@@ -1002,10 +1019,20 @@ impl Programmes {
             })
             .collect();
         let options: Vec<MixOption> = priced.iter().map(|(_, o)| o.clone()).collect();
+        let mut unit_price = [f64::INFINITY; 3];
+        for o in &options {
+            let room = [o.usable.cpu_milli, o.usable.memory, o.usable.pods];
+            for (u, r) in unit_price.iter_mut().zip(room) {
+                if r > 0 {
+                    *u = u.min(o.price / r as f64);
+                }
+            }
+        }
         let p = Priced {
             lp: mix::programme(&options),
             types: priced,
             options,
+            unit_price,
         };
         self.built.push((key, p));
         &mut self.built.last_mut().expect("just pushed").1
@@ -1017,6 +1044,7 @@ fn repack(
     group: &[&Claim],
     snapshot: &Snapshot,
     programmes: &mut Programmes,
+    worth_below: f64,
 ) -> Option<Repacked> {
     let first = group[0];
     let pod_ids: Vec<usize> = group.iter().flat_map(|c| c.pods.iter().copied()).collect();
@@ -1042,6 +1070,15 @@ fn repack(
         .iter()
         .map(|&p| &snapshot.pending[p].requests)
         .collect();
+    // Most claims of a large decision are already about as cheap as their pods can be:
+    // skip the programme when even its floor is no cheaper than what must be beaten.
+    let mut total = Resources::default();
+    for r in &requests {
+        total.add(r);
+    }
+    if priced.floor(&total) >= worth_below {
+        return None;
+    }
     let (_, bins) = mix::cheapest_bins(&priced.options, &mut priced.lp, &requests)?;
     let mut plans = Vec::with_capacity(bins.len());
     for bin in bins {
