@@ -21,6 +21,7 @@ Standard library only (Python 3.11).
 from __future__ import annotations
 
 import argparse
+import bisect
 import datetime as dt
 import gzip
 import io
@@ -698,6 +699,279 @@ def gen_batch_mixed() -> Trace:
     return tr
 
 
+# ----------------------------------------------------------------------------------------
+# large-month: a month of long-running inference Deployments at production scale
+# ----------------------------------------------------------------------------------------
+
+# CPU inference pods: vCPU (weight) x GiB per vCPU (weight), memory capped at 1 TiB. Each
+# fits an instance type of the bundled `general` pool (config/catalog/instance-types.json):
+# up to 128 vCPU on a 48xlarge (191.45 allocatable cpu), 128/1024Gi on an r*.48xlarge;
+# 192 vCPU only on the 224-448 vCPU types (c8i/m8i/r8i.96xlarge and their d/n/b variants,
+# u-*.56xlarge/112xlarge; on-demand only in the catalog).
+LARGE_CPU_SIZES = [(8, 28), (16, 24), (32, 17), (48, 10), (64, 8), (96, 6), (128, 4), (192, 3)]
+LARGE_MEM_PER_CPU = [(2, 30), (4, 45), (8, 25)]
+LARGE_MEM_CAP_GIB = 1024
+# GPU inference pods (one NVIDIA GPU): (vcpu, GiB, weight). Each fits a single-GPU type of
+# the `gpu` pool: 8/32 a g5/g6.4xlarge, 16/128 a g6e.8xlarge, 32/128 and 48/192 a
+# g5/g6.16xlarge, 32/256 and 48/384 a g6e.16xlarge (or a multi-GPU 12xlarge/24xlarge).
+LARGE_GPU_SHAPES = [(8, 32, 30), (8, 64, 8), (16, 64, 22), (16, 128, 10), (32, 128, 12),
+                    (32, 256, 8), (48, 192, 6), (48, 384, 4)]
+LARGE_GPU_SHARE = 1 / 3
+# Model kinds by namespace (team).
+LARGE_KINDS = {
+    "llm-serving": ["chat", "summarize", "translate", "code-assist"],
+    "embeddings": ["embed", "embed-multilingual"],
+    "search": ["retrieve", "query-rewrite"],
+    "ranking": ["rerank", "ads-rank"],
+    "recsys": ["recommend", "candidate-gen"],
+    "speech": ["asr", "tts", "diarize"],
+    "vision": ["ocr", "detect", "segment", "caption", "vision-lm"],
+    "inference": ["classify", "moderate", "forecast"],
+}
+LARGE_VARIANTS = ["small", "base", "large", "xl", "distilled", "quantized", "long-ctx"]
+ACTION_SPACING = HOUR  # at least this long between two actions of one Deployment
+
+
+def weighted(rng: Random, items):
+    """Pick from (value..., weight) tuples by the last element."""
+    total = sum(it[-1] for it in items)
+    x = rng.uniform(0, total)
+    for it in items:
+        x -= it[-1]
+        if x <= 0:
+            return it
+    return items[-1]
+
+
+class ServicePlan:
+    """The plan of one long-running Deployment: creation, then time-ordered actions
+    ("scale", n) / ("roll",) / ("replace",) / ("retire",)."""
+
+    def __init__(self, name, ns, cpu, mem_gib, gpu, t0, replicas, ready_s):
+        self.name, self.ns = name, ns
+        self.cpu, self.mem_gib, self.gpu = cpu, mem_gib, gpu
+        self.t0, self.replicas, self.ready_s = t0, replicas, ready_s
+        self.actions: list[tuple] = []
+        self.end: float | None = None  # retire time
+
+    def pods(self) -> int:
+        """pod_added events this plan produces."""
+        cur = n = self.replicas
+        for a in self.actions:
+            if a[1] == "scale":
+                n += max(0, a[2] - cur)
+                cur = a[2]
+            elif a[1] == "roll":
+                n += cur
+            elif a[1] == "replace":
+                n += 1
+        return n
+
+    def free_at(self, t: float) -> bool:
+        if t < self.t0 + ACTION_SPACING or (self.end is not None and t > self.end - ACTION_SPACING):
+            return False
+        return all(abs(t - a[0]) >= ACTION_SPACING for a in self.actions)
+
+
+class LongRunningDeployment(Deployment):
+    """A Deployment driven by a ServicePlan (no HPA ticks)."""
+
+    def __init__(self, tr: Trace, plan: ServicePlan, tolerations: list | None):
+        super().__init__(tr, plan.name, plan.ns, str(plan.cpu), f"{plan.mem_gib}Gi",
+                         peak=plan.replicas, gpu=plan.gpu,
+                         pod_extra={"tolerations": tolerations} if tolerations else None)
+        self.plan = plan
+
+    def scale_to(self, t: float, n: int) -> None:
+        rng = self.tr.rng
+        while len(self.live) < n:
+            self.live.append(self.spawn(t + rng.uniform(0, 3)))
+        while len(self.live) > n:
+            self.tr.delete_pod(t + rng.uniform(0, 3), self.ns, self.live.pop())
+
+    def roll(self, t0: float) -> None:
+        """maxSurge 25%, maxUnavailable 0, each batch ready after the model has loaded."""
+        old = self.live
+        self.new_replicaset()
+        new: list[str] = []
+        batch = max(1, math.ceil(len(old) * 0.25))
+        rng = self.tr.rng
+        t = t0
+        while old:
+            k = min(batch, len(old))
+            for _ in range(k):
+                new.append(self.spawn(t + rng.uniform(0, 3)))
+            ready = self.plan.ready_s * rng.uniform(0.9, 1.2)
+            for _ in range(k):
+                self.tr.delete_pod(t + ready + rng.uniform(0, 3), self.ns, old.pop())
+            t += ready + 20
+        self.live = new
+
+    def replace_one(self, t: float) -> None:
+        """A pod deleted by hand or evicted; the ReplicaSet creates a replacement."""
+        rng = self.tr.rng
+        victim = self.live.pop(rng.randrange(len(self.live)))
+        self.tr.delete_pod(t, self.ns, victim)
+        self.live.append(self.spawn(t + rng.uniform(1, 5)))
+
+    def execute(self) -> None:
+        p = self.plan
+        self.scale_to(p.t0, p.replicas)
+        for a in p.actions:
+            if a[1] == "scale":
+                self.scale_to(a[0], a[2])
+            elif a[1] == "roll":
+                self.roll(a[0])
+            elif a[1] == "replace":
+                self.replace_one(a[0])
+            elif a[1] == "retire":
+                rng = self.tr.rng
+                for name in self.live:
+                    self.tr.delete_pod(a[0] + rng.uniform(0, 30), self.ns, name)
+                self.live = []
+
+
+def gen_large_month(target_pods: int = 24_000, base_replicas: int = 8_650) -> Trace:
+    tr = Trace("large-month", 606, "a month of long-running inference pods at scale")
+    add_daemonsets(tr)
+    duration = 31 * DAY
+    ramp = 3 * DAY
+    rng = tr.rng
+    gpu_tol = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    used: set[tuple[str, str]] = set()
+
+    def new_name(tag: str | None = None) -> tuple[str, str]:
+        while True:
+            ns = rng.choice(sorted(LARGE_KINDS))
+            parts = [rng.choice(LARGE_KINDS[ns]), rng.choice(LARGE_VARIANTS)]
+            name = "-".join(parts + ([tag] if tag else []) + [f"v{rng.randint(1, 9)}"])
+            if (ns, name) not in used:
+                used.add((ns, name))
+                return ns, name
+
+    def next_version(ns: str, name: str) -> str:
+        stem, v = name.rsplit("-v", 1)
+        n = int(v) + 1
+        while (ns, f"{stem}-v{n}") in used:
+            n += 1
+        used.add((ns, f"{stem}-v{n}"))
+        return f"{stem}-v{n}"
+
+    def shape(gpu: bool) -> tuple[int, int, int]:
+        if gpu:
+            cpu, mem, _ = weighted(rng, LARGE_GPU_SHAPES)
+            return cpu, mem, 1
+        cpu = weighted(rng, LARGE_CPU_SIZES)[0]
+        ratio = weighted(rng, LARGE_MEM_PER_CPU)[0]
+        return cpu, min(LARGE_MEM_CAP_GIB, cpu * ratio), 0
+
+    def ready_time(cpu: int, mem_gib: int) -> float:
+        # Time for a new pod to load its model and pass readiness: 2-10 min, longer for
+        # the larger pods.
+        return min(600.0, 120.0 + 0.5 * mem_gib) * rng.uniform(0.8, 1.2)
+
+    def add_actions(p: ServicePlan, start: float, stop: float) -> None:
+        """Replica changes every 2-6 days (per Deployment) around the base count, and
+        rollouts on weekdays 08:00-18:00 UTC, one every 10-90 days (log-uniform)."""
+        raw: list[tuple] = []
+        mean_scale = rng.uniform(2, 6) * DAY
+        t = start + rng.expovariate(1 / mean_scale)
+        while t < stop:
+            n = max(1, round(p.replicas * math.exp(rng.gauss(0, 0.12))))
+            raw.append((t, "scale", n))
+            t += rng.expovariate(1 / mean_scale)
+        mean_roll = math.exp(rng.uniform(math.log(10), math.log(90))) * DAY
+        t = start + rng.expovariate(1 / mean_roll)
+        while t < stop:
+            day = t - t % DAY
+            weekday = (START + dt.timedelta(seconds=day)).weekday()
+            if weekday < 5:
+                raw.append((day + rng.uniform(8, 18) * HOUR, "roll"))
+            t += rng.expovariate(1 / mean_roll)
+        raw.sort(key=lambda a: a[0])
+        last = start
+        for a in raw:  # keep actions an hour apart (a rollout is over well within that)
+            if a[0] - last >= ACTION_SPACING and start <= a[0] < stop:
+                p.actions.append(a)
+                last = a[0]
+
+    plans: list[ServicePlan] = []
+    # Base services, created over the first 3 days (the ramp), until their replicas add up
+    # to `base_replicas`. Replicas are log-uniform 1..150, capped at 6000 vCPU per
+    # Deployment (31 replicas of 192 vCPU); whole Deployments are GPU ones so that a third
+    # of the replicas are.
+    total = gpu_reps = 0
+    while total < base_replicas:
+        r = int(math.exp(rng.uniform(0, math.log(150))))
+        gpu = gpu_reps + r <= LARGE_GPU_SHARE * (total + r) + r / 2
+        cpu, mem, g = shape(gpu)
+        r = max(1, min(r, 6000 // cpu, base_replicas - total))
+        ns, name = new_name()
+        p = ServicePlan(name, ns, cpu, mem, g, rng.uniform(0, ramp), r, ready_time(cpu, mem))
+        plans.append(p)
+        total += r
+        gpu_reps += r if g else 0
+
+    # Model upgrades: 15% of the base services are superseded by a new Deployment (the
+    # next version's name, the same shape and replicas) between day 5 and day 30; the old
+    # one is retired 2-24 h after the new one is created.
+    succ: list[ServicePlan] = []
+    for p in plans:
+        if rng.random() < 0.15:
+            ts = rng.uniform(5 * DAY, 30 * DAY)
+            q = ServicePlan(next_version(p.ns, p.name), p.ns, p.cpu, p.mem_gib, p.gpu, ts,
+                            p.replicas, p.ready_s)
+            p.end = ts + rng.uniform(2 * HOUR, 24 * HOUR)
+            succ.append(q)
+    for p in plans:
+        add_actions(p, p.t0 + ACTION_SPACING, (p.end or duration) - ACTION_SPACING)
+        if p.end is not None:
+            p.actions.append((p.end, "retire"))
+    for q in succ:
+        add_actions(q, q.t0 + ACTION_SPACING, duration)
+    plans += succ
+
+    # Evaluations and canaries: short-lived Deployments of 1-6 replicas, about 6 a day
+    # from day 1, living 2 h - 3 days (log-uniform); a third of them on GPUs.
+    t = DAY + rng.expovariate(6 / DAY)
+    while t < duration - 2 * HOUR:
+        gpu = rng.random() < LARGE_GPU_SHARE
+        cpu, mem, g = shape(gpu)
+        ns, name = new_name("eval")
+        p = ServicePlan(name, ns, cpu, mem, g, t, rng.randint(1, 6), ready_time(cpu, mem))
+        life = math.exp(rng.uniform(math.log(2 * HOUR), math.log(3 * DAY)))
+        if t + life < duration:
+            p.end = t + life
+            p.actions.append((p.end, "retire"))
+        plans.append(p)
+        t += rng.expovariate(6 / DAY)
+
+    # Single-pod replacements (a pod deleted by hand or evicted, its ReplicaSet creates a
+    # new one) fill the trace to exactly `target_pods` pod_added events: a Deployment
+    # drawn by replicas x lifetime, a time at least an hour from its other actions.
+    planned = 2 + sum(p.pods() for p in plans)
+    fill = target_pods - planned
+    if fill < 0:
+        raise SystemExit(f"large-month: {planned} pods planned, over the {target_pods} target")
+    weights = [p.replicas * ((p.end or duration) - p.t0) for p in plans]
+    cum = [0.0]
+    for w in weights:
+        cum.append(cum[-1] + w)
+    tr.replacements = fill  # reported in config/traces/README.md
+    placed = 0
+    while placed < fill:
+        p = plans[bisect.bisect_right(cum, rng.uniform(0, cum[-1])) - 1]
+        t = rng.uniform(p.t0, p.end or duration)
+        if p.free_at(t):
+            p.actions.append((t, "replace"))
+            p.actions.sort(key=lambda a: a[0])
+            placed += 1
+
+    for p in plans:
+        LongRunningDeployment(tr, p, gpu_tol if p.gpu else None).execute()
+    return tr
+
+
 TINY = """{"kind":"trace","version":1,"name":"tiny"}
 {"t":0,"event":"pod_added","pod":{"metadata":{"name":"web-0","namespace":"shop","labels":{"app":"web"}},"spec":{"containers":[{"name":"app","resources":{"requests":{"cpu":"500m","memory":"1Gi"}}}]}}}
 {"t":0,"event":"pod_added","run_for_s":600,"pod":{"metadata":{"name":"job-0","namespace":"batch"},"spec":{"containers":[{"name":"work","resources":{"requests":{"cpu":"2","memory":"4Gi"}}}],"tolerations":[{"key":"spot","operator":"Exists"}]}}}
@@ -711,6 +985,7 @@ GENERATORS = {
     "mixed": (gen_mixed, "mixed.jsonl.gz"),
     "batch-mixed": (gen_batch_mixed, "batch-mixed.jsonl.gz"),
     "week-100k": (gen_week_100k, "week-100k.jsonl.gz"),
+    "large-month": (gen_large_month, "large-month.jsonl.gz"),
 }
 
 
