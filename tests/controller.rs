@@ -785,16 +785,14 @@ fn the_shipped_crds_are_the_generated_ones() {
 /// batch closes after `batchIdle` (1 s) and launches, before the next scan.
 #[tokio::test(start_paused = true)]
 async fn only_the_leader_acts_and_a_batch_closes_after_the_idle_time() {
-    use std::sync::atomic::AtomicBool;
-    use stevedore::cluster::watch::Signal;
+    use stevedore::cluster::watch::{Signal, WatchSync};
     let (client, store) = fake_api::client();
     let ctl = Arc::new(controller(client, catalog()));
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let (leader_tx, leader_rx) = tokio::sync::watch::channel(false);
-    let loop_task = tokio::spawn(
-        ctl.clone()
-            .run(rx, leader_rx, Arc::new(AtomicBool::new(true))),
-    );
+    let sync = Arc::new(WatchSync::all_synced());
+    let gate = stevedore::controller::Gate::new(leader_rx, sync, ctl.metrics.clone());
+    let loops = ctl.spawn_loops(rx, gate);
     let now = stevedore::cluster::wall_clock();
     // A pod becomes unschedulable, as the pod watch would report it.
     let pending = |name: &str, cpu: &str, mem: &str| {
@@ -821,7 +819,7 @@ async fn only_the_leader_acts_and_a_batch_closes_after_the_idle_time() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(claims(), 2, "the batch closed after 1 s idle");
     assert_eq!(ctl.cloud().launches(), 2);
-    loop_task.abort();
+    drop(loops);
 }
 
 #[tokio::test]
@@ -966,15 +964,19 @@ async fn the_fake_provider_creates_keeps_alive_and_deletes_nodes() {
 
 #[tokio::test]
 async fn the_http_server_answers_on_localhost() {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use stevedore::cluster::watch::{WatchSync, WATCHED};
+    use stevedore::controller::health::Liveness;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let metrics = Arc::new(stevedore::metrics::Metrics::new());
-    let ready = Arc::new(AtomicBool::new(false));
+    let health = stevedore::controller::http::Health {
+        sync: Arc::new(WatchSync::default()),
+        liveness: Arc::new(Liveness::new(metrics.clone())),
+    };
     let server = tokio::spawn(stevedore::controller::http::serve_on(
         listener,
         metrics,
-        ready.clone(),
+        health.clone(),
     ));
     // A plain blocking client on another thread: the server runs on this runtime.
     let get = |path: &'static str| {
@@ -994,7 +996,9 @@ async fn the_http_server_answers_on_localhost() {
         .unwrap()
         .unwrap();
     assert!(not_ready.starts_with("HTTP/1.1 503"), "{not_ready}");
-    ready.store(true, Ordering::Relaxed);
+    for k in WATCHED {
+        health.sync.set(k, true);
+    }
     let is_ready = tokio::time::timeout(LIMIT, get("/readyz"))
         .await
         .unwrap()

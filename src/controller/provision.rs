@@ -103,7 +103,10 @@ impl<'a> Decider<'a> {
 /// launches make room for them, and they never take room from a real pod. They exist only
 /// in this decision, so nothing in the cluster ever waits on or is evicted for them.
 pub fn plan(state: &ClusterState, d: &Decider, names: &mut dyn FnMut(&str) -> String) -> Plan {
-    let prepared = state.prepare(&d.inputs());
+    let mut prepared = state.prepare(&d.inputs());
+    // Pods a drain is about to evict are decided as pending (see `Prepared::draining`).
+    let draining = std::mem::take(&mut prepared.draining);
+    prepared.pending.extend(draining);
     let (placeholders, short) = headroom_placeholders(&prepared, d);
     if prepared.pending.is_empty() && !short {
         return Plan::default();
