@@ -6,6 +6,10 @@ mod fake_api;
 #[path = "support/prom.rs"]
 mod prom;
 
+/// The loops on their own: hung calls, refusals, lost watches, a paced drain.
+#[path = "controller/loops.rs"]
+mod loops;
+
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -259,16 +263,15 @@ fn ready_claim_with_pods(
     store.evict_429 = evict_429;
 }
 
-/// A ready m5.large on-demand claim `(claim, node, instance number)` with `pods` (100m,
-/// 128Mi each) running on its node, launched 10 minutes before `now`.
-fn ready_claim(
-    ctl: &Controller<SimulatedCloud>,
-    store: &mut fake_api::Store,
+/// A ready m5.large on-demand claim `(claim, node, instance number)` launched 10 minutes
+/// before `now`, with `pods` (100m, 128Mi each, owned by a ReplicaSet) running on its
+/// node: the instance, the claim, the node and the pods.
+fn claim_fixture(
     cat: &Catalog,
     now: f64,
     (claim_name, node_name, n): (&str, &str, u32),
     pods: &[&str],
-) {
+) -> (Instance, Value, Value, Vec<Value>) {
     let instance = Instance {
         provider_id: format!("simulated:///us-east-1a/i-{n:017x}"),
         instance_type: "m5.large".into(),
@@ -279,7 +282,6 @@ fn ready_claim(
         node_pool: Some("general".into()),
         launched_at: now - 600.0,
     };
-    ctl.cloud().insert(instance.clone());
     let claim = json!({
         "apiVersion": "stevedore.dev/v1", "kind": "NodeClaim",
         "metadata": {"name": claim_name, "finalizers": [TERMINATION_FINALIZER], "resourceVersion": "1", "uid": format!("uid-{claim_name}")},
@@ -290,6 +292,33 @@ fn ready_claim(
                    "conditions": [{"type": "Launched", "status": "True"}, {"type": "Registered", "status": "True"}, {"type": "Ready", "status": "True"}]}
     });
     let node = node_json(node_name, &instance, cat, true);
+    let pods = pods
+        .iter()
+        .map(|name| {
+            let mut p = pending_json("shop", name, "100m", "128Mi");
+            p["spec"]["nodeName"] = json!(node_name);
+            // Owned pods: a bare pod would keep its node from consolidation.
+            p["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "name": "web-7d9f", "uid": "rs-uid", "controller": true}]);
+            p["status"] =
+                json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
+            p
+        })
+        .collect();
+    (instance, claim, node, pods)
+}
+
+/// [`claim_fixture`] in the simulated cloud, the API store and the indexes.
+fn ready_claim(
+    ctl: &Controller<SimulatedCloud>,
+    store: &mut fake_api::Store,
+    cat: &Catalog,
+    now: f64,
+    names: (&str, &str, u32),
+    pods: &[&str],
+) {
+    let (instance, claim, node, pods) = claim_fixture(cat, now, names, pods);
+    ctl.cloud().insert(instance);
     let mut st = ctl.state.write().unwrap();
     st.apply_claim(&serde_json::from_value(claim.clone()).unwrap())
         .unwrap();
@@ -297,14 +326,7 @@ fn ready_claim(
         .unwrap();
     store.put(CLAIMS, claim);
     store.put(NODES, node);
-    for name in pods {
-        let mut p = pending_json("shop", name, "100m", "128Mi");
-        p["spec"]["nodeName"] = json!(node_name);
-        // Owned pods: a bare pod would keep its node from consolidation.
-        p["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet",
-            "name": "web-7d9f", "uid": "rs-uid", "controller": true}]);
-        p["status"] =
-            json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
+    for p in pods {
         st.apply_pod(&pod(p.clone()), now - 600.0).unwrap();
         store.put("/api/v1/namespaces/shop/pods", p);
     }
