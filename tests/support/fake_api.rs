@@ -32,6 +32,8 @@ pub struct Store {
     /// Per resource path (`/api/v1/pods`): how many more watches of it fail (500),
     /// those already open included.
     pub fail_watches: BTreeMap<String, u32>,
+    /// Per resource path: how many more lists of it fail (500).
+    pub fail_lists: BTreeMap<String, u32>,
     /// (resourceVersion, resource path, namespace, event type, object) of every change.
     log: Vec<(u64, String, String, &'static str, Value)>,
     rv: u64,
@@ -141,6 +143,17 @@ enum Answer {
     },
 }
 
+/// Takes one of the failures `due` holds for `resource`, if any is left.
+fn take_one(due: &mut BTreeMap<String, u32>, resource: &str) -> bool {
+    match due.get_mut(resource) {
+        Some(n) if *n > 0 => {
+            *n -= 1;
+            true
+        }
+        _ => false,
+    }
+}
+
 /// Pod `p` is Ready and not being deleted (a PodDisruptionBudget counts it healthy).
 fn pod_healthy(p: &Value) -> bool {
     !p["metadata"]["deletionTimestamp"].is_string()
@@ -174,13 +187,7 @@ impl Store {
 
     /// Takes one watch failure of `resource`, if one is due.
     fn watch_fails(&mut self, resource: &str) -> bool {
-        match self.fail_watches.get_mut(resource) {
-            Some(n) if *n > 0 => {
-                *n -= 1;
-                true
-            }
-            _ => false,
-        }
+        take_one(&mut self.fail_watches, resource)
     }
 
     /// Objects of `resource` (`/api/v1/events`) whose `field` is `value`.
@@ -364,6 +371,9 @@ impl Store {
                 namespace: loc.namespace,
                 since,
             };
+        }
+        if method == "GET" && loc.name.is_none() && take_one(&mut self.fail_lists, &loc.resource) {
+            return Answer::Now(500, status(500, "InternalError", "list failed"));
         }
         if loc.sub == "eviction" && self.evict_hang {
             return Answer::Never;
