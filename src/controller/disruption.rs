@@ -5,8 +5,9 @@
 //! loop. (Node repair is not implemented: an unhealthy node is left to its owner.)
 
 use super::context::lock;
+use super::context::Model;
 use super::leader::Gate;
-use super::provision::{self, NewClaim};
+use super::provision::{self, Decider, NewClaim};
 use super::{Controller, ControllerError};
 use crate::cloud::CloudProvider;
 use crate::cluster::state::{ClusterState, Prepared};
@@ -161,9 +162,25 @@ impl<P: CloudProvider> Controller<P> {
             keep,
         };
         let action = consolidation::find_action(&d.env(), snapshot, &input)?;
-        let claims: Vec<String> = action.nodes.iter().filter_map(|&n| managed(n)).collect();
+        self.action_claims(&m, &d, &prepared, action)
+    }
+
+    /// The claims a consolidation action removes, its replacement and why; `None` when
+    /// it would touch a node stevedore did not launch (only those are disrupted).
+    fn action_claims(
+        &self,
+        m: &Model,
+        d: &Decider,
+        prepared: &Prepared,
+        action: consolidation::Action,
+    ) -> Option<(Vec<String>, Option<NewClaim>, String)> {
+        let claims: Vec<String> = action
+            .nodes
+            .iter()
+            .filter_map(|&n| prepared.nodes[n].claim.map(str::to_string))
+            .collect();
         if claims.len() != action.nodes.len() {
-            return None; // only nodes stevedore launched are disrupted
+            return None;
         }
         let names: Vec<&str> = action
             .nodes
@@ -180,7 +197,7 @@ impl<P: CloudProvider> Controller<P> {
             Some(plan) => {
                 let pool = m.pools[plan.pool].name.clone();
                 let replaces = claims.join(",");
-                let new = provision::new_claim(&d, &plan, &self.next_name(&pool), Some(&replaces));
+                let new = provision::new_claim(d, &plan, &self.next_name(&pool), Some(&replaces));
                 let why = format!(
                     "node(s) {names} replaced by a cheaper {} (saves ${:.4}/h)",
                     new.summary(),

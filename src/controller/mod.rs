@@ -329,21 +329,16 @@ pub async fn start_on<
     }
     let (leader_tx, leader_rx) = watch::channel(!opts.leader_elect);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut lead_task = None;
-    if opts.leader_elect {
-        let api = Api::namespaced(client.clone(), &opts.namespace);
-        let elector =
-            LeaderElector::new(api, &opts.lease_name, &opts.identity, opts.lease_duration)
-                .with_poll(opts.lease_poll);
-        let timing = LeaseTiming {
-            duration: opts.lease_duration,
-            renew_every: opts.renew_every,
-            poll: opts.lease_poll,
-            call_timeout: opts.api_timeout,
-        };
-        let t = tokio::spawn(lead(elector, timing, leader_tx, stop_rx));
+    // Without an election the sender stays here: a closed channel tells the loops that
+    // the election ended (shutdown).
+    let (lead_task, _always_leader) = if opts.leader_elect {
+        let t = spawn_election(&client, &opts, leader_tx, stop_rx);
+        (Some(t), None)
+    } else {
+        (None, Some(leader_tx))
+    };
+    if let Some(t) = &lead_task {
         tasks.add(t.abort_handle());
-        lead_task = Some(t);
     }
     tracing::info!(
         provider = ctl.cloud().name(),
@@ -378,6 +373,25 @@ pub async fn start_on<
         let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
     }
     result
+}
+
+/// The leader election on the Lease `opts.lease_name`, telling `leader_tx`.
+fn spawn_election(
+    client: &kube::Client,
+    opts: &Options,
+    leader_tx: watch::Sender<bool>,
+    stop_rx: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let api = Api::namespaced(client.clone(), &opts.namespace);
+    let elector = LeaderElector::new(api, &opts.lease_name, &opts.identity, opts.lease_duration)
+        .with_poll(opts.lease_poll);
+    let timing = LeaseTiming {
+        duration: opts.lease_duration,
+        renew_every: opts.renew_every,
+        poll: opts.lease_poll,
+        call_timeout: opts.api_timeout,
+    };
+    tokio::spawn(lead(elector, timing, leader_tx, stop_rx))
 }
 
 /// Tasks aborted on drop: a dropped or finished `start` leaves nothing running (a

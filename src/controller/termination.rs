@@ -82,11 +82,11 @@ impl<P: CloudProvider + 'static> Controller<P> {
             self.metrics.set_drain_waiting(drain_waiting(&self.read()));
             if gate.acting() && !self.opts.dry_run {
                 for name in self.deleting_claims() {
-                    if !running.contains_key(&name) {
-                        let t =
-                            tokio::spawn(self.clone().terminate_claim(name.clone(), gate.clone()));
+                    if let std::collections::hash_map::Entry::Vacant(slot) = running.entry(name) {
+                        let name = slot.key().clone();
+                        let t = tokio::spawn(self.clone().terminate_claim(name, gate.clone()));
                         owned.add(t.abort_handle());
-                        running.insert(name, t);
+                        slot.insert(t);
                     }
                 }
             }
