@@ -271,9 +271,7 @@ async fn run_aws(
 pub fn record(args: RecordArgs) -> Result<()> {
     init_logging(args.log_format);
     runtime()?.block_on(async move {
-        let client = kube::Client::try_default()
-            .await
-            .context("connecting to the Kubernetes API")?;
+        let client = api_client().await?;
         let n = controller::record::record(client, &args.out, args.duration)
             .await
             .with_context(|| format!("recording to {}", args.out.display()))?;

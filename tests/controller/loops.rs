@@ -26,6 +26,12 @@ impl Run {
     /// The controller (no leader election, lifecycle steps every 500 ms) over `store`,
     /// `instances` already running in its cloud.
     async fn start(store: Store, instances: Vec<Instance>) -> Run {
+        Run::start_with(store, instances, Options::default()).await
+    }
+
+    /// [`Run::start`] with `opts` (its namespace, leader election and lifecycle period
+    /// set as there).
+    async fn start_with(store: Store, instances: Vec<Instance>, opts: Options) -> Run {
         let client = fake_api::client_of(&store);
         let cat = catalog();
         let launched: Arc<Mutex<Vec<Instance>>> = Arc::default();
@@ -39,7 +45,7 @@ impl Run {
             namespace: "stevedore".into(),
             leader_elect: false,
             lifecycle_every: Duration::from_millis(500),
-            ..Options::default()
+            ..opts
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let sources = Sources {
@@ -305,4 +311,39 @@ async fn a_pdb_pacing_one_eviction_at_a_time_empties_the_node_onto_new_capacity(
     );
     drop(s);
     run.finish("PDB one at a time, 6 pods");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_watch_is_dropped_and_listed_again() {
+    let (_, store) = fake_api::client();
+    let opts = Options {
+        watch_stall: Duration::from_secs(20),
+        ..Options::default()
+    };
+    let run = Run::start_with(store, Vec::new(), opts).await;
+    run.until("the pods are watched", Duration::from_secs(5), |s| {
+        s.calls_to("GET", "/api/v1/pods") >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The next pod watch never answers; meanwhile a pod becomes pending.
+    run.store
+        .lock()
+        .unwrap()
+        .stall_watches
+        .insert("/api/v1/pods".into());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    run.store
+        .lock()
+        .unwrap()
+        .put(PODS, big_pending("during-stall"));
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(run.claims_created(), 0, "the stalled watch did not tell");
+    run.store.lock().unwrap().stall_watches.clear();
+    // Within the stall limit (20 s) and a relist backoff, the list brings the pod.
+    run.until("a claim after the relist", Duration::from_secs(25), |s| {
+        s.calls_to("POST", "nodeclaims") == 1
+    })
+    .await;
+    run.finish("watch stalls");
 }

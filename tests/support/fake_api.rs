@@ -32,6 +32,8 @@ pub struct Store {
     /// Per resource path (`/api/v1/pods`): how many more watches of it fail (500),
     /// those already open included.
     pub fail_watches: BTreeMap<String, u32>,
+    /// Resource paths whose watches are never answered (a stalled connection).
+    pub stall_watches: std::collections::BTreeSet<String>,
     /// Per resource path: how many more lists of it fail (500).
     pub fail_lists: BTreeMap<String, u32>,
     /// (resourceVersion, resource path, namespace, event type, object) of every change.
@@ -363,6 +365,9 @@ impl Store {
             && loc.name.is_none()
             && query_param(uri, "watch").as_deref() == Some("true")
         {
+            if self.stall_watches.contains(&loc.resource) {
+                return Answer::Never;
+            }
             let since = query_param(uri, "resourceVersion")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
