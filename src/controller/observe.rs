@@ -25,6 +25,7 @@ impl<P: CloudProvider + 'static> Controller<P> {
     pub async fn observe_loop(self: Arc<Self>, gate: Gate) {
         let every = self.config.settings.scan_interval;
         super::health::every(&self.liveness, LOOP, every, Duration::ZERO, || {
+            // Asking publishes `stevedore_leader`, for followers too.
             gate.leading();
             if gate.synced() {
                 self.observe(self.now());
