@@ -89,11 +89,29 @@ pub struct RecordArgs {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colour only for a person at a terminal: in a file or a pipe the escape codes are
+    // noise (the subscriber writes to stdout).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(colour);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+}
+
+/// The API client `stevedore run` acts through. kube-rs's default client retries a 429
+/// (and 503, 504) up to 15 times inside one call, backing off from 5 ms to 1000 s: an
+/// eviction a PodDisruptionBudget refuses then does not return for minutes (4m42s on a
+/// real cluster), and whatever awaits it stops. The controller retries refusals itself,
+/// on its own schedule, so the client must answer each call as the server did.
+async fn api_client() -> Result<kube::Client> {
+    let mut config = kube::Config::infer()
+        .await
+        .context("connecting to the Kubernetes API (in-cluster config or kubeconfig)")?;
+    config.default_retry = false;
+    kube::Client::try_from(config).context("building the Kubernetes API client")
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -143,9 +161,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         ..Options::default()
     };
     runtime()?.block_on(async move {
-        let client = kube::Client::try_default()
-            .await
-            .context("connecting to the Kubernetes API (in-cluster config or kubeconfig)")?;
+        let client = api_client().await?;
         let addr = args.metrics_addr;
         match args.provider {
             ProviderArg::Fake => {
@@ -255,9 +271,7 @@ async fn run_aws(
 pub fn record(args: RecordArgs) -> Result<()> {
     init_logging(args.log_format);
     runtime()?.block_on(async move {
-        let client = kube::Client::try_default()
-            .await
-            .context("connecting to the Kubernetes API")?;
+        let client = api_client().await?;
         let n = controller::record::record(client, &args.out, args.duration)
             .await
             .with_context(|| format!("recording to {}", args.out.display()))?;

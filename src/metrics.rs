@@ -265,6 +265,8 @@ pub struct Metrics {
     api_errors: IntCounterVec,
     leader: IntGauge,
     build_info: IntGaugeVec,
+    loop_last_completed: GaugeVec,
+    drain_waiting_pods: IntGauge,
 }
 
 impl Default for Metrics {
@@ -452,6 +454,17 @@ impl Metrics {
                 opts("build_info", "Always 1; the labels say which build runs."),
                 &["version"]
             )?),
+            loop_last_completed: reg!(GaugeVec::new(
+                opts(
+                    "loop_last_completed_timestamp_seconds",
+                    "When each controller loop last completed an iteration (Unix time)."
+                ),
+                &["loop"]
+            )?),
+            drain_waiting_pods: reg!(IntGauge::with_opts(opts(
+                "drain_waiting_pods",
+                "Pods on nodes being drained that are not evicted yet (a PodDisruptionBudget or a pending eviction holds them)."
+            ))?),
             registry,
         };
         m.build_info
@@ -635,6 +648,18 @@ impl Metrics {
     /// Whether this replica holds the leader Lease.
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
+    }
+
+    /// Controller loop `name` completed an iteration now.
+    pub fn loop_completed(&self, name: &str) {
+        self.loop_last_completed
+            .with_label_values(&[name])
+            .set(crate::cluster::wall_clock());
+    }
+
+    /// Pods on draining nodes still waiting for their eviction.
+    pub fn set_drain_waiting(&self, pods: usize) {
+        self.drain_waiting_pods.set(clamp_i64(pods as u64));
     }
 }
 

@@ -6,6 +6,10 @@ mod fake_api;
 #[path = "support/prom.rs"]
 mod prom;
 
+/// The loops on their own: hung calls, refusals, lost watches, a paced drain.
+#[path = "controller/loops.rs"]
+mod loops;
+
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -259,16 +263,15 @@ fn ready_claim_with_pods(
     store.evict_429 = evict_429;
 }
 
-/// A ready m5.large on-demand claim `(claim, node, instance number)` with `pods` (100m,
-/// 128Mi each) running on its node, launched 10 minutes before `now`.
-fn ready_claim(
-    ctl: &Controller<SimulatedCloud>,
-    store: &mut fake_api::Store,
+/// A ready m5.large on-demand claim `(claim, node, instance number)` launched 10 minutes
+/// before `now`, with `pods` (100m, 128Mi each, owned by a ReplicaSet) running on its
+/// node: the instance, the claim, the node and the pods.
+fn claim_fixture(
     cat: &Catalog,
     now: f64,
     (claim_name, node_name, n): (&str, &str, u32),
     pods: &[&str],
-) {
+) -> (Instance, Value, Value, Vec<Value>) {
     let instance = Instance {
         provider_id: format!("simulated:///us-east-1a/i-{n:017x}"),
         instance_type: "m5.large".into(),
@@ -279,7 +282,6 @@ fn ready_claim(
         node_pool: Some("general".into()),
         launched_at: now - 600.0,
     };
-    ctl.cloud().insert(instance.clone());
     let claim = json!({
         "apiVersion": "stevedore.dev/v1", "kind": "NodeClaim",
         "metadata": {"name": claim_name, "finalizers": [TERMINATION_FINALIZER], "resourceVersion": "1", "uid": format!("uid-{claim_name}")},
@@ -290,6 +292,33 @@ fn ready_claim(
                    "conditions": [{"type": "Launched", "status": "True"}, {"type": "Registered", "status": "True"}, {"type": "Ready", "status": "True"}]}
     });
     let node = node_json(node_name, &instance, cat, true);
+    let pods = pods
+        .iter()
+        .map(|name| {
+            let mut p = pending_json("shop", name, "100m", "128Mi");
+            p["spec"]["nodeName"] = json!(node_name);
+            // Owned pods: a bare pod would keep its node from consolidation.
+            p["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "name": "web-7d9f", "uid": "rs-uid", "controller": true}]);
+            p["status"] =
+                json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
+            p
+        })
+        .collect();
+    (instance, claim, node, pods)
+}
+
+/// [`claim_fixture`] in the simulated cloud, the API store and the indexes.
+fn ready_claim(
+    ctl: &Controller<SimulatedCloud>,
+    store: &mut fake_api::Store,
+    cat: &Catalog,
+    now: f64,
+    names: (&str, &str, u32),
+    pods: &[&str],
+) {
+    let (instance, claim, node, pods) = claim_fixture(cat, now, names, pods);
+    ctl.cloud().insert(instance);
     let mut st = ctl.state.write().unwrap();
     st.apply_claim(&serde_json::from_value(claim.clone()).unwrap())
         .unwrap();
@@ -297,14 +326,7 @@ fn ready_claim(
         .unwrap();
     store.put(CLAIMS, claim);
     store.put(NODES, node);
-    for name in pods {
-        let mut p = pending_json("shop", name, "100m", "128Mi");
-        p["spec"]["nodeName"] = json!(node_name);
-        // Owned pods: a bare pod would keep its node from consolidation.
-        p["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet",
-            "name": "web-7d9f", "uid": "rs-uid", "controller": true}]);
-        p["status"] =
-            json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
+    for p in pods {
         st.apply_pod(&pod(p.clone()), now - 600.0).unwrap();
         store.put("/api/v1/namespaces/shop/pods", p);
     }
@@ -785,16 +807,14 @@ fn the_shipped_crds_are_the_generated_ones() {
 /// batch closes after `batchIdle` (1 s) and launches, before the next scan.
 #[tokio::test(start_paused = true)]
 async fn only_the_leader_acts_and_a_batch_closes_after_the_idle_time() {
-    use std::sync::atomic::AtomicBool;
-    use stevedore::cluster::watch::Signal;
+    use stevedore::cluster::watch::{Signal, WatchSync};
     let (client, store) = fake_api::client();
     let ctl = Arc::new(controller(client, catalog()));
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let (leader_tx, leader_rx) = tokio::sync::watch::channel(false);
-    let loop_task = tokio::spawn(
-        ctl.clone()
-            .run(rx, leader_rx, Arc::new(AtomicBool::new(true))),
-    );
+    let sync = Arc::new(WatchSync::all_synced());
+    let gate = stevedore::controller::Gate::new(leader_rx, sync, ctl.metrics.clone());
+    let loops = ctl.spawn_loops(rx, gate);
     let now = stevedore::cluster::wall_clock();
     // A pod becomes unschedulable, as the pod watch would report it.
     let pending = |name: &str, cpu: &str, mem: &str| {
@@ -821,7 +841,7 @@ async fn only_the_leader_acts_and_a_batch_closes_after_the_idle_time() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(claims(), 2, "the batch closed after 1 s idle");
     assert_eq!(ctl.cloud().launches(), 2);
-    loop_task.abort();
+    drop(loops);
 }
 
 #[tokio::test]
@@ -966,15 +986,19 @@ async fn the_fake_provider_creates_keeps_alive_and_deletes_nodes() {
 
 #[tokio::test]
 async fn the_http_server_answers_on_localhost() {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use stevedore::cluster::watch::{WatchSync, WATCHED};
+    use stevedore::controller::health::Liveness;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let metrics = Arc::new(stevedore::metrics::Metrics::new());
-    let ready = Arc::new(AtomicBool::new(false));
+    let health = stevedore::controller::http::Health {
+        sync: Arc::new(WatchSync::default()),
+        liveness: Arc::new(Liveness::new(metrics.clone())),
+    };
     let server = tokio::spawn(stevedore::controller::http::serve_on(
         listener,
         metrics,
-        ready.clone(),
+        health.clone(),
     ));
     // A plain blocking client on another thread: the server runs on this runtime.
     let get = |path: &'static str| {
@@ -994,7 +1018,9 @@ async fn the_http_server_answers_on_localhost() {
         .unwrap()
         .unwrap();
     assert!(not_ready.starts_with("HTTP/1.1 503"), "{not_ready}");
-    ready.store(true, Ordering::Relaxed);
+    for k in WATCHED {
+        health.sync.set(k, true);
+    }
     let is_ready = tokio::time::timeout(LIMIT, get("/readyz"))
         .await
         .unwrap()

@@ -123,6 +123,12 @@ pub enum CloudError {
     Invalid { operation: String, message: String },
     #[error("{operation} failed: {message}")]
     Other { operation: String, message: String },
+    /// The call gave no answer in time (the controller bounds every cloud call).
+    #[error("{operation}: no answer within {after:?}")]
+    Timeout {
+        operation: String,
+        after: std::time::Duration,
+    },
 }
 
 fn describe(offerings: &[Offering]) -> String {

@@ -340,10 +340,36 @@ pub fn crds_yaml() -> String {
     );
     for crd in [NodePool::crd(), NodeClaim::crd()] {
         out.push_str("---\n");
-        // Serializing a CRD value to YAML cannot fail: it is plain data with string keys.
-        out.push_str(&serde_yaml::to_string(&crd).unwrap_or_default());
+        // Serializing a CRD value cannot fail: it is plain data with string keys.
+        let mut value = serde_json::to_value(&crd).unwrap_or_default();
+        kubernetes_formats(&mut value);
+        out.push_str(&serde_yaml::to_string(&value).unwrap_or_default());
     }
     out
+}
+
+/// Integer formats the Kubernetes OpenAPI schema knows (`int32`, `int64`) in place of
+/// the ones schemars writes for Rust's other integers: `kubectl apply` warns
+/// `unrecognized format "uint32"` on every apply otherwise. Each becomes the smallest
+/// known format that holds its range (`minimum: 0` stays for the unsigned ones).
+fn kubernetes_formats(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::String(f)) = map.get_mut("format") {
+                let known = match f.as_str() {
+                    "int8" | "int16" | "uint8" | "uint16" => Some("int32"),
+                    "uint32" | "uint64" | "uint" | "int" => Some("int64"),
+                    _ => None,
+                };
+                if let Some(k) = known {
+                    *f = k.to_string();
+                }
+            }
+            map.values_mut().for_each(kubernetes_formats);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(kubernetes_formats),
+        _ => {}
+    }
 }
 
 /// Compiles a NodePool object with the configuration loader's own validation: the spec
@@ -489,5 +515,22 @@ mod tests {
             assert!(yaml.contains(&format!("name: {col}")), "column {col}");
         }
         assert!(yaml.contains("status: {}"), "status subresource");
+    }
+
+    #[test]
+    fn the_crds_use_only_formats_kubernetes_knows() {
+        let yaml = crds_yaml();
+        let formats: std::collections::BTreeSet<&str> = yaml
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("format: "))
+            .collect();
+        assert!(!formats.is_empty(), "the schema has integer formats");
+        // The formats of the Kubernetes OpenAPI schema that apply to these fields.
+        for f in &formats {
+            assert!(
+                ["int32", "int64", "double", "float", "date-time"].contains(f),
+                "format {f}"
+            );
+        }
     }
 }

@@ -99,6 +99,12 @@ pub struct Prepared<'a> {
     pub nodes: Vec<PreparedNode<'a>>,
     pub bound: Vec<(&'a Pod, usize)>,
     pub pending: Vec<&'a Pod>,
+    /// Pods a drain will evict: on a node being drained (our disrupted taint, or its
+    /// claim being deleted), not evicted yet. Provisioning counts them as pending, as
+    /// Karpenter does, so replacement capacity launches while a PodDisruptionBudget
+    /// paces the evictions; once evicted a pod leaves this list, so its replacement
+    /// takes the room planned for it instead of a second one.
+    pub draining: Vec<&'a Pod>,
 }
 
 impl Prepared<'_> {
@@ -414,6 +420,7 @@ impl ClusterState {
             .filter_map(|c| self.node_of(c).map(|n| (n.name.as_str(), c)))
             .collect();
         let mut nodes = Vec::new();
+        let mut draining_node = Vec::new();
         let mut index: HashMap<&str, usize> = HashMap::new();
         for n in self.nodes.values() {
             let claim = claim_by_node.get(n.name.as_str()).copied();
@@ -443,6 +450,7 @@ impl ClusterState {
                 |t| inp.catalog.types[t].capacity.clone(),
             );
             index.insert(&n.name, nodes.len());
+            draining_node.push(disrupted || claim.is_some_and(|c| c.deleting_since.is_some()));
             nodes.push(PreparedNode {
                 target: Target::Node(n.name.clone()),
                 name: &n.name,
@@ -468,6 +476,7 @@ impl ClusterState {
         }
         let mut bound = Vec::new();
         let mut pending = Vec::new();
+        let mut draining = Vec::new();
         let mut has_ds_pods = vec![false; nodes.len()];
         for p in self.pods.values() {
             if p.terminal || p.pod.is_daemonset() && p.node.is_none() {
@@ -479,6 +488,8 @@ impl ClusterState {
                     has_ds_pods[i] |= p.pod.is_daemonset();
                     if nodes[i].schedulable && !p.deleting {
                         bound.push((&p.pod, i));
+                    } else if draining_node[i] && !p.deleting && !p.drain_exempt {
+                        draining.push(&p.pod);
                     }
                 }
                 None if p.unschedulable => pending.push(&p.pod),
@@ -504,10 +515,12 @@ impl ClusterState {
         // Oldest pods first, as the simulator hands them (the core sorts them anyway;
         // this only makes ties reproducible).
         pending.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        draining.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         Prepared {
             nodes,
             bound,
             pending,
+            draining,
         }
     }
 }

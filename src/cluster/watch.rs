@@ -1,6 +1,10 @@
 //! Watch glue: each kind's watch stream is applied to the shared [`ClusterState`] as it
 //! arrives. Bad objects are logged and skipped; the loop never stops for one. A relist
 //! (`Init` ... `InitDone`) drops the objects that did not come back.
+//!
+//! A watch that fails or stays silent past its stall limit is dropped and started again
+//! from a full list, and its kind counts as not synced until that list is in
+//! ([`WatchSync`]): the loops decide nothing on indexes that may have missed events.
 
 use super::state::ClusterState;
 use super::wall_clock;
@@ -10,7 +14,9 @@ use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use std::collections::HashSet;
 use std::fmt::Debug;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// What a watch tells the loop.
@@ -23,6 +29,57 @@ pub enum Signal {
     /// One watch finished its initial list.
     Synced(&'static str),
 }
+
+/// Which watches hold a complete, current list. Written by the watch tasks only; the
+/// loops read it before every decision.
+#[derive(Debug, Default)]
+pub struct WatchSync {
+    synced: Mutex<HashSet<&'static str>>,
+    /// Every watch listed at least once (`/readyz`): stays true through a relist.
+    listed: AtomicBool,
+}
+
+impl WatchSync {
+    /// Every kind of [`WATCHED`] synced (tests that fill the indexes by hand).
+    pub fn all_synced() -> WatchSync {
+        let s = WatchSync::default();
+        for k in WATCHED {
+            s.set(k, true);
+        }
+        s
+    }
+
+    pub fn set(&self, kind: &'static str, synced: bool) {
+        let mut set = self.synced.lock().unwrap_or_else(|p| p.into_inner());
+        if synced {
+            set.insert(kind);
+        } else {
+            set.remove(kind);
+        }
+        if WATCHED.iter().all(|k| set.contains(k)) {
+            self.listed.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Every watch is synced now: the indexes may be decided on.
+    pub fn current(&self) -> bool {
+        let set = self.synced.lock().unwrap_or_else(|p| p.into_inner());
+        WATCHED.iter().all(|k| set.contains(k))
+    }
+
+    /// Every watch has listed once (a relist in progress does not unset it).
+    pub fn listed(&self) -> bool {
+        self.listed.load(Ordering::Relaxed)
+    }
+}
+
+/// How long a watch may stay silent before it is dropped and re-listed. The API server
+/// ends a watch after the watcher's timeout (290 s) and sends bookmarks meanwhile, so a
+/// healthy watch is never silent this long.
+pub const DEFAULT_STALL: Duration = Duration::from_secs(330);
+/// Waits before a failed watch is listed again: first and longest.
+const RELIST_BACKOFF_MIN: Duration = Duration::from_millis(500);
+const RELIST_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// How one kind goes into the state.
 pub struct Kind<K> {
@@ -92,27 +149,81 @@ pub fn handle<K: Resource>(
     }
 }
 
-/// Runs one kind's watch until the process ends (the watcher retries with backoff).
+/// Runs one kind's watch until the process ends. A watch error or a stall of `stall`
+/// drops the stream and lists again (after a backoff); meanwhile the kind is not synced.
 pub async fn run<K>(
     api: Api<K>,
     state: Arc<RwLock<ClusterState>>,
     kind: Kind<K>,
     signals: mpsc::UnboundedSender<Signal>,
+    sync: Arc<WatchSync>,
+    stall: Duration,
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
-    use kube::runtime::WatchStreamExt;
-    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    let mut backoff = RELIST_BACKOFF_MIN;
+    loop {
+        let why = follow(&api, &state, &kind, &signals, &sync, stall).await;
+        sync.set(kind.name, false);
+        if why == Ended::Listed {
+            backoff = RELIST_BACKOFF_MIN;
+        }
+        tracing::warn!(kind = kind.name, reason = ?why, retry_in = ?backoff, "watch lost; listing again");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(RELIST_BACKOFF_MAX);
+    }
+}
+
+/// Why one watch stream was given up.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// It failed or stalled before its list completed.
+    Unlisted,
+    /// It failed or stalled after a complete list (the next backoff starts small).
+    Listed,
+}
+
+/// One watch stream from a fresh list until it fails or stalls.
+async fn follow<K>(
+    api: &Api<K>,
+    state: &RwLock<ClusterState>,
+    kind: &Kind<K>,
+    signals: &mpsc::UnboundedSender<Signal>,
+    sync: &WatchSync,
+    stall: Duration,
+) -> Ended
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    let stream = watcher::watcher(api.clone(), watcher::Config::default());
     futures::pin_mut!(stream);
     let mut relist = None;
-    while let Some(item) = stream.next().await {
-        match item {
-            Ok(event) => {
-                if let Some(s) = handle(&state, &kind, event, &mut relist) {
+    let mut listed = Ended::Unlisted;
+    loop {
+        match tokio::time::timeout(stall, stream.next()).await {
+            Ok(Some(Ok(event))) => {
+                // The watcher lists again by itself after a desync (410 Gone): from
+                // here until that list is done the kind is not current.
+                if matches!(event, Event::Init) {
+                    sync.set(kind.name, false);
+                }
+                if let Some(s) = handle(state, kind, event, &mut relist) {
+                    if let Signal::Synced(k) = s {
+                        sync.set(k, true);
+                        listed = Ended::Listed;
+                    }
                     let _ = signals.send(s);
                 }
             }
-            Err(e) => tracing::warn!(kind = kind.name, error = %e, "watch error; retrying"),
+            Ok(Some(Err(e))) => {
+                tracing::warn!(kind = kind.name, error = %e, "watch error");
+                return listed;
+            }
+            Ok(None) => return listed,
+            Err(_) => {
+                tracing::warn!(kind = kind.name, silent_for = ?stall, "watch stalled");
+                return listed;
+            }
         }
     }
 }
@@ -192,49 +303,65 @@ pub fn daemonsets() -> Kind<DaemonSet> {
     }
 }
 
-/// Starts every watch the controller needs; signals go to `signals`.
+/// Starts every watch the controller needs; signals go to `signals`, sync state to
+/// `sync`; a watch silent for `stall` is re-listed.
 pub fn spawn_all(
     client: &kube::Client,
     state: &Arc<RwLock<ClusterState>>,
     signals: &mpsc::UnboundedSender<Signal>,
+    sync: &Arc<WatchSync>,
+    stall: Duration,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let c = client.clone();
+    let (st, tx, sy) = (state, signals, sync);
     vec![
         tokio::spawn(run(
             Api::<Pod>::all(c.clone()),
-            state.clone(),
+            st.clone(),
             pods(),
-            signals.clone(),
+            tx.clone(),
+            sy.clone(),
+            stall,
         )),
         tokio::spawn(run(
             Api::<Node>::all(c.clone()),
-            state.clone(),
+            st.clone(),
             nodes(),
-            signals.clone(),
+            tx.clone(),
+            sy.clone(),
+            stall,
         )),
         tokio::spawn(run(
             Api::<NodeClaim>::all(c.clone()),
-            state.clone(),
+            st.clone(),
             node_claims(),
-            signals.clone(),
+            tx.clone(),
+            sy.clone(),
+            stall,
         )),
         tokio::spawn(run(
             Api::<NodePool>::all(c.clone()),
-            state.clone(),
+            st.clone(),
             node_pools(),
-            signals.clone(),
+            tx.clone(),
+            sy.clone(),
+            stall,
         )),
         tokio::spawn(run(
             Api::<PodDisruptionBudget>::all(c.clone()),
-            state.clone(),
+            st.clone(),
             pdbs(),
-            signals.clone(),
+            tx.clone(),
+            sy.clone(),
+            stall,
         )),
         tokio::spawn(run(
             Api::<DaemonSet>::all(c),
-            state.clone(),
+            st.clone(),
             daemonsets(),
-            signals.clone(),
+            tx.clone(),
+            sy.clone(),
+            stall,
         )),
     ]
 }

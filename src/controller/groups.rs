@@ -6,7 +6,10 @@
 //! then terminated through the group. A node is draining while it carries our
 //! disrupted taint, so a restarted controller finishes what the last one started.
 
-use super::{lock, Controller, ControllerError};
+use super::context::lock;
+use super::events::{pod_ref, EVENTS_IN_FLIGHT};
+use super::leader::Gate;
+use super::{Controller, ControllerError};
 use crate::cloud::{CloudError, CloudProvider, NodeGroup, NodeGroupProvider};
 use crate::cluster::convert::{ClaimEntry, NodeEntry};
 use crate::cluster::state::{self, DecisionInputs, Prepared, DISRUPTED_TAINT};
@@ -18,9 +21,8 @@ use crate::core::pod::Pod;
 use crate::core::resources::Resources;
 use crate::core::scheduler::SolveEnv;
 use crate::core::unavailable::UnavailableOfferings;
-use k8s_openapi::api::core::v1::Node;
-use kube::api::{Api, DeleteParams};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// What one node-groups scan did.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -99,6 +101,22 @@ fn draining_per_group(st: &state::ClusterState, prepared: &Prepared, groups: usi
     draining
 }
 
+impl<P: CloudProvider + 'static> Controller<P> {
+    /// Node-groups mode: a groups scan every `scanInterval` while acting.
+    pub async fn groups_loop<G: NodeGroupProvider>(self: Arc<Self>, groups: G, gate: Gate) {
+        let every = self.config.settings.scan_interval;
+        let bound = self.opts.cloud_timeout * 2 + self.opts.api_timeout;
+        super::health::every(&self.liveness, "groups", every, bound, || async {
+            if gate.acting() {
+                if let Err(e) = self.scale_groups(&groups, self.now()).await {
+                    tracing::warn!(error = %e, "node-groups scan failed");
+                }
+            }
+        })
+        .await;
+    }
+}
+
 impl<P: CloudProvider> Controller<P> {
     /// One node-groups scan: finish drains, scale up for pending pods, else start
     /// removing one unneeded node.
@@ -107,7 +125,7 @@ impl<P: CloudProvider> Controller<P> {
         provider: &G,
         now: f64,
     ) -> Result<GroupScan, ControllerError> {
-        let groups = provider.groups().await?;
+        let groups = self.cloud_call("list groups", provider.groups()).await?;
         let backed_off: Vec<bool> = groups
             .iter()
             .map(|g| provider.backed_off(&g.name))
@@ -277,7 +295,8 @@ impl<P: CloudProvider> Controller<P> {
                 .await;
             return Some((group.name.clone(), desired));
         }
-        match provider.set_desired(&group.name, desired).await {
+        let set = provider.set_desired(&group.name, desired);
+        match self.cloud_call("set desired", set).await {
             Ok(()) => {
                 self.tell_group_pods(&pods, &message).await;
                 Some((group.name.clone(), desired))
@@ -303,14 +322,9 @@ impl<P: CloudProvider> Controller<P> {
     async fn tell_group_pods(&self, pods: &[(String, String)], message: &str) {
         use futures::StreamExt;
         futures::stream::iter(pods)
-            .for_each_concurrent(super::EVENTS_IN_FLIGHT, |(ns, name)| async move {
-                self.event(
-                    super::pod_ref(ns, name),
-                    "Normal",
-                    "TriggeredScaleUp",
-                    message,
-                )
-                .await;
+            .for_each_concurrent(EVENTS_IN_FLIGHT, |(ns, name)| async move {
+                self.event(pod_ref(ns, name), "Normal", "TriggeredScaleUp", message)
+                    .await;
             })
             .await;
     }
@@ -471,17 +485,12 @@ impl<P: CloudProvider> Controller<P> {
         if !drained {
             return Ok(None);
         }
-        match provider.terminate_instance(&id).await {
+        let terminate = provider.terminate_instance(&id);
+        match self.cloud_call("terminate group instance", terminate).await {
             Ok(()) | Err(CloudError::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        let nodes: Api<Node> = Api::all(self.client.clone());
-        match nodes.delete(node, &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(e) if super::is_code(&e, 404) => {}
-            Err(e) => return Err(e.into()),
-        }
-        self.write().delete_node(node);
+        self.delete_node(node).await?;
         lock(&self.unneeded).remove(node);
         tracing::info!(node, instance = %id, "removed an unneeded node from its group");
         Ok(Some(node.to_string()))

@@ -103,7 +103,10 @@ impl<'a> Decider<'a> {
 /// launches make room for them, and they never take room from a real pod. They exist only
 /// in this decision, so nothing in the cluster ever waits on or is evicted for them.
 pub fn plan(state: &ClusterState, d: &Decider, names: &mut dyn FnMut(&str) -> String) -> Plan {
-    let prepared = state.prepare(&d.inputs());
+    let mut prepared = state.prepare(&d.inputs());
+    // Pods a drain is about to evict are decided as pending (see `Prepared::draining`).
+    let draining = std::mem::take(&mut prepared.draining);
+    prepared.pending.extend(draining);
     let (placeholders, short) = headroom_placeholders(&prepared, d);
     if prepared.pending.is_empty() && !short {
         return Plan::default();
@@ -269,6 +272,39 @@ fn in_requirement(key: &str, mut values: Vec<String>) -> RequirementSpec {
 }
 
 /// The NodeClaim (with its launch request) for a plan of the core.
+/// `In` requirements summarising a claim's options: their types, zones, capacity types.
+fn option_requirements(options: &[Offering]) -> Vec<RequirementSpec> {
+    let of = |f: fn(&Offering) -> String| options.iter().map(f).collect();
+    vec![
+        in_requirement(labels::INSTANCE_TYPE, of(|o| o.instance_type.clone())),
+        in_requirement(labels::ZONE, of(|o| o.zone.clone())),
+        in_requirement(
+            labels::KARPENTER_CAPACITY_TYPE,
+            of(|o| o.capacity_type.as_str().to_string()),
+        ),
+    ]
+}
+
+/// A new claim's name, pool label, annotations (the pool's template hash, so a later
+/// change of the pool shows as drift; what it replaces) and our finalizer.
+fn claim_metadata(pool: &NodePool, name: &str, replaces: Option<&str>) -> ObjectMeta {
+    let mut meta_labels = BTreeMap::new();
+    meta_labels.insert(labels::NODEPOOL.to_string(), pool.name.clone());
+    let mut annotations = BTreeMap::new();
+    let hash = crate::core::disruption::template_hash(pool);
+    annotations.insert(POOL_HASH_ANNOTATION.to_string(), format!("{hash:016x}"));
+    if let Some(r) = replaces {
+        annotations.insert(REPLACES_ANNOTATION.to_string(), r.to_string());
+    }
+    ObjectMeta {
+        name: Some(name.to_string()),
+        labels: Some(meta_labels),
+        annotations: Some(annotations),
+        finalizers: Some(vec![TERMINATION_FINALIZER.to_string()]),
+        ..Default::default()
+    }
+}
+
 pub fn new_claim(d: &Decider, plan: &LaunchPlan, name: &str, replaces: Option<&str>) -> NewClaim {
     let pool = &d.pools[plan.pool];
     let extras = d.extras.iter().find(|e| e.name == pool.name);
@@ -287,23 +323,7 @@ pub fn new_claim(d: &Decider, plan: &LaunchPlan, name: &str, replaces: Option<&s
     node_labels.insert(labels::KARPENTER_NODEPOOL.into(), pool.name.clone());
     let spec = NodeClaimSpec {
         node_pool: pool.name.clone(),
-        requirements: vec![
-            in_requirement(
-                labels::INSTANCE_TYPE,
-                options.iter().map(|o| o.instance_type.clone()).collect(),
-            ),
-            in_requirement(
-                labels::ZONE,
-                options.iter().map(|o| o.zone.clone()).collect(),
-            ),
-            in_requirement(
-                labels::KARPENTER_CAPACITY_TYPE,
-                options
-                    .iter()
-                    .map(|o| o.capacity_type.as_str().to_string())
-                    .collect(),
-            ),
-        ],
+        requirements: option_requirements(&options),
         resources: ClaimResources {
             requests: crate::cluster::convert::quantities(&plan.requested),
         },
@@ -323,23 +343,8 @@ pub fn new_claim(d: &Decider, plan: &LaunchPlan, name: &str, replaces: Option<&s
             .and_then(|e| e.termination_grace_period)
             .map(|g| humantime::format_duration(g).to_string()),
     };
-    let mut meta_labels = BTreeMap::new();
-    meta_labels.insert(labels::NODEPOOL.to_string(), pool.name.clone());
-    let mut annotations = BTreeMap::new();
-    // Recorded so that a later change of the pool shows as drift.
-    let hash = crate::core::disruption::template_hash(pool);
-    annotations.insert(POOL_HASH_ANNOTATION.to_string(), format!("{hash:016x}"));
-    if let Some(r) = replaces {
-        annotations.insert(REPLACES_ANNOTATION.to_string(), r.to_string());
-    }
     let object = NodeClaim {
-        metadata: ObjectMeta {
-            name: Some(name.to_string()),
-            labels: Some(meta_labels),
-            annotations: Some(annotations),
-            finalizers: Some(vec![TERMINATION_FINALIZER.to_string()]),
-            ..Default::default()
-        },
+        metadata: claim_metadata(pool, name, replaces),
         spec,
         status: None,
     };

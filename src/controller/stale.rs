@@ -5,8 +5,9 @@
 //! `core::disruption::expired`, then `core::disruption::replacements` for where its pods
 //! go).
 
+use super::disruption::budget_left;
 use super::provision::NewClaim;
-use super::{budget_left, Controller, Model};
+use super::{Controller, Model};
 use crate::cloud::CloudProvider;
 use crate::cluster::convert::ClaimEntry;
 use crate::cluster::state::{ClusterState, Prepared};

@@ -511,6 +511,8 @@ fn all_families() -> BTreeMap<String, Family> {
     }
     m.record_cloud_call("CreateFleet", 0.1, false);
     m.record_api_call("patch", "nodes", 0.1, false);
+    m.loop_completed("provisioning");
+    m.set_drain_waiting(2);
     parse(&m.render()).unwrap()
 }
 

@@ -24,6 +24,18 @@ pub struct Store {
     pub ungranted: Vec<String>,
     /// The next this-many evictions answer 429 (a PodDisruptionBudget says no).
     pub evict_429: u32,
+    /// Evictions are never answered (a hung API server, a lost connection).
+    pub evict_hang: bool,
+    /// A PodDisruptionBudget `(label, value, maxUnavailable)`: an eviction of a pod so
+    /// labelled answers 429 while that many of them are not Ready or being deleted.
+    pub evict_budget: Option<(String, String, usize)>,
+    /// Per resource path (`/api/v1/pods`): how many more watches of it fail (500),
+    /// those already open included.
+    pub fail_watches: BTreeMap<String, u32>,
+    /// Resource paths whose watches are never answered (a stalled connection).
+    pub stall_watches: std::collections::BTreeSet<String>,
+    /// Per resource path: how many more lists of it fail (500).
+    pub fail_lists: BTreeMap<String, u32>,
     /// (resourceVersion, resource path, namespace, event type, object) of every change.
     log: Vec<(u64, String, String, &'static str, Value)>,
     rv: u64,
@@ -107,6 +119,15 @@ fn selects(selector: Option<&str>, obj: &Value) -> bool {
     })
 }
 
+/// A CPU quantity (`"100m"`, `"2"`) in millicores.
+fn milli(q: &Value) -> u64 {
+    let q = q.as_str().unwrap_or("0");
+    match q.strip_suffix('m') {
+        Some(m) => m.parse().unwrap_or(0),
+        None => q.parse::<f64>().map_or(0, |c| (c * 1000.0) as u64),
+    }
+}
+
 fn now_rfc3339() -> String {
     k8s_openapi::jiff::Timestamp::now().to_string()
 }
@@ -114,6 +135,8 @@ fn now_rfc3339() -> String {
 /// What the server does with one request.
 enum Answer {
     Now(u16, Value),
+    /// No answer, ever.
+    Never,
     /// A watch from this resourceVersion (answered with what happened after it).
     Watch {
         resource: String,
@@ -122,7 +145,143 @@ enum Answer {
     },
 }
 
+/// Takes one of the failures `due` holds for `resource`, if any is left.
+fn take_one(due: &mut BTreeMap<String, u32>, resource: &str) -> bool {
+    match due.get_mut(resource) {
+        Some(n) if *n > 0 => {
+            *n -= 1;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Pod `p` is Ready and not being deleted (a PodDisruptionBudget counts it healthy).
+fn pod_healthy(p: &Value) -> bool {
+    !p["metadata"]["deletionTimestamp"].is_string()
+        && p["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+}
+
 impl Store {
+    /// For a pod under `evict_budget`: how many more of its set may be disrupted.
+    fn disruptions_allowed(&self, pod_key: &str) -> Option<usize> {
+        let (label, value, max) = self.evict_budget.as_ref()?;
+        let covered = |p: &Value| p["metadata"]["labels"][label.as_str()].as_str() == Some(value);
+        if !covered(self.objects.get(pod_key)?) {
+            return None;
+        }
+        let unhealthy = self
+            .pods()
+            .filter(|(_, p)| covered(p) && !pod_healthy(p))
+            .count();
+        Some(max.saturating_sub(unhealthy))
+    }
+
+    /// Every pod, by key.
+    fn pods(&self) -> impl Iterator<Item = (&String, &Value)> {
+        self.objects
+            .iter()
+            .filter(|(k, _)| k.starts_with("/api/v1/pods/"))
+    }
+
+    /// Takes one watch failure of `resource`, if one is due.
+    fn watch_fails(&mut self, resource: &str) -> bool {
+        take_one(&mut self.fail_watches, resource)
+    }
+
+    /// Objects of `resource` (`/api/v1/events`) whose `field` is `value`.
+    pub fn objects_where(&self, resource: &str, field: &str, value: &str) -> Vec<&Value> {
+        self.objects
+            .iter()
+            .filter(|(k, v)| k.starts_with(&format!("{resource}/")) && v[field] == value)
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    /// What kubelets, ReplicaSets and kube-scheduler would do, in one step: a pod being
+    /// deleted goes and, if a ReplicaSet owns it, a replacement comes (Pending,
+    /// Unschedulable); a pending pod binds to the first Ready node without a NoSchedule
+    /// taint that has room for its CPU request, and runs (Ready).
+    pub fn kube_step(&mut self) {
+        let deleting: Vec<(String, Value)> = self
+            .pods()
+            .filter(|(_, p)| p["metadata"]["deletionTimestamp"].is_string())
+            .map(|(k, p)| (k.clone(), p.clone()))
+            .collect();
+        for (key, p) in deleting {
+            let ns = p["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let collection = format!("/api/v1/namespaces/{ns}/pods");
+            self.remove(
+                &collection,
+                p["metadata"]["name"].as_str().unwrap_or_default(),
+            );
+            if p["metadata"]["ownerReferences"].is_array() {
+                self.rv += 1;
+                let name = format!("{}-r{}", key.rsplit('/').next().unwrap_or("pod"), self.rv);
+                let mut r = p.clone();
+                r["metadata"] = json!({"name": name, "namespace": ns,
+                    "labels": p["metadata"]["labels"], "ownerReferences": p["metadata"]["ownerReferences"]});
+                r["spec"].as_object_mut().map(|s| s.remove("nodeName"));
+                r["status"] = json!({"phase": "Pending", "conditions": [
+                    {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]});
+                self.put(&collection, r);
+            }
+        }
+        let pending: Vec<Value> = self
+            .pods()
+            .filter(|(_, p)| p["spec"]["nodeName"].is_null() && p["status"]["phase"] == "Pending")
+            .map(|(_, p)| p.clone())
+            .collect();
+        for mut p in pending {
+            let Some(node) = self.node_with_room(milli(
+                &p["spec"]["containers"][0]["resources"]["requests"]["cpu"],
+            )) else {
+                continue;
+            };
+            p["spec"]["nodeName"] = json!(node);
+            p["status"] = json!({"phase": "Running", "conditions": [
+                {"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "True"}]});
+            let ns = p["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            self.put(&format!("/api/v1/namespaces/{ns}/pods"), p);
+        }
+    }
+
+    /// A Ready, untainted node whose pods leave `cpu` millicores free.
+    fn node_with_room(&self, cpu: u64) -> Option<String> {
+        let nodes = self
+            .objects
+            .iter()
+            .filter(|(k, _)| k.starts_with("/api/v1/nodes/"));
+        for (_, n) in nodes {
+            let ready = n["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            });
+            let tainted = n["spec"]["taints"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t["effect"] == "NoSchedule"));
+            let name = n["metadata"]["name"].as_str().unwrap_or_default();
+            let used: u64 = self
+                .pods()
+                .filter(|(_, p)| p["spec"]["nodeName"] == name)
+                .map(|(_, p)| milli(&p["spec"]["containers"][0]["resources"]["requests"]["cpu"]))
+                .sum();
+            if ready && !tainted && used + cpu <= milli(&n["status"]["allocatable"]["cpu"]) {
+                return Some(name.to_string());
+            }
+        }
+        None
+    }
+
     fn key(resource: &str, ns: &str, name: &str) -> String {
         format!("{resource}/{ns}/{name}")
     }
@@ -206,6 +365,9 @@ impl Store {
             && loc.name.is_none()
             && query_param(uri, "watch").as_deref() == Some("true")
         {
+            if self.stall_watches.contains(&loc.resource) {
+                return Answer::Never;
+            }
             let since = query_param(uri, "resourceVersion")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
@@ -214,6 +376,12 @@ impl Store {
                 namespace: loc.namespace,
                 since,
             };
+        }
+        if method == "GET" && loc.name.is_none() && take_one(&mut self.fail_lists, &loc.resource) {
+            return Answer::Now(500, status(500, "InternalError", "list failed"));
+        }
+        if loc.sub == "eviction" && self.evict_hang {
+            return Answer::Never;
         }
         let (code, v) = self.apply(method, uri, &loc, body);
         Answer::Now(code, v)
@@ -245,8 +413,9 @@ impl Store {
                 if !self.objects.contains_key(&key(n)) {
                     return (404, status(404, "NotFound", "no pod"));
                 }
-                if self.evict_429 > 0 {
-                    self.evict_429 -= 1;
+                let over_budget = self.disruptions_allowed(&key(n)) == Some(0);
+                if self.evict_429 > 0 || over_budget {
+                    self.evict_429 = self.evict_429.saturating_sub(1);
                     return (
                         429,
                         status(
@@ -382,6 +551,8 @@ async fn serve_one(
         Answer::Now(code, out) => {
             send.send_response(respond(code, serde_json::to_vec(&out).unwrap()))
         }
+        // Never answered, never dropped (a dropped sender would answer with an error).
+        Answer::Never => std::mem::forget(send),
         Answer::Watch {
             resource,
             namespace,
@@ -397,7 +568,12 @@ async fn serve_one(
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                send.send_response(respond(200, events));
+                if s.lock().unwrap().watch_fails(&resource) {
+                    let failed = status(500, "InternalError", "watch failed");
+                    send.send_response(respond(500, serde_json::to_vec(&failed).unwrap()));
+                } else {
+                    send.send_response(respond(200, events));
+                }
             });
         }
     }

@@ -1,0 +1,106 @@
+//! The observation loop: every `scanInterval`, what the indexes show (nodes by pool,
+//! type, zone and state; pending pods; the lower bound) goes to the metrics. Followers
+//! publish too: their indexes are as warm. Writes only metrics.
+
+use super::context::{lock, Model};
+use super::leader::Gate;
+use super::provision;
+use super::Controller;
+use crate::cloud::CloudProvider;
+use crate::cluster::state::Target;
+use crate::core::instance::CapacityType;
+use crate::core::lower_bound::LowerBound;
+use crate::core::resources::Resources;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const LOOP: &str = "observe";
+
+/// The fluid lower bound over the current model's offerings, with that model's
+/// generation (rebuilt when the pools change; it caches its solutions).
+#[derive(Default)]
+pub struct LowerBoundCache(Mutex<Option<(u64, LowerBound)>>);
+
+impl<P: CloudProvider + 'static> Controller<P> {
+    pub async fn observe_loop(self: Arc<Self>, gate: Gate) {
+        let every = self.config.settings.scan_interval;
+        super::health::every(&self.liveness, LOOP, every, Duration::ZERO, || {
+            // Asking publishes `stevedore_leader`, for followers too.
+            gate.leading();
+            if gate.synced() {
+                self.observe(self.now());
+            }
+            std::future::ready(())
+        })
+        .await;
+    }
+}
+
+impl<P: CloudProvider> Controller<P> {
+    /// Publishes what the indexes show (nodes by pool, type, zone and state; pending
+    /// pods; unavailable offerings) to the metrics.
+    pub fn observe(&self, now: f64) {
+        use crate::metrics::{ClusterObservation, NodeObservation, NodeState};
+        let m = self.model();
+        let unavailable = self.unavailable_now(now);
+        let d = self.decider(&m, &unavailable, now);
+        let st = self.read();
+        let prepared = st.prepare(&d.inputs());
+        let label = |n: &crate::cluster::state::PreparedNode, k: &str| {
+            n.labels.get(k).cloned().unwrap_or_default()
+        };
+        let nodes = prepared
+            .nodes
+            .iter()
+            .map(|n| {
+                let claim = n.claim.and_then(|c| st.claim(c));
+                let state = match (&n.target, claim) {
+                    (Target::Claim(_), _) => NodeState::Launching,
+                    (_, Some(c)) if c.deleting_since.is_some() => NodeState::Draining,
+                    (_, Some(c)) if !n.ready && !c.ready => NodeState::Launching,
+                    _ if !n.ready => NodeState::NotReady,
+                    _ => NodeState::Ready,
+                };
+                NodeObservation {
+                    nodepool: n.pool.map(|p| m.pools[p].name.clone()),
+                    instance_type: label(n, crate::core::labels::INSTANCE_TYPE),
+                    capacity_type: CapacityType::parse(&label(
+                        n,
+                        crate::core::labels::KARPENTER_CAPACITY_TYPE,
+                    ))
+                    .unwrap_or(CapacityType::OnDemand),
+                    zone: label(n, crate::core::labels::ZONE),
+                    state,
+                    allocatable: n.allocatable.clone(),
+                    requested: n.requested.clone(),
+                    price_per_hour: (n.price_per_hour > 0.0).then_some(n.price_per_hour),
+                }
+            })
+            .collect();
+        let oldest = st
+            .pods()
+            .filter(|p| p.unschedulable && p.created > 0.0)
+            .map(|p| p.created)
+            .min_by(f64::total_cmp);
+        let demand = provision::lower_bound_demand(&prepared, &d.env());
+        self.metrics.observe_cluster(&ClusterObservation {
+            pending_pods: prepared.pending.len() as u64,
+            oldest_pending: oldest.map(|t| Duration::from_secs_f64((now - t).max(0.0))),
+            nodes,
+            lower_bound_per_hour: self.lower_bound_rate(&m, &demand),
+            unavailable_offerings: unavailable.len() as u64,
+        });
+    }
+
+    /// The fluid lower bound's hourly rate for `demand` over `m`'s offerings; `None` when
+    /// it is not finite (no offering provides some resource).
+    fn lower_bound_rate(&self, m: &Model, demand: &Resources) -> Option<f64> {
+        let mut cached = lock(&self.lower_bound.0);
+        if cached.as_ref().is_none_or(|(g, _)| *g != m.generation) {
+            let options = m.model.offering_options(&self.catalog);
+            *cached = Some((m.generation, LowerBound::new(options)));
+        }
+        let (_, lb) = cached.as_mut()?;
+        Some(lb.hourly_rate(demand)).filter(|r| r.is_finite())
+    }
+}

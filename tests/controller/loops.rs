@@ -1,0 +1,349 @@
+//! The controller as `stevedore run` starts it, on paused time, against the fake API
+//! server with the faults of a real control plane: an eviction that never answers, a
+//! PodDisruptionBudget that refuses forever, a watch that drops, and a budget that lets
+//! one pod go at a time. Each scenario prints how long it took, virtual and wall.
+
+use super::*;
+use std::sync::Mutex;
+use stevedore::controller::{NoGroups, NoInterruptions, Sources};
+
+type Store = Arc<Mutex<fake_api::Store>>;
+const PODS: &str = "/api/v1/namespaces/shop/pods";
+/// The fixture's instance number, clear of those the simulated cloud hands out (from 1).
+const FIXTURE_INSTANCE: u32 = 900;
+
+/// A started controller and what the test watches it through.
+struct Run {
+    store: Store,
+    /// Every instance the simulated cloud launched, in order.
+    launched: Arc<Mutex<Vec<Instance>>>,
+    task: tokio::task::JoinHandle<Result<(), stevedore::controller::ControllerError>>,
+    virtual_start: tokio::time::Instant,
+    wall_start: std::time::Instant,
+}
+
+impl Run {
+    /// The controller (no leader election, lifecycle steps every 500 ms) over `store`,
+    /// `instances` already running in its cloud.
+    async fn start(store: Store, instances: Vec<Instance>) -> Run {
+        Run::start_with(store, instances, Options::default()).await
+    }
+
+    /// [`Run::start`] with `opts` (its namespace, leader election and lifecycle period
+    /// set as there).
+    async fn start_with(store: Store, instances: Vec<Instance>, opts: Options) -> Run {
+        let client = fake_api::client_of(&store);
+        let cat = catalog();
+        let launched: Arc<Mutex<Vec<Instance>>> = Arc::default();
+        let l = launched.clone();
+        let cloud = SimulatedCloud::new(cat.clone())
+            .with_hook(Box::new(move |i, _| l.lock().unwrap().push(i.clone())));
+        for i in instances {
+            cloud.insert(i);
+        }
+        let opts = Options {
+            namespace: "stevedore".into(),
+            leader_elect: false,
+            lifecycle_every: Duration::from_millis(500),
+            ..opts
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sources = Sources {
+            cloud,
+            interruptions: None::<NoInterruptions>,
+            groups: None::<NoGroups>,
+        };
+        let config = stevedore::config::bundled();
+        let task = tokio::spawn(stevedore::controller::start_on(
+            client, sources, config, cat, opts, listener,
+        ));
+        Run {
+            store,
+            launched,
+            task,
+            virtual_start: tokio::time::Instant::now(),
+            wall_start: std::time::Instant::now(),
+        }
+    }
+
+    /// Waits (virtual time, 100 ms steps) until `done` holds, for at most `limit`.
+    async fn until(
+        &self,
+        what: &str,
+        limit: Duration,
+        mut done: impl FnMut(&fake_api::Store) -> bool,
+    ) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !done(&self.store.lock().unwrap()) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not within {limit:?}: {what}; calls: {:?}",
+                self.store.lock().unwrap().calls
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn claims_created(&self) -> usize {
+        self.store.lock().unwrap().calls_to("POST", "nodeclaims")
+    }
+
+    /// Prints the scenario's time (virtual and wall) and stops the controller.
+    fn finish(self, scenario: &str) {
+        eprintln!(
+            "scenario {scenario}: {:.1} s virtual, {:.2} s wall",
+            self.virtual_start.elapsed().as_secs_f64(),
+            self.wall_start.elapsed().as_secs_f64()
+        );
+        self.task.abort();
+    }
+}
+
+/// A store holding claim `general-drain` on node `n1` with `pods`, the claim already
+/// being deleted (as `kubectl delete nodeclaim` leaves it); and its instance.
+fn deleting_claim(pods: &[&str]) -> (Store, Instance) {
+    let now = stevedore::cluster::wall_clock();
+    let (instance, mut claim, node, pods) = claim_fixture(
+        &catalog(),
+        now,
+        ("general-drain", "n1", FIXTURE_INSTANCE),
+        pods,
+    );
+    claim["metadata"]["deletionTimestamp"] = json!(stevedore::cluster::rfc3339(now));
+    let (_, store) = fake_api::client();
+    {
+        let mut s = store.lock().unwrap();
+        s.put(CLAIMS, claim);
+        s.put(NODES, node);
+        for p in pods {
+            s.put(PODS, p);
+        }
+    }
+    (store, instance)
+}
+
+/// Events with `reason` whose message contains `needle`.
+fn events(s: &fake_api::Store, reason: &str, needle: &str) -> usize {
+    s.objects_where("/api/v1/events", "reason", reason)
+        .iter()
+        .filter(|e| e["message"].as_str().unwrap_or_default().contains(needle))
+        .count()
+}
+
+/// A pod no m5.large holds: only a new claim can take it.
+fn big_pending(name: &str) -> Value {
+    pending_json("shop", name, "6", "8Gi")
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_eviction_that_never_answers_holds_only_its_claim() {
+    let (store, instance) = deleting_claim(&["web-a", "web-b"]);
+    store.lock().unwrap().evict_hang = true;
+    let run = Run::start(store, vec![instance]).await;
+    run.until("an eviction is sent", Duration::from_secs(10), |s| {
+        s.calls_to("POST", "/eviction") >= 1
+    })
+    .await;
+    let before = run.claims_created();
+    run.store.lock().unwrap().put(PODS, big_pending("new-1"));
+    let appeared = tokio::time::Instant::now();
+    // batchIdle 1 s, batchMax 10 s: well within the batch window.
+    run.until("a claim for the new pod", Duration::from_secs(10), |s| {
+        s.calls_to("POST", "nodeclaims") > before
+    })
+    .await;
+    let took = appeared.elapsed();
+    assert!(
+        took <= Duration::from_secs(2),
+        "launched {took:?} after the pod"
+    );
+    // The hung eviction ends at the API timeout (30 s) with an error naming the call,
+    // said on the claim; the drain goes on trying.
+    run.until("the timeout is said", Duration::from_secs(40), |s| {
+        events(s, "EvictionBlocked", "evict pod: no answer within 30s") >= 1
+    })
+    .await;
+    assert!(run
+        .store
+        .lock()
+        .unwrap()
+        .get(CLAIMS, "general-drain")
+        .is_some());
+    run.finish("eviction never answers");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pdb_that_refuses_forever_loses_nothing_and_says_why() {
+    let (store, instance) = deleting_claim(&["web-a", "web-b"]);
+    store.lock().unwrap().evict_429 = u32::MAX;
+    let run = Run::start(store, vec![instance]).await;
+    tokio::time::sleep(Duration::from_secs(180)).await;
+    let s = run.store.lock().unwrap();
+    let claim = s.get(CLAIMS, "general-drain").expect("the claim waits");
+    assert_eq!(claim["metadata"]["finalizers"][0], TERMINATION_FINALIZER);
+    assert!(s.get(NODES, "n1").is_some(), "the node stays");
+    for name in ["web-a", "web-b"] {
+        let p = s.get(PODS, name).expect("the pod stays");
+        assert!(
+            p["metadata"]["deletionTimestamp"].is_null(),
+            "{name} not deleted"
+        );
+    }
+    // Retried with backoff (1 s doubling to 60 s: 8 or 9 tries each in 3 minutes),
+    // not once per lifecycle step (360 each).
+    let tries = s.calls_to("POST", "/eviction");
+    assert!((10..=24).contains(&tries), "{tries} evictions");
+    assert!(
+        events(&s, "EvictionBlocked", "refused by a PodDisruptionBudget") >= 1,
+        "an Event on the claim says why it waits"
+    );
+    // The waiting pods got capacity to go to, once: not a claim per scan.
+    assert_eq!(s.calls_to("POST", "nodeclaims"), 1);
+    drop(s);
+    run.finish("PDB answers 429 forever");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_watch_is_listed_again_and_nothing_is_decided_on_stale_state() {
+    let now = stevedore::cluster::wall_clock();
+    let (instance, claim, node, _) =
+        claim_fixture(&catalog(), now, ("general-a", "n1", FIXTURE_INSTANCE), &[]);
+    let (_, store) = fake_api::client();
+    {
+        let mut s = store.lock().unwrap();
+        s.put(CLAIMS, claim);
+        s.put(NODES, node);
+    }
+    let run = Run::start(store, vec![instance]).await;
+    run.until("the pods are watched", Duration::from_secs(5), |s| {
+        s.calls_to("GET", "/api/v1/pods") >= 2
+    })
+    .await;
+    // A pod the controller sees pending (a batch opens)...
+    run.store
+        .lock()
+        .unwrap()
+        .put(PODS, big_pending("gone-soon"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let lists = |s: &fake_api::Store| s.calls.iter().filter(|c| *c == "GET /api/v1/pods").count();
+    let listed = lists(&run.store.lock().unwrap());
+    {
+        // ...is deleted as the pod watch drops, and the lists that follow fail for a
+        // few seconds (past the batch's close): the indexes still show it pending.
+        let mut s = run.store.lock().unwrap();
+        s.fail_watches.insert("/api/v1/pods".into(), 1);
+        s.fail_lists.insert("/api/v1/pods".into(), 3);
+        s.remove(PODS, "gone-soon");
+    }
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(
+        run.claims_created(),
+        0,
+        "nothing launched for a pod that is gone"
+    );
+    let relisted = lists(&run.store.lock().unwrap()) - listed;
+    assert!(
+        relisted >= 4,
+        "listed again until a list came back ({relisted})"
+    );
+    // The watch works again: a new pod gets its claim.
+    run.store.lock().unwrap().put(PODS, big_pending("real"));
+    run.until("a claim for the new pod", Duration::from_secs(12), |s| {
+        s.calls_to("POST", "nodeclaims") == 1
+    })
+    .await;
+    run.finish("watch drops");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pdb_pacing_one_eviction_at_a_time_empties_the_node_onto_new_capacity() {
+    let names: Vec<String> = (0..6).map(|i| format!("web-{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (store, instance) = deleting_claim(&refs);
+    store.lock().unwrap().evict_budget = Some(("app".into(), "web".into(), 1));
+    let run = Run::start(store, vec![instance]).await;
+    let cat = catalog();
+    let launched = run.launched.clone();
+    let mut registered = 0;
+    // Kubelets register the launched instances; ReplicaSets and the scheduler do
+    // their part, every 200 ms.
+    let all_moved = |s: &fake_api::Store| s.get(CLAIMS, "general-drain").is_none();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    while !all_moved(&run.store.lock().unwrap()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not drained within 10 minutes"
+        );
+        {
+            let mut s = run.store.lock().unwrap();
+            for i in launched.lock().unwrap().iter().skip(registered) {
+                s.put(
+                    NODES,
+                    node_json(&format!("new-{registered}"), i, &cat, true),
+                );
+                registered += 1;
+            }
+            s.kube_step();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let s = run.store.lock().unwrap();
+    assert!(s.get(NODES, "n1").is_none(), "the drained node is deleted");
+    let web: Vec<&Value> = s
+        .objects
+        .iter()
+        .filter(|(k, _)| k.starts_with("/api/v1/pods/shop/"))
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(web.len(), 6, "every pod replaced once");
+    for p in &web {
+        assert_eq!(p["status"]["phase"], "Running", "{p}");
+        assert!(
+            p["spec"]["nodeName"].as_str().unwrap().starts_with("new-"),
+            "{p}"
+        );
+    }
+    assert!(s.calls_to("POST", "/eviction") >= 6);
+    assert_eq!(
+        s.calls_to("POST", "nodeclaims"),
+        1,
+        "one replacement, not one per pod"
+    );
+    drop(s);
+    run.finish("PDB one at a time, 6 pods");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_watch_is_dropped_and_listed_again() {
+    let (_, store) = fake_api::client();
+    let opts = Options {
+        watch_stall: Duration::from_secs(20),
+        ..Options::default()
+    };
+    let run = Run::start_with(store, Vec::new(), opts).await;
+    run.until("the pods are watched", Duration::from_secs(5), |s| {
+        s.calls_to("GET", "/api/v1/pods") >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The next pod watch never answers; meanwhile a pod becomes pending.
+    run.store
+        .lock()
+        .unwrap()
+        .stall_watches
+        .insert("/api/v1/pods".into());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    run.store
+        .lock()
+        .unwrap()
+        .put(PODS, big_pending("during-stall"));
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(run.claims_created(), 0, "the stalled watch did not tell");
+    run.store.lock().unwrap().stall_watches.clear();
+    // Within the stall limit (20 s) and a relist backoff, the list brings the pod.
+    run.until("a claim after the relist", Duration::from_secs(25), |s| {
+        s.calls_to("POST", "nodeclaims") == 1
+    })
+    .await;
+    run.finish("watch stalls");
+}
