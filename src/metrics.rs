@@ -86,6 +86,8 @@ pub struct ClusterObservation {
     /// The fluid lower bound of the hourly cost of the current demand
     /// (`core::lower_bound`), when it was computed.
     pub lower_bound_per_hour: Option<f64>,
+    /// The shape-aware bound (`core::shape_bound`: every pod whole), when computed.
+    pub shape_bound_per_hour: Option<f64>,
     /// Offerings currently skipped after a capacity failure (`core::unavailable`).
     pub unavailable_offerings: u64,
 }
@@ -252,6 +254,7 @@ pub struct Metrics {
     nodes_by_state: IntGaugeVec,
     nodes_cost: GaugeVec,
     lower_bound_cost: prometheus::Gauge,
+    shape_bound_cost: prometheus::Gauge,
     offerings_unavailable: IntGauge,
     decisions: IntCounterVec,
     decision_duration: HistogramVec,
@@ -381,6 +384,10 @@ impl Metrics {
                 "lower_bound_hourly_cost_dollars",
                 "Fluid lower bound of the hourly cost of the current demand, in USD."
             ))?),
+            shape_bound_cost: reg!(prometheus::Gauge::with_opts(opts(
+                "shape_bound_hourly_cost_dollars",
+                "Shape-aware lower bound (every pod whole) of the hourly cost of the current demand, in USD."
+            ))?),
             offerings_unavailable: reg!(IntGauge::with_opts(opts(
                 "offerings_unavailable",
                 "Offerings (type, zone, capacity type) currently skipped after a capacity failure."
@@ -491,6 +498,8 @@ impl Metrics {
             .set(obs.oldest_pending.map_or(0.0, |d| d.as_secs_f64()));
         self.lower_bound_cost
             .set(obs.lower_bound_per_hour.unwrap_or(0.0));
+        self.shape_bound_cost
+            .set(obs.shape_bound_per_hour.unwrap_or(0.0));
         self.offerings_unavailable
             .set(clamp_i64(obs.unavailable_offerings));
 

@@ -2405,6 +2405,17 @@ async fn the_started_controller_serves_strictly_valid_metrics_of_what_it_did() {
         node_cost == 0.0 || lb <= node_cost + 1e-9,
         "{lb} vs {node_cost}"
     );
+    // The shape-aware bound keeps each pod whole: at least the fluid one, and still no
+    // more than what the nodes cost.
+    let shape = prom::value(f, "stevedore_shape_bound_hourly_cost_dollars", &[]).unwrap();
+    assert!(
+        shape >= lb - 1e-9,
+        "shape bound {shape} below the fluid {lb}"
+    );
+    assert!(
+        node_cost == 0.0 || shape <= node_cost + 1e-9,
+        "{shape} vs {node_cost}"
+    );
     assert_all_granted(&store.lock().unwrap());
     run.abort();
 }

@@ -10,16 +10,16 @@ use crate::cloud::CloudProvider;
 use crate::cluster::state::Target;
 use crate::core::instance::CapacityType;
 use crate::core::lower_bound::LowerBound;
-use crate::core::resources::Resources;
+use crate::core::shape_bound::ShapeBound;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const LOOP: &str = "observe";
 
-/// The fluid lower bound over the current model's offerings, with that model's
-/// generation (rebuilt when the pools change; it caches its solutions).
+/// The fluid and shape-aware bounds over the current model's offerings, with that
+/// model's generation (rebuilt when the pools change; they cache their solutions).
 #[derive(Default)]
-pub struct LowerBoundCache(Mutex<Option<(u64, LowerBound)>>);
+pub struct LowerBoundCache(Mutex<Option<(u64, LowerBound, ShapeBound)>>);
 
 impl<P: CloudProvider + 'static> Controller<P> {
     pub async fn observe_loop(self: Arc<Self>, gate: Gate) {
@@ -82,25 +82,38 @@ impl<P: CloudProvider> Controller<P> {
             .filter(|p| p.unschedulable && p.created > 0.0)
             .map(|p| p.created)
             .min_by(f64::total_cmp);
-        let demand = provision::lower_bound_demand(&prepared, &d.env());
+        let demand = provision::bound_demand(&prepared, &d.env());
+        let (lower_bound_per_hour, shape_bound_per_hour) = self.bound_rates(&m, &demand);
         self.metrics.observe_cluster(&ClusterObservation {
             pending_pods: prepared.pending.len() as u64,
             oldest_pending: oldest.map(|t| Duration::from_secs_f64((now - t).max(0.0))),
             nodes,
-            lower_bound_per_hour: self.lower_bound_rate(&m, &demand),
+            lower_bound_per_hour,
+            shape_bound_per_hour,
             unavailable_offerings: unavailable.len() as u64,
         });
     }
 
-    /// The fluid lower bound's hourly rate for `demand` over `m`'s offerings; `None` when
-    /// it is not finite (no offering provides some resource).
-    fn lower_bound_rate(&self, m: &Model, demand: &Resources) -> Option<f64> {
+    /// The fluid and shape-aware bounds' hourly rates for `demand` over `m`'s offerings;
+    /// `None` where not finite (no offering provides some resource).
+    fn bound_rates(
+        &self,
+        m: &Model,
+        demand: &provision::BoundDemand,
+    ) -> (Option<f64>, Option<f64>) {
         let mut cached = lock(&self.lower_bound.0);
-        if cached.as_ref().is_none_or(|(g, _)| *g != m.generation) {
+        if cached.as_ref().is_none_or(|(g, _, _)| *g != m.generation) {
             let options = m.model.offering_options(&self.catalog);
-            *cached = Some((m.generation, LowerBound::new(options)));
+            let shape = ShapeBound::new(options.clone());
+            *cached = Some((m.generation, LowerBound::new(options), shape));
         }
-        let (_, lb) = cached.as_mut()?;
-        Some(lb.hourly_rate(demand)).filter(|r| r.is_finite())
+        let Some((_, fluid, shape)) = cached.as_mut() else {
+            return (None, None);
+        };
+        let finite = |r: f64| Some(r).filter(|r| r.is_finite());
+        (
+            finite(fluid.hourly_rate(&demand.total)),
+            finite(shape.hourly_rate(&demand.classes)),
+        )
     }
 }

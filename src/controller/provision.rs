@@ -362,17 +362,24 @@ pub fn new_claim(d: &Decider, plan: &LaunchPlan, name: &str, replaces: Option<&s
     }
 }
 
-/// The demand the fluid lower bound is computed on, as the simulator computes it: the
-/// requests (ephemeral storage left out) of every pod, bound or pending, that some pool
-/// could hold; DaemonSet pods are per-node overhead, not demand. Feasibility is checked
-/// once per scheduling shape, since replicas share one.
-pub fn lower_bound_demand(
-    prepared: &Prepared,
-    env: &SolveEnv,
-) -> crate::core::resources::Resources {
+/// What the bounds are computed on, as the simulator computes it: the requests
+/// (ephemeral storage left out) of every pod, bound or pending, that some pool could
+/// hold; DaemonSet pods are per-node overhead, not demand.
+#[derive(Clone, Debug, Default)]
+pub struct BoundDemand {
+    /// Their sum (the fluid bound's demand).
+    pub total: crate::core::resources::Resources,
+    /// Their requests with how many pods request exactly that (the shape bound's classes).
+    pub classes: Vec<(crate::core::resources::Resources, u64)>,
+}
+
+/// The [`BoundDemand`] of the cluster. Feasibility is checked once per scheduling shape,
+/// since replicas share one.
+pub fn bound_demand(prepared: &Prepared, env: &SolveEnv) -> BoundDemand {
     use crate::core::resources::Resources;
     let mut feasible: std::collections::HashMap<String, bool> = Default::default();
-    let mut demand = Resources::default();
+    let mut classes: std::collections::HashMap<Resources, u64> = Default::default();
+    let mut total = Resources::default();
     let pods = prepared.bound.iter().map(|(p, _)| *p);
     for pod in pods.chain(prepared.pending.iter().copied()) {
         if pod.is_daemonset() {
@@ -386,9 +393,16 @@ pub fn lower_bound_demand(
             .entry(shape)
             .or_insert_with(|| scheduler::infeasible_reason(env, pod).is_none());
         if ok {
-            demand.add(&pod.requests);
+            let class = Resources {
+                ephemeral: 0,
+                ..pod.requests.clone()
+            };
+            total.add(&class);
+            *classes.entry(class).or_insert(0) += 1;
         }
     }
-    demand.ephemeral = 0;
-    demand
+    BoundDemand {
+        total,
+        classes: classes.into_iter().collect(),
+    }
 }
