@@ -458,6 +458,25 @@ def batch_burst(tr: Trace, t: float, ns: str, size: int, spot: bool,
 # ----------------------------------------------------------------------------------------
 
 
+def zone_spread(app: str) -> list[dict]:
+    """A hard topology spread over zones (maxSkew 1) for the pods labelled app=APP."""
+    return [{
+        "maxSkew": 1,
+        "topologyKey": "topology.kubernetes.io/zone",
+        "whenUnsatisfiable": "DoNotSchedule",
+        "labelSelector": {"matchLabels": {"app": app}},
+    }]
+
+
+def hostname_anti_affinity(app: str) -> dict:
+    """Required pod anti-affinity on the hostname: one pod labelled app=APP per node."""
+    return {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+        "labelSelector": {"matchLabels": {"app": app}},
+        "topologyKey": "kubernetes.io/hostname",
+    }]}}
+
+
+
 def gen_daily_web() -> Trace:
     tr = Trace("daily-web", 101, "steady web service with a daily cycle")
     add_daemonsets(tr)
@@ -515,20 +534,12 @@ def gen_mixed() -> Trace:
     gpu_tol = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
 
     # Storefront: daily cycle, spread evenly over zones.
-    spread = [{
-        "maxSkew": 1,
-        "topologyKey": "topology.kubernetes.io/zone",
-        "whenUnsatisfiable": "DoNotSchedule",
-        "labelSelector": {"matchLabels": {"app": "storefront"}},
-    }]
+    spread = zone_spread("storefront")
     Deployment(tr, "storefront", "shop", "1", "2Gi", peak=60, min_replicas=6,
                pod_extra={"spread": spread}, roll_hour=10.0).run(duration)
 
     # Ingress: one per node (required anti-affinity on hostname).
-    anti = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
-        "labelSelector": {"matchLabels": {"app": "ingress-nginx"}},
-        "topologyKey": "kubernetes.io/hostname",
-    }]}}
+    anti = hostname_anti_affinity("ingress-nginx")
     static_deployment(tr, "ingress-nginx", "ingress-nginx", "2", "4Gi", 8,
                       pod_extra={"affinity": anti}).run(HPA_PERIOD)
 
@@ -643,20 +654,12 @@ def gen_batch_mixed() -> Trace:
     gpu_tol = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
 
     # Web: daily cycle 6..~60 replicas, spread evenly over zones, rolled daily at 10:00.
-    spread = [{
-        "maxSkew": 1,
-        "topologyKey": "topology.kubernetes.io/zone",
-        "whenUnsatisfiable": "DoNotSchedule",
-        "labelSelector": {"matchLabels": {"app": "web"}},
-    }]
+    spread = zone_spread("web")
     Deployment(tr, "web", "shop", "1", "2Gi", peak=60, min_replicas=6,
                pod_extra={"spread": spread}, roll_hour=10.0).run(duration)
 
     # Cache: 6 pods, one per node (required anti-affinity on hostname).
-    anti = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
-        "labelSelector": {"matchLabels": {"app": "cache"}},
-        "topologyKey": "kubernetes.io/hostname",
-    }]}}
+    anti = hostname_anti_affinity("cache")
     static_deployment(tr, "cache", "shop", "2", "8Gi", 6,
                       pod_extra={"affinity": anti}).run(HPA_PERIOD)
 

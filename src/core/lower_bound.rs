@@ -27,11 +27,11 @@ const CPU: usize = 0;
 const MEMORY: usize = 1;
 const EPHEMERAL: usize = 2;
 const PODS: usize = 3;
-const FIXED_DIMS: usize = 4;
+pub(crate) const FIXED_DIMS: usize = 4;
 
 /// Scale factors to well-conditioned units: cpu in cores, memory and storage in GiB,
-/// pods and extended resources as counts.
-const SCALE: [f64; FIXED_DIMS] = [
+/// pods and extended resources as counts (shared with `core::shape_bound`).
+pub(crate) const SCALE: [f64; FIXED_DIMS] = [
     1e-3,
     1.0 / (1u64 << 30) as f64,
     1.0 / (1u64 << 30) as f64,

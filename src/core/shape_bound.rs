@@ -27,19 +27,10 @@
 //!
 //! Pure: no I/O, no clock.
 
+use super::lower_bound::{FIXED_DIMS, SCALE};
 use super::resources::Resources;
 use std::collections::HashMap;
 
-/// Fixed dimensions of a resource vector; extended resources follow.
-const FIXED_DIMS: usize = 4;
-/// Scale factors to well-conditioned units: cpu in cores, memory and storage in GiB,
-/// pods as counts.
-const SCALE: [f64; FIXED_DIMS] = [
-    1e-3,
-    1.0 / (1u64 << 30) as f64,
-    1.0 / (1u64 << 30) as f64,
-    1.0,
-];
 /// Bases kept per set of classes.
 const CACHE_PER_KEY: usize = 16;
 /// Master pivots per solve before giving up with the (still valid) dual bound.
