@@ -974,6 +974,33 @@ struct Priced {
 }
 
 impl Priced {
+    /// The shape programme's optimum for `n` pods of requests `q`: `n` times the lowest
+    /// price per (fractional) pod of any option that holds one.
+    fn one_shape_optimum(&self, q: &Resources, n: usize) -> f64 {
+        let per_node = |room: &Resources| {
+            let ratio = |need: i64, have: i64| {
+                if need > 0 {
+                    have as f64 / need as f64
+                } else {
+                    f64::INFINITY
+                }
+            };
+            let mut pods = ratio(q.cpu_milli, room.cpu_milli)
+                .min(ratio(q.memory, room.memory))
+                .min(ratio(q.pods, room.pods));
+            for (name, v) in &q.extended {
+                pods = pods.min(ratio(*v, room.extended(name)));
+            }
+            pods
+        };
+        self.options
+            .iter()
+            .filter(|o| q.fits_in(&o.usable))
+            .map(|o| o.price / per_node(&o.usable))
+            .fold(f64::INFINITY, f64::min)
+            * n as f64
+    }
+
     /// A floor on any packing of `total` onto these options: the dearest of its cpu,
     /// memory and pod slots bought at the lowest unit price each (the fluid bound, per
     /// resource).
@@ -1079,7 +1106,20 @@ fn repack(
     if priced.floor(&total) >= worth_below {
         return None;
     }
-    let (_, bins) = mix::cheapest_bins(&priced.options, &mut priced.lp, &requests)?;
+    // Pods all of one shape: the programme's optimum is plain arithmetic (the option
+    // cheapest per pod of that shape, fractionally), so it is known before solving.
+    if requests.iter().all(|r| *r == requests[0])
+        && priced.one_shape_optimum(requests[0], requests.len()) >= worth_below
+    {
+        return None;
+    }
+    let (estimate, bins) = mix::cheapest_bins(&priced.options, &mut priced.lp, &requests)?;
+    // The estimate prices each node at its type's best offering, which its launch
+    // options cannot undercut: a packing that does not save by it is dropped before
+    // paying for those options.
+    if estimate >= worth_below {
+        return None;
+    }
     let mut plans = Vec::with_capacity(bins.len());
     for bin in bins {
         let holders: Vec<u32> = priced
@@ -1203,4 +1243,54 @@ fn has_host_scoped_rules(pod: &Pod) -> bool {
     pod.affinity.iter().any(|t| scoped(t.kind))
         || pod.anti_affinity.iter().any(|t| scoped(t.kind))
         || pod.spread.iter().any(|s| scoped(s.kind))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shortcut for one-shape groups is the programme's own optimum, so skipping the
+    /// programme with it never changes a decision.
+    #[test]
+    fn one_shape_optimum_equals_the_programme() {
+        let mut rng = super::super::rng::Rng::new(31);
+        for _ in 0..200 {
+            let options: Vec<MixOption> = (0..1 + rng.below(8))
+                .map(|_| MixOption {
+                    price: rng.range_f64(0.01, 3.0),
+                    usable: Resources::new(
+                        500 * (1 + rng.below(64) as i64),
+                        (1 + rng.below(256) as i64) << 30,
+                        4 + rng.below(100) as i64,
+                    ),
+                })
+                .collect();
+            let q = Resources::new(
+                250 * (1 + rng.below(16) as i64),
+                (1 + rng.below(16) as i64) << 29,
+                1,
+            );
+            let n = 1 + rng.below(50);
+            let priced = Priced {
+                types: Vec::new(),
+                lp: mix::programme(&options),
+                options: options.clone(),
+                unit_price: [0.0; 3],
+            };
+            let shortcut = priced.one_shape_optimum(&q, n);
+            let mut lp = ShapeBound::new(
+                options
+                    .iter()
+                    .map(|o| (o.price, o.usable.clone()))
+                    .collect(),
+            );
+            let mix = lp.solve(&[(q.clone(), n as f64)]);
+            if mix.infeasible.is_empty() {
+                let rel = (shortcut - mix.rate).abs() / mix.rate.max(1e-9);
+                assert!(rel < 1e-9, "shortcut {shortcut}, programme {}", mix.rate);
+            } else {
+                assert!(shortcut.is_infinite());
+            }
+        }
+    }
 }
