@@ -393,10 +393,7 @@ pub fn bound_demand(prepared: &Prepared, env: &SolveEnv) -> BoundDemand {
             .entry(shape)
             .or_insert_with(|| scheduler::infeasible_reason(env, pod).is_none());
         if ok {
-            let class = Resources {
-                ephemeral: 0,
-                ..pod.requests.clone()
-            };
+            let class = crate::core::shape_bound::bound_class(&pod.requests);
             total.add(&class);
             *classes.entry(class).or_insert(0) += 1;
         }

@@ -7,14 +7,45 @@ use crate::core::instance::Catalog;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, PostParams};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long one node create or heartbeat round may take before it is given up (the next
+/// heartbeat comes anyway; a node never created shows as a registration timeout).
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Creates `node` (with `provider_id` set) in the background, bounded by
+/// [`CALL_TIMEOUT`]: a launch hook must not wait on the API server.
+fn spawn_node_create(
+    handle: &tokio::runtime::Handle,
+    client: &kube::Client,
+    mut node: Node,
+    provider_id: &str,
+    what: &'static str,
+) {
+    if let Some(spec) = node.spec.as_mut() {
+        spec.provider_id = Some(provider_id.to_string());
+    }
+    let nodes: Api<Node> = Api::all(client.clone());
+    handle.spawn(async move {
+        let pp = PostParams::default();
+        let create = nodes.create(&pp, &node);
+        match tokio::time::timeout(CALL_TIMEOUT, create).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "{what}'s node not created"),
+            Err(_) => tracing::warn!(after = ?CALL_TIMEOUT, "{what}'s node create: no answer"),
+        }
+    });
+}
 
 /// Keeps the fake provider's nodes Ready (heartbeats and node Leases every 10 s).
 pub async fn keep_fake_nodes_alive(fake: Arc<crate::cloud::fake::FakeCloud>) {
     let mut ticker = tokio::time::interval(crate::cloud::fake::HEARTBEAT_EVERY);
     loop {
         ticker.tick().await;
-        if let Err(e) = fake.heartbeat().await {
-            tracing::warn!(error = %e, "fake node heartbeat failed");
+        match tokio::time::timeout(CALL_TIMEOUT, fake.heartbeat()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "fake node heartbeat failed"),
+            Err(_) => tracing::warn!(after = ?CALL_TIMEOUT, "fake node heartbeat: no answer"),
         }
     }
 }
@@ -45,18 +76,16 @@ pub fn simulated_with_nodes(
                     && o.zone == inst.zone
                     && o.capacity_type == inst.capacity_type
             });
-            let Ok(mut node) = b.node_object(&req) else {
+            let Ok(node) = b.node_object(&req) else {
                 return;
             };
-            if let Some(spec) = node.spec.as_mut() {
-                spec.provider_id = Some(inst.provider_id.clone());
-            }
-            let nodes: Api<Node> = Api::all(client.clone());
-            handle.spawn(async move {
-                if let Err(e) = nodes.create(&PostParams::default(), &node).await {
-                    tracing::warn!(error = %e, "simulated instance's node not created");
-                }
-            });
+            spawn_node_create(
+                &handle,
+                &client,
+                node,
+                &inst.provider_id,
+                "simulated instance",
+            );
         });
     (
         crate::cloud::simulated::SimulatedCloud::new(catalog).with_hook(hook),
@@ -90,18 +119,16 @@ pub fn simulated_groups_with_nodes(
                 taints: group.taints.clone(),
                 startup_taints: Vec::new(),
             };
-            let Ok(mut node) = builder.node_object(&request) else {
+            let Ok(node) = builder.node_object(&request) else {
                 return;
             };
-            if let Some(spec) = node.spec.as_mut() {
-                spec.provider_id = Some(provider_id.to_string());
-            }
-            let nodes: Api<Node> = Api::all(client.clone());
-            handle.spawn(async move {
-                if let Err(e) = nodes.create(&PostParams::default(), &node).await {
-                    tracing::warn!(error = %e, "simulated group instance's node not created");
-                }
-            });
+            spawn_node_create(
+                &handle,
+                &client,
+                node,
+                provider_id,
+                "simulated group instance",
+            );
         });
     let groups = crate::cloud::simulated::SimulatedGroups::from_settings(groups).with_hook(hook);
     groups.fill_to_min();

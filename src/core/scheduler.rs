@@ -966,7 +966,8 @@ type ProgrammeKey = (usize, u32, u8, Vec<u32>);
 
 /// The types a group may use with their prices, and the programme over them.
 struct Priced {
-    types: Vec<(u32, MixOption)>,
+    /// Pool-model type indices, and (same positions) their prices and rooms.
+    types: Vec<u32>,
     options: Vec<MixOption>,
     lp: ShapeBound,
     /// The lowest price per millicore, byte of memory and pod slot of any option.
@@ -1029,23 +1030,20 @@ impl Programmes {
         }
         let model = &env.model.pools[pool];
         // Launches prefer Spot where the claim allows it: price the types the same way.
-        let priced: Vec<(u32, MixOption)> = key
-            .3
-            .iter()
-            .filter_map(|&t| {
-                let pt = &model.types[t as usize];
-                let price = best_price(env, pt.ty, zones, cts & CapacityType::Spot.bit())
-                    .or_else(|| best_price(env, pt.ty, zones, cts))?;
-                Some((
-                    t,
-                    MixOption {
-                        price,
-                        usable: pt.usable.clone(),
-                    },
-                ))
-            })
-            .collect();
-        let options: Vec<MixOption> = priced.iter().map(|(_, o)| o.clone()).collect();
+        let mut types = Vec::new();
+        let mut options = Vec::new();
+        for &t in &key.3 {
+            let pt = &model.types[t as usize];
+            let price = best_price(env, pt.ty, zones, cts & CapacityType::Spot.bit())
+                .or_else(|| best_price(env, pt.ty, zones, cts));
+            if let Some(price) = price {
+                types.push(t);
+                options.push(MixOption {
+                    price,
+                    usable: pt.usable.clone(),
+                });
+            }
+        }
         let mut unit_price = [f64::INFINITY; 3];
         for o in &options {
             let room = [o.usable.cpu_milli, o.usable.memory, o.usable.pods];
@@ -1057,7 +1055,7 @@ impl Programmes {
         }
         let p = Priced {
             lp: mix::programme(&options),
-            types: priced,
+            types,
             options,
             unit_price,
         };
@@ -1125,8 +1123,9 @@ fn repack(
         let holders: Vec<u32> = priced
             .types
             .iter()
+            .zip(&priced.options)
             .filter(|(_, o)| bin.requested.fits_in(&o.usable))
-            .map(|(t, _)| *t)
+            .map(|(&t, _)| t)
             .collect();
         let options = launch_options(env, model, &holders, &bin.requested, zones, cts);
         if options.is_empty() {

@@ -155,10 +155,6 @@ impl ShapeBound {
         bound
     }
 
-    pub fn kept_options(&self) -> usize {
-        self.offers.len()
-    }
-
     pub fn stats(&self) -> ShapeBoundStats {
         self.stats.clone()
     }
@@ -276,6 +272,15 @@ impl ShapeBound {
         let b = entry.remove(i);
         entry.push(b.clone());
         Some(b)
+    }
+}
+
+/// A pod's class in the bounds: its requests as they count them (cpu, memory, extended
+/// resources and the pod itself; ephemeral storage is left out, as the spec says).
+pub fn bound_class(requests: &Resources) -> Resources {
+    Resources {
+        ephemeral: 0,
+        ..requests.clone()
     }
 }
 

@@ -20,7 +20,7 @@ use crate::core::pod::Pod;
 use crate::core::resources::Resources;
 use crate::core::rng::Rng;
 use crate::core::scheduler::{self, Decision, LaunchPlan, SolveEnv};
-use crate::core::shape_bound::ShapeBound;
+use crate::core::shape_bound::{bound_class, ShapeBound};
 use crate::core::snapshot::{ExistingNode, Snapshot};
 use crate::core::taints::Taint;
 use crate::core::unavailable::UnavailableOfferings;
@@ -642,7 +642,10 @@ impl<'c> Sim<'c> {
         self.set_state(idx, PodState::Pending);
         if in_demand {
             self.demand.add(&pod.requests);
-            *self.demand_classes.entry(class_of(pod)).or_insert(0) += 1;
+            *self
+                .demand_classes
+                .entry(bound_class(&pod.requests))
+                .or_insert(0) += 1;
             self.demand_dirty = true;
             if !disruption::runs_to_completion(pod) {
                 self.service_demand.add(&pod.requests);
@@ -722,7 +725,7 @@ impl<'c> Sim<'c> {
         if self.pods[i].in_demand {
             let r = self.pods[i].pod.requests.clone();
             self.demand.sub(&r);
-            let class = class_of(&self.pods[i].pod);
+            let class = bound_class(&self.pods[i].pod.requests);
             if let Some(n) = self.demand_classes.get_mut(&class) {
                 *n -= 1;
                 if *n == 0 {
@@ -1454,14 +1457,5 @@ impl<'c> Sim<'c> {
         d.interrupted_pods = (self.recovery_s.len() + self.interrupted_at.len()) as u64;
         d.interruption_recovery_s = Percentiles::of(&mut self.recovery_s);
         d
-    }
-}
-
-/// A pod's class in the shape bound: its requests as the bounds count them (cpu, memory,
-/// extended resources and the pod itself; not ephemeral storage).
-fn class_of(pod: &Pod) -> Resources {
-    Resources {
-        ephemeral: 0,
-        ..pod.requests.clone()
     }
 }
