@@ -45,7 +45,7 @@ impl World {
         let it = &catalog.types[catalog.find("m5.xlarge").unwrap()];
         let mut node_labels = Vec::new();
         let mut names = Vec::new();
-        for i in 0..2 {
+        for i in 0..3 {
             let name = format!("node-{i}");
             let mut l = it.labels.clone();
             l.insert(labels::ZONE.into(), "us-east-1a".into());
@@ -185,6 +185,60 @@ fn a_node_whose_pods_fit_elsewhere_is_deleted() {
             assert!((savings - 0.192).abs() < 1e-9);
         }
         other => panic!("expected a delete, got {other:?}"),
+    }
+}
+
+/// Node 0 runs a small service pod, node 1 a bigger one with room for it, node 2 only a
+/// Job's pod of `job_cpu` millicores.
+fn with_a_job_node(world: &World, small: &Pod, big: &Pod, job: &Pod) -> Option<Action> {
+    let it = &world.catalog.types[world.catalog.find("m5.xlarge").unwrap()];
+    let mut snapshot = world.snapshot(small, big);
+    snapshot.nodes.push(ExistingNode {
+        name: &world.names[2],
+        labels: &world.node_labels[2],
+        capacity: it.capacity.clone(),
+        allocatable: it.allocatable.clone(),
+        requested: job.requests.clone(),
+        taints: &[],
+        pool: Some(0),
+        ready: true,
+        schedulable: true,
+    });
+    snapshot.bound.push((job, 2));
+    let costs = costs(&[0.192, 0.192, 0.192]);
+    let pools = [PoolDisruption::default()];
+    let input = inputs(&costs, &pools, &[], &[10]);
+    find_action(&world.env(), snapshot, &input)
+}
+
+fn job_pod(cpu_milli: i64) -> Pod {
+    Pod {
+        owner: Some(OwnerRef {
+            kind: "Job".into(),
+            name: "report".into(),
+        }),
+        ..pod("report-x7k2p", cpu_milli, GI)
+    }
+}
+
+#[test]
+fn a_service_pod_is_not_moved_while_a_job_only_node_could_take_it() {
+    let world = World::new();
+    let (small, big) = (pod("small", 500, GI), pod("big", 1000, 2 * GI));
+    // The scheduler could put `small` beside the Job: once the Job ends, that node would
+    // hold only `small` and be consolidated again, moving the same pod a second time.
+    let roomy = job_pod(1000);
+    let deferred = with_a_job_node(&world, &small, &big, &roomy);
+    assert!(deferred.is_none(), "expected no action, got {deferred:?}");
+    // A Job node with no room for it changes nothing: node 0 goes, its pod to node 1.
+    let full = job_pod(3500);
+    match with_a_job_node(&world, &small, &big, &full) {
+        Some(Action {
+            nodes,
+            replacement: None,
+            ..
+        }) => assert_eq!(nodes, vec![0]),
+        other => panic!("expected node 0 deleted, got {other:?}"),
     }
 }
 

@@ -315,11 +315,18 @@ impl Trials<'_, '_, '_> {
         let lasting = without.pending.iter().any(|p| !runs_to_completion(p));
         let mut closed: Vec<usize> = set.to_vec();
         if lasting {
-            closed.extend((0..without.nodes.len()).filter(|&n| {
-                without.nodes[n].schedulable
-                    && !self.pods_on[n].is_empty()
-                    && self.pods_on[n].iter().all(|p| runs_to_completion(p))
-            }));
+            let transient: Vec<usize> = (0..without.nodes.len())
+                .filter(|&n| {
+                    without.nodes[n].schedulable
+                        && !self.pods_on[n].is_empty()
+                        && self.pods_on[n].iter().all(|p| runs_to_completion(p))
+                })
+                .collect();
+            if self.lands_on_transient(&without, &transient) {
+                self.snapshot.nodes = without.nodes;
+                return None;
+            }
+            closed.extend(transient);
         }
         for &n in &closed {
             without.nodes[n].schedulable = false;
@@ -330,6 +337,28 @@ impl Trials<'_, '_, '_> {
         }
         self.snapshot.nodes = without.nodes;
         action
+    }
+
+    /// Could the scheduler put one of the long-running pods being moved on a node that
+    /// will empty by itself (only Job pods on it)? It picks by its own scores, not by our
+    /// plan: there, the pod would be moved again once the Jobs end, and again from the
+    /// next such node (a chain of evictions of the same pods after every burst).
+    fn lands_on_transient(&self, without: &Snapshot, transient: &[usize]) -> bool {
+        without
+            .pending
+            .iter()
+            .filter(|p| !runs_to_completion(p))
+            .any(|pod| {
+                transient.iter().any(|&n| {
+                    let node = &without.nodes[n];
+                    node.ready
+                        && pod
+                            .requests
+                            .fits_in(&node.allocatable.minus(&node.requested))
+                        && pod.node_affinity_matches(node.labels)
+                        && crate::core::taints::tolerates_all(&pod.tolerations, node.taints)
+                })
+            })
     }
 
     /// Room for pods left on the ready, schedulable nodes outside `set`, plus `extra`:
