@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 use stevedore::catalog::{load_embedded, CatalogOptions};
-use stevedore::core::consolidation::{empty_nodes, find_action, Action, Inputs, NodeCost};
+use stevedore::core::consolidation::{
+    empty_nodes, find_action, Action, Inputs, NodeCost, TRANSIENT_DEFERRAL_S,
+};
 use stevedore::core::disruption::{ConsolidationPolicy, MinSavings, PoolDisruption};
 use stevedore::core::instance::Catalog;
 use stevedore::core::labels::{self, Labels};
@@ -188,9 +190,15 @@ fn a_node_whose_pods_fit_elsewhere_is_deleted() {
     }
 }
 
-/// Node 0 runs a small service pod, node 1 a bigger one with room for it, node 2 only a
-/// Job's pod of `job_cpu` millicores.
-fn with_a_job_node(world: &World, small: &Pod, big: &Pod, job: &Pod) -> Option<Action> {
+/// Node 0 runs a small service pod (stable since `stable_since`, the clock is at 1000 s),
+/// node 1 a bigger one with room for it, node 2 only `job`.
+fn with_a_job_node(
+    world: &World,
+    small: &Pod,
+    big: &Pod,
+    job: &Pod,
+    stable_since: f64,
+) -> Option<Action> {
     let it = &world.catalog.types[world.catalog.find("m5.xlarge").unwrap()];
     let mut snapshot = world.snapshot(small, big);
     snapshot.nodes.push(ExistingNode {
@@ -205,7 +213,8 @@ fn with_a_job_node(world: &World, small: &Pod, big: &Pod, job: &Pod) -> Option<A
         schedulable: true,
     });
     snapshot.bound.push((job, 2));
-    let costs = costs(&[0.192, 0.192, 0.192]);
+    let mut costs = costs(&[0.192, 0.192, 0.192]);
+    costs[0].stable_since = stable_since;
     let pools = [PoolDisruption::default()];
     let input = inputs(&costs, &pools, &[], &[10]);
     find_action(&world.env(), snapshot, &input)
@@ -228,18 +237,23 @@ fn a_service_pod_is_not_moved_while_a_job_only_node_could_take_it() {
     // The scheduler could put `small` beside the Job: once the Job ends, that node would
     // hold only `small` and be consolidated again, moving the same pod a second time.
     let roomy = job_pod(1000);
-    let deferred = with_a_job_node(&world, &small, &big, &roomy);
+    let deferred = with_a_job_node(&world, &small, &big, &roomy, 0.0);
     assert!(deferred.is_none(), "expected no action, got {deferred:?}");
-    // A Job node with no room for it changes nothing: node 0 goes, its pod to node 1.
-    let full = job_pod(3500);
-    match with_a_job_node(&world, &small, &big, &full) {
+    let deletes_node_0 = |action: Option<Action>| match action {
         Some(Action {
             nodes,
             replacement: None,
             ..
         }) => assert_eq!(nodes, vec![0]),
         other => panic!("expected node 0 deleted, got {other:?}"),
-    }
+    };
+    // A Job node with no room for it changes nothing: node 0 goes, its pod to node 1.
+    let full = job_pod(3500);
+    deletes_node_0(with_a_job_node(&world, &small, &big, &full, 0.0));
+    // Nor does it once node 0 has waited its time: where Jobs never stop, waiting for
+    // ever would keep it.
+    let waited = 1000.0 - TRANSIENT_DEFERRAL_S;
+    deletes_node_0(with_a_job_node(&world, &small, &big, &roomy, waited));
 }
 
 #[test]

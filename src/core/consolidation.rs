@@ -85,6 +85,14 @@ pub struct Action {
 /// on offer, so the replacement is not the one most-interrupted cheapest pool.
 pub const MIN_CHEAPER_SPOT_TYPES: usize = 15;
 
+/// How long a node's long-running pods wait, at most, for the nodes that only run Jobs
+/// to empty before they are moved anyway (see `Trials::lands_on_transient`): where Jobs
+/// run all the time, waiting for ever keeps half-empty service nodes up. Seed 1 of the
+/// bundled traces: unbounded, week-100k evicted 80% fewer pods than with no wait but cost
+/// 4.0% more; 30 minutes, 52% fewer for 2.0% more; batch-bursts and batch-mixed 56% and
+/// 41% fewer at the same cost either way.
+pub const TRANSIENT_DEFERRAL_S: f64 = 1800.0;
+
 /// Multi-node consolidation looks at most at this many candidates at once (Karpenter's
 /// limit: the simulation grows with the pods moved).
 pub const MAX_MULTI_NODE: usize = 100;
@@ -322,7 +330,10 @@ impl Trials<'_, '_, '_> {
                         && self.pods_on[n].iter().all(|p| runs_to_completion(p))
                 })
                 .collect();
-            if self.lands_on_transient(&without, &transient) {
+            let recent = set
+                .iter()
+                .any(|&n| self.env.now - self.input.nodes[n].stable_since < TRANSIENT_DEFERRAL_S);
+            if recent && self.lands_on_transient(&without, &transient) {
                 self.snapshot.nodes = without.nodes;
                 return None;
             }
@@ -341,8 +352,9 @@ impl Trials<'_, '_, '_> {
 
     /// Could the scheduler put one of the long-running pods being moved on a node that
     /// will empty by itself (only Job pods on it)? It picks by its own scores, not by our
-    /// plan: there, the pod would be moved again once the Jobs end, and again from the
-    /// next such node (a chain of evictions of the same pods after every burst).
+    /// plan (the default scores prefer the emptiest node, which such a node often is):
+    /// there, the pod would be moved again once the Jobs end, and again from the next
+    /// such node (a chain of evictions of the same pods after every burst).
     fn lands_on_transient(&self, without: &Snapshot, transient: &[usize]) -> bool {
         without
             .pending
