@@ -331,11 +331,13 @@ impl<'a, 'e> Solver<'a, 'e> {
                 pool_usage[p].add(&n.capacity);
             }
         }
+        // One label lookup per node, not per bound pod (there are many more pods).
+        let places: Vec<Place> = snapshot.nodes.iter().map(node_place).collect();
         let topology = Topology::new(
             snapshot
                 .bound
                 .iter()
-                .map(|&(pod, ni)| (pod, node_place(&snapshot.nodes[ni])))
+                .map(|&(pod, ni)| (pod, places[ni]))
                 .collect(),
         );
         let available = if env.allow_new_nodes {
