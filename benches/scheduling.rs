@@ -340,6 +340,10 @@ impl Case {
                 .map(|n| ExistingNode {
                     name: &n.name,
                     labels: &n.labels,
+                    zone: n
+                        .labels
+                        .get("topology.kubernetes.io/zone")
+                        .map(String::as_str),
                     capacity: n.capacity.clone(),
                     allocatable: n.allocatable.clone(),
                     requested: n.requested.clone(),

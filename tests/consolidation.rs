@@ -90,6 +90,9 @@ impl World {
             .map(|i| ExistingNode {
                 name: &self.names[i],
                 labels: &self.node_labels[i],
+                zone: self.node_labels[i]
+                    .get("topology.kubernetes.io/zone")
+                    .map(String::as_str),
                 capacity: it.capacity.clone(),
                 allocatable: it.allocatable.clone(),
                 requested: if i == 0 {
@@ -204,6 +207,9 @@ fn with_a_job_node(
     snapshot.nodes.push(ExistingNode {
         name: &world.names[2],
         labels: &world.node_labels[2],
+        zone: world.node_labels[2]
+            .get("topology.kubernetes.io/zone")
+            .map(String::as_str),
         capacity: it.capacity.clone(),
         allocatable: it.allocatable.clone(),
         requested: job.requests.clone(),
@@ -456,6 +462,9 @@ impl Fleet {
             .map(|i| ExistingNode {
                 name: &self.names[i],
                 labels: &self.labels[i],
+                zone: self.labels[i]
+                    .get("topology.kubernetes.io/zone")
+                    .map(String::as_str),
                 capacity: it.capacity.clone(),
                 allocatable: it.allocatable.clone(),
                 requested: if empty.contains(&i) {

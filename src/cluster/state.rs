@@ -116,6 +116,7 @@ impl Prepared<'_> {
                 .map(|n| ExistingNode {
                     name: n.name,
                     labels: &n.labels,
+                    zone: n.labels.get(labels::ZONE).map(String::as_str),
                     capacity: n.capacity.clone(),
                     allocatable: n.allocatable.clone(),
                     requested: n.requested.clone(),

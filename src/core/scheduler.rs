@@ -187,7 +187,7 @@ pub fn solve<'a>(env: &SolveEnv<'a>, snapshot: &Snapshot<'a>) -> Decision {
 
 fn node_place<'n>(n: &ExistingNode<'n>) -> Place<'n> {
     Place {
-        zone: n.labels.get(labels::ZONE).map(String::as_str),
+        zone: n.zone,
         host: n.name,
         labels: Some(n.labels),
     }

@@ -12,6 +12,9 @@ pub struct ExistingNode<'a> {
     pub name: &'a str,
     /// All node labels, including hostname, zone and capacity type.
     pub labels: &'a Labels,
+    /// Its `topology.kubernetes.io/zone` label, looked up once by the caller: every
+    /// decision reads it for every node, and a label lookup compares long keys.
+    pub zone: Option<&'a str>,
     /// Raw capacity of the instance (counted against node pool limits).
     pub capacity: Resources,
     pub allocatable: Resources,

@@ -114,6 +114,8 @@ enum NodeState {
 struct SimNode {
     name: String,
     labels: Labels,
+    /// The zone label's value (kept beside the labels: decisions read it per node).
+    zone: Option<String>,
     taints: Vec<Taint>,
     capacity: Resources,
     allocatable: Resources,
@@ -148,6 +150,7 @@ impl SimNode {
         SimNode {
             name: String::new(),
             labels: Labels::new(),
+            zone: None,
             taints: Vec::new(),
             capacity: Resources::default(),
             allocatable: Resources::default(),
@@ -585,6 +588,7 @@ impl<'c> Sim<'c> {
                 self.nodes.push(SimNode {
                     name: node.name.clone(),
                     labels: node.labels.clone(),
+                    zone: node.labels.get(labels::ZONE).cloned(),
                     taints: node.taints.clone(),
                     capacity: node.allocatable.clone(),
                     allocatable: node.allocatable.clone(),
@@ -1064,6 +1068,7 @@ impl<'c> Sim<'c> {
         ExistingNode {
             name: &node.name,
             labels: &node.labels,
+            zone: node.zone.as_deref(),
             capacity: node.capacity.clone(),
             allocatable: node.allocatable.clone(),
             requested,
@@ -1224,6 +1229,7 @@ impl<'c> Sim<'c> {
         let idx = self.nodes.len();
         self.nodes.push(SimNode {
             name,
+            zone: node_labels.get(labels::ZONE).cloned(),
             labels: node_labels,
             taints: pool.taints.clone(),
             capacity: it.capacity.clone(),
