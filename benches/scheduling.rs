@@ -344,8 +344,8 @@ impl Case {
                         .labels
                         .get("topology.kubernetes.io/zone")
                         .map(String::as_str),
-                    capacity: n.capacity.clone(),
-                    allocatable: n.allocatable.clone(),
+                    capacity: &n.capacity,
+                    allocatable: &n.allocatable,
                     requested: n.requested.clone(),
                     taints: NO_TAINTS,
                     pool: Some(0),

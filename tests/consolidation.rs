@@ -93,8 +93,8 @@ impl World {
                 zone: self.node_labels[i]
                     .get("topology.kubernetes.io/zone")
                     .map(String::as_str),
-                capacity: it.capacity.clone(),
-                allocatable: it.allocatable.clone(),
+                capacity: &it.capacity,
+                allocatable: &it.allocatable,
                 requested: if i == 0 {
                     small.requests.clone()
                 } else {
@@ -210,8 +210,8 @@ fn with_a_job_node(
         zone: world.node_labels[2]
             .get("topology.kubernetes.io/zone")
             .map(String::as_str),
-        capacity: it.capacity.clone(),
-        allocatable: it.allocatable.clone(),
+        capacity: &it.capacity,
+        allocatable: &it.allocatable,
         requested: job.requests.clone(),
         taints: &[],
         pool: Some(0),
@@ -465,8 +465,8 @@ impl Fleet {
                 zone: self.labels[i]
                     .get("topology.kubernetes.io/zone")
                     .map(String::as_str),
-                capacity: it.capacity.clone(),
-                allocatable: it.allocatable.clone(),
+                capacity: &it.capacity,
+                allocatable: &it.allocatable,
                 requested: if empty.contains(&i) {
                     Resources::default()
                 } else {

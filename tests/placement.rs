@@ -200,8 +200,8 @@ impl World {
                         .labels
                         .get("topology.kubernetes.io/zone")
                         .map(String::as_str),
-                    capacity: n.capacity.clone(),
-                    allocatable: n.allocatable.clone(),
+                    capacity: &n.capacity,
+                    allocatable: &n.allocatable,
                     requested: n.requested.clone(),
                     taints: &n.taints,
                     pool: n.pool,

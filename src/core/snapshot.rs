@@ -16,8 +16,8 @@ pub struct ExistingNode<'a> {
     /// decision reads it for every node, and a label lookup compares long keys.
     pub zone: Option<&'a str>,
     /// Raw capacity of the instance (counted against node pool limits).
-    pub capacity: Resources,
-    pub allocatable: Resources,
+    pub capacity: &'a Resources,
+    pub allocatable: &'a Resources,
     /// Everything already requested on the node: bound and nominated pods and the
     /// DaemonSet overhead.
     pub requested: Resources,

@@ -203,15 +203,9 @@ impl Sim<'_> {
         if node.state != NodeState::Ready || node.cordoned {
             return false;
         }
-        if disruption::node_blocks_disruption(&node.annotations)
-            || !node
-                .pods
-                .iter()
-                .all(|&i| disruption::pod_evictable(&self.pods[i].pod))
-        {
-            return false;
-        }
-        match kind {
+        // Whether it is due comes first: it is cheap, and rarely true, while the pods'
+        // evictability reads every pod's annotations.
+        let due = match kind {
             Kind::Expired => {
                 disruption::expired(&self.pool_disruption[p], node.launched_at, self.now)
             }
@@ -222,7 +216,12 @@ impl Sim<'_> {
                     .is_some()
             }
             _ => false,
-        }
+        };
+        due && !disruption::node_blocks_disruption(&node.annotations)
+            && node
+                .pods
+                .iter()
+                .all(|&i| disruption::pod_evictable(&self.pods[i].pod))
     }
 
     /// One consolidation decision (multi-node first, then single-node), when something
