@@ -111,6 +111,19 @@ enum NodeState {
     Terminated,
 }
 
+/// See `Sim::provision_inputs`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ProvisionInputs {
+    pending: Vec<usize>,
+    changes: u64,
+    live: usize,
+    ready: usize,
+    cordoned: usize,
+    unavailable: u64,
+    headroom: usize,
+    in_flight: usize,
+}
+
 struct SimNode {
     name: String,
     labels: Labels,
@@ -233,6 +246,10 @@ struct Sim<'c> {
     pods: Vec<SimPod>,
     /// Pods waiting for a node that some offering could hold.
     pending: BTreeSet<usize>,
+    /// What the last provisioning pass that launched nothing saw: while it is unchanged,
+    /// the same pass would launch nothing again (pods nothing can hold stay pending for
+    /// weeks in large traces, and were re-solved every scan).
+    idle_provision: Option<ProvisionInputs>,
     /// Pods waiting that no offering could hold (they still count for their budgets).
     stuck: BTreeSet<usize>,
     /// Pods added since the last scheduling pass.
@@ -330,6 +347,7 @@ pub fn run(
         events: Vec::new(),
         pods: Vec::new(),
         pending: BTreeSet::new(),
+        idle_provision: None,
         stuck: BTreeSet::new(),
         new_pending: Vec::new(),
         full_pass: false,
@@ -1098,6 +1116,39 @@ impl<'c> Sim<'c> {
     /// The autoscaler's provisioning decision for pending (and displaced) pods.
     fn provision(&mut self) {
         self.batch_start = None;
+        let inputs = self.provision_inputs();
+        if self.idle_provision.as_ref() == Some(&inputs) {
+            return;
+        }
+        let launched = self.counts.launched + self.counts.launch_failures;
+        self.provision_now();
+        let idle = self.counts.launched + self.counts.launch_failures == launched;
+        self.idle_provision = idle.then_some(inputs);
+    }
+
+    /// Everything a provisioning pass reads that can change between scans: the pending
+    /// pods, bindings and terminations (`changes`), the nodes' states, the offerings
+    /// marked unavailable, and the pools' headroom.
+    fn provision_inputs(&self) -> ProvisionInputs {
+        let mut ready = 0;
+        let mut cordoned = 0;
+        for &n in &self.live {
+            ready += usize::from(self.nodes[n].state == NodeState::Ready);
+            cordoned += usize::from(self.nodes[n].cordoned);
+        }
+        ProvisionInputs {
+            pending: self.pending_pods(),
+            changes: self.changes,
+            live: self.live.len(),
+            ready,
+            cordoned,
+            unavailable: self.unavailable.generation(),
+            headroom: self.headroom_placeholders().0.len(),
+            in_flight: self.in_flight.len(),
+        }
+    }
+
+    fn provision_now(&mut self) {
         let pending = self.pending_pods();
         let displaced = self
             .live
