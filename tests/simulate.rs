@@ -183,6 +183,44 @@ fn gpu_pods_land_on_gpu_nodes_in_both_modes() {
     }
 }
 
+/// Pods that no group with room can hold stay pending; each scan used to solve them
+/// again for every group. Now a pass that launched nothing is not repeated until
+/// something it reads changes, and a change is still decided at once.
+#[test]
+fn pods_nothing_can_hold_are_not_decided_again_until_something_changes() {
+    let gpu_spec =
+        r#","tolerations":[{"key":"nvidia.com/gpu","operator":"Exists","effect":"NoSchedule"}]"#;
+    let train = |i: usize| {
+        pod(&format!("train-{i}"), "4", "16Gi", gpu_spec).replace(
+            r#""memory":"16Gi"}"#,
+            r#""memory":"16Gi","nvidia.com/gpu":"4"}"#,
+        )
+    };
+    // Only the g4dn-12xlarge group (4 GPUs a node, at most 10 nodes) holds these: 10 of
+    // the 14 run, 4 wait for the whole replay.
+    let mut lines = vec![header()];
+    for i in 0..14 {
+        lines.push(added(0.0, &train(i)));
+    }
+    // A change half-way: a pod an ordinary group holds.
+    lines.push(added(1800.0, &pod("late", "500m", "1Gi", "")));
+    lines.push(end_at(3600.0));
+    let r = run_text(&lines.join("\n"), Mode::NodeGroups, 1);
+    assert_eq!(r.pods.placed, 11, "{:?}", r.pods);
+    assert_eq!(r.pods.infeasible, 0);
+    assert!(
+        r.launched_by_type
+            .iter()
+            .any(|t| t.instance_type == "m5.xlarge"
+                || t.instance_type == "m5.2xlarge"
+                || t.instance_type == "c5.2xlarge"),
+        "the late pod got a node: {:?}",
+        r.launched_by_type
+    );
+    // 360 scans in the hour; only those after a change decide.
+    assert!(r.decisions < 60, "{} decisions", r.decisions);
+}
+
 #[test]
 fn daemonset_pods_are_overhead_not_workload() {
     let ds = |name: &str, cpu: &str| {

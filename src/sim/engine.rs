@@ -111,14 +111,20 @@ enum NodeState {
     Terminated,
 }
 
-/// See `Sim::provision_inputs`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct ProvisionInputs {
-    pending: Vec<usize>,
+/// See `Sim::nodes_key`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct NodesKey {
     changes: u64,
     live: usize,
     ready: usize,
     cordoned: usize,
+}
+
+/// See `Sim::provision_inputs`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ProvisionInputs {
+    pending: Vec<usize>,
+    nodes: NodesKey,
     unavailable: u64,
     headroom: usize,
     in_flight: usize,
@@ -250,6 +256,9 @@ struct Sim<'c> {
     /// the same pass would launch nothing again (pods nothing can hold stay pending for
     /// weeks in large traces, and were re-solved every scan).
     idle_provision: Option<ProvisionInputs>,
+    /// Node-groups scale-down: nodes whose pods did not fit elsewhere, with the state
+    /// that answer was found in (asked again only once it changed).
+    stays: HashMap<usize, NodesKey>,
     /// Pods waiting that no offering could hold (they still count for their budgets).
     stuck: BTreeSet<usize>,
     /// Pods added since the last scheduling pass.
@@ -348,6 +357,7 @@ pub fn run(
         pods: Vec::new(),
         pending: BTreeSet::new(),
         idle_provision: None,
+        stays: HashMap::new(),
         stuck: BTreeSet::new(),
         new_pending: Vec::new(),
         full_pass: false,
@@ -1130,21 +1140,29 @@ impl<'c> Sim<'c> {
     /// pods, bindings and terminations (`changes`), the nodes' states, the offerings
     /// marked unavailable, and the pools' headroom.
     fn provision_inputs(&self) -> ProvisionInputs {
+        ProvisionInputs {
+            pending: self.pending_pods(),
+            nodes: self.nodes_key(),
+            unavailable: self.unavailable.generation(),
+            headroom: self.headroom_placeholders().0.len(),
+            in_flight: self.in_flight.len(),
+        }
+    }
+
+    /// Bindings and terminations (`changes`), launches, readiness and cordons: equal
+    /// keys mean the same nodes in the same states with the same pods.
+    fn nodes_key(&self) -> NodesKey {
         let mut ready = 0;
         let mut cordoned = 0;
         for &n in &self.live {
             ready += usize::from(self.nodes[n].state == NodeState::Ready);
             cordoned += usize::from(self.nodes[n].cordoned);
         }
-        ProvisionInputs {
-            pending: self.pending_pods(),
+        NodesKey {
             changes: self.changes,
             live: self.live.len(),
             ready,
             cordoned,
-            unavailable: self.unavailable.generation(),
-            headroom: self.headroom_placeholders().0.len(),
-            in_flight: self.in_flight.len(),
         }
     }
 
@@ -1345,6 +1363,7 @@ impl<'c> Sim<'c> {
             }
         }
         let mut drained_one = false;
+        let key = self.nodes_key();
         for n in candidates {
             let g = self.nodes[n].pool.expect("managed");
             let group_size = self
@@ -1369,7 +1388,7 @@ impl<'c> Sim<'c> {
                 .map(|&p| &self.pods[p].pod)
                 .collect();
             let movable = node_groups::movable(&pods);
-            if drained_one || !movable {
+            if drained_one || !movable || self.stays.get(&n) == Some(&key) {
                 continue;
             }
             // Only if every pod fits on the other ready nodes.
@@ -1389,6 +1408,7 @@ impl<'c> Sim<'c> {
                 drained_one = true;
             } else {
                 self.nodes[n].cordoned = false;
+                self.stays.insert(n, key);
             }
         }
     }
