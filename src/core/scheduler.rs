@@ -328,7 +328,7 @@ impl<'a, 'e> Solver<'a, 'e> {
         let mut pool_usage = vec![Resources::default(); env.pools.len()];
         for n in &snapshot.nodes {
             if let Some(p) = n.pool {
-                pool_usage[p].add(&n.capacity);
+                pool_usage[p].add(n.capacity);
             }
         }
         // One label lookup per node, not per bound pod (there are many more pods).
