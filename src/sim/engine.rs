@@ -1126,6 +1126,9 @@ impl<'c> Sim<'c> {
     /// The autoscaler's provisioning decision for pending (and displaced) pods.
     fn provision(&mut self) {
         self.batch_start = None;
+        // Lapsed entries answer "available" already; dropping them now makes their
+        // lapse a change of the inputs (a pass between scans would miss it).
+        self.unavailable.expire(self.now);
         let inputs = self.provision_inputs();
         if self.idle_provision.as_ref() == Some(&inputs) {
             return;
