@@ -78,8 +78,8 @@ impl<P: CloudProvider> Controller<P> {
             })
             .collect();
         let oldest = st
-            .pods()
-            .filter(|p| p.unschedulable && p.created > 0.0)
+            .unschedulable_pods()
+            .filter(|p| p.created > 0.0)
             .map(|p| p.created)
             .min_by(f64::total_cmp);
         let demand = provision::bound_demand(&prepared, &d.env());
