@@ -558,12 +558,25 @@ pub fn upcoming_node<'s>(
         .and_then(|r| CapacityType::parse(r.values.first()?))
         .unwrap_or(CapacityType::OnDemand);
     let labels = node_labels(inp.catalog, p, ty, zone, ct, name);
+    Some(launching(inp, pool, ty, labels, name))
+}
+
+/// A node of pool `pool` and type `ty` that has not registered yet, named `name` (a
+/// claim's or a group's upcoming node): the type's room, the pool's taints, the model's
+/// DaemonSet room already taken; no price, no claim (the caller sets those it knows).
+fn launching<'s>(
+    inp: &DecisionInputs,
+    pool: usize,
+    ty: usize,
+    labels: Labels,
+    name: &'s str,
+) -> PreparedNode<'s> {
     let requested = overhead(inp, Some(pool), &labels).unwrap_or_default();
     let it = &inp.catalog.types[ty];
-    Some(PreparedNode {
+    PreparedNode {
         target: Target::Claim(name.to_string()),
         name,
-        taints: p.taints.clone(),
+        taints: inp.pools[pool].taints.clone(),
         capacity: it.capacity.clone(),
         allocatable: it.allocatable.clone(),
         requested,
@@ -575,7 +588,7 @@ pub fn upcoming_node<'s>(
         claim: None,
         labels: Cow::Owned(labels),
         annotations: &NO_ANNOTATIONS,
-    })
+    }
 }
 
 /// A launching node has no annotations yet.

@@ -30,6 +30,15 @@ pub(crate) struct Unavailable {
     pub(crate) version: u64,
 }
 
+/// What a decision is made on, as versions: the indexes' change counter, the model's
+/// generation and the unavailable offerings' version. Equal versions, equal inputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Inputs {
+    changes: u64,
+    model: u64,
+    unavailable: u64,
+}
+
 /// A poisoned lock still holds consistent data: every writer finishes its change in one
 /// synchronous call.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -147,6 +156,17 @@ impl<P: CloudProvider> Controller<P> {
             u.version += 1;
         }
         u.offerings.clone()
+    }
+
+    /// The current inputs' versions. Read before deciding: a change that lands while
+    /// the decision runs then shows as a change at the next scan.
+    pub(crate) fn inputs_now(&self) -> Inputs {
+        let st = self.read();
+        Inputs {
+            changes: st.changes,
+            model: st.model_generation,
+            unavailable: self.unavailable_version(),
+        }
     }
 
     /// Bumped whenever the offerings out of capacity change (marked, or expired by

@@ -174,6 +174,8 @@ pub struct Controller<P> {
     provisioning: provisioning::Idle,
     /// The observation loop's own: the fluid lower bound of the current model.
     lower_bound: observe::LowerBoundCache,
+    /// The observation loop's own: its last observation.
+    observed: observe::ObservationCache,
     /// The node-groups scan's own: since when each node has been under the threshold.
     unneeded: Mutex<std::collections::HashMap<String, f64>>,
     /// When each loop last completed an iteration (`/healthz`).
@@ -210,6 +212,7 @@ impl<P: CloudProvider> Controller<P> {
             demand: Mutex::default(),
             provisioning: provisioning::Idle::default(),
             lower_bound: observe::LowerBoundCache::default(),
+            observed: observe::ObservationCache::default(),
             unneeded: Mutex::default(),
         }
     }

@@ -8,7 +8,7 @@
 //! none of the three has changed since, the next scan would decide the same nothing:
 //! it returns at once instead of building the snapshot and solving again ([`Idle`]).
 
-use super::context::lock;
+use super::context::{lock, Inputs};
 use super::leader::Gate;
 use super::provision::{self, Plan};
 use super::{Controller, ControllerError};
@@ -38,15 +38,6 @@ pub struct ProvisionReport {
     pub unchanged: bool,
 }
 
-/// What a decision is made on, as versions: the indexes' change counter, the model's
-/// generation and the unavailable offerings' version.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Inputs {
-    changes: u64,
-    model: u64,
-    unavailable: u64,
-}
-
 /// The provisioning loop's memory between scans.
 #[derive(Default)]
 pub(crate) struct Idle {
@@ -61,17 +52,6 @@ impl<P: CloudProvider> Controller<P> {
     /// nothing changed make none).
     pub fn provisioning_decisions(&self) -> u64 {
         self.provisioning.decisions.load(Ordering::Relaxed)
-    }
-
-    /// The current inputs' versions. Read before deciding: a change that lands while
-    /// the decision runs then shows as a change at the next scan.
-    fn inputs_now(&self) -> Inputs {
-        let st = self.read();
-        Inputs {
-            changes: st.changes,
-            model: st.model_generation,
-            unavailable: self.unavailable_version(),
-        }
     }
 
     /// One provisioning decision on the current indexes (no I/O).

@@ -5,8 +5,8 @@
 //! about to be evicted by a drain), never the whole pod map.
 
 use super::{
-    node_labels, ClusterState, DecisionInputs, Prepared, PreparedNode, Target, DISRUPTED_TAINT,
-    NO_ANNOTATIONS, TRANSIENT_TAINTS,
+    launching, node_labels, ClusterState, DecisionInputs, Prepared, PreparedNode, Target,
+    DISRUPTED_TAINT, TRANSIENT_TAINTS,
 };
 use crate::cluster::convert::{ClaimEntry, NodeEntry};
 use crate::core::instance::{CapacityType, Catalog};
@@ -69,11 +69,15 @@ impl ClusterState {
     /// Builds what a decision needs: nodes (and claims not yet registered, as launching
     /// nodes), the pods bound to them and the pending pods, as the simulator does.
     pub fn prepare<'s>(&'s self, inp: &DecisionInputs<'_>) -> Prepared<'s> {
-        let claim_by_node: HashMap<&str, &ClaimEntry> = self
-            .claims
-            .values()
-            .filter_map(|c| self.node_of(c).map(|n| (n.name.as_str(), c)))
-            .collect();
+        // One look-up per claim: registered ones by their node, the rest launching.
+        let mut claim_by_node: HashMap<&str, &ClaimEntry> = HashMap::new();
+        let mut unregistered = Vec::new();
+        for c in self.claims.values() {
+            match self.node_of(c) {
+                Some(n) => _ = claim_by_node.insert(n.name.as_str(), c),
+                None => unregistered.push(c),
+            }
+        }
         let mut memo = Lookups::default();
         let mut out = Prepared {
             nodes: Vec::with_capacity(self.nodes.len()),
@@ -88,12 +92,11 @@ impl ClusterState {
             self.add_pods_of(inp, &mut memo, &mut out, draining);
         }
         out.pending = self.pending_pods();
-        for c in self.claims.values() {
-            if c.deleting_since.is_none() && self.node_of(c).is_none() {
-                if let Some(n) = launching_node(inp, c) {
-                    out.nodes.push(n);
-                }
-            }
+        for c in unregistered
+            .into_iter()
+            .filter(|c| c.deleting_since.is_none())
+        {
+            out.nodes.extend(launching_node(inp, c));
         }
         // Oldest pods first, as the simulator hands them (the core sorts them anyway;
         // this only makes ties reproducible).
@@ -267,24 +270,12 @@ fn launching_node<'s>(inp: &DecisionInputs, c: &'s ClaimEntry) -> Option<Prepare
     let ty = inp.catalog.find(ty_name)?;
     let pool = inp.pools.iter().position(|p| p.name == c.pool)?;
     let labels = node_labels(inp.catalog, &inp.pools[pool], ty, zone, ct, &c.name);
-    let requested = overhead(inp, Some(pool), &labels).unwrap_or_default();
-    let it = &inp.catalog.types[ty];
     Some(PreparedNode {
-        target: Target::Claim(c.name.clone()),
-        name: &c.name,
-        taints: inp.pools[pool].taints.clone(),
-        capacity: it.capacity.clone(),
-        allocatable: it.allocatable.clone(),
-        requested,
-        pool: Some(pool),
-        ready: false,
-        schedulable: true,
         price_per_hour: claim_price(c)
             .or(first.map(|o| o.price_per_hour))
             .unwrap_or(0.0),
         stable_since: c.created,
         claim: Some(&c.name),
-        labels: Cow::Owned(labels),
-        annotations: &NO_ANNOTATIONS,
+        ..launching(inp, pool, ty, labels, &c.name)
     })
 }
