@@ -158,9 +158,12 @@ impl<P: CloudProvider> Controller<P> {
         u.offerings.clone()
     }
 
-    /// The current inputs' versions. Read before deciding: a change that lands while
-    /// the decision runs then shows as a change at the next scan.
-    pub(crate) fn inputs_now(&self) -> Inputs {
+    /// The inputs' versions at `now`. Read before deciding: a change that lands while
+    /// the decision runs then shows as a change at the next scan. Offerings whose
+    /// unavailability ran out by `now` are dropped first, so that their expiry shows as
+    /// a change too (the clock moves nothing else a decision reads).
+    pub(crate) fn inputs_at(&self, now: f64) -> Inputs {
+        self.unavailable_now(now);
         let st = self.read();
         Inputs {
             changes: st.changes,

@@ -46,7 +46,7 @@ impl<P: CloudProvider> Controller<P> {
     /// Publishes what the indexes show (nodes by pool, type, zone and state; pending
     /// pods; unavailable offerings) to the metrics.
     pub fn observe(&self, now: f64) {
-        let inputs = self.inputs_now();
+        let inputs = self.inputs_at(now);
         let mut cached = lock(&self.observed.0);
         let mut obs = match cached.take() {
             Some((i, obs)) if i == inputs => obs,

@@ -70,7 +70,7 @@ impl<P: CloudProvider> Controller<P> {
     /// its offerings unavailable and the pods are decided again at once.
     pub async fn provision(&self, now: f64) -> ProvisionReport {
         let mut report = ProvisionReport::default();
-        let inputs = self.inputs_now();
+        let inputs = self.inputs_at(now);
         let idle = &self.provisioning.asked_nothing_on;
         if *lock(idle) == Some(inputs) {
             report.unchanged = true;

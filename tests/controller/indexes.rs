@@ -368,3 +368,37 @@ async fn a_decision_that_asked_for_claims_is_made_again() {
     }
     assert_eq!(ctl.provisioning_decisions(), 3);
 }
+
+/// The clock moves one input of a decision: an offering's unavailability running out.
+/// A scan after that decides again, though nothing else changed.
+#[tokio::test]
+async fn an_unavailable_offering_running_out_is_a_change() {
+    let (ctl, _store, _) = setup();
+    let now = 3_000.0;
+    ctl.cloud().set_now(now);
+    // The pod may run on one type only, out of capacity everywhere: the first launch
+    // fails and marks all of its offerings, and the decision then asks for nothing.
+    for capacity in ["spot", "on-demand"] {
+        ctl.cloud()
+            .add_shortage("m5.large", "*", capacity, 36_000.0);
+    }
+    let mut p = pending_json("shop", "web-0", "1", "1Gi");
+    p["spec"]["nodeSelector"] = json!({"node.kubernetes.io/instance-type": "m5.large"});
+    ctl.state.write().unwrap().apply_pod(&pod(p), now).unwrap();
+    let first = ctl.provision(now).await;
+    assert!(first.launch_failures >= 1, "{first:?}");
+    assert_eq!(first.launched, 0);
+    // The marks are a change; once decided on, the same inputs make no decision.
+    assert!(!ctl.provision(now + 1.0).await.unchanged);
+    assert!(ctl.provision(now + 2.0).await.unchanged);
+    let ttl = stevedore::config::bundled()
+        .settings
+        .unavailable_offering_ttl
+        .as_secs_f64();
+    let later = ctl.provision(now + ttl + 1.0).await;
+    assert!(
+        !later.unchanged,
+        "the offerings are available again: decided"
+    );
+    assert!(later.launch_failures >= 1, "{later:?}");
+}
