@@ -10,6 +10,10 @@ mod prom;
 #[path = "controller/loops.rs"]
 mod loops;
 
+/// The indexes kept up to date against a full recomputation; the no-change scan.
+#[path = "controller/indexes.rs"]
+mod indexes;
+
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::{json, Value};
 use std::sync::Arc;

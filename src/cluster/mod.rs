@@ -6,6 +6,7 @@ pub mod convert;
 pub mod crd;
 pub mod lease;
 pub mod metered;
+pub mod pod_index;
 pub mod rbac;
 pub mod state;
 pub mod watch;

@@ -5,6 +5,7 @@
 
 use super::convert::{self, ClaimEntry, NodeEntry, PodEntry};
 use super::crd::{self, NodeClaim, NodePool as NodePoolObject};
+use super::pod_index::PodIndex;
 use crate::config::{ConfigErrors, NodePoolExtras};
 use crate::core::instance::{CapacityType, Catalog};
 use crate::core::labels::{self, Labels};
@@ -16,8 +17,12 @@ use crate::core::resources::Resources;
 use crate::core::snapshot::{ExistingNode, Snapshot};
 use crate::core::taints::Taint;
 use crate::trace::pod::FieldError;
+use prepare::overhead;
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+mod prepare;
 
 /// The taint a node gets when stevedore starts taking it away.
 pub const DISRUPTED_TAINT: &str = "stevedore.dev/disrupted";
@@ -34,8 +39,15 @@ const TRANSIENT_TAINTS: &[&str] = &[
 #[derive(Default)]
 pub struct ClusterState {
     schedulers: Vec<String>,
-    pods: HashMap<String, PodEntry>,
+    /// Shared with `pod_index`, which holds each bound pod's entry under its node.
+    pods: HashMap<String, Arc<PodEntry>>,
+    /// The pods by node, the unschedulable ones and the service demand, kept up to date
+    /// with `pods` so that a decision reads them without walking every pod.
+    pod_index: PodIndex,
     nodes: BTreeMap<String, NodeEntry>,
+    /// Node names by provider ID (a claim finds its node by it before the node's name is
+    /// in the claim's status); a set, in case two nodes ever show the same ID.
+    by_provider: HashMap<String, BTreeSet<String>>,
     /// Per node, when a pod last arrived or left (consolidation waits `consolidateAfter`).
     stable_since: HashMap<String, f64>,
     claims: BTreeMap<String, ClaimEntry>,
@@ -47,7 +59,9 @@ pub struct ClusterState {
     daemonsets: BTreeMap<String, Pod>,
     /// Bumped when pools or DaemonSets change: the scheduling model must be rebuilt.
     pub model_generation: u64,
-    /// Bumped on every change a decision could see.
+    /// Bumped on every change a decision could see (an update that converts to the entry
+    /// already held is none): a scan that finds it where it left it has nothing new to
+    /// decide on.
     pub changes: u64,
 }
 
@@ -170,41 +184,61 @@ impl ClusterState {
     ) -> Result<bool, FieldError> {
         let ns = p.metadata.namespace.as_deref().unwrap_or("default");
         let key = pod_key(ns, p.metadata.name.as_deref().unwrap_or_default());
-        self.changes += 1;
         let entry = match convert::pod_entry(p, &self.schedulers) {
             Ok(e) => e,
             Err(e) => {
-                if let Some(old) = self.pods.remove(&key) {
-                    self.touch_node(old.node.as_ref(), now);
-                }
+                self.remove_pod(&key, now);
                 return Err(e);
             }
         };
-        let newly_pending =
-            entry.unschedulable && !self.pods.get(&key).is_some_and(|old| old.unschedulable);
-        let old_node = self.pods.get(&key).and_then(|o| o.node.clone());
+        let old = self.pods.get(&key);
+        if old.is_some_and(|o| **o == entry) {
+            return Ok(false);
+        }
+        self.changes += 1;
+        let newly_pending = entry.unschedulable && !old.is_some_and(|old| old.unschedulable);
+        let old_node = old.and_then(|o| o.node.clone());
+        if let Some(old) = old {
+            self.pod_index.remove(&key, old);
+        }
         if old_node != entry.node {
             self.touch_node(old_node.as_ref(), now);
             self.touch_node(entry.node.as_ref(), now);
         }
+        let entry = Arc::new(entry);
+        self.pod_index.insert(&key, &entry);
         self.pods.insert(key, entry);
         Ok(newly_pending)
+    }
+
+    /// Drops a pod's entry and what it adds to the indexes.
+    fn remove_pod(&mut self, key: &str, now: f64) {
+        if let Some(old) = self.pods.remove(key) {
+            self.changes += 1;
+            self.pod_index.remove(key, &old);
+            self.touch_node(old.node.as_ref(), now);
+        }
     }
 
     /// Records that a pod's eviction or deletion was accepted (before the watch says so),
     /// so a drain does not evict it twice.
     pub fn mark_pod_deleting(&mut self, ns: &str, name: &str) {
-        if let Some(p) = self.pods.get_mut(&pod_key(ns, name)) {
-            p.deleting = true;
-            self.changes += 1;
-        }
+        let key = pod_key(ns, name);
+        let Some(old) = self.pods.get(&key).filter(|p| !p.deleting).cloned() else {
+            return;
+        };
+        // A new entry, in the pod map and the index alike (they share it).
+        let mut new = (*old).clone();
+        new.deleting = true;
+        let new = Arc::new(new);
+        self.pod_index.remove(&key, &old);
+        self.pod_index.insert(&key, &new);
+        self.pods.insert(key, new);
+        self.changes += 1;
     }
 
     pub fn delete_pod(&mut self, ns: &str, name: &str, now: f64) {
-        if let Some(old) = self.pods.remove(&pod_key(ns, name)) {
-            self.changes += 1;
-            self.touch_node(old.node.as_ref(), now);
-        }
+        self.remove_pod(&pod_key(ns, name), now);
     }
 
     pub fn apply_node(
@@ -213,16 +247,37 @@ impl ClusterState {
         now: f64,
     ) -> Result<(), FieldError> {
         let name = n.metadata.name.clone().unwrap_or_default();
-        self.changes += 1;
         let entry = convert::node_entry(n);
-        if entry.is_ok() {
+        if let Ok(e) = &entry {
+            if self.nodes.get(&name) == Some(e) {
+                return Ok(());
+            }
             self.stable_since.entry(name.clone()).or_insert(now);
+        }
+        self.changes += 1;
+        self.unindex_provider(&name);
+        if let Ok(Some(id)) = entry.as_ref().map(|e| e.provider_id.clone()) {
+            self.by_provider.entry(id).or_default().insert(name.clone());
         }
         upsert(&mut self.nodes, name, entry)
     }
 
+    /// Forgets the provider ID node `name` had, if any.
+    fn unindex_provider(&mut self, name: &str) {
+        let Some(id) = self.nodes.get(name).and_then(|n| n.provider_id.clone()) else {
+            return;
+        };
+        if let Some(names) = self.by_provider.get_mut(&id) {
+            names.remove(name);
+            if names.is_empty() {
+                self.by_provider.remove(&id);
+            }
+        }
+    }
+
     pub fn delete_node(&mut self, name: &str) {
         self.changes += 1;
+        self.unindex_provider(name);
         self.nodes.remove(name);
         self.stable_since.remove(name);
     }
@@ -246,8 +301,15 @@ impl ClusterState {
         if let Some(v) = version {
             self.claim_versions.insert(name.clone(), v);
         }
+        let entry = convert::claim_entry(c);
+        if entry
+            .as_ref()
+            .is_ok_and(|e| self.claims.get(&name) == Some(e))
+        {
+            return Ok(());
+        }
         self.changes += 1;
-        upsert(&mut self.claims, name, convert::claim_entry(c))
+        upsert(&mut self.claims, name, entry)
     }
 
     pub fn delete_claim(&mut self, name: &str) {
@@ -285,8 +347,12 @@ impl ClusterState {
             p.metadata.namespace.as_deref().unwrap_or_default(),
             p.metadata.name.as_deref().unwrap_or_default(),
         );
+        let entry = convert::pdb_entry(p);
+        if entry.as_ref().is_ok_and(|e| self.pdbs.get(&key) == Some(e)) {
+            return Ok(());
+        }
         self.changes += 1;
-        upsert(&mut self.pdbs, key, convert::pdb_entry(p))
+        upsert(&mut self.pdbs, key, entry)
     }
 
     pub fn delete_pdb(&mut self, ns: &str, name: &str) {
@@ -345,11 +411,11 @@ impl ClusterState {
     }
 
     pub fn pods(&self) -> impl Iterator<Item = &PodEntry> {
-        self.pods.values()
+        self.pods.values().map(|p| &**p)
     }
 
     pub fn pod(&self, ns: &str, name: &str) -> Option<&PodEntry> {
-        self.pods.get(&pod_key(ns, name))
+        self.pods.get(&pod_key(ns, name)).map(|p| &**p)
     }
 
     pub fn nodes(&self) -> impl Iterator<Item = &NodeEntry> {
@@ -385,11 +451,50 @@ impl ClusterState {
             .collect()
     }
 
-    /// Pods bound to `node`, not finished.
+    /// Pods bound to `node`, not finished, in key order.
     pub fn pods_on<'s>(&'s self, node: &'s str) -> impl Iterator<Item = &'s PodEntry> + 's {
-        self.pods
-            .values()
-            .filter(move |p| p.node.as_deref() == Some(node) && !p.terminal)
+        self.pod_index
+            .on(node)
+            .into_iter()
+            .flat_map(|on| on.pods.values())
+            .map(|p| &**p)
+    }
+
+    /// Pods waiting for a node the scheduler cannot find (finished ones included, as
+    /// the flag says), in key order.
+    pub fn unschedulable_pods(&self) -> impl Iterator<Item = &PodEntry> {
+        self.pod_index
+            .unschedulable()
+            .filter_map(|k| self.pods.get(k))
+            .map(|p| &**p)
+    }
+
+    /// Is any pod unschedulable (see [`Self::unschedulable_pods`])?
+    pub fn any_unschedulable(&self) -> bool {
+        self.pod_index.any_unschedulable()
+    }
+
+    /// Requests of the pods that hold room and do not end by themselves (bound or
+    /// waiting; DaemonSet pods and Jobs' pods excluded): the demand consolidation keeps
+    /// room for.
+    pub fn service_demand(&self) -> &Resources {
+        self.pod_index.service_demand()
+    }
+
+    /// The kept pod index equals one built from scratch, and the provider ID index
+    /// names exactly the nodes that carry each ID (what the tests check after any
+    /// sequence of changes).
+    pub fn indexes_consistent(&self) -> bool {
+        let mut providers: HashMap<String, BTreeSet<String>> = HashMap::new();
+        for n in self.nodes.values() {
+            if let Some(id) = &n.provider_id {
+                providers
+                    .entry(id.clone())
+                    .or_default()
+                    .insert(n.name.clone());
+            }
+        }
+        self.pod_index == PodIndex::rebuilt(&self.pods) && self.by_provider == providers
     }
 
     /// The node a claim became, found by name or by provider ID.
@@ -399,175 +504,13 @@ impl ClusterState {
             .as_deref()
             .and_then(|n| self.nodes.get(n))
             .or_else(|| {
+                // The first by name, as a scan of the nodes in order would find.
                 let id = claim.provider_id.as_deref()?;
-                self.nodes
-                    .values()
-                    .find(|n| n.provider_id.as_deref() == Some(id))
+                let name = self.by_provider.get(id)?.first()?;
+                self.nodes.get(name)
             })
     }
-
-    /// Builds what a decision needs: nodes (and claims not yet registered, as launching
-    /// nodes), the pods bound to them and the pending pods, as the simulator does.
-    pub fn prepare<'s>(&'s self, inp: &DecisionInputs<'_>) -> Prepared<'s> {
-        let pool_index = |labels: &Labels| {
-            labels
-                .get(labels::NODEPOOL)
-                .or_else(|| labels.get(labels::KARPENTER_NODEPOOL))
-                .and_then(|p| inp.pools.iter().position(|x| &x.name == p))
-        };
-        let claim_by_node: HashMap<&str, &ClaimEntry> = self
-            .claims
-            .values()
-            .filter_map(|c| self.node_of(c).map(|n| (n.name.as_str(), c)))
-            .collect();
-        let mut nodes = Vec::new();
-        let mut draining_node = Vec::new();
-        let mut index: HashMap<&str, usize> = HashMap::new();
-        for n in self.nodes.values() {
-            let claim = claim_by_node.get(n.name.as_str()).copied();
-            let by_group = inp.group_of.and_then(|g| g.get(n.provider_id.as_deref()?));
-            let pool = by_group.copied().or_else(|| pool_index(&n.labels));
-            let startup: &[Taint] = claim.map_or(&[], |c| &c.startup_taints);
-            let mut disrupted = false;
-            let taints: Vec<Taint> = n
-                .taints
-                .iter()
-                .filter(|t| {
-                    disrupted |= t.key == DISRUPTED_TAINT;
-                    !TRANSIENT_TAINTS.contains(&t.key.as_str())
-                        && t.key != DISRUPTED_TAINT
-                        && !startup
-                            .iter()
-                            .any(|s| s.key == t.key && s.effect == t.effect)
-                })
-                .cloned()
-                .collect();
-            let ty = n
-                .labels
-                .get(labels::INSTANCE_TYPE)
-                .and_then(|t| inp.catalog.find(t));
-            let capacity = ty.map_or_else(
-                || n.allocatable.clone(),
-                |t| inp.catalog.types[t].capacity.clone(),
-            );
-            index.insert(&n.name, nodes.len());
-            draining_node.push(disrupted || claim.is_some_and(|c| c.deleting_since.is_some()));
-            nodes.push(PreparedNode {
-                target: Target::Node(n.name.clone()),
-                name: &n.name,
-                labels: Cow::Borrowed(&n.labels),
-                taints,
-                capacity,
-                allocatable: n.allocatable.clone(),
-                requested: Resources::default(),
-                pool,
-                ready: n.ready,
-                schedulable: !n.unschedulable
-                    && !n.deleting
-                    && !disrupted
-                    && claim.is_none_or(|c| c.deleting_since.is_none()),
-                price_per_hour: claim
-                    .and_then(claim_price)
-                    .or_else(|| node_price(inp.catalog, &n.labels))
-                    .unwrap_or(0.0),
-                stable_since: self.stable_since.get(&n.name).copied().unwrap_or(n.created),
-                claim: claim.map(|c| c.name.as_str()),
-                annotations: &n.annotations,
-            });
-        }
-        let mut bound = Vec::new();
-        let mut pending = Vec::new();
-        let mut draining = Vec::new();
-        let mut has_ds_pods = vec![false; nodes.len()];
-        for p in self.pods.values() {
-            if p.terminal || p.pod.is_daemonset() && p.node.is_none() {
-                continue;
-            }
-            match p.node.as_deref().and_then(|n| index.get(n)) {
-                Some(&i) => {
-                    nodes[i].requested.add(&p.pod.requests);
-                    has_ds_pods[i] |= p.pod.is_daemonset();
-                    if nodes[i].schedulable && !p.deleting {
-                        bound.push((&p.pod, i));
-                    } else if draining_node[i] && !p.deleting && !p.drain_exempt {
-                        draining.push(&p.pod);
-                    }
-                }
-                None if p.unschedulable => pending.push(&p.pod),
-                None => {}
-            }
-        }
-        // A managed node whose DaemonSet pods have not arrived yet keeps their room, as
-        // a new node does.
-        for (i, n) in nodes.iter_mut().enumerate() {
-            if !has_ds_pods[i] {
-                if let Some(o) = overhead(inp, n.pool, &n.labels) {
-                    n.requested.add(&o);
-                }
-            }
-        }
-        for c in self.claims.values() {
-            if c.deleting_since.is_none() && self.node_of(c).is_none() {
-                if let Some(n) = launching_node(inp, c) {
-                    nodes.push(n);
-                }
-            }
-        }
-        // Oldest pods first, as the simulator hands them (the core sorts them anyway;
-        // this only makes ties reproducible).
-        pending.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        draining.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        Prepared {
-            nodes,
-            bound,
-            pending,
-            draining,
-        }
-    }
 }
-
-fn claim_price(c: &ClaimEntry) -> Option<f64> {
-    c.options
-        .iter()
-        .find(|o| {
-            Some(&o.instance_type) == c.instance_type.as_ref()
-                && Some(&o.zone) == c.zone.as_ref()
-                && Some(o.capacity_type) == c.capacity_type
-        })
-        .map(|o| o.price_per_hour)
-}
-
-fn node_price(catalog: &Catalog, l: &Labels) -> Option<f64> {
-    let ty = catalog.find(l.get(labels::INSTANCE_TYPE)?)?;
-    let zone = catalog.zone_index(l.get(labels::ZONE)?)?;
-    let ct = l
-        .get(labels::KARPENTER_CAPACITY_TYPE)
-        .and_then(|c| CapacityType::parse(c))
-        .unwrap_or(CapacityType::OnDemand);
-    catalog.types[ty]
-        .offerings
-        .iter()
-        .find(|o| o.zone == zone && o.capacity_type == ct)
-        .map(|o| o.price_per_hour)
-}
-
-/// The DaemonSet room the model reserves on a node of this pool, type and capacity type.
-fn overhead(inp: &DecisionInputs, pool: Option<usize>, l: &Labels) -> Option<Resources> {
-    let pool = pool?;
-    let ty = inp.catalog.find(l.get(labels::INSTANCE_TYPE)?)?;
-    let ct = l
-        .get(labels::KARPENTER_CAPACITY_TYPE)
-        .and_then(|c| CapacityType::parse(c))
-        .unwrap_or(CapacityType::OnDemand);
-    inp.model
-        .pools
-        .get(pool)?
-        .types
-        .iter()
-        .find(|t| t.ty == ty)
-        .map(|t| t.daemon_overhead(ct).clone())
-}
-
 /// The labels a node launched for `claim` as `(type, zone, capacity type)` will carry.
 pub fn node_labels(
     catalog: &Catalog,
@@ -594,41 +537,6 @@ pub fn node_labels(
     l
 }
 
-/// A claim not registered yet, as the launching node it will be: the launched instance
-/// when known, else the cheapest option.
-fn launching_node<'s>(inp: &DecisionInputs, c: &'s ClaimEntry) -> Option<PreparedNode<'s>> {
-    let first = c.options.first();
-    let ty_name = c
-        .instance_type
-        .as_ref()
-        .or(first.map(|o| &o.instance_type))?;
-    let zone = c.zone.as_ref().or(first.map(|o| &o.zone))?;
-    let ct = c.capacity_type.or(first.map(|o| o.capacity_type))?;
-    let ty = inp.catalog.find(ty_name)?;
-    let pool = inp.pools.iter().position(|p| p.name == c.pool)?;
-    let labels = node_labels(inp.catalog, &inp.pools[pool], ty, zone, ct, &c.name);
-    let requested = overhead(inp, Some(pool), &labels).unwrap_or_default();
-    let it = &inp.catalog.types[ty];
-    Some(PreparedNode {
-        target: Target::Claim(c.name.clone()),
-        name: &c.name,
-        taints: inp.pools[pool].taints.clone(),
-        capacity: it.capacity.clone(),
-        allocatable: it.allocatable.clone(),
-        requested,
-        pool: Some(pool),
-        ready: false,
-        schedulable: true,
-        price_per_hour: claim_price(c)
-            .or(first.map(|o| o.price_per_hour))
-            .unwrap_or(0.0),
-        stable_since: c.created,
-        claim: Some(&c.name),
-        labels: Cow::Owned(labels),
-        annotations: &NO_ANNOTATIONS,
-    })
-}
-
 /// A node a group will get (its desired size is above its registered nodes), as a
 /// launching node of pool `pool` in `zone`, named `name`: pending pods count on it, so a
 /// scale-up is not asked for twice while its instances boot.
@@ -651,12 +559,25 @@ pub fn upcoming_node<'s>(
         .and_then(|r| CapacityType::parse(r.values.first()?))
         .unwrap_or(CapacityType::OnDemand);
     let labels = node_labels(inp.catalog, p, ty, zone, ct, name);
+    Some(launching(inp, pool, ty, labels, name))
+}
+
+/// A node of pool `pool` and type `ty` that has not registered yet, named `name` (a
+/// claim's or a group's upcoming node): the type's room, the pool's taints, the model's
+/// DaemonSet room already taken; no price, no claim (the caller sets those it knows).
+fn launching<'s>(
+    inp: &DecisionInputs,
+    pool: usize,
+    ty: usize,
+    labels: Labels,
+    name: &'s str,
+) -> PreparedNode<'s> {
     let requested = overhead(inp, Some(pool), &labels).unwrap_or_default();
     let it = &inp.catalog.types[ty];
-    Some(PreparedNode {
+    PreparedNode {
         target: Target::Claim(name.to_string()),
         name,
-        taints: p.taints.clone(),
+        taints: inp.pools[pool].taints.clone(),
         capacity: it.capacity.clone(),
         allocatable: it.allocatable.clone(),
         requested,
@@ -668,7 +589,7 @@ pub fn upcoming_node<'s>(
         claim: None,
         labels: Cow::Owned(labels),
         annotations: &NO_ANNOTATIONS,
-    })
+    }
 }
 
 /// A launching node has no annotations yet.

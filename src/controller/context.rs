@@ -23,6 +23,22 @@ pub struct Model {
     pub model: SchedulingModel,
 }
 
+/// The offerings found out of capacity, with a version bumped on every change to them.
+#[derive(Default)]
+pub(crate) struct Unavailable {
+    pub(crate) offerings: UnavailableOfferings,
+    pub(crate) version: u64,
+}
+
+/// What a decision is made on, as versions: the indexes' change counter, the model's
+/// generation and the unavailable offerings' version. Equal versions, equal inputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Inputs {
+    changes: u64,
+    model: u64,
+    unavailable: u64,
+}
+
 /// A poisoned lock still holds consistent data: every writer finishes its change in one
 /// synchronous call.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -134,16 +150,41 @@ impl<P: CloudProvider> Controller<P> {
     /// The offerings out of capacity now (expired entries dropped).
     pub(crate) fn unavailable_now(&self, now: f64) -> UnavailableOfferings {
         let mut u = lock(&self.unavailable);
-        u.expire(now);
-        u.clone()
+        let before = u.offerings.len();
+        u.offerings.expire(now);
+        if u.offerings.len() != before {
+            u.version += 1;
+        }
+        u.offerings.clone()
+    }
+
+    /// The inputs' versions at `now`. Read before deciding: a change that lands while
+    /// the decision runs then shows as a change at the next scan. Offerings whose
+    /// unavailability ran out by `now` are dropped first, so that their expiry shows as
+    /// a change too (the clock moves nothing else a decision reads).
+    pub(crate) fn inputs_at(&self, now: f64) -> Inputs {
+        self.unavailable_now(now);
+        let st = self.read();
+        Inputs {
+            changes: st.changes,
+            model: st.model_generation,
+            unavailable: self.unavailable_version(),
+        }
+    }
+
+    /// Bumped whenever the offerings out of capacity change (marked, or expired by
+    /// [`Self::unavailable_now`]): a decision depends on them.
+    pub(crate) fn unavailable_version(&self) -> u64 {
+        lock(&self.unavailable).version
     }
 
     pub(crate) fn mark_unavailable(&self, offerings: &[(&str, &str, CapacityType)], now: f64) {
         let ttl = self.config.settings.unavailable_offering_ttl.as_secs_f64();
         let mut u = lock(&self.unavailable);
+        u.version += 1;
         for (ty, zone, ct) in offerings {
             if let (Some(t), Some(z)) = (self.catalog.find(ty), self.catalog.zone_index(zone)) {
-                u.mark(t, z, *ct, now, ttl);
+                u.offerings.mark(t, z, *ct, now, ttl);
             }
         }
     }

@@ -13,7 +13,7 @@ use crate::cloud::CloudProvider;
 use crate::cluster::state::{ClusterState, Prepared};
 use crate::core::budget::{self, Reason};
 use crate::core::consolidation::{self, NodeCost};
-use crate::core::disruption::{self, PoolDisruption};
+use crate::core::disruption::PoolDisruption;
 use crate::core::resources::Resources;
 use std::sync::Arc;
 
@@ -22,17 +22,10 @@ const CONSOLIDATION_CANDIDATES: usize = 10;
 const LOOP: &str = "disruption";
 
 /// Requests of the pods that do not end by themselves (DaemonSets' excluded), bound or
-/// waiting: the demand consolidation keeps room for, as the simulator measures it. Read
-/// straight from the indexes: it is recorded every scan, settled or not.
+/// waiting: the demand consolidation keeps room for, as the simulator measures it. Kept
+/// by the indexes as pods come and go: it is recorded every scan, settled or not.
 fn service_demand(st: &ClusterState) -> Resources {
-    let mut demand = Resources::default();
-    for p in st.pods() {
-        let holds_room = !p.terminal && (p.node.is_some() || p.unschedulable);
-        if holds_room && !p.pod.is_daemonset() && !disruption::runs_to_completion(&p.pod) {
-            demand.add(&p.pod.requests);
-        }
-    }
-    demand
+    st.service_demand().clone()
 }
 
 /// How many more nodes each pool may disrupt now for `reason`: its budgets over its
@@ -116,8 +109,8 @@ impl<P: CloudProvider> Controller<P> {
         let st = self.read();
         let window = self.config.settings.consolidation_window.as_secs_f64();
         lock(&self.demand).record(now, window, service_demand(&st));
-        let unsettled = st.claims().any(|c| !c.ready || c.deleting_since.is_some())
-            || st.pods().any(|p| p.unschedulable);
+        let unsettled =
+            st.claims().any(|c| !c.ready || c.deleting_since.is_some()) || st.any_unschedulable();
         if unsettled {
             return None;
         }

@@ -48,7 +48,6 @@ use crate::cluster::watch::WatchSync;
 use crate::config::Config;
 use crate::core::instance::Catalog;
 use crate::core::rng::Rng;
-use crate::core::unavailable::UnavailableOfferings;
 use crate::metrics::Metrics;
 use kube::api::Api;
 use std::sync::{Arc, Mutex, RwLock};
@@ -157,7 +156,7 @@ pub struct Controller<P> {
     pub metrics: Arc<Metrics>,
     /// Offerings found out of capacity (launches, lifecycle and interruptions mark them;
     /// every decision reads them).
-    unavailable: Mutex<UnavailableOfferings>,
+    unavailable: Mutex<context::Unavailable>,
     model: Mutex<Option<Arc<Model>>>,
     names: Mutex<Rng>,
     /// Events already said, so a repeated decision does not repeat them.
@@ -170,8 +169,13 @@ pub struct Controller<P> {
     evictions: termination::Evictions,
     /// The disruption loop's own: the recent peak demand consolidation keeps room for.
     demand: Mutex<crate::core::consolidation::DemandWindow>,
+    /// The provisioning loop's own: what its last decision that asked for nothing was
+    /// made on, and how many decisions it has made (see [`provisioning`]).
+    provisioning: provisioning::Idle,
     /// The observation loop's own: the fluid lower bound of the current model.
     lower_bound: observe::LowerBoundCache,
+    /// The observation loop's own: its last observation.
+    observed: observe::ObservationCache,
     /// The node-groups scan's own: since when each node has been under the threshold.
     unneeded: Mutex<std::collections::HashMap<String, f64>>,
     /// When each loop last completed an iteration (`/healthz`).
@@ -206,7 +210,9 @@ impl<P: CloudProvider> Controller<P> {
             launches: launch::InFlight::default(),
             epoch: (crate::cluster::wall_clock(), tokio::time::Instant::now()),
             demand: Mutex::default(),
+            provisioning: provisioning::Idle::default(),
             lower_bound: observe::LowerBoundCache::default(),
+            observed: observe::ObservationCache::default(),
             unneeded: Mutex::default(),
         }
     }

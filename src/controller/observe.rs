@@ -2,7 +2,7 @@
 //! type, zone and state; pending pods; the lower bound) goes to the metrics. Followers
 //! publish too: their indexes are as warm. Writes only metrics.
 
-use super::context::{lock, Model};
+use super::context::{lock, Inputs, Model};
 use super::leader::Gate;
 use super::provision;
 use super::Controller;
@@ -11,6 +11,7 @@ use crate::cluster::state::Target;
 use crate::core::instance::CapacityType;
 use crate::core::lower_bound::LowerBound;
 use crate::core::shape_bound::ShapeBound;
+use crate::metrics::ClusterObservation;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,6 +21,11 @@ const LOOP: &str = "observe";
 /// model's generation (rebuilt when the pools change; they cache their solutions).
 #[derive(Default)]
 pub struct LowerBoundCache(Mutex<Option<(u64, LowerBound, ShapeBound)>>);
+
+/// The last observation with the inputs it was made on: on the same inputs only the
+/// pending pods' age moves, so a scan with no change recomputes that alone.
+#[derive(Default)]
+pub struct ObservationCache(Mutex<Option<(Inputs, ClusterObservation)>>);
 
 impl<P: CloudProvider + 'static> Controller<P> {
     pub async fn observe_loop(self: Arc<Self>, gate: Gate) {
@@ -40,7 +46,30 @@ impl<P: CloudProvider> Controller<P> {
     /// Publishes what the indexes show (nodes by pool, type, zone and state; pending
     /// pods; unavailable offerings) to the metrics.
     pub fn observe(&self, now: f64) {
-        use crate::metrics::{ClusterObservation, NodeObservation, NodeState};
+        let inputs = self.inputs_at(now);
+        let mut cached = lock(&self.observed.0);
+        let mut obs = match cached.take() {
+            Some((i, obs)) if i == inputs => obs,
+            _ => self.observation(now),
+        };
+        obs.oldest_pending = self.oldest_pending(now);
+        self.metrics.observe_cluster(&obs);
+        *cached = Some((inputs, obs));
+    }
+
+    /// How long the oldest unschedulable pod has waited.
+    fn oldest_pending(&self, now: f64) -> Option<Duration> {
+        self.read()
+            .unschedulable_pods()
+            .filter(|p| p.created > 0.0)
+            .map(|p| p.created)
+            .min_by(f64::total_cmp)
+            .map(|t| Duration::from_secs_f64((now - t).max(0.0)))
+    }
+
+    /// What the indexes show, from scratch.
+    fn observation(&self, now: f64) -> ClusterObservation {
+        use crate::metrics::{NodeObservation, NodeState};
         let m = self.model();
         let unavailable = self.unavailable_now(now);
         let d = self.decider(&m, &unavailable, now);
@@ -77,21 +106,16 @@ impl<P: CloudProvider> Controller<P> {
                 }
             })
             .collect();
-        let oldest = st
-            .pods()
-            .filter(|p| p.unschedulable && p.created > 0.0)
-            .map(|p| p.created)
-            .min_by(f64::total_cmp);
         let demand = provision::bound_demand(&prepared, &d.env());
         let (lower_bound_per_hour, shape_bound_per_hour) = self.bound_rates(&m, &demand);
-        self.metrics.observe_cluster(&ClusterObservation {
+        ClusterObservation {
             pending_pods: prepared.pending.len() as u64,
-            oldest_pending: oldest.map(|t| Duration::from_secs_f64((now - t).max(0.0))),
+            oldest_pending: None,
             nodes,
             lower_bound_per_hour,
             shape_bound_per_hour,
             unavailable_offerings: unavailable.len() as u64,
-        });
+        }
     }
 
     /// The fluid and shape-aware bounds' hourly rates for `demand` over `m`'s offerings;

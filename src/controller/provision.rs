@@ -377,7 +377,8 @@ pub struct BoundDemand {
 /// since replicas share one.
 pub fn bound_demand(prepared: &Prepared, env: &SolveEnv) -> BoundDemand {
     use crate::core::resources::Resources;
-    let mut feasible: std::collections::HashMap<String, bool> = Default::default();
+    // Keyed by the fields feasibility reads, borrowed: no key is built per pod.
+    let mut feasible: std::collections::HashMap<_, bool> = Default::default();
     let mut classes: std::collections::HashMap<Resources, u64> = Default::default();
     let mut total = Resources::default();
     let pods = prepared.bound.iter().map(|(p, _)| *p);
@@ -385,9 +386,12 @@ pub fn bound_demand(prepared: &Prepared, env: &SolveEnv) -> BoundDemand {
         if pod.is_daemonset() {
             continue;
         }
-        let shape = format!(
-            "{:?}|{:?}|{:?}|{:?}|{:?}",
-            pod.requests, pod.node_selector, pod.required_node_terms, pod.tolerations, pod.affinity
+        let shape = (
+            &pod.requests,
+            &pod.node_selector,
+            &pod.required_node_terms,
+            &pod.tolerations,
+            &pod.affinity,
         );
         let ok = *feasible
             .entry(shape)

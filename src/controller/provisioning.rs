@@ -2,14 +2,21 @@
 //! without a new pod, at most `batchMax` after it opened) and a scan every
 //! `scanInterval`, each deciding with [`provision::plan`] and launching what it says.
 //! It writes only new NodeClaims (and their launches); it reads the indexes.
+//!
+//! A decision is a function of the indexes, the scheduling model and the offerings out
+//! of capacity (the clock only expires those). So when a decision asked for nothing and
+//! none of the three has changed since, the next scan would decide the same nothing:
+//! it returns at once instead of building the snapshot and solving again ([`Idle`]).
 
+use super::context::{lock, Inputs};
 use super::leader::Gate;
 use super::provision::{self, Plan};
 use super::{Controller, ControllerError};
 use crate::cloud::{CloudError, CloudProvider};
 use crate::cluster::wall_clock;
 use crate::cluster::watch::Signal;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -27,11 +34,29 @@ pub struct ProvisionReport {
     pub launch_failures: usize,
     /// Wall-clock milliseconds of each decision (core solve plus snapshot building).
     pub decision_ms: Vec<f64>,
+    /// Nothing changed since the last decision, which asked for nothing: none was made.
+    pub unchanged: bool,
+}
+
+/// The provisioning loop's memory between scans.
+#[derive(Default)]
+pub(crate) struct Idle {
+    /// The inputs of the last decision, when it asked for nothing (no claim to make).
+    asked_nothing_on: Mutex<Option<Inputs>>,
+    /// Decisions made (each a snapshot built and, with pods pending, a solve).
+    decisions: AtomicU64,
 }
 
 impl<P: CloudProvider> Controller<P> {
+    /// How many provisioning decisions this controller has made (scans that found
+    /// nothing changed make none).
+    pub fn provisioning_decisions(&self) -> u64 {
+        self.provisioning.decisions.load(Ordering::Relaxed)
+    }
+
     /// One provisioning decision on the current indexes (no I/O).
     pub fn decide(&self, now: f64) -> (Plan, f64) {
+        self.provisioning.decisions.fetch_add(1, Ordering::Relaxed);
         let m = self.model();
         let started = Instant::now();
         let unavailable = self.unavailable_now(now);
@@ -45,6 +70,12 @@ impl<P: CloudProvider> Controller<P> {
     /// its offerings unavailable and the pods are decided again at once.
     pub async fn provision(&self, now: f64) -> ProvisionReport {
         let mut report = ProvisionReport::default();
+        let inputs = self.inputs_at(now);
+        let idle = &self.provisioning.asked_nothing_on;
+        if *lock(idle) == Some(inputs) {
+            report.unchanged = true;
+            return report;
+        }
         let mut last = None;
         for _ in 0..MAX_LAUNCH_ROUNDS {
             let (plan, ms) = self.decide(now);
@@ -86,6 +117,10 @@ impl<P: CloudProvider> Controller<P> {
                 break;
             }
         }
+        // A decision that asks for claims is made again next scan even on the same
+        // inputs: its launches may have failed, or (dry run) not been made.
+        let asked_nothing = last.as_ref().is_some_and(|p| p.claims.is_empty());
+        *lock(idle) = asked_nothing.then_some(inputs);
         // Pods hear the outcome once, not once per round of a capacity shortage.
         if let Some(plan) = last {
             self.tell_pods(&plan).await;

@@ -45,18 +45,19 @@ fn being_replaced(st: &ClusterState) -> HashSet<String> {
         .collect()
 }
 
-/// May prepared node `i` be disrupted at all (as the simulator's `due`): ready, not
-/// cordoned, no do-not-disrupt annotation, every pod evictable.
-fn disruptable(prepared: &Prepared, i: usize) -> bool {
-    let n = &prepared.nodes[i];
-    n.ready
-        && n.schedulable
-        && !disruption::node_blocks_disruption(n.annotations)
-        && prepared
-            .bound
-            .iter()
-            .filter(|(_, node)| *node == i)
-            .all(|(p, _)| disruption::pod_evictable(p))
+/// Per snapshot node: may it be disrupted at all (as the simulator's `due`): ready, not
+/// cordoned, no do-not-disrupt annotation, every pod evictable? One pass over the bound pods for every
+/// node, not one per node.
+fn disruptable_nodes(prepared: &Prepared) -> Vec<bool> {
+    let mut ok: Vec<bool> = prepared
+        .nodes
+        .iter()
+        .map(|n| n.ready && n.schedulable && !disruption::node_blocks_disruption(n.annotations))
+        .collect();
+    for (p, i) in &prepared.bound {
+        ok[*i] &= disruption::pod_evictable(p);
+    }
+    ok
 }
 
 /// Why the claim on prepared node `i` drifted from pool `p`, if it did.
@@ -151,7 +152,7 @@ impl<P: CloudProvider> Controller<P> {
         let m = self.model();
         let st = self.read();
         let busy = st.claims().any(|c| !c.ready || c.deleting_since.is_some());
-        let pending = reason == Reason::Drifted && st.pods().any(|p| p.unschedulable);
+        let pending = reason == Reason::Drifted && st.any_unschedulable();
         if busy || pending {
             return None;
         }
@@ -171,13 +172,14 @@ impl<P: CloudProvider> Controller<P> {
                 }
             }
         }
+        let disruptable = disruptable_nodes(&prepared);
         let mut due: Vec<(usize, &ClaimEntry, String)> = prepared
             .nodes
             .iter()
             .enumerate()
             .filter_map(|(i, n)| {
                 let (p, claim) = (n.pool?, st.claim(n.claim?)?);
-                if left[p] == 0 || replaced.contains(&claim.name) || !disruptable(&prepared, i) {
+                if left[p] == 0 || replaced.contains(&claim.name) || !disruptable[i] {
                     return None;
                 }
                 let why = match reason {

@@ -324,6 +324,14 @@ impl Store {
     }
 
     /// Calls whose path contains `needle`, as "METHOD path".
+    /// Forgets every object, call and watch event: a long measurement (the figures
+    /// example) keeps the mock server's memory out of the controller's.
+    pub fn forget_all(&mut self) {
+        self.objects.clear();
+        self.calls.clear();
+        self.log.clear();
+    }
+
     pub fn calls_to(&self, method: &str, needle: &str) -> usize {
         self.calls
             .iter()

@@ -1,0 +1,281 @@
+//! [`ClusterState::prepare`]: what a decision's snapshot borrows, read from the indexes
+//! the state keeps up to date (pods by node with their requested room, unschedulable
+//! pods, nodes by provider ID), so that building it walks the nodes once and the pods
+//! only where a decision needs each one (bound to a node it may place pods on, or
+//! about to be evicted by a drain), never the whole pod map.
+
+use super::{
+    launching, node_labels, ClusterState, DecisionInputs, Prepared, PreparedNode, Target,
+    DISRUPTED_TAINT, TRANSIENT_TAINTS,
+};
+use crate::cluster::convert::{ClaimEntry, NodeEntry};
+use crate::core::instance::{CapacityType, Catalog};
+use crate::core::labels::{self, Labels};
+use crate::core::resources::Resources;
+use crate::core::taints::Taint;
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+/// Catalog look-ups every node of the same type repeats, made once per decision: a
+/// catalog lookup by name scans every instance type, and a pool's DaemonSet overhead
+/// scans the pool's types.
+#[derive(Default)]
+struct Lookups {
+    types: HashMap<String, Option<usize>>,
+    overheads: HashMap<(usize, usize, CapacityType), Option<Resources>>,
+}
+
+impl Lookups {
+    fn ty(&mut self, catalog: &Catalog, l: &Labels) -> Option<usize> {
+        let name = l.get(labels::INSTANCE_TYPE)?;
+        if let Some(&t) = self.types.get(name) {
+            return t;
+        }
+        let t = catalog.find(name);
+        self.types.insert(name.clone(), t);
+        t
+    }
+
+    /// [`overhead`], remembered per pool, type and capacity type.
+    fn overhead(
+        &mut self,
+        inp: &DecisionInputs,
+        pool: Option<usize>,
+        l: &Labels,
+    ) -> Option<Resources> {
+        let key = (pool?, self.ty(inp.catalog, l)?, capacity_type(l));
+        self.overheads
+            .entry(key)
+            .or_insert_with(|| overhead_of(inp, key.0, key.1, key.2))
+            .clone()
+    }
+}
+
+/// The node's capacity type label; on-demand when it has none.
+fn capacity_type(l: &Labels) -> CapacityType {
+    l.get(labels::KARPENTER_CAPACITY_TYPE)
+        .and_then(|c| CapacityType::parse(c))
+        .unwrap_or(CapacityType::OnDemand)
+}
+
+fn pool_index(inp: &DecisionInputs, l: &Labels) -> Option<usize> {
+    let name = l
+        .get(labels::NODEPOOL)
+        .or_else(|| l.get(labels::KARPENTER_NODEPOOL))?;
+    inp.pools.iter().position(|x| &x.name == name)
+}
+
+impl ClusterState {
+    /// Builds what a decision needs: nodes (and claims not yet registered, as launching
+    /// nodes), the pods bound to them and the pending pods, as the simulator does.
+    pub fn prepare<'s>(&'s self, inp: &DecisionInputs<'_>) -> Prepared<'s> {
+        // One look-up per claim: registered ones by their node, the rest launching.
+        let mut claim_by_node: HashMap<&str, &ClaimEntry> = HashMap::new();
+        let mut unregistered = Vec::new();
+        for c in self.claims.values() {
+            match self.node_of(c) {
+                Some(n) => _ = claim_by_node.insert(n.name.as_str(), c),
+                None => unregistered.push(c),
+            }
+        }
+        let mut memo = Lookups::default();
+        let mut out = Prepared {
+            nodes: Vec::with_capacity(self.nodes.len()),
+            bound: Vec::new(),
+            pending: Vec::new(),
+            draining: Vec::new(),
+        };
+        for n in self.nodes.values() {
+            let claim = claim_by_node.get(n.name.as_str()).copied();
+            let (node, draining) = self.prepared_node(inp, &mut memo, n, claim);
+            out.nodes.push(node);
+            self.add_pods_of(inp, &mut memo, &mut out, draining);
+        }
+        out.pending = self.pending_pods();
+        for c in unregistered
+            .into_iter()
+            .filter(|c| c.deleting_since.is_none())
+        {
+            out.nodes.extend(launching_node(inp, c));
+        }
+        // Oldest pods first, as the simulator hands them (the core sorts them anyway;
+        // this only makes ties reproducible).
+        let by_name = |a: &&crate::core::pod::Pod, b: &&crate::core::pod::Pod| {
+            (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))
+        };
+        out.pending.sort_by(by_name);
+        out.draining.sort_by(by_name);
+        out
+    }
+
+    /// A node as a decision sees it (its requested room still empty: see
+    /// [`Self::add_pods_of`]), and whether it is being drained.
+    fn prepared_node<'s>(
+        &'s self,
+        inp: &DecisionInputs,
+        memo: &mut Lookups,
+        n: &'s NodeEntry,
+        claim: Option<&'s ClaimEntry>,
+    ) -> (PreparedNode<'s>, bool) {
+        let by_group = inp.group_of.and_then(|g| g.get(n.provider_id.as_deref()?));
+        let pool = by_group.copied().or_else(|| pool_index(inp, &n.labels));
+        let (taints, disrupted) = decision_taints(n, claim);
+        let ty = memo.ty(inp.catalog, &n.labels);
+        let capacity = ty.map_or_else(
+            || n.allocatable.clone(),
+            |t| inp.catalog.types[t].capacity.clone(),
+        );
+        let draining = disrupted || claim.is_some_and(|c| c.deleting_since.is_some());
+        let node = PreparedNode {
+            target: Target::Node(n.name.clone()),
+            name: &n.name,
+            labels: Cow::Borrowed(&n.labels),
+            taints,
+            capacity,
+            allocatable: n.allocatable.clone(),
+            requested: Resources::default(),
+            pool,
+            ready: n.ready,
+            schedulable: !n.unschedulable && !n.deleting && !draining,
+            price_per_hour: claim
+                .and_then(claim_price)
+                .or_else(|| node_price(inp.catalog, ty, &n.labels))
+                .unwrap_or(0.0),
+            stable_since: self.stable_since.get(&n.name).copied().unwrap_or(n.created),
+            claim: claim.map(|c| c.name.as_str()),
+            annotations: &n.annotations,
+        };
+        (node, draining)
+    }
+
+    /// The last node of `out`: its requested room (its pods', or the DaemonSet room the
+    /// model reserves while its DaemonSet pods have not arrived, as on a new node), its
+    /// pods that stay (if it takes pods) or that its drain will evict.
+    fn add_pods_of<'s>(
+        &'s self,
+        inp: &DecisionInputs,
+        memo: &mut Lookups,
+        out: &mut Prepared<'s>,
+        draining: bool,
+    ) {
+        let i = out.nodes.len() - 1;
+        let n = &mut out.nodes[i];
+        let on = self.pod_index.on(n.name);
+        if let Some(on) = on {
+            n.requested = on.requested.clone();
+        }
+        if on.is_none_or(|on| on.daemonset_pods == 0) {
+            if let Some(o) = memo.overhead(inp, n.pool, &n.labels) {
+                n.requested.add(&o);
+            }
+        }
+        let schedulable = n.schedulable;
+        if !schedulable && !draining {
+            return;
+        }
+        for p in on.into_iter().flat_map(|on| on.pods.values()) {
+            if schedulable && !p.deleting {
+                out.bound.push((&p.pod, i));
+            } else if draining && !p.deleting && !p.drain_exempt {
+                out.draining.push(&p.pod);
+            }
+        }
+    }
+
+    /// Unschedulable pods not bound to a known node (finished pods and DaemonSet pods
+    /// without a node are no demand), unsorted.
+    fn pending_pods(&self) -> Vec<&crate::core::pod::Pod> {
+        self.unschedulable_pods()
+            .filter(|p| !(p.terminal || p.pod.is_daemonset() && p.node.is_none()))
+            .filter(|p| p.node.as_ref().is_none_or(|n| !self.nodes.contains_key(n)))
+            .map(|p| &p.pod)
+            .collect()
+    }
+}
+
+/// The node's taints a decision honours (the transient ones, our disrupted taint and
+/// its claim's startup taints left out), and whether it carries our disrupted taint.
+fn decision_taints(n: &NodeEntry, claim: Option<&ClaimEntry>) -> (Vec<Taint>, bool) {
+    let startup: &[Taint] = claim.map_or(&[], |c| &c.startup_taints);
+    let mut disrupted = false;
+    let taints = n
+        .taints
+        .iter()
+        .filter(|t| {
+            disrupted |= t.key == DISRUPTED_TAINT;
+            !TRANSIENT_TAINTS.contains(&t.key.as_str())
+                && t.key != DISRUPTED_TAINT
+                && !startup
+                    .iter()
+                    .any(|s| s.key == t.key && s.effect == t.effect)
+        })
+        .cloned()
+        .collect();
+    (taints, disrupted)
+}
+
+fn claim_price(c: &ClaimEntry) -> Option<f64> {
+    c.options
+        .iter()
+        .find(|o| {
+            Some(&o.instance_type) == c.instance_type.as_ref()
+                && Some(&o.zone) == c.zone.as_ref()
+                && Some(o.capacity_type) == c.capacity_type
+        })
+        .map(|o| o.price_per_hour)
+}
+
+/// The catalog price of a node of type `ty` (already looked up from its labels).
+fn node_price(catalog: &Catalog, ty: Option<usize>, l: &Labels) -> Option<f64> {
+    let zone = catalog.zone_index(l.get(labels::ZONE)?)?;
+    let ct = capacity_type(l);
+    catalog.types[ty?]
+        .offerings
+        .iter()
+        .find(|o| o.zone == zone && o.capacity_type == ct)
+        .map(|o| o.price_per_hour)
+}
+
+/// The DaemonSet room the model reserves on a node of this pool, type and capacity type.
+pub(super) fn overhead(inp: &DecisionInputs, pool: Option<usize>, l: &Labels) -> Option<Resources> {
+    let ty = inp.catalog.find(l.get(labels::INSTANCE_TYPE)?)?;
+    overhead_of(inp, pool?, ty, capacity_type(l))
+}
+
+fn overhead_of(
+    inp: &DecisionInputs,
+    pool: usize,
+    ty: usize,
+    ct: CapacityType,
+) -> Option<Resources> {
+    inp.model
+        .pools
+        .get(pool)?
+        .types
+        .iter()
+        .find(|t| t.ty == ty)
+        .map(|t| t.daemon_overhead(ct).clone())
+}
+
+/// A claim not registered yet, as the launching node it will be: the launched instance
+/// when known, else the cheapest option.
+fn launching_node<'s>(inp: &DecisionInputs, c: &'s ClaimEntry) -> Option<PreparedNode<'s>> {
+    let first = c.options.first();
+    let ty_name = c
+        .instance_type
+        .as_ref()
+        .or(first.map(|o| &o.instance_type))?;
+    let zone = c.zone.as_ref().or(first.map(|o| &o.zone))?;
+    let ct = c.capacity_type.or(first.map(|o| o.capacity_type))?;
+    let ty = inp.catalog.find(ty_name)?;
+    let pool = inp.pools.iter().position(|p| p.name == c.pool)?;
+    let labels = node_labels(inp.catalog, &inp.pools[pool], ty, zone, ct, &c.name);
+    Some(PreparedNode {
+        price_per_hour: claim_price(c)
+            .or(first.map(|o| o.price_per_hour))
+            .unwrap_or(0.0),
+        stable_since: c.created,
+        claim: Some(&c.name),
+        ..launching(inp, pool, ty, labels, &c.name)
+    })
+}
