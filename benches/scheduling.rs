@@ -340,10 +340,7 @@ impl Case {
                 .map(|n| ExistingNode {
                     name: &n.name,
                     labels: &n.labels,
-                    zone: n
-                        .labels
-                        .get("topology.kubernetes.io/zone")
-                        .map(String::as_str),
+                    zone: labels::zone(&n.labels),
                     capacity: &n.capacity,
                     allocatable: &n.allocatable,
                     requested: n.requested.clone(),

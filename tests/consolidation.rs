@@ -90,9 +90,7 @@ impl World {
             .map(|i| ExistingNode {
                 name: &self.names[i],
                 labels: &self.node_labels[i],
-                zone: self.node_labels[i]
-                    .get("topology.kubernetes.io/zone")
-                    .map(String::as_str),
+                zone: labels::zone(&self.node_labels[i]),
                 capacity: &it.capacity,
                 allocatable: &it.allocatable,
                 requested: if i == 0 {
@@ -207,9 +205,7 @@ fn with_a_job_node(
     snapshot.nodes.push(ExistingNode {
         name: &world.names[2],
         labels: &world.node_labels[2],
-        zone: world.node_labels[2]
-            .get("topology.kubernetes.io/zone")
-            .map(String::as_str),
+        zone: labels::zone(&world.node_labels[2]),
         capacity: &it.capacity,
         allocatable: &it.allocatable,
         requested: job.requests.clone(),
@@ -462,9 +458,7 @@ impl Fleet {
             .map(|i| ExistingNode {
                 name: &self.names[i],
                 labels: &self.labels[i],
-                zone: self.labels[i]
-                    .get("topology.kubernetes.io/zone")
-                    .map(String::as_str),
+                zone: labels::zone(&self.labels[i]),
                 capacity: &it.capacity,
                 allocatable: &it.allocatable,
                 requested: if empty.contains(&i) {

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 use stevedore::catalog::{load_embedded, CatalogOptions, SpotPriceOverride};
 use stevedore::core::instance::{CapacityType, Catalog};
-use stevedore::core::labels::Labels;
+use stevedore::core::labels::{self, Labels};
 use stevedore::core::model::SchedulingModel;
 use stevedore::core::nodepool::{NodePool, PoolLimits};
 use stevedore::core::pod::{Pod, PodAffinityTerm, TopologyKey, TopologySpread};
@@ -196,10 +196,7 @@ impl World {
                 .map(|n| ExistingNode {
                     name: &n.name,
                     labels: &n.labels,
-                    zone: n
-                        .labels
-                        .get("topology.kubernetes.io/zone")
-                        .map(String::as_str),
+                    zone: labels::zone(&n.labels),
                     capacity: &n.capacity,
                     allocatable: &n.allocatable,
                     requested: n.requested.clone(),

@@ -130,7 +130,7 @@ impl Prepared<'_> {
                 .map(|n| ExistingNode {
                     name: n.name,
                     labels: &n.labels,
-                    zone: n.labels.get(labels::ZONE).map(String::as_str),
+                    zone: labels::zone(&n.labels),
                     capacity: &n.capacity,
                     allocatable: &n.allocatable,
                     requested: n.requested.clone(),

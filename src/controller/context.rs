@@ -23,13 +23,6 @@ pub struct Model {
     pub model: SchedulingModel,
 }
 
-/// The offerings found out of capacity, with a version bumped on every change to them.
-#[derive(Default)]
-pub(crate) struct Unavailable {
-    pub(crate) offerings: UnavailableOfferings,
-    pub(crate) version: u64,
-}
-
 /// What a decision is made on, as versions: the indexes' change counter, the model's
 /// generation and the unavailable offerings' version. Equal versions, equal inputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,12 +143,8 @@ impl<P: CloudProvider> Controller<P> {
     /// The offerings out of capacity now (expired entries dropped).
     pub(crate) fn unavailable_now(&self, now: f64) -> UnavailableOfferings {
         let mut u = lock(&self.unavailable);
-        let before = u.offerings.len();
-        u.offerings.expire(now);
-        if u.offerings.len() != before {
-            u.version += 1;
-        }
-        u.offerings.clone()
+        u.expire(now);
+        u.clone()
     }
 
     /// The inputs' versions at `now`. Read before deciding: a change that lands while
@@ -172,19 +161,18 @@ impl<P: CloudProvider> Controller<P> {
         }
     }
 
-    /// Bumped whenever the offerings out of capacity change (marked, or expired by
+    /// Changes whenever the offerings out of capacity change (marked, or expired by
     /// [`Self::unavailable_now`]): a decision depends on them.
     pub(crate) fn unavailable_version(&self) -> u64 {
-        lock(&self.unavailable).version
+        lock(&self.unavailable).generation()
     }
 
     pub(crate) fn mark_unavailable(&self, offerings: &[(&str, &str, CapacityType)], now: f64) {
         let ttl = self.config.settings.unavailable_offering_ttl.as_secs_f64();
         let mut u = lock(&self.unavailable);
-        u.version += 1;
         for (ty, zone, ct) in offerings {
             if let (Some(t), Some(z)) = (self.catalog.find(ty), self.catalog.zone_index(zone)) {
-                u.offerings.mark(t, z, *ct, now, ttl);
+                u.mark(t, z, *ct, now, ttl);
             }
         }
     }

@@ -156,7 +156,7 @@ pub struct Controller<P> {
     pub metrics: Arc<Metrics>,
     /// Offerings found out of capacity (launches, lifecycle and interruptions mark them;
     /// every decision reads them).
-    unavailable: Mutex<context::Unavailable>,
+    unavailable: Mutex<crate::core::unavailable::UnavailableOfferings>,
     model: Mutex<Option<Arc<Model>>>,
     names: Mutex<Rng>,
     /// Events already said, so a repeated decision does not repeat them.

@@ -5,6 +5,11 @@ use std::collections::BTreeMap;
 
 pub type Labels = BTreeMap<String, String>;
 
+/// The node's zone (its `topology.kubernetes.io/zone` label), as a snapshot node carries it.
+pub fn zone(labels: &Labels) -> Option<&str> {
+    labels.get(ZONE).map(String::as_str)
+}
+
 pub const INSTANCE_TYPE: &str = "node.kubernetes.io/instance-type";
 pub const INSTANCE_TYPE_BETA: &str = "beta.kubernetes.io/instance-type";
 pub const ZONE: &str = "topology.kubernetes.io/zone";

@@ -351,6 +351,7 @@ impl Sim<'_> {
                         self.nodes[n].cordoned = true;
                         self.nodes[n].disrupting = true;
                     }
+                    self.node_changes += 1;
                 }
                 // Launched in `start`, so a launch failure can abandon before cordoning.
                 Command::LaunchReplacements => {}
@@ -366,6 +367,7 @@ impl Sim<'_> {
                         self.nodes[n].cordoned = false;
                         self.nodes[n].disrupting = false;
                     }
+                    self.node_changes += 1;
                 }
                 Command::BackOff { until } => {
                     for &n in &flight.nodes {

@@ -115,19 +115,17 @@ enum NodeState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct NodesKey {
     changes: u64,
-    live: usize,
-    ready: usize,
-    cordoned: usize,
+    node_changes: u64,
 }
 
 /// See `Sim::provision_inputs`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct ProvisionInputs {
     pending: Vec<usize>,
+    /// The headroom's placeholder pods, and whether a pool is short of its spare.
+    headroom: (Vec<Pod>, bool),
     nodes: NodesKey,
     unavailable: u64,
-    headroom: usize,
-    in_flight: usize,
 }
 
 struct SimNode {
@@ -229,6 +227,9 @@ struct Sim<'c> {
     pool_hashes: Vec<u64>,
     /// Bumped whenever a pod or node comes or goes (consolidation skips unchanged states).
     changes: u64,
+    /// Bumped when a node is launched or added, becomes ready, or is cordoned or
+    /// uncordoned: with `changes`, equal counts mean the same nodes in the same states.
+    node_changes: u64,
     changes_at_last_search: u64,
     /// The capacity consolidation kept at its last fruitless search.
     keep_at_last_search: Option<Resources>,
@@ -325,6 +326,7 @@ pub fn run(
     let mut sim = Sim {
         mode: opts.mode,
         changes: 0,
+        node_changes: 0,
         in_flight: Vec::new(),
         backoff: HashMap::new(),
         pool_disruption,
@@ -616,13 +618,14 @@ impl<'c> Sim<'c> {
                 self.nodes.push(SimNode {
                     name: node.name.clone(),
                     labels: node.labels.clone(),
-                    zone: node.labels.get(labels::ZONE).cloned(),
+                    zone: labels::zone(&node.labels).map(str::to_string),
                     taints: node.taints.clone(),
                     capacity: node.allocatable.clone(),
                     allocatable: node.allocatable.clone(),
                     ..SimNode::new(self.now, NodeState::Ready)
                 });
                 self.live.push(idx);
+                self.node_changes += 1;
                 self.sched_dirty = true;
                 self.full_pass = true;
             }
@@ -816,6 +819,7 @@ impl<'c> Sim<'c> {
                 if self.nodes[n].state == NodeState::Launching {
                     self.nodes[n].state = NodeState::Ready;
                     self.nodes[n].stable_since = self.now;
+                    self.node_changes += 1;
                     if self.nodes[n].pods.is_empty() {
                         self.nodes[n].empty_since = Some(self.now);
                     }
@@ -917,6 +921,7 @@ impl<'c> Sim<'c> {
         for n in chosen {
             self.nodes[n].cordoned = true;
             self.nodes[n].interrupted = true;
+            self.node_changes += 1;
             for &p in &self.nodes[n].pods {
                 self.interrupted_at.insert(p, self.now);
             }
@@ -942,6 +947,7 @@ impl<'c> Sim<'c> {
     fn terminate(&mut self, n: usize) {
         self.node_lost(n);
         self.backoff.remove(&n);
+        self.stays.remove(&n);
         let pods = std::mem::take(&mut self.nodes[n].pods);
         for i in pods {
             self.set_state(i, PodState::Pending);
@@ -1129,54 +1135,41 @@ impl<'c> Sim<'c> {
         // Lapsed entries answer "available" already; dropping them now makes their
         // lapse a change of the inputs (a pass between scans would miss it).
         self.unavailable.expire(self.now);
-        let inputs = self.provision_inputs();
+        // Everything a pass reads that can change between scans (the clock moves only
+        // the unavailable offerings and the headroom's schedules, both in here).
+        let inputs = ProvisionInputs {
+            pending: self.pending_pods(),
+            headroom: self.headroom_placeholders(),
+            nodes: self.nodes_key(),
+            unavailable: self.unavailable.generation(),
+        };
         if self.idle_provision.as_ref() == Some(&inputs) {
             return;
         }
         let launched = self.counts.launched + self.counts.launch_failures;
-        self.provision_now();
+        self.provision_now(&inputs.pending, &inputs.headroom);
         let idle = self.counts.launched + self.counts.launch_failures == launched;
         self.idle_provision = idle.then_some(inputs);
     }
 
-    /// Everything a provisioning pass reads that can change between scans: the pending
-    /// pods, bindings and terminations (`changes`), the nodes' states, the offerings
-    /// marked unavailable, and the pools' headroom.
-    fn provision_inputs(&self) -> ProvisionInputs {
-        ProvisionInputs {
-            pending: self.pending_pods(),
-            nodes: self.nodes_key(),
-            unavailable: self.unavailable.generation(),
-            headroom: self.headroom_placeholders().0.len(),
-            in_flight: self.in_flight.len(),
-        }
-    }
-
-    /// Bindings and terminations (`changes`), launches, readiness and cordons: equal
-    /// keys mean the same nodes in the same states with the same pods.
+    /// Bindings and terminations, launches, readiness and cordons: equal keys mean the
+    /// same nodes in the same states with the same pods.
     fn nodes_key(&self) -> NodesKey {
-        let mut ready = 0;
-        let mut cordoned = 0;
-        for &n in &self.live {
-            ready += usize::from(self.nodes[n].state == NodeState::Ready);
-            cordoned += usize::from(self.nodes[n].cordoned);
-        }
         NodesKey {
             changes: self.changes,
-            live: self.live.len(),
-            ready,
-            cordoned,
+            node_changes: self.node_changes,
         }
     }
 
-    fn provision_now(&mut self) {
-        let pending = self.pending_pods();
+    /// One provisioning pass for `pending` and the headroom's placeholders (and whether
+    /// a pool is short of its headroom).
+    fn provision_now(&mut self, pending: &[usize], headroom: &(Vec<Pod>, bool)) {
+        let (placeholders, short) = headroom;
         let displaced = self
             .live
             .iter()
             .any(|&n| self.nodes[n].interrupted && !self.nodes[n].pods.is_empty());
         // A pool short of its headroom provisions even with nothing pending.
-        let (placeholders, short) = self.headroom_placeholders();
         if pending.is_empty() && !displaced && !short {
             return;
         }
@@ -1186,7 +1179,7 @@ impl<'c> Sim<'c> {
                 // A launch that finds no capacity marks its offerings unavailable; the
                 // controller decides again at once with what is left (e.g. on-demand).
                 for _ in 0..MAX_LAUNCH_ROUNDS {
-                    let (decision, _, ms) = self.solve(&pending, &placeholders, true, None, true);
+                    let (decision, _, ms) = self.solve(pending, placeholders, true, None, true);
                     self.decision_ms.push(ms);
                     let mut failed = false;
                     for plan in &decision.launches {
@@ -1197,7 +1190,7 @@ impl<'c> Sim<'c> {
                     }
                 }
             }
-            Mode::NodeGroups => self.provision_node_groups(&pending, displaced),
+            Mode::NodeGroups => self.provision_node_groups(pending, displaced),
         }
     }
 
@@ -1301,7 +1294,7 @@ impl<'c> Sim<'c> {
         let idx = self.nodes.len();
         self.nodes.push(SimNode {
             name,
-            zone: node_labels.get(labels::ZONE).cloned(),
+            zone: labels::zone(&node_labels).map(str::to_string),
             labels: node_labels,
             taints: pool.taints.clone(),
             capacity: it.capacity.clone(),
@@ -1319,6 +1312,7 @@ impl<'c> Sim<'c> {
             ..SimNode::new(self.now, NodeState::Launching)
         });
         self.live.push(idx);
+        self.node_changes += 1;
         self.counts.launched += 1;
         let managed_live = self
             .live
