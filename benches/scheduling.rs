@@ -56,7 +56,7 @@ const REAL_CATALOG_PODS_LARGE: usize = 10_000;
 /// Existing-node counts of the real-catalog cases with 1,000 pods.
 const EXISTING_NODES: &[usize] = &[500, 2_000];
 /// Cluster sizes of the consolidation group.
-const CONSOLIDATION_NODES: &[usize] = &[500, 2_000, 5_000];
+const CONSOLIDATION_NODES: &[usize] = &[500, 2_000, 5_000, 10_000];
 const PODS_PER_NODE: usize = 20;
 /// Candidates the simulator tries per consolidation scan.
 const PRODUCTION_CANDIDATES: usize = 10;
