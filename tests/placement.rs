@@ -19,7 +19,7 @@ use stevedore::core::nodepool::{NodePool, PoolLimits};
 use stevedore::core::pod::{Pod, PodAffinityTerm, TopologyKey, TopologySpread};
 use stevedore::core::requirements::{LabelSelector, Operator, Requirement};
 use stevedore::core::resources::{Resources, GPU_NVIDIA};
-use stevedore::core::scheduler::{solve, Decision, SolveEnv};
+use stevedore::core::scheduler::{solve, solve_reusing, Decision, NodeRooms, SolveEnv};
 use stevedore::core::snapshot::{ExistingNode, Snapshot};
 use stevedore::core::taints::{Taint, TaintEffect, Toleration};
 use stevedore::core::unavailable::UnavailableOfferings;
@@ -169,6 +169,11 @@ impl World {
     }
 
     fn solve(&self) -> Decision {
+        self.with_inputs(|env, snapshot| solve(env, snapshot))
+    }
+
+    /// Calls `f` with the environment and snapshot of this world's decision.
+    fn with_inputs<R>(&self, f: impl FnOnce(&SolveEnv, &mut Snapshot) -> R) -> R {
         let ds: Vec<&Pod> = self.daemonsets.iter().collect();
         let model = SchedulingModel::new(self.catalog, &self.pools, &ds);
         let mut unavailable = UnavailableOfferings::default();
@@ -189,7 +194,7 @@ impl World {
             split_claims: true,
             exclude_node: None,
         };
-        let snapshot = Snapshot {
+        let mut snapshot = Snapshot {
             nodes: self
                 .nodes
                 .iter()
@@ -209,7 +214,7 @@ impl World {
             bound: self.bound.iter().map(|(p, n)| (p, *n)).collect(),
             pending: self.pending.iter().collect(),
         };
-        solve(&env, &snapshot)
+        f(&env, &mut snapshot)
     }
 
     fn is_unavailable(&self, ty: usize, zone: usize, ct: CapacityType) -> bool {
@@ -1635,6 +1640,40 @@ proptest! {
         if let Err(e) = validate(&w, &d) {
             return Err(TestCaseError::fail(format!("{e}\ndecision: {d:#?}")));
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(proptest_config(200))]
+
+    /// Consolidation's trials share one `NodeRooms` instead of rebuilding it: each trial
+    /// closes some nodes and solves over the same nodes. Every decision must be the one
+    /// a fresh `solve` makes, which also needs the rooms handed back exactly as they were
+    /// (a later trial would see less room otherwise).
+    #[test]
+    fn decisions_reusing_rooms_equal_fresh_ones(
+        g in world_gen(25),
+        trials in proptest::collection::vec(proptest::collection::vec(any::<bool>(), 5), 1..6),
+        launching in any::<bool>(),
+    ) {
+        let w = build_world(&g);
+        w.with_inputs(|env, snapshot| {
+            let env = SolveEnv { use_launching_nodes: launching, ..*env };
+            let mut rooms = NodeRooms::for_trials(&env, snapshot);
+            let open: Vec<bool> = snapshot.nodes.iter().map(|n| n.schedulable).collect();
+            for closed in &trials {
+                for (node, &c) in snapshot.nodes.iter_mut().zip(closed) {
+                    node.schedulable &= !c;
+                }
+                let fresh = solve(&env, snapshot);
+                let reused = solve_reusing(&env, snapshot, &mut rooms);
+                prop_assert_eq!(format!("{fresh:?}"), format!("{reused:?}"));
+                for (node, &o) in snapshot.nodes.iter_mut().zip(&open) {
+                    node.schedulable = o;
+                }
+            }
+            Ok(())
+        })?;
     }
 }
 

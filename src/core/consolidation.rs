@@ -14,7 +14,7 @@ use super::labels::{self, Labels};
 use super::pdb::PodDisruptionBudget;
 use super::pod::Pod;
 use super::resources::Resources;
-use super::scheduler::{solve, LaunchPlan, SolveEnv};
+use super::scheduler::{solve_reusing, LaunchPlan, NodeRooms, SolveEnv};
 use super::snapshot::Snapshot;
 
 /// Does this pod keep its node: annotated do-not-disrupt (stevedore's own, Karpenter's
@@ -155,9 +155,20 @@ pub fn find_action<'a>(
         .copied()
         .filter(|(pod, _)| !pod.anti_affinity.is_empty())
         .collect();
+    // Nodes that run only Job pods (they empty by themselves): the same for every trial.
+    let transient = (0..snapshot.nodes.len())
+        .filter(|&n| {
+            snapshot.nodes[n].schedulable
+                && !pods_on[n].is_empty()
+                && pods_on[n].iter().all(|p| runs_to_completion(p))
+        })
+        .collect();
+    let rooms = NodeRooms::for_trials(&trial_env(env), &snapshot);
     let mut trials = Trials {
         env,
         anti_bound,
+        transient,
+        rooms,
         snapshot: &mut snapshot,
         pods_on: &pods_on,
         input,
@@ -183,7 +194,8 @@ fn pods_by_node<'a>(snapshot: &Snapshot<'a>) -> Vec<Vec<&'a Pod>> {
 }
 
 /// The nodes consolidation may consider, cheapest to disrupt first (fewest pods, then
-/// most expensive).
+/// most expensive): as many as a decision tries (its single-node trials, or the longest
+/// multi-node prefix).
 fn candidates(
     env: &SolveEnv,
     snapshot: &Snapshot,
@@ -191,12 +203,16 @@ fn candidates(
     input: &Inputs,
 ) -> Vec<usize> {
     // Pods count as healthy for the budgets when they run on a ready node.
-    let healthy: Vec<&Pod> = snapshot
-        .bound
-        .iter()
-        .filter(|&&(_, n)| snapshot.nodes[n].ready)
-        .map(|&(pod, _)| pod)
-        .collect();
+    let healthy: Vec<&Pod> = if input.pdbs.is_empty() {
+        Vec::new()
+    } else {
+        snapshot
+            .bound
+            .iter()
+            .filter(|&&(_, n)| snapshot.nodes[n].ready)
+            .map(|&(pod, _)| pod)
+            .collect()
+    };
     // Evictions each PodDisruptionBudget allows now, counted once.
     let count = |pods: &[&Pod], b: &PodDisruptionBudget| {
         pods.iter().filter(|p| b.selects(p)).count() as i64
@@ -223,12 +239,6 @@ fn candidates(
                     .is_some_and(|a| env.now - input.nodes[n].stable_since >= a)
                 && !node_blocks_disruption(&input.nodes[n].annotations)
                 && !pods_on[n].is_empty()
-                && pods_on[n]
-                    .iter()
-                    .all(|pod| pod_evictable(pod) && !runs_to_completion(pod))
-                && pods_on[n].iter().all(|pod| {
-                    (0..input.pdbs.len()).all(|b| !input.pdbs[b].selects(pod) || allowed[b] >= 1)
-                })
         })
         .collect();
     out.sort_by(|&a, &b| {
@@ -242,7 +252,31 @@ fn candidates(
             )
             .then(a.cmp(&b))
     });
-    out
+    // The pods are checked last, and only until enough nodes pass: on a large cluster
+    // that is a few hundred pods instead of every bound pod on every scan.
+    let pods_allow = |n: &usize| {
+        pods_on[*n]
+            .iter()
+            .all(|pod| pod_evictable(pod) && !runs_to_completion(pod))
+            && pods_on[*n].iter().all(|pod| {
+                (0..input.pdbs.len()).all(|b| !input.pdbs[b].selects(pod) || allowed[b] >= 1)
+            })
+    };
+    out.into_iter()
+        .filter(pods_allow)
+        .take(input.max_candidates.max(MAX_MULTI_NODE))
+        .collect()
+}
+
+/// The environment of a trial's first simulation: existing ready nodes only (launching
+/// nodes are already promised to pending pods).
+fn trial_env<'e>(env: &SolveEnv<'e>) -> SolveEnv<'e> {
+    SolveEnv {
+        use_launching_nodes: false,
+        allow_new_nodes: false,
+        exclude_node: None,
+        ..*env
+    }
 }
 
 /// Scheduling simulations of "these nodes gone" over one snapshot.
@@ -252,6 +286,11 @@ struct Trials<'t, 'a, 'e> {
     pods_on: &'t [Vec<&'a Pod>],
     /// The bound pods with anti-affinity terms.
     anti_bound: Vec<(&'a Pod, usize)>,
+    /// The schedulable nodes that run only Job pods.
+    transient: Vec<usize>,
+    /// The nodes' rooms, built once and lent to every trial's simulation: a trial closes
+    /// the nodes it takes away and hands the rooms back as it found them.
+    rooms: NodeRooms,
     input: &'t Inputs<'t>,
 }
 
@@ -323,21 +362,14 @@ impl Trials<'_, '_, '_> {
         let lasting = without.pending.iter().any(|p| !runs_to_completion(p));
         let mut closed: Vec<usize> = set.to_vec();
         if lasting {
-            let transient: Vec<usize> = (0..without.nodes.len())
-                .filter(|&n| {
-                    without.nodes[n].schedulable
-                        && !self.pods_on[n].is_empty()
-                        && self.pods_on[n].iter().all(|p| runs_to_completion(p))
-                })
-                .collect();
             let recent = set
                 .iter()
                 .any(|&n| self.env.now - self.input.nodes[n].stable_since < TRANSIENT_DEFERRAL_S);
-            if recent && self.lands_on_transient(&without, &transient) {
+            if recent && self.lands_on_transient(&without, &self.transient) {
                 self.snapshot.nodes = without.nodes;
                 return None;
             }
-            closed.extend(transient);
+            closed.extend(&self.transient);
         }
         for &n in &closed {
             without.nodes[n].schedulable = false;
@@ -392,7 +424,7 @@ impl Trials<'_, '_, '_> {
     }
 
     /// Where would the pods of `set` (`without.pending`) go with the set gone?
-    fn place(&self, without: &Snapshot, set: &[usize]) -> Option<Action> {
+    fn place(&mut self, without: &Snapshot, set: &[usize]) -> Option<Action> {
         let price: f64 = set
             .iter()
             .map(|&n| self.input.nodes[n].price_per_hour)
@@ -401,13 +433,8 @@ impl Trials<'_, '_, '_> {
         // Launching nodes are already promised to pending pods: a consolidation decision
         // counts only on ready ones. Deleting is tried first, on existing nodes alone
         // (cheap); a replacement only when some type could be cheaper.
-        let existing_only = SolveEnv {
-            use_launching_nodes: false,
-            allow_new_nodes: false,
-            exclude_node: None,
-            ..*self.env
-        };
-        let decision = solve(&existing_only, without);
+        let existing_only = trial_env(self.env);
+        let decision = solve_reusing(&existing_only, without, &mut self.rooms);
         if decision.existing.len() == without.pending.len() {
             let worth =
                 min_savings.met(price, 0.0) && self.keeps_capacity(without, &Resources::default());
@@ -436,7 +463,7 @@ impl Trials<'_, '_, '_> {
             split_claims: false,
             ..existing_only
         };
-        let decision = solve(&settled, without);
+        let decision = solve_reusing(&settled, without, &mut self.rooms);
         if !decision.unschedulable.is_empty() || !decision.infeasible.is_empty() {
             return None;
         }

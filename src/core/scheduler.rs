@@ -108,23 +108,98 @@ struct Claim {
     name: String,
 }
 
-struct NodeRoom {
-    remaining: Resources,
+/// The existing nodes as a decision starts from them: the room left on each, the order
+/// they are tried in, and each pool's capacity in use. [`solve`] builds it for one
+/// decision; a consolidation pass builds it once ([`NodeRooms::for_trials`]) and lends it
+/// to each of its trials ([`solve_reusing`]), which hand it back as they found it.
+/// Rebuilding it per trial made a pass over every candidate quadratic in the nodes.
+#[derive(Default)]
+pub struct NodeRooms {
+    /// Per snapshot node: allocatable less requested, less what this decision put there.
+    rooms: Vec<Resources>,
+    /// Component-wise maximum of the rooms of the nodes in `order`. Rooms only shrink
+    /// during a decision, so it stays an upper bound (only ever a quick reject).
+    max_room: Resources,
+    /// Existing-node indices in the order they are tried: ready before launching.
+    order: Vec<usize>,
+    /// Capacity in use per pool (existing nodes), for limits.
+    pool_usage: Vec<Resources>,
+    /// (node, its room before) for every pod put on an existing node, when the rooms are
+    /// to be handed back.
+    journal: Option<Vec<(usize, Resources)>>,
+}
+
+impl NodeRooms {
+    /// For one decision: the nodes it may use now.
+    fn new(env: &SolveEnv, snapshot: &Snapshot) -> Self {
+        Self::build(env, snapshot, |n| n.schedulable)
+    }
+
+    /// For many decisions over `snapshot`'s nodes that differ only in which nodes are
+    /// schedulable (a consolidation trial closes the nodes it takes away): unschedulable
+    /// nodes stay in the order and are skipped when met, so one build serves every trial.
+    /// `env` must be the trials' (same `use_launching_nodes` and `exclude_node`).
+    pub fn for_trials(env: &SolveEnv, snapshot: &Snapshot) -> Self {
+        let mut rooms = Self::build(env, snapshot, |_| true);
+        rooms.journal = Some(Vec::new());
+        rooms
+    }
+
+    fn build(env: &SolveEnv, snapshot: &Snapshot, open: impl Fn(&ExistingNode) -> bool) -> Self {
+        let rooms: Vec<Resources> = snapshot
+            .nodes
+            .iter()
+            .map(|n| n.allocatable.minus(&n.requested))
+            .collect();
+        let mut order: Vec<usize> = (0..snapshot.nodes.len())
+            .filter(|&i| {
+                let n = &snapshot.nodes[i];
+                open(n) && (n.ready || env.use_launching_nodes) && env.exclude_node != Some(i)
+            })
+            .collect();
+        order.sort_by_key(|&i| !snapshot.nodes[i].ready);
+        let mut max_room = Resources::default();
+        for &i in &order {
+            max_room.max_with(&rooms[i]);
+        }
+        let mut pool_usage = vec![Resources::default(); env.pools.len()];
+        for n in &snapshot.nodes {
+            if let Some(p) = n.pool {
+                pool_usage[p].add(n.capacity);
+            }
+        }
+        NodeRooms {
+            rooms,
+            max_room,
+            order,
+            pool_usage,
+            journal: None,
+        }
+    }
+
+    fn take(&mut self, ni: usize, requests: &Resources) {
+        if let Some(journal) = &mut self.journal {
+            journal.push((ni, self.rooms[ni].clone()));
+        }
+        self.rooms[ni].sub(requests);
+    }
+
+    /// Gives back the room taken since the journal was last emptied.
+    fn undo(&mut self) {
+        if let Some(journal) = &mut self.journal {
+            while let Some((ni, room)) = journal.pop() {
+                self.rooms[ni] = room;
+            }
+        }
+    }
 }
 
 struct Solver<'a, 'e> {
     env: &'e SolveEnv<'a>,
     snapshot: &'e Snapshot<'a>,
-    rooms: Vec<NodeRoom>,
-    /// Component-wise maximum of the rooms of the nodes in `node_order`. Rooms only
-    /// shrink during a decision, so it stays an upper bound.
-    max_room: Resources,
-    /// Existing-node indices in the order they are tried: ready before launching.
-    node_order: Vec<usize>,
+    nodes: NodeRooms,
     claims: Vec<Claim>,
     topology: Topology<'e>,
-    /// Capacity in use per pool (existing nodes), for limits.
-    pool_usage: Vec<Resources>,
     zone_names: Vec<&'a str>,
     /// Per kind of hostname-constrained pod (see [`host_cursor_key`]), the number of
     /// leading claims known to refuse it for their host.
@@ -156,7 +231,28 @@ fn offer_mask(zones: u32, cts: u8) -> u64 {
 
 /// Computes a provisioning decision for `snapshot.pending`.
 pub fn solve<'a>(env: &SolveEnv<'a>, snapshot: &Snapshot<'a>) -> Decision {
-    let mut solver = Solver::new(env, snapshot);
+    solve_with(env, snapshot, NodeRooms::new(env, snapshot)).0
+}
+
+/// [`solve`] starting from `rooms` (built by [`NodeRooms::for_trials`] over this
+/// snapshot's nodes), which it hands back as it found them.
+pub fn solve_reusing<'a>(
+    env: &SolveEnv<'a>,
+    snapshot: &Snapshot<'a>,
+    rooms: &mut NodeRooms,
+) -> Decision {
+    let (decision, mut back) = solve_with(env, snapshot, std::mem::take(rooms));
+    back.undo();
+    *rooms = back;
+    decision
+}
+
+fn solve_with<'a>(
+    env: &SolveEnv<'a>,
+    snapshot: &Snapshot<'a>,
+    rooms: NodeRooms,
+) -> (Decision, NodeRooms) {
+    let mut solver = Solver::new(env, snapshot, rooms);
     let mut order: Vec<usize> = (0..snapshot.pending.len()).collect();
     order.sort_by(|&a, &b| {
         let (pa, pb) = (snapshot.pending[a], snapshot.pending[b]);
@@ -182,7 +278,7 @@ pub fn solve<'a>(env: &SolveEnv<'a>, snapshot: &Snapshot<'a>) -> Decision {
         }
     }
     decision.launches = solver.finish();
-    decision
+    (decision, solver.nodes)
 }
 
 fn node_place<'n>(n: &ExistingNode<'n>) -> Place<'n> {
@@ -306,38 +402,12 @@ fn has_preferences(pod: &Pod) -> bool {
 }
 
 impl<'a, 'e> Solver<'a, 'e> {
-    fn new(env: &'e SolveEnv<'a>, snapshot: &'e Snapshot<'a>) -> Self {
-        let rooms: Vec<NodeRoom> = snapshot
-            .nodes
-            .iter()
-            .map(|n| NodeRoom {
-                remaining: n.allocatable.minus(&n.requested),
-            })
-            .collect();
-        let mut node_order: Vec<usize> = (0..snapshot.nodes.len())
-            .filter(|&i| {
-                let n = &snapshot.nodes[i];
-                n.schedulable && (n.ready || env.use_launching_nodes) && env.exclude_node != Some(i)
-            })
-            .collect();
-        node_order.sort_by_key(|&i| !snapshot.nodes[i].ready);
-        let mut max_room = Resources::default();
-        for &i in &node_order {
-            max_room.max_with(&rooms[i].remaining);
-        }
-        let mut pool_usage = vec![Resources::default(); env.pools.len()];
-        for n in &snapshot.nodes {
-            if let Some(p) = n.pool {
-                pool_usage[p].add(n.capacity);
-            }
-        }
-        // One label lookup per node, not per bound pod (there are many more pods).
-        let places: Vec<Place> = snapshot.nodes.iter().map(node_place).collect();
+    fn new(env: &'e SolveEnv<'a>, snapshot: &'e Snapshot<'a>, nodes: NodeRooms) -> Self {
         let topology = Topology::new(
             snapshot
                 .bound
                 .iter()
-                .map(|&(pod, ni)| (pod, places[ni]))
+                .map(|&(pod, ni)| (pod, node_place(&snapshot.nodes[ni])))
                 .collect(),
         );
         let available = if env.allow_new_nodes {
@@ -366,14 +436,11 @@ impl<'a, 'e> Solver<'a, 'e> {
         Solver {
             env,
             snapshot,
-            max_room,
             available,
             host_cursors: std::collections::HashMap::new(),
-            rooms,
-            node_order,
+            nodes,
             claims: Vec::new(),
             topology,
-            pool_usage,
             zone_names: env.catalog.zones.iter().map(String::as_str).collect(),
         }
     }
@@ -477,12 +544,14 @@ impl<'a, 'e> Solver<'a, 'e> {
         strictness: Strictness,
     ) -> Option<usize> {
         // Larger than the most room any node has: no need to look at each.
-        if pod.requests.exceeds(&self.max_room).is_some() {
+        if pod.requests.exceeds(&self.nodes.max_room).is_some() {
             return None;
         }
-        self.node_order.iter().copied().find(|&ni| {
+        self.nodes.order.iter().copied().find(|&ni| {
             let n = &self.snapshot.nodes[ni];
-            pod.requests.fits_in(&self.rooms[ni].remaining)
+            // (Always true unless the rooms serve several trials, see `for_trials`.)
+            n.schedulable
+                && pod.requests.fits_in(&self.nodes.rooms[ni])
                 && tolerates_all(&pod.tolerations, n.taints)
                 && sets
                     .iter()
@@ -497,7 +566,7 @@ impl<'a, 'e> Solver<'a, 'e> {
     fn commit_existing(&mut self, pi: usize, ni: usize) {
         let pod = self.snapshot.pending[pi];
         let n = &self.snapshot.nodes[ni];
-        self.rooms[ni].remaining.sub(&pod.requests);
+        self.nodes.take(ni, &pod.requests);
         self.topology.place(pod, &node_place(n));
     }
 
@@ -808,7 +877,7 @@ impl<'a, 'e> Solver<'a, 'e> {
     /// Pool capacity in use, counting the other claims of this decision at the
     /// capacity of their cheapest remaining type.
     fn pool_usage_with_claims(&self, pool: usize, except: usize) -> Resources {
-        let mut usage = self.pool_usage[pool].clone();
+        let mut usage = self.nodes.pool_usage[pool].clone();
         let model = &self.env.model.pools[pool];
         for (i, c) in self.claims.iter().enumerate() {
             if i == except || c.pool != pool || c.pods.is_empty() {
@@ -834,7 +903,7 @@ impl<'a, 'e> Solver<'a, 'e> {
     /// Turns the claims into launch plans with their options, cheapest first. Claims
     /// whose pods may share nodes freely are pooled and repacked onto the cheapest mix
     /// of types (see [`repack`]).
-    fn finish(self) -> Vec<LaunchPlan> {
+    fn finish(&self) -> Vec<LaunchPlan> {
         let env = self.env;
         let singles: Vec<LaunchPlan> = self
             .claims
@@ -861,7 +930,7 @@ impl<'a, 'e> Solver<'a, 'e> {
         // Pool capacity counted against limits: what exists plus every claim as one node
         // of its cheapest type (as the claims were admitted); a repacked group swaps its
         // claims' share for its own.
-        let mut usage = self.pool_usage.clone();
+        let mut usage = self.nodes.pool_usage.clone();
         for plan in &singles {
             if let Some(o) = plan.options.first() {
                 usage[plan.pool].add(&env.catalog.types[o.instance_type].capacity);
