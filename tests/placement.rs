@@ -435,7 +435,7 @@ fn limits_ok(limits: &PoolLimits, usage: &Resources) -> Result<(), String> {
         let u = usage
             .extended
             .iter()
-            .find(|(k, _)| k == n)
+            .find(|(k, _)| **k == **n)
             .map_or(0, |(_, v)| *v);
         if u > *l {
             return Err(format!("{n} {u} > limit {l}"));

@@ -680,8 +680,8 @@ fn extended_resources_are_counts_and_pods_is_one() {
     assert_eq!(
         p.requests.extended,
         vec![
-            ("aws.amazon.com/neuron".to_string(), 1),
-            ("nvidia.com/gpu".to_string(), 3)
+            ("aws.amazon.com/neuron".into(), 1),
+            ("nvidia.com/gpu".into(), 3)
         ]
     );
 }

@@ -119,7 +119,7 @@ fn allocatable_matches_karpenter_for_every_type() {
             }
         }
         for (key, v) in &a.extended {
-            if k.get(key).is_none() {
+            if k.get(&**key).is_none() {
                 bad.push(format!("{key}={v} not in Karpenter's column"));
             }
         }

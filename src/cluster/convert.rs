@@ -290,7 +290,7 @@ pub fn quantities(
         );
     }
     for (k, v) in &r.extended {
-        m.insert(k.clone(), Quantity(v.to_string()));
+        m.insert(k.to_string(), Quantity(v.to_string()));
     }
     m
 }

@@ -165,7 +165,7 @@ pub fn placeholders(policy: &HeadroomPolicy, pool: &NodePool, spare: &Resources)
     let mut devices = spare
         .extended
         .iter()
-        .flat_map(|(name, v)| std::iter::repeat_n(name.as_str(), *v as usize));
+        .flat_map(|(name, v)| std::iter::repeat_n(&**name, *v as usize));
     let mut node_selector = Labels::new();
     node_selector.insert(labels::NODEPOOL.to_string(), pool.name.clone());
     // Tolerate exactly the pool's own taints: a placeholder must land on this pool's nodes

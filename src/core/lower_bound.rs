@@ -20,7 +20,7 @@
 //!
 //! Pure: no I/O, no clock.
 
-use super::resources::Resources;
+use super::resources::{ResourceName, Resources};
 
 /// Fixed resource dimensions; extended resources follow.
 const CPU: usize = 0;
@@ -84,7 +84,7 @@ pub struct LowerBound {
     /// Number of resource dimensions (4 fixed + extended).
     dims: usize,
     /// Names of the extended dimensions, in dimension order `FIXED_DIMS..`.
-    extended: Vec<String>,
+    extended: Vec<ResourceName>,
     /// Kept options: scaled allocatable, row-major `n x dims`.
     alloc: Vec<f64>,
     /// Max-norm of each kept option's scaled allocatable.
@@ -106,11 +106,11 @@ impl LowerBound {
     /// negative allocatable components count as 0. Duplicates and dominated options (no
     /// more of any resource than another option that costs no less) are dropped.
     pub fn new(options: Vec<(f64, Resources)>) -> Self {
-        let mut extended: Vec<String> = Vec::new();
+        let mut extended: Vec<ResourceName> = Vec::new();
         for (_, r) in &options {
-            for name in r.extended_names() {
-                if let Err(i) = extended.binary_search_by(|n| n.as_str().cmp(name)) {
-                    extended.insert(i, name.to_string());
+            for (name, _) in &r.extended {
+                if let Err(i) = extended.binary_search(name) {
+                    extended.insert(i, name.clone());
                 }
             }
         }

@@ -1,8 +1,14 @@
 //! Resource vectors: what a pod requests and what a node can hold.
 
 use std::fmt;
+use std::sync::Arc;
 
 pub const GPU_NVIDIA: &str = "nvidia.com/gpu";
+
+/// The name of an extended resource: shared, because resource vectors are copied far
+/// more often than names are made (every node's room in every decision), and a copied
+/// `String` was a heap allocation each time.
+pub type ResourceName = Arc<str>;
 
 /// A resource vector. Integers throughout so that fitting is exact.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -16,7 +22,7 @@ pub struct Resources {
     pub pods: i64,
     /// Extended resources (`nvidia.com/gpu`, `aws.amazon.com/neuron`, ...), sorted by
     /// name, never holding a zero. Empty for almost every pod, so it costs no allocation.
-    pub extended: Vec<(String, i64)>,
+    pub extended: Vec<(ResourceName, i64)>,
 }
 
 impl Resources {
@@ -32,7 +38,7 @@ impl Resources {
     pub fn extended(&self, name: &str) -> i64 {
         self.extended
             .iter()
-            .find(|(n, _)| n == name)
+            .find(|(n, _)| &**n == name)
             .map_or(0, |(_, v)| *v)
     }
 
@@ -49,16 +55,18 @@ impl Resources {
     }
 
     pub fn set_extended(&mut self, name: &str, value: i64) {
-        match self
-            .extended
-            .binary_search_by(|(n, _)| n.as_str().cmp(name))
-        {
+        self.set_named(name, value, || ResourceName::from(name));
+    }
+
+    /// Sets `name` to `value`, making the name with `make` only if it is new here.
+    fn set_named(&mut self, name: &str, value: i64, make: impl FnOnce() -> ResourceName) {
+        match self.extended.binary_search_by(|(n, _)| (**n).cmp(name)) {
             Ok(i) if value == 0 => {
                 self.extended.remove(i);
             }
             Ok(i) => self.extended[i].1 = value,
             Err(_) if value == 0 => {}
-            Err(i) => self.extended.insert(i, (name.to_string(), value)),
+            Err(i) => self.extended.insert(i, (make(), value)),
         }
     }
 
@@ -69,7 +77,7 @@ impl Resources {
         self.pods += other.pods;
         for (n, v) in &other.extended {
             let cur = self.extended(n);
-            self.set_extended(n, cur + v);
+            self.set_named(n, cur + v, || n.clone());
         }
     }
 
@@ -80,7 +88,7 @@ impl Resources {
         self.pods -= other.pods;
         for (n, v) in &other.extended {
             let cur = self.extended(n);
-            self.set_extended(n, cur - v);
+            self.set_named(n, cur - v, || n.clone());
         }
     }
 
@@ -104,7 +112,7 @@ impl Resources {
         self.pods = self.pods.max(other.pods);
         for (n, v) in &other.extended {
             let cur = self.extended(n);
-            self.set_extended(n, cur.max(*v));
+            self.set_named(n, cur.max(*v), || n.clone());
         }
     }
 
@@ -125,7 +133,7 @@ impl Resources {
         self.extended
             .iter()
             .find(|(n, v)| *v > capacity.extended(n))
-            .map(|(n, _)| n.as_str())
+            .map(|(n, _)| &**n)
     }
 
     pub fn fits_in(&self, capacity: &Resources) -> bool {
@@ -142,7 +150,7 @@ impl Resources {
 
     /// Names of extended resources present here.
     pub fn extended_names(&self) -> impl Iterator<Item = &str> {
-        self.extended.iter().map(|(n, _)| n.as_str())
+        self.extended.iter().map(|(n, _)| &**n)
     }
 }
 
@@ -171,7 +179,7 @@ mod tests {
         let mut a = Resources::new(1000, 1 << 30, 1);
         a.set_extended(GPU_NVIDIA, 2);
         a.set_extended("aws.amazon.com/neuron", 1);
-        assert_eq!(a.extended[0].0, "aws.amazon.com/neuron");
+        assert_eq!(&*a.extended[0].0, "aws.amazon.com/neuron");
         let mut b = a.clone();
         b.sub(&a);
         assert!(b.is_zero());

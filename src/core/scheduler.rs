@@ -252,7 +252,6 @@ fn solve_with<'a>(
     snapshot: &Snapshot<'a>,
     rooms: NodeRooms,
 ) -> (Decision, NodeRooms) {
-    let mut solver = Solver::new(env, snapshot, rooms);
     let mut order: Vec<usize> = (0..snapshot.pending.len()).collect();
     order.sort_by(|&a, &b| {
         let (pa, pb) = (snapshot.pending[a], snapshot.pending[b]);
@@ -263,9 +262,7 @@ fn solve_with<'a>(
             .then(pb.requests.memory.cmp(&pa.requests.memory))
             .then_with(|| (&pa.namespace, &pa.name).cmp(&(&pb.namespace, &pb.name)))
     });
-    for &i in &order {
-        solver.topology.register(snapshot.pending[i]);
-    }
+    let mut solver = Solver::new(env, snapshot, rooms, &order);
     let mut decision = Decision::default();
     for &i in &order {
         match solver.place(i) {
@@ -402,13 +399,19 @@ fn has_preferences(pod: &Pod) -> bool {
 }
 
 impl<'a, 'e> Solver<'a, 'e> {
-    fn new(env: &'e SolveEnv<'a>, snapshot: &'e Snapshot<'a>, nodes: NodeRooms) -> Self {
+    /// `order`: the pending pods in the order they will be placed.
+    fn new(
+        env: &'e SolveEnv<'a>,
+        snapshot: &'e Snapshot<'a>,
+        nodes: NodeRooms,
+        order: &[usize],
+    ) -> Self {
         let topology = Topology::new(
             snapshot
                 .bound
                 .iter()
-                .map(|&(pod, ni)| (pod, node_place(&snapshot.nodes[ni])))
-                .collect(),
+                .map(|&(pod, ni)| (pod, node_place(&snapshot.nodes[ni]))),
+            order.iter().map(|&i| snapshot.pending[i]),
         );
         let available = if env.allow_new_nodes {
             env.catalog

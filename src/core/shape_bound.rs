@@ -28,7 +28,7 @@
 //! Pure: no I/O, no clock.
 
 use super::lower_bound::{FIXED_DIMS, SCALE};
-use super::resources::Resources;
+use super::resources::{ResourceName, Resources};
 use std::collections::HashMap;
 
 /// Bases kept per set of classes.
@@ -99,7 +99,7 @@ pub struct ShapeBoundStats {
 
 /// The shape-aware bound over a fixed set of options, with its basis cache.
 pub struct ShapeBound {
-    extended: Vec<String>,
+    extended: Vec<ResourceName>,
     offers: Vec<Offer>,
     cache: HashMap<Vec<Resources>, Vec<Basis>>,
     stats: ShapeBoundStats,
@@ -109,7 +109,7 @@ impl ShapeBound {
     /// `options` are (price per hour, room for pods). Options with no more room than a
     /// cheaper (or equal, earlier) one are dropped: the optimum is unchanged.
     pub fn new(options: Vec<(f64, Resources)>) -> Self {
-        let mut extended: Vec<String> = Vec::new();
+        let mut extended: Vec<ResourceName> = Vec::new();
         for (_, r) in &options {
             for (name, _) in &r.extended {
                 if !extended.contains(name) {

@@ -72,8 +72,6 @@ pub struct Topology<'a> {
     anti_at: HashMap<String, HashMap<String, Vec<usize>>>,
     /// Whether any entry of `anti` is zone-keyed (most are per hostname).
     any_zone_anti: bool,
-    /// Pods placed before this decision, counted when a group is made.
-    seed: Vec<(&'a Pod, Place<'a>)>,
 }
 
 /// Which soft constraints to treat as hard (the first pass of a placement honours
@@ -85,20 +83,21 @@ pub enum Strictness {
 }
 
 impl<'a> Topology<'a> {
-    /// Starts from the pods already placed. Groups must then be registered (for every
-    /// pending pod) before any new placement.
-    pub fn new(seed: Vec<(&'a Pod, Place<'a>)>) -> Self {
-        let mut topology = Topology {
-            groups: Vec::new(),
-            anti: Vec::new(),
-            anti_at: HashMap::new(),
-            any_zone_anti: false,
-            seed: Vec::new(),
-        };
-        for (pod, place) in &seed {
-            topology.record_anti(pod, place);
+    /// The topology of a decision for `pending` pods, starting from the pods already
+    /// `placed`: a counting group for every constraint of a pending pod, then one pass
+    /// over the placed pods (nothing of them is kept but their counts and anti-affinity
+    /// terms, so a decision over a large cluster copies no list of its pods).
+    pub fn new(
+        placed: impl IntoIterator<Item = (&'a Pod, Place<'a>)>,
+        pending: impl IntoIterator<Item = &'a Pod>,
+    ) -> Self {
+        let mut topology = Topology::default();
+        for pod in pending {
+            topology.register(pod);
         }
-        topology.seed = seed;
+        for (pod, place) in placed {
+            topology.place(pod, &place);
+        }
         topology
     }
 
@@ -136,27 +135,19 @@ impl<'a> Topology<'a> {
         {
             return i;
         }
-        let mut g = Group {
+        self.groups.push(Group {
             namespaces: ns,
             selector,
             key: key.to_string(),
             counts: HashMap::new(),
             total: 0,
-        };
-        for (pod, place) in &self.seed {
-            if g.selects(pod) {
-                if let Some(v) = place.value(key) {
-                    *g.counts.entry(v.to_string()).or_default() += 1;
-                    g.total += 1;
-                }
-            }
-        }
-        self.groups.push(g);
+        });
         self.groups.len() - 1
     }
 
-    /// Makes sure every constraint of `pod` has its counting group.
-    pub fn register(&mut self, pod: &'a Pod) {
+    /// Makes sure every constraint of `pod` has its counting group (before any pod is
+    /// placed: a group counts the pods placed after it is made).
+    fn register(&mut self, pod: &'a Pod) {
         for s in &pod.spread {
             self.group_index(pod, &[], &s.selector, &s.topology_key);
         }
