@@ -122,10 +122,7 @@ mod tests {
         assert_eq!(n.allocatable.memory, 15 << 30);
         assert_eq!(n.allocatable.pods, 58);
         assert_eq!(n.allocatable.ephemeral, 95_000_000_000);
-        assert_eq!(
-            n.allocatable.extended,
-            vec![("nvidia.com/gpu".into(), 1)]
-        );
+        assert_eq!(n.allocatable.extended, vec![("nvidia.com/gpu".into(), 1)]);
         assert_eq!(n.taints[0].effect, TaintEffect::NoSchedule);
         assert_eq!(n.labels["topology.kubernetes.io/zone"], "us-east-1a");
     }
