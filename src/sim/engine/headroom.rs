@@ -8,11 +8,12 @@
 //!
 //! The report's `headroom` figures are accounted here (docs/sim-report.md).
 
-use super::{Mode, NodeState, Sim};
+use super::state::{NodeState, Sim};
 use crate::core::headroom::{self, HeadroomPlan, HeadroomPolicy, PoolUsage};
 use crate::core::pod::Pod;
 use crate::core::resources::Resources;
 use crate::sim::report::{round2, round3, Headroom};
+use crate::sim::Mode;
 
 /// Time integrals behind the report's `headroom` figures.
 #[derive(Clone, Debug, Default)]

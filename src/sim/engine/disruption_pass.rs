@@ -1,0 +1,310 @@
+//! Fleet-mode disruption in the simulator: it asks the core what to disrupt (empty
+//! nodes, expiry, drift, consolidation), within the pools' budgets, once per scan, and
+//! hands each disruption it starts to `in_flight`. Node groups scale down by the Cluster
+//! Autoscaler's rule instead (`node_groups_mode`).
+
+use super::state::{NodeState, Sim};
+use crate::core::budget::{self, Reason};
+use crate::core::consolidation::{self, Inputs, NodeCost};
+use crate::core::disruption;
+use crate::core::resources::Resources;
+use crate::core::snapshot::Snapshot;
+use crate::sim::Mode;
+use std::time::Instant;
+
+/// Single-node consolidation trials per decision.
+const CONSOLIDATION_CANDIDATES: usize = 10;
+
+/// What a disruption is for (report counters and chart marks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    Empty,
+    Delete,
+    Replace,
+    MultiNode,
+    Expired,
+    Drifted,
+}
+
+impl Kind {
+    fn reason(self) -> Reason {
+        match self {
+            Kind::Empty => Reason::Empty,
+            Kind::Delete | Kind::Replace | Kind::MultiNode => Reason::Underutilized,
+            Kind::Expired => Reason::Expired,
+            Kind::Drifted => Reason::Drifted,
+        }
+    }
+
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Kind::Empty => "emptied",
+            Kind::Delete => "consolidated",
+            Kind::Replace => "replaced",
+            Kind::MultiNode => "multi-node",
+            Kind::Expired => "expired",
+            Kind::Drifted => "drifted",
+        }
+    }
+}
+
+impl Sim<'_> {
+    /// Removes or replaces nodes: the fleet's disruption pass (`disrupt`, below), or the
+    /// Cluster Autoscaler's unneeded rule (node groups).
+    pub(super) fn scale_down(&mut self) {
+        match self.mode {
+            Mode::Fleet => self.disrupt(),
+            Mode::NodeGroups => {
+                self.drain();
+                self.scale_down_node_groups();
+            }
+        }
+    }
+
+    /// The fleet's disruption pass, once per scan.
+    pub(super) fn disrupt(&mut self) {
+        self.record_demand();
+        self.drain();
+        self.delete_empty();
+        // Decide on a settled cluster only: pending pods and launching nodes first.
+        let unsettled = self
+            .live
+            .iter()
+            .any(|&n| self.nodes[n].state == NodeState::Launching)
+            || !self.pending.is_empty();
+        if unsettled {
+            return;
+        }
+        self.expire_and_drift();
+        self.consolidate();
+    }
+
+    /// Nodes of each pool (index) and how many of them are being disrupted.
+    fn pool_counts(&self) -> (Vec<usize>, Vec<usize>) {
+        let mut total = vec![0; self.pools.len()];
+        let mut disrupting = vec![0; self.pools.len()];
+        for &n in &self.live {
+            if let Some(p) = self.nodes[n].pool {
+                total[p] += 1;
+                disrupting[p] += usize::from(self.nodes[n].disrupting);
+            }
+        }
+        (total, disrupting)
+    }
+
+    /// How many more nodes each pool may disrupt for `reason` now.
+    fn budget_left(&self, reason: Reason) -> Vec<usize> {
+        let (total, disrupting) = self.pool_counts();
+        let epoch = self.epoch + self.now as i64;
+        (0..self.pools.len())
+            .map(|p| {
+                let budgets = &self.pool_disruption[p].budgets;
+                budget::allowed(budgets, reason, total[p], disrupting[p], epoch)
+            })
+            .collect()
+    }
+
+    /// The snapshot consolidation sees: every live node (`ids[i]` is snapshot node `i`).
+    fn disruption_view(&self) -> (Vec<usize>, Vec<NodeCost>) {
+        let ids: Vec<usize> = self.live.clone();
+        let costs = ids
+            .iter()
+            .map(|&n| {
+                let node = &self.nodes[n];
+                let backing_off = self.backoff.get(&n).is_some_and(|&t| t > self.now);
+                let mut annotations = node.annotations.clone();
+                if backing_off {
+                    // A failed replacement: leave the node alone for a while.
+                    annotations.insert("stevedore.dev/do-not-disrupt".into(), "true".into());
+                }
+                NodeCost {
+                    price_per_hour: node.price,
+                    stable_since: node.stable_since,
+                    annotations,
+                }
+            })
+            .collect();
+        (ids, costs)
+    }
+
+    fn snapshot_of(&self, ids: &[usize]) -> Snapshot<'_> {
+        Snapshot {
+            nodes: ids.iter().map(|&n| self.existing(n)).collect(),
+            bound: ids
+                .iter()
+                .enumerate()
+                .flat_map(|(si, &n)| self.nodes[n].pods.iter().map(move |&p| (p, si)))
+                .map(|(p, si)| (&self.pods[p].pod, si))
+                .collect(),
+            pending: Vec::new(),
+        }
+    }
+
+    fn delete_empty(&mut self) {
+        if !self
+            .pool_disruption
+            .iter()
+            .any(|p| p.consolidate_after().is_some())
+        {
+            return;
+        }
+        let left = self.budget_left(Reason::Empty);
+        let (ids, costs) = self.disruption_view();
+        let empty = {
+            let snapshot = self.snapshot_of(&ids);
+            consolidation::empty_nodes(&snapshot, &costs, &self.pool_disruption, &left, self.now)
+        };
+        for i in empty {
+            if self.nodes[ids[i]].disrupting || !self.headroom_allows_removal(ids[i]) {
+                continue;
+            }
+            self.start(Kind::Empty, vec![ids[i]], Vec::new());
+        }
+    }
+
+    /// Expired and drifted nodes are replaced, replacement first, within their budgets.
+    fn expire_and_drift(&mut self) {
+        self.ensure_models();
+        for kind in [Kind::Drifted, Kind::Expired] {
+            let mut left = self.budget_left(kind.reason());
+            let due: Vec<usize> = self
+                .live
+                .iter()
+                .copied()
+                .filter(|&n| !self.nodes[n].disrupting && self.due(n, kind))
+                .collect();
+            for n in due {
+                let p = self.nodes[n].pool.expect("managed");
+                if left[p] == 0 || self.backoff.get(&n).is_some_and(|&t| t > self.now) {
+                    continue;
+                }
+                let ids = self.live.clone();
+                let i = ids.iter().position(|&x| x == n).expect("live");
+                let plans = {
+                    let env = self.env(None, true);
+                    disruption::replacements(&env, &self.snapshot_of(&ids), &[i])
+                };
+                if let Some(plans) = plans {
+                    left[p] -= 1;
+                    self.start(kind, vec![n], plans);
+                }
+            }
+        }
+    }
+
+    /// Is managed node `n` due for disruption of this kind?
+    fn due(&self, n: usize, kind: Kind) -> bool {
+        let node = &self.nodes[n];
+        let Some(p) = node.pool else { return false };
+        if node.state != NodeState::Ready || node.cordoned {
+            return false;
+        }
+        // Whether it is due comes first: it is cheap, and rarely true, while the pods'
+        // evictability reads every pod's annotations.
+        let due = match kind {
+            Kind::Expired => {
+                disruption::expired(&self.pool_disruption[p], node.launched_at, self.now)
+            }
+            Kind::Drifted => {
+                let pool = &self.pools[p];
+                let hash = self.pool_hashes[p];
+                disruption::drifted(pool, hash, &node.labels, &node.taints, Some(node.hash))
+                    .is_some()
+            }
+            _ => false,
+        };
+        due && !disruption::node_blocks_disruption(&node.annotations)
+            && node
+                .pods
+                .iter()
+                .all(|&i| disruption::pod_evictable(&self.pods[i].pod))
+    }
+
+    /// One consolidation decision (multi-node first, then single-node), when something
+    /// changed since the last fruitless search.
+    fn consolidate(&mut self) {
+        if !self.pool_disruption.iter().any(|p| p.underutilized())
+            || self.in_flight.iter().any(|f| f.kind != Kind::Empty)
+        {
+            return;
+        }
+        let newly_eligible = self.live.iter().any(|&n| {
+            let after = self.nodes[n]
+                .pool
+                .and_then(|p| self.pool_disruption[p].consolidate_after())
+                .unwrap_or(f64::INFINITY);
+            let age = self.now - self.nodes[n].stable_since;
+            age >= after && age < after + self.settings().scan_interval.as_secs_f64()
+        });
+        // The capacity kept falls as old peaks leave the window: that may allow an action.
+        // Consolidation never takes the pools' headroom spare away either.
+        let keep = self.recent_peak_demand().plus(&self.headroom_keep());
+        let same_keep = self.keep_at_last_search.as_ref() == Some(&keep);
+        if self.changes == self.changes_at_last_search && !newly_eligible && same_keep {
+            return;
+        }
+        self.changes_at_last_search = self.changes;
+        self.keep_at_last_search = Some(keep.clone());
+        self.ensure_models();
+        let left = self.budget_left(Reason::Underutilized);
+        let (ids, costs) = self.disruption_view();
+        let (action, ms) = {
+            let snapshot = self.snapshot_of(&ids);
+            let env = self.env(None, true);
+            let input = Inputs {
+                nodes: &costs,
+                pools: &self.pool_disruption,
+                pdbs: &self.config.pdbs,
+                budget_left: &left,
+                max_candidates: CONSOLIDATION_CANDIDATES,
+                keep,
+            };
+            let started = Instant::now();
+            let action = consolidation::find_action(&env, snapshot, &input);
+            (action, started.elapsed().as_secs_f64() * 1000.0)
+        };
+        self.decision_ms.push(ms);
+        let Some(action) = action else { return };
+        let nodes: Vec<usize> = action.nodes.iter().map(|&i| ids[i]).collect();
+        for &n in &nodes {
+            let stable = self.now - self.nodes[n].stable_since;
+            let d = &mut self.disruptions;
+            d.min_stable_s_at_consolidation = Some(
+                d.min_stable_s_at_consolidation
+                    .map_or(stable, |m: f64| m.min(stable)),
+            );
+        }
+        let kind = match (&action.replacement, nodes.len()) {
+            (_, 2..) => Kind::MultiNode,
+            (Some(_), _) => Kind::Replace,
+            (None, _) => Kind::Delete,
+        };
+        self.start(kind, nodes, action.replacement.into_iter().collect());
+    }
+
+    /// Records the demand now (cpu and memory of every feasible pod, placed or not, that
+    /// does not end by itself), keeping the Settings' `consolidationWindow` of history.
+    /// Jobs' pods are left out: their capacity goes as empty nodes when they end, and a
+    /// burst of them would otherwise hold half-empty nodes for the whole window.
+    pub(super) fn record_demand(&mut self) {
+        let window = self.settings().consolidation_window.as_secs_f64();
+        while self
+            .demand_history
+            .front()
+            .is_some_and(|(t, _)| *t < self.now - window)
+        {
+            self.demand_history.pop_front();
+        }
+        self.demand_history
+            .push_back((self.now, self.service_demand.clone()));
+    }
+
+    fn recent_peak_demand(&self) -> Resources {
+        let mut peak = Resources::default();
+        for (_, d) in &self.demand_history {
+            peak.cpu_milli = peak.cpu_milli.max(d.cpu_milli);
+            peak.memory = peak.memory.max(d.memory);
+        }
+        peak
+    }
+}

@@ -1,0 +1,197 @@
+//! The simulated kube-scheduler (the core placing only on ready nodes), and the
+//! cluster as every decision sees it: the snapshot, each node as the core's
+//! `ExistingNode`, the solve environment, and whether a pod is feasible at all.
+
+use super::state::{NodeState, Sim};
+use crate::core::pod::Pod;
+use crate::core::scheduler::{self, Decision, SolveEnv};
+use crate::core::snapshot::{ExistingNode, Snapshot};
+use crate::core::unavailable::UnavailableOfferings;
+use std::time::Instant;
+
+impl Sim<'_> {
+    /// The simulated kube-scheduler: binds pending pods to ready nodes.
+    ///
+    /// Only when room appeared (a node became ready, a pod left) can a pod that found no
+    /// place before find one now; otherwise only the pods new since the last pass are
+    /// tried, with those whose pod affinity a new neighbour may have satisfied.
+    pub(super) fn schedule_pass(&mut self) {
+        self.sched_dirty = false;
+        let pending: Vec<usize> = if std::mem::take(&mut self.full_pass) {
+            self.new_pending.clear();
+            self.pending_pods()
+        } else {
+            let mut fresh: Vec<usize> = self
+                .new_pending
+                .drain(..)
+                .chain(
+                    self.pending
+                        .iter()
+                        .copied()
+                        .filter(|&i| !self.pods[i].pod.affinity.is_empty()),
+                )
+                .filter(|i| self.pending.contains(i))
+                .collect();
+            fresh.sort_unstable();
+            fresh.dedup();
+            fresh
+        };
+        if pending.is_empty() {
+            return;
+        }
+        self.ensure_models();
+        let (decision, node_ids, _) = self.solve(&pending, &[], false, None, false);
+        for (pi, ni) in decision.existing {
+            self.bind(pending[pi], node_ids[ni]);
+        }
+    }
+
+    /// Runs the core over the current state. Returns the decision, the sim node index of
+    /// each snapshot node, and the wall-clock milliseconds it took.
+    pub(super) fn solve<'s>(
+        &'s self,
+        pending: &[usize],
+        placeholders: &'s [Pod],
+        new_nodes: bool,
+        pool_filter: Option<&[usize]>,
+        displaced: bool,
+    ) -> (Decision, Vec<usize>, f64) {
+        let (mut snapshot, node_ids) = self.snapshot(pending, new_nodes, displaced);
+        // Headroom placeholders: the scheduler places them after every real pod (lowest
+        // priority); the caller never binds them.
+        snapshot.pending.extend(placeholders);
+        let env = self.env(pool_filter, new_nodes);
+        let started = Instant::now();
+        let decision = scheduler::solve(&env, &snapshot);
+        (decision, node_ids, started.elapsed().as_secs_f64() * 1000.0)
+    }
+
+    /// The snapshot a decision sees, and the sim node index of each snapshot node:
+    /// without `new_nodes`, only ready and uncordoned nodes (the kube-scheduler's view);
+    /// with `displaced`, an interrupted node's pods are pending again.
+    pub(super) fn snapshot(
+        &self,
+        pending: &[usize],
+        new_nodes: bool,
+        displaced: bool,
+    ) -> (Snapshot<'_>, Vec<usize>) {
+        let mut node_ids = Vec::new();
+        let mut nodes = Vec::new();
+        for &n in &self.live {
+            let node = &self.nodes[n];
+            if !new_nodes && (node.state != NodeState::Ready || node.cordoned) {
+                continue;
+            }
+            node_ids.push(n);
+            nodes.push(self.existing(n));
+        }
+        let mut bound = Vec::new();
+        let mut pending_pods: Vec<&Pod> = pending.iter().map(|&i| &self.pods[i].pod).collect();
+        for (si, &n) in node_ids.iter().enumerate() {
+            let node = &self.nodes[n];
+            for &p in &node.pods {
+                if node.interrupted && displaced {
+                    // Pods of an interrupted node need a new home before it goes.
+                    pending_pods.push(&self.pods[p].pod);
+                } else if !node.cordoned {
+                    bound.push((&self.pods[p].pod, si));
+                }
+            }
+        }
+        let snapshot = Snapshot {
+            nodes,
+            bound,
+            pending: pending_pods,
+        };
+        (snapshot, node_ids)
+    }
+
+    pub(super) fn existing(&self, n: usize) -> ExistingNode<'_> {
+        let node = &self.nodes[n];
+        // A replacement's room is taken by the pods of the node it replaces.
+        let mut requested = node.requested.plus(&node.overhead);
+        if let Some(r) = self.reserved_on(n) {
+            requested.add(&r);
+        }
+        ExistingNode {
+            name: &node.name,
+            labels: &node.labels,
+            zone: node.zone.as_deref(),
+            capacity: &node.capacity,
+            allocatable: &node.allocatable,
+            requested,
+            taints: &node.taints,
+            pool: node.pool,
+            ready: node.state == NodeState::Ready,
+            schedulable: !node.cordoned,
+        }
+    }
+
+    pub(super) fn env<'s>(
+        &'s self,
+        pool_filter: Option<&'s [usize]>,
+        new_nodes: bool,
+    ) -> SolveEnv<'s> {
+        SolveEnv {
+            catalog: self.catalog,
+            pools: &self.pools,
+            model: self.model.as_ref().expect("models built"),
+            unavailable: &self.unavailable,
+            now: self.now,
+            max_launch_options: self.settings().max_launch_options,
+            pool_filter,
+            allow_new_nodes: new_nodes,
+            use_launching_nodes: new_nodes,
+            split_claims: true,
+            exclude_node: None,
+        }
+    }
+
+    /// (Infeasible reason in this mode, feasible for the fleet pools.) Cached by the
+    /// pod's scheduling shape: replicas of one workload are checked once.
+    pub(super) fn feasibility(&mut self, pod: &Pod) -> (Option<String>, bool) {
+        let shape = format!(
+            "{:?}|{:?}|{:?}|{:?}|{:?}",
+            pod.requests, pod.node_selector, pod.required_node_terms, pod.tolerations, pod.affinity
+        );
+        if let Some(v) = self.feasibility_cache.get(&shape) {
+            return v.clone();
+        }
+        let unavailable = UnavailableOfferings::default();
+        let mode_env = SolveEnv {
+            catalog: self.catalog,
+            pools: &self.pools,
+            model: self.model.as_ref().expect("models built"),
+            unavailable: &unavailable,
+            now: self.now,
+            max_launch_options: 1,
+            pool_filter: None,
+            allow_new_nodes: true,
+            use_launching_nodes: true,
+            split_claims: true,
+            exclude_node: None,
+        };
+        let mut reason = scheduler::infeasible_reason(&mode_env, pod);
+        let fleet_env = SolveEnv {
+            pools: self.fleet_pools,
+            model: self.fleet_model.as_ref().expect("models built"),
+            ..mode_env
+        };
+        let fleet_ok = scheduler::infeasible_reason(&fleet_env, pod).is_none();
+        // A pod a static node could hold is not infeasible.
+        if reason.is_some()
+            && self.live.iter().any(|&n| {
+                let node = &self.nodes[n];
+                !node.managed()
+                    && pod.requests.fits_in(&node.allocatable)
+                    && pod.node_affinity_matches(&node.labels)
+                    && crate::core::taints::tolerates_all(&pod.tolerations, &node.taints)
+            })
+        {
+            reason = None;
+        }
+        let v = (reason, fleet_ok);
+        self.feasibility_cache.insert(shape, v.clone());
+        v
+    }
+}
