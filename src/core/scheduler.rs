@@ -231,7 +231,21 @@ fn offer_mask(zones: u32, cts: u8) -> u64 {
 
 /// Computes a provisioning decision for `snapshot.pending`.
 pub fn solve<'a>(env: &SolveEnv<'a>, snapshot: &Snapshot<'a>) -> Decision {
-    solve_with(env, snapshot, NodeRooms::new(env, snapshot)).0
+    solve_with(env, snapshot, NodeRooms::new(env, snapshot), true).0
+}
+
+/// What the kube-scheduler would bind now: (pending index, node index) for the pods of
+/// `snapshot.pending` that [`solve`] puts on existing nodes when no new node may be
+/// launched, the same placements. It does not work out why the others cannot go, which
+/// costs more than placing them when most pods of a pass wait for nodes still booting.
+pub fn place_on_existing<'a>(env: &SolveEnv<'a>, snapshot: &Snapshot<'a>) -> Vec<(usize, usize)> {
+    let env = SolveEnv {
+        allow_new_nodes: false,
+        ..*env
+    };
+    solve_with(&env, snapshot, NodeRooms::new(&env, snapshot), false)
+        .0
+        .existing
 }
 
 /// [`solve`] starting from `rooms` (built by [`NodeRooms::for_trials`] over this
@@ -241,16 +255,18 @@ pub fn solve_reusing<'a>(
     snapshot: &Snapshot<'a>,
     rooms: &mut NodeRooms,
 ) -> Decision {
-    let (decision, mut back) = solve_with(env, snapshot, std::mem::take(rooms));
+    let (decision, mut back) = solve_with(env, snapshot, std::mem::take(rooms), true);
     back.undo();
     *rooms = back;
     decision
 }
 
+/// `explain`: say why each pod that is not placed is not (`unschedulable`, `infeasible`).
 fn solve_with<'a>(
     env: &SolveEnv<'a>,
     snapshot: &Snapshot<'a>,
     rooms: NodeRooms,
+    explain: bool,
 ) -> (Decision, NodeRooms) {
     let mut order: Vec<usize> = (0..snapshot.pending.len()).collect();
     order.sort_by(|&a, &b| {
@@ -268,6 +284,7 @@ fn solve_with<'a>(
         match solver.place(i) {
             Ok(Target::Existing(n)) => decision.existing.push((i, n)),
             Ok(Target::Claim) => {}
+            Err(_) if !explain => {}
             Err(reason) => match infeasible_reason(env, snapshot.pending[i]) {
                 Some(why) => decision.infeasible.push((i, why)),
                 None => decision.unschedulable.push((i, reason)),

@@ -106,7 +106,11 @@ impl Sim<'_> {
 
     /// The snapshot consolidation sees: every live node (`ids[i]` is snapshot node `i`).
     fn disruption_view(&self) -> (Vec<usize>, Vec<NodeCost>) {
-        let ids: Vec<usize> = self.live.clone();
+        self.disruption_view_of(self.live.clone())
+    }
+
+    /// The disruption view of the nodes `ids` only.
+    fn disruption_view_of(&self, ids: Vec<usize>) -> (Vec<usize>, Vec<NodeCost>) {
         let costs = ids
             .iter()
             .map(|&n| {
@@ -130,12 +134,17 @@ impl Sim<'_> {
     fn snapshot_of(&self, ids: &[usize]) -> Snapshot<'_> {
         Snapshot {
             nodes: ids.iter().map(|&n| self.existing(n)).collect(),
-            bound: ids
-                .iter()
-                .enumerate()
-                .flat_map(|(si, &n)| self.nodes[n].pods.iter().map(move |&p| (p, si)))
-                .map(|(p, si)| (&self.pods[p].pod, si))
-                .collect(),
+            bound: {
+                let len = ids.iter().map(|&n| self.nodes[n].pods.len()).sum();
+                let mut bound = Vec::with_capacity(len);
+                bound.extend(
+                    ids.iter()
+                        .enumerate()
+                        .flat_map(|(si, &n)| self.nodes[n].pods.iter().map(move |&p| (p, si)))
+                        .map(|(p, si)| (&self.pods[p].pod, si)),
+                );
+                bound
+            },
             pending: Vec::new(),
         }
     }
@@ -148,8 +157,23 @@ impl Sim<'_> {
         {
             return;
         }
+        // Only nodes whose pods are all DaemonSet pods can be empty: the view is built of
+        // those alone, not of every node and pod at every scan. The core answers the same,
+        // as it takes each node by itself, in order, within the budgets.
+        let maybe_empty: Vec<usize> = self
+            .live
+            .iter()
+            .copied()
+            .filter(|&n| {
+                let pods = &self.nodes[n].pods;
+                pods.iter().all(|&p| self.pods[p].pod.is_daemonset())
+            })
+            .collect();
+        if maybe_empty.is_empty() {
+            return;
+        }
         let left = self.budget_left(Reason::Empty);
-        let (ids, costs) = self.disruption_view();
+        let (ids, costs) = self.disruption_view_of(maybe_empty);
         let empty = {
             let snapshot = self.snapshot_of(&ids);
             consolidation::empty_nodes(&snapshot, &costs, &self.pool_disruption, &left, self.now)

@@ -12,7 +12,7 @@ use crate::sim::Mode;
 /// Immediate re-decisions after launches that found no capacity.
 const MAX_LAUNCH_ROUNDS: usize = 64;
 
-/// See `Sim::provision_inputs`.
+/// See `Sim::provision`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct ProvisionInputs {
     pending: Vec<usize>,

@@ -40,8 +40,10 @@ impl Sim<'_> {
             return;
         }
         self.ensure_models();
-        let (decision, node_ids, _) = self.solve(&pending, &[], false, None, false);
-        for (pi, ni) in decision.existing {
+        let (snapshot, node_ids) = self.snapshot(&pending, false, false);
+        let placed = scheduler::place_on_existing(&self.env(None, false), &snapshot);
+        drop(snapshot);
+        for (pi, ni) in placed {
             self.bind(pending[pi], node_ids[ni]);
         }
     }
@@ -85,7 +87,9 @@ impl Sim<'_> {
             node_ids.push(n);
             nodes.push(self.existing(n));
         }
-        let mut bound = Vec::new();
+        // Sized once: growing it pod by pod copied it over and over on large clusters.
+        let bound_len = node_ids.iter().map(|&n| self.nodes[n].pods.len()).sum();
+        let mut bound = Vec::with_capacity(bound_len);
         let mut pending_pods: Vec<&Pod> = pending.iter().map(|&i| &self.pods[i].pod).collect();
         for (si, &n) in node_ids.iter().enumerate() {
             let node = &self.nodes[n];
