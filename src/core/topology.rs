@@ -95,8 +95,12 @@ impl<'a> Topology<'a> {
         for pod in pending {
             topology.register(pod);
         }
+        // With no group to count in, only anti-affinity terms of placed pods matter.
+        let counting = !topology.groups.is_empty();
         for (pod, place) in placed {
-            topology.place(pod, &place);
+            if counting || !pod.anti_affinity.is_empty() {
+                topology.place(pod, &place);
+            }
         }
         topology
     }

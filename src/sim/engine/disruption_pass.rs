@@ -157,17 +157,15 @@ impl Sim<'_> {
         {
             return;
         }
-        // Only nodes whose pods are all DaemonSet pods can be empty: the view is built of
-        // those alone, not of every node and pod at every scan. The core answers the same,
-        // as it takes each node by itself, in order, within the budgets.
+        // Only nodes with no pods can be empty (DaemonSet pods are templates here, never
+        // bound): the view is built of those alone, not of every node and pod at every
+        // scan. The core answers the same, as it takes each node by itself, in order,
+        // within the budgets.
         let maybe_empty: Vec<usize> = self
             .live
             .iter()
             .copied()
-            .filter(|&n| {
-                let pods = &self.nodes[n].pods;
-                pods.iter().all(|&p| self.pods[p].pod.is_daemonset())
-            })
+            .filter(|&n| self.nodes[n].pods.is_empty())
             .collect();
         if maybe_empty.is_empty() {
             return;
@@ -190,6 +188,18 @@ impl Sim<'_> {
     fn expire_and_drift(&mut self) {
         self.ensure_models();
         for kind in [Kind::Drifted, Kind::Expired] {
+            // Nothing can be due (see `stale_hash_nodes` and `next_expiry`; the margin
+            // keeps rounding from skipping a node `due` would take).
+            let none_due = match kind {
+                Kind::Drifted => self.stale_hash_nodes == 0,
+                _ => self.now < self.next_expiry - 1e-6,
+            };
+            if none_due {
+                continue;
+            }
+            if kind == Kind::Expired {
+                self.next_expiry = self.earliest_expiry();
+            }
             let mut left = self.budget_left(kind.reason());
             let due: Vec<usize> = self
                 .live
@@ -214,6 +224,18 @@ impl Sim<'_> {
                 }
             }
         }
+    }
+
+    /// The earliest time a live node expires.
+    fn earliest_expiry(&self) -> f64 {
+        self.live
+            .iter()
+            .filter_map(|&n| {
+                let node = &self.nodes[n];
+                let e = self.pool_disruption[node.pool?].expire_after_s?;
+                Some(node.launched_at + e)
+            })
+            .fold(f64::INFINITY, f64::min)
     }
 
     /// Is managed node `n` due for disruption of this kind?

@@ -202,6 +202,14 @@ impl Sim<'_> {
             Ev::PoolsChanged => {
                 if let (Mode::Fleet, Some(pools)) = (self.mode, self.pool_change.take()) {
                     self.pool_hashes = pools.iter().map(disruption::template_hash).collect();
+                    self.stale_hash_nodes = self
+                        .live
+                        .iter()
+                        .filter(|&&n| {
+                            let node = &self.nodes[n];
+                            node.pool.is_some_and(|p| node.hash != self.pool_hashes[p])
+                        })
+                        .count();
                     self.pools = pools;
                     self.model = None;
                     self.changes += 1;

@@ -161,6 +161,9 @@ impl Sim<'_> {
             ..SimNode::new(self.now, NodeState::Launching)
         });
         self.live.push(idx);
+        if let Some(e) = self.pool_disruption[plan.pool].expire_after_s {
+            self.next_expiry = self.next_expiry.min(self.now + e);
+        }
         self.node_changes += 1;
         self.counts.launched += 1;
         let managed_live = self

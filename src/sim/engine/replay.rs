@@ -49,6 +49,8 @@ pub fn run(
         backoff: HashMap::new(),
         pool_disruption,
         pool_hashes: pools.iter().map(disruption::template_hash).collect(),
+        stale_hash_nodes: 0,
+        next_expiry: f64::INFINITY,
         epoch: trace_epoch(trace),
         pool_change: opts.pool_change.as_ref().map(|(_, p)| p.clone()),
         changes_at_last_search: u64::MAX,

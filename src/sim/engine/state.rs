@@ -142,6 +142,14 @@ pub(super) struct Sim<'c> {
     pub(super) pool_change: Option<Vec<NodePool>>,
     /// `disruption::template_hash` of each pool (drift compares nodes against it).
     pub(super) pool_hashes: Vec<u64>,
+    /// Live managed nodes launched from a pool template that has changed since (`hash`
+    /// not the pool's): only those can have drifted, so with none the drift check of
+    /// every node at every scan is skipped.
+    pub(super) stale_hash_nodes: usize,
+    /// No live node expires before this time (the earliest `launched_at + expireAfter`
+    /// when last looked at; nodes launched later expire later): until then the expiry
+    /// check of every node at every scan is skipped.
+    pub(super) next_expiry: f64,
     /// Bumped whenever a pod or node comes or goes (consolidation skips unchanged states).
     pub(super) changes: u64,
     /// Bumped when a node is launched or added, becomes ready, or is cordoned or
@@ -326,6 +334,12 @@ impl<'c> Sim<'c> {
             if self.pods[i].infeasible.is_none() {
                 self.open_batch();
             }
+        }
+        if self.nodes[n]
+            .pool
+            .is_some_and(|p| self.nodes[n].hash != self.pool_hashes[p])
+        {
+            self.stale_hash_nodes = self.stale_hash_nodes.saturating_sub(1);
         }
         let now = self.now;
         let node = &mut self.nodes[n];
