@@ -19,7 +19,9 @@ use stevedore::core::nodepool::{NodePool, PoolLimits};
 use stevedore::core::pod::{Pod, PodAffinityTerm, TopologyKey, TopologySpread};
 use stevedore::core::requirements::{LabelSelector, Operator, Requirement};
 use stevedore::core::resources::{Resources, GPU_NVIDIA};
-use stevedore::core::scheduler::{solve, solve_reusing, Decision, NodeRooms, SolveEnv};
+use stevedore::core::scheduler::{
+    place_on_existing, solve, solve_launches, solve_reusing, Decision, NodeRooms, SolveEnv,
+};
 use stevedore::core::snapshot::{ExistingNode, Snapshot};
 use stevedore::core::taints::{Taint, TaintEffect, Toleration};
 use stevedore::core::unavailable::UnavailableOfferings;
@@ -1672,6 +1674,27 @@ proptest! {
                     node.schedulable = o;
                 }
             }
+            Ok(())
+        })?;
+    }
+}
+
+proptest! {
+    #![proptest_config(proptest_config(200))]
+
+    /// The entry points that skip the reasons for pods left unplaced (the simulated
+    /// kube-scheduler's, node-groups mode's) decide exactly what `solve` does.
+    #[test]
+    fn decisions_without_reasons_equal_solve(g in world_gen(25)) {
+        let w = build_world(&g);
+        w.with_inputs(|env, snapshot| {
+            let launches = format!("{:?}", solve(env, snapshot).launches);
+            prop_assert_eq!(launches, format!("{:?}", solve_launches(env, snapshot)));
+            let existing_only = SolveEnv { allow_new_nodes: false, ..*env };
+            prop_assert_eq!(
+                solve(&existing_only, snapshot).existing,
+                place_on_existing(env, snapshot)
+            );
             Ok(())
         })?;
     }

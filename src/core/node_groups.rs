@@ -10,7 +10,7 @@ use super::nodepool::{NodePool, PoolLimits};
 use super::pod::Pod;
 use super::requirements::{Operator, Requirement};
 use super::resources::Resources;
-use super::scheduler::{solve, LaunchPlan, SolveEnv};
+use super::scheduler::{place_on_existing, solve_launches, LaunchPlan, SolveEnv};
 use super::snapshot::Snapshot;
 use super::taints::Taint;
 
@@ -61,15 +61,9 @@ pub struct ScaleUp {
 /// CPU and memory wins (ties: the one helping more pods). `None` when the pending pods
 /// fit on existing or launching nodes, or no group helps.
 pub fn scale_up(env: &SolveEnv, snapshot: &Snapshot, room: &[usize]) -> Option<ScaleUp> {
-    let no_group: [usize; 0] = [];
-    let settled = solve(
-        &SolveEnv {
-            pool_filter: Some(&no_group),
-            ..*env
-        },
-        snapshot,
-    );
-    if settled.unschedulable.is_empty() && settled.infeasible.is_empty() {
+    // With no group to grow, a pod is placed on an existing or launching node or not at
+    // all: every pod placed is the settled case.
+    if place_on_existing(env, snapshot).len() == snapshot.pending.len() {
         return None;
     }
     let mut best: Option<ScaleUp> = None;
@@ -98,7 +92,7 @@ fn try_group(env: &SolveEnv, snapshot: &Snapshot, g: usize, room: usize) -> Opti
         pool_filter: Some(&only),
         ..*env
     };
-    let mut plans = solve(&env, snapshot).launches;
+    let mut plans = solve_launches(&env, snapshot);
     plans.truncate(room);
     if plans.is_empty() {
         return None;
@@ -151,7 +145,7 @@ pub fn fits_elsewhere(env: &SolveEnv, snapshot: &Snapshot) -> bool {
         use_launching_nodes: false,
         ..*env
     };
-    solve(&env, snapshot).existing.len() == snapshot.pending.len()
+    place_on_existing(&env, snapshot).len() == snapshot.pending.len()
 }
 
 #[cfg(test)]

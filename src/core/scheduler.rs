@@ -207,6 +207,9 @@ struct Solver<'a, 'e> {
     /// Per catalog type, the offerings purchasable now (see [`offer_mask`]); computed
     /// once per decision because claims ask it for every type on every pod.
     available: Vec<u64>,
+    /// Whether reasons for pods not placed are wanted (formatting them costs more than
+    /// placing when a caller only reads the placements).
+    explain: bool,
 }
 
 /// Bit `2*zone` is Spot in that zone, bit `2*zone+1` on-demand.
@@ -248,6 +251,15 @@ pub fn place_on_existing<'a>(env: &SolveEnv<'a>, snapshot: &Snapshot<'a>) -> Vec
         .existing
 }
 
+/// The launches of [`solve`], the same plans, without working out why the pods that get
+/// no node do not (node-groups mode asks this of every group on every scan, and most
+/// pods fit only some groups).
+pub fn solve_launches<'a>(env: &SolveEnv<'a>, snapshot: &Snapshot<'a>) -> Vec<LaunchPlan> {
+    solve_with(env, snapshot, NodeRooms::new(env, snapshot), false)
+        .0
+        .launches
+}
+
 /// [`solve`] starting from `rooms` (built by [`NodeRooms::for_trials`] over this
 /// snapshot's nodes), which it hands back as it found them.
 pub fn solve_reusing<'a>(
@@ -278,7 +290,7 @@ fn solve_with<'a>(
             .then(pb.requests.memory.cmp(&pa.requests.memory))
             .then_with(|| (&pa.namespace, &pa.name).cmp(&(&pb.namespace, &pb.name)))
     });
-    let mut solver = Solver::new(env, snapshot, rooms, &order);
+    let mut solver = Solver::new(env, snapshot, rooms, &order, explain);
     let mut decision = Decision::default();
     for &i in &order {
         match solver.place(i) {
@@ -422,6 +434,7 @@ impl<'a, 'e> Solver<'a, 'e> {
         snapshot: &'e Snapshot<'a>,
         nodes: NodeRooms,
         order: &[usize],
+        explain: bool,
     ) -> Self {
         let topology = Topology::new(
             snapshot
@@ -461,7 +474,17 @@ impl<'a, 'e> Solver<'a, 'e> {
             nodes,
             claims: Vec::new(),
             topology,
+            explain,
             zone_names: env.catalog.zones.iter().map(String::as_str).collect(),
+        }
+    }
+
+    /// A reason, made only when the caller wants reasons.
+    fn reason(&self, make: impl FnOnce() -> String) -> String {
+        if self.explain {
+            make()
+        } else {
+            String::new()
         }
     }
 
@@ -534,7 +557,8 @@ impl<'a, 'e> Solver<'a, 'e> {
                 match self.try_claim(c, pi, &sets, &eligible, strictness) {
                     Ok(()) => return Ok(Target::Claim),
                     Err(reason) => {
-                        last_reason = format!("node pool {}: {reason}", self.env.pools[pm].name);
+                        last_reason = self
+                            .reason(|| format!("node pool {}: {reason}", self.env.pools[pm].name));
                         self.claims.pop();
                     }
                 }
@@ -724,7 +748,7 @@ impl<'a, 'e> Solver<'a, 'e> {
         }
         let requested = claim.requested.plus(&pod.requests);
         if let Some(r) = requested.exceeds(&claim.max_usable) {
-            return Err(format!("no instance type has enough {r}"));
+            return Err(self.reason(|| format!("no instance type has enough {r}")));
         }
         // Topology first: it is cheap, and a pod the claim's host (or pinned zone)
         // rejects need not pay for filtering every instance type.
@@ -746,9 +770,9 @@ impl<'a, 'e> Solver<'a, 'e> {
                     m.max_with(&model.types[t as usize].usable);
                 }
                 self.claims[c].max_usable = m;
-                return Err(format!(
-                    "no instance type with an available offering fits {requested}"
-                ));
+                return Err(self.reason(|| {
+                    format!("no instance type with an available offering fits {requested}")
+                }));
             };
             let claim = &mut self.claims[c];
             claim.types_from = k;
@@ -819,7 +843,9 @@ impl<'a, 'e> Solver<'a, 'e> {
                 .filter(|&t| self.holds(&model.types[t as usize], &requested, zones, cts))
                 .collect();
             if types.is_empty() {
-                last = format!("no instance type with an available offering fits {requested}");
+                last = self.reason(|| {
+                    format!("no instance type with an available offering fits {requested}")
+                });
                 continue;
             }
             // Pin the zone when the pod's topology depends on it.
