@@ -148,6 +148,7 @@ impl Sim<'_> {
             taints: pool.taints.clone(),
             capacity: it.capacity.clone(),
             allocatable: it.allocatable.clone(),
+            taken: overhead.clone(),
             overhead,
             pool: Some(plan.pool),
             capacity_type: Some(o.capacity_type),

@@ -50,6 +50,7 @@ pub fn run(
         pool_disruption,
         pool_hashes: pools.iter().map(disruption::template_hash).collect(),
         stale_hash_nodes: 0,
+        anti_affinity_bound: 0,
         next_expiry: f64::INFINITY,
         epoch: trace_epoch(trace),
         pool_change: opts.pool_change.as_ref().map(|(_, p)| p.clone()),

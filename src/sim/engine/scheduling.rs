@@ -40,12 +40,37 @@ impl Sim<'_> {
             return;
         }
         self.ensure_models();
-        let (snapshot, node_ids) = self.snapshot(&pending, false, false);
+        let (snapshot, node_ids) =
+            self.snapshot_with_room(&pending, false, false, self.room_needed(&pending));
         let placed = scheduler::place_on_existing(&self.env(None, false), &snapshot);
         drop(snapshot);
         for (pi, ni) in placed {
             self.bind(pending[pi], node_ids[ni]);
         }
+    }
+
+    /// The least room (cpu, memory) a node needs to take any of `pending`, when the nodes
+    /// with less can be left out of the simulated kube-scheduler's snapshot without
+    /// changing where it binds: none of the pods has a spread or (anti-)affinity rule,
+    /// and no bound pod has an anti-affinity term, so a node's other pods matter to
+    /// none of them, and a node without that room takes none of them. Most nodes of a
+    /// large cluster are full; building each of them for every pass was most of a replay.
+    fn room_needed(&self, pending: &[usize]) -> Option<(i64, i64)> {
+        if self.anti_affinity_bound > 0 {
+            return None;
+        }
+        let mut least: Option<(i64, i64)> = None;
+        for &i in pending {
+            let pod = &self.pods[i].pod;
+            if !(pod.spread.is_empty() && pod.affinity.is_empty() && pod.anti_affinity.is_empty()) {
+                return None;
+            }
+            let r = &pod.requests;
+            least = Some(least.map_or((r.cpu_milli, r.memory), |(c, m)| {
+                (c.min(r.cpu_milli), m.min(r.memory))
+            }));
+        }
+        least
     }
 
     /// Runs the core over the current state. Returns the decision, the sim node index of
@@ -77,12 +102,29 @@ impl Sim<'_> {
         new_nodes: bool,
         displaced: bool,
     ) -> (Snapshot<'_>, Vec<usize>) {
+        self.snapshot_with_room(pending, new_nodes, displaced, None)
+    }
+
+    /// [`Self::snapshot`], leaving out the nodes without `room_for` (cpu, memory) left.
+    fn snapshot_with_room(
+        &self,
+        pending: &[usize],
+        new_nodes: bool,
+        displaced: bool,
+        room_for: Option<(i64, i64)>,
+    ) -> (Snapshot<'_>, Vec<usize>) {
         let mut node_ids = Vec::new();
         let mut nodes = Vec::new();
         for &n in &self.live {
             let node = &self.nodes[n];
             if !new_nodes && (node.state != NodeState::Ready || node.cordoned) {
                 continue;
+            }
+            if let Some((cpu, memory)) = room_for {
+                let (a, t) = (&node.allocatable, &node.taken);
+                if a.cpu_milli - t.cpu_milli < cpu || a.memory - t.memory < memory {
+                    continue;
+                }
             }
             node_ids.push(n);
             nodes.push(self.existing(n));
@@ -113,7 +155,7 @@ impl Sim<'_> {
     pub(super) fn existing(&self, n: usize) -> ExistingNode<'_> {
         let node = &self.nodes[n];
         // A replacement's room is taken by the pods of the node it replaces.
-        let mut requested = node.requested.plus(&node.overhead);
+        let mut requested = node.taken.clone();
         if let Some(r) = self.reserved_on(n) {
             requested.add(&r);
         }
