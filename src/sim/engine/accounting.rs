@@ -1,7 +1,7 @@
 //! What the report is made of: the cost, bound and utilization integrals over virtual
 //! time (`advance`), the chart's samples at each scan, and the final `Report`.
 
-use super::state::{NodeState, Sim};
+use super::state::{FleetTotals, NodeState, Sim};
 use crate::core::instance::CapacityType;
 use crate::core::resources::Resources;
 use crate::sim::report::{
@@ -40,19 +40,35 @@ impl Sim<'_> {
         self.lb_cost += self.lb_rate * dt / 3600.0;
         self.shape_cost += self.shape_rate * dt / 3600.0;
         self.account_headroom(dt);
+        let key = (self.changes, self.node_changes);
+        if self.fleet_totals.0 != key {
+            self.fleet_totals = (key, self.fleet_now());
+        }
+        let f = &self.fleet_totals.1;
+        self.node_seconds += f.managed * dt;
+        self.util_req.0 += f.requested.0 * dt;
+        self.util_req.1 += f.requested.1 * dt;
+        self.util_alloc.0 += f.allocatable.0 * dt;
+        self.util_alloc.1 += f.allocatable.1 * dt;
+        self.now = t;
+    }
+
+    /// The managed nodes now, and the requests and allocatable of the ready ones.
+    fn fleet_now(&self) -> FleetTotals {
+        let mut f = FleetTotals::default();
         for &n in &self.live {
             let node = &self.nodes[n];
             if node.managed() {
-                self.node_seconds += dt;
+                f.managed += 1.0;
             }
             if node.managed() && node.state == NodeState::Ready {
-                self.util_req.0 += node.requested.cpu_milli as f64 * dt;
-                self.util_req.1 += node.requested.memory as f64 * dt;
-                self.util_alloc.0 += node.allocatable.cpu_milli as f64 * dt;
-                self.util_alloc.1 += node.allocatable.memory as f64 * dt;
+                f.requested.0 += node.requested.cpu_milli as f64;
+                f.requested.1 += node.requested.memory as f64;
+                f.allocatable.0 += node.allocatable.cpu_milli as f64;
+                f.allocatable.1 += node.allocatable.memory as f64;
             }
         }
-        self.now = t;
+        f
     }
 
     pub(super) fn sample(&mut self) {

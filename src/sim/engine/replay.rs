@@ -4,7 +4,7 @@
 
 use super::events::Ev;
 use super::headroom;
-use super::state::Sim;
+use super::state::{FleetTotals, Sim};
 use super::{SimError, SimOptions};
 use crate::config::Config;
 use crate::core::disruption::{self, ConsolidationPolicy, PoolDisruption};
@@ -102,6 +102,7 @@ pub fn run(
         shape_cost: 0.0,
         cost_spot: 0.0,
         cost_on_demand: 0.0,
+        fleet_totals: ((u64::MAX, u64::MAX), FleetTotals::default()),
         util_req: (0.0, 0.0),
         util_alloc: (0.0, 0.0),
         pending_s: Vec::new(),

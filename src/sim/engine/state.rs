@@ -34,6 +34,15 @@ pub(super) enum PodState {
     Done,
 }
 
+/// Figures summed over the live nodes: how many are managed, and the requests and
+/// allocatable (cpu milli, memory bytes) of the managed ready ones.
+#[derive(Clone, Debug, Default)]
+pub(super) struct FleetTotals {
+    pub(super) managed: f64,
+    pub(super) requested: (f64, f64),
+    pub(super) allocatable: (f64, f64),
+}
+
 pub(super) struct SimPod {
     pub(super) pod: Pod,
     pub(super) added_at: f64,
@@ -220,6 +229,9 @@ pub(super) struct Sim<'c> {
     pub(super) shape_cost: f64,
     pub(super) cost_spot: f64,
     pub(super) cost_on_demand: f64,
+    /// `fleet_now` as of the `(changes, node_changes)` it was taken at: the integrals
+    /// move on by it between changes instead of by a walk over every node per event.
+    pub(super) fleet_totals: ((u64, u64), FleetTotals),
     pub(super) util_req: (f64, f64),
     pub(super) util_alloc: (f64, f64),
     pub(super) pending_s: Vec<f64>,
