@@ -1236,15 +1236,24 @@ fn repack(
         return None;
     }
     let mut plans = Vec::with_capacity(bins.len());
+    // Bins holding the same requests have the same options (a large batch makes many
+    // such nodes): each set is found once.
+    let mut options_for: std::collections::HashMap<Resources, Vec<LaunchOption>> =
+        std::collections::HashMap::new();
     for bin in bins {
-        let holders: Vec<u32> = priced
-            .types
-            .iter()
-            .zip(&priced.options)
-            .filter(|(_, o)| bin.requested.fits_in(&o.usable))
-            .map(|(&t, _)| t)
-            .collect();
-        let options = launch_options(env, model, &holders, &bin.requested, zones, cts);
+        let options = options_for
+            .entry(bin.requested.clone())
+            .or_insert_with(|| {
+                let holders: Vec<u32> = priced
+                    .types
+                    .iter()
+                    .zip(&priced.options)
+                    .filter(|(_, o)| bin.requested.fits_in(&o.usable))
+                    .map(|(&t, _)| t)
+                    .collect();
+                launch_options(env, model, &holders, &bin.requested, zones, cts)
+            })
+            .clone();
         if options.is_empty() {
             // Packed against a type's best-case room, which no offering gives exactly.
             return None;
