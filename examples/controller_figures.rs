@@ -140,11 +140,16 @@ fn fill(st: &mut ClusterState, nodes: usize, per_node: usize, pool_hash: u64) {
     }
 }
 
-/// Median and max of `ms` (sorted in place).
+/// Median and max of `ms` (sorted in place) over that many scans.
 fn summary(ms: &mut [f64]) -> String {
+    summary_of(ms, 2, "scans")
+}
+
+/// Median and max of `ms` (sorted in place) with `digits` decimals, over that many `what`.
+fn summary_of(ms: &mut [f64], digits: usize, what: &str) -> String {
     ms.sort_by(f64::total_cmp);
     format!(
-        "median {:.2} ms, max {:.2} ms over {} scans",
+        "median {:.digits$} ms, max {:.digits$} ms over {} {what}",
         ms[ms.len() / 2],
         ms[ms.len() - 1],
         ms.len()
@@ -297,12 +302,9 @@ async fn main() {
     for run in 0..5 {
         runs.push(one_batch(&ctl, &store, run, &first_launch, now).await);
     }
-    runs.sort_by(f64::total_cmp);
     println!(
-        "  decision for 1,000 new pending pods, last pod indexed to first launch: median {:.1} ms, max {:.1} ms over {} batches",
-        runs[runs.len() / 2],
-        runs[runs.len() - 1],
-        runs.len()
+        "  decision for 1,000 new pending pods, last pod indexed to first launch: {}",
+        summary_of(&mut runs, 1, "batches")
     );
     let (rss, hwm) = memory_kib();
     println!(

@@ -331,11 +331,9 @@ impl<'c> Sim<'c> {
     }
 
     pub(super) fn unbind(&mut self, i: usize, n: usize) {
+        self.release(i, n);
         let node = &mut self.nodes[n];
-        node.requested.sub(&self.pods[i].pod.requests);
-        node.taken.sub(&self.pods[i].pod.requests);
         node.pods.retain(|&p| p != i);
-        self.anti_affinity_bound -= usize::from(!self.pods[i].pod.anti_affinity.is_empty());
         self.changes += 1;
         node.stable_since = self.now;
         if node.pods.is_empty() {
@@ -346,6 +344,15 @@ impl<'c> Sim<'c> {
         self.full_pass = true;
     }
 
+    /// Gives back on node `n` what bound pod `i` held: the undoing of `bind`'s counts.
+    fn release(&mut self, i: usize, n: usize) {
+        let pod = &self.pods[i].pod;
+        let node = &mut self.nodes[n];
+        node.requested.sub(&pod.requests);
+        node.taken.sub(&pod.requests);
+        self.anti_affinity_bound -= usize::from(!pod.anti_affinity.is_empty());
+    }
+
     pub(super) fn terminate(&mut self, n: usize) {
         self.node_lost(n);
         self.backoff.remove(&n);
@@ -353,9 +360,7 @@ impl<'c> Sim<'c> {
         let pods = std::mem::take(&mut self.nodes[n].pods);
         for i in pods {
             self.set_state(i, PodState::Pending);
-            self.nodes[n].requested.sub(&self.pods[i].pod.requests);
-            self.nodes[n].taken.sub(&self.pods[i].pod.requests);
-            self.anti_affinity_bound -= usize::from(!self.pods[i].pod.anti_affinity.is_empty());
+            self.release(i, n);
             if self.pods[i].infeasible.is_none() {
                 self.open_batch();
             }
