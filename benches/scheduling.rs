@@ -604,6 +604,7 @@ impl FullCluster {
             budget_left: &[usize::MAX],
             max_candidates,
             keep: Resources::default(),
+            payback: None,
         }
     }
 

@@ -1102,6 +1102,13 @@ fn disruption_policy_never_min_savings_and_window() {
         "{base}---\n{SETTINGS_HEAD}consolidationWindow: 0s\n"
     ));
     assert_eq!(c.settings.consolidation_window, Duration::ZERO);
+    let c = ok(&format!("{base}---\n{SETTINGS_HEAD}evictionCost: 0.2\n"));
+    assert_eq!(c.settings.eviction_cost, 0.2);
+    one_err(
+        &format!("{base}---\n{SETTINGS_HEAD}evictionCost: -1\n"),
+        "evictionCost",
+        "must not be negative",
+    );
     for bad in ["10", "$5", "-3%", "101%", "$x/h"] {
         one_err(
             &format!("{base}  disruption: {{minSavings: \"{bad}\"}}\n"),

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use stevedore::catalog::{load_embedded, CatalogOptions};
 use stevedore::core::consolidation::{
-    empty_nodes, find_action, Action, Inputs, NodeCost, TRANSIENT_DEFERRAL_S,
+    empty_nodes, find_action, search, Action, DemandHistory, Inputs, NodeCost, Payback,
+    TRANSIENT_DEFERRAL_S,
 };
 use stevedore::core::disruption::{ConsolidationPolicy, MinSavings, PoolDisruption};
 use stevedore::core::instance::Catalog;
@@ -151,6 +152,7 @@ fn inputs<'c>(
         budget_left,
         max_candidates: 10,
         keep: Resources::default(),
+        payback: None,
     }
 }
 
@@ -189,6 +191,59 @@ fn a_node_whose_pods_fit_elsewhere_is_deleted() {
         }
         other => panic!("expected a delete, got {other:?}"),
     }
+}
+
+/// Demand of 100 CPUs (more than either node holds) `ago` seconds before the clock's
+/// 1000 s, then 1 CPU at every minute since.
+fn history_exceeded(ago: f64) -> DemandHistory {
+    let mut h = DemandHistory::default();
+    let cpu = |m: i64| Resources {
+        cpu_milli: m,
+        ..Default::default()
+    };
+    h.record(1000.0 - ago, &cpu(100_000));
+    let mut t = 1000.0 - ago + 60.0;
+    while t <= 1000.0 {
+        h.record(t, &cpu(1000));
+        t += 60.0;
+    }
+    h
+}
+
+#[test]
+fn a_deletion_waits_until_its_savings_pay_for_its_evictions() {
+    let world = World::new();
+    let (small, big) = (pod("small", 500, GI), pod("big", 1000, 2 * GI));
+    let costs = costs(&[0.192, 0.192]);
+    let pools = [PoolDisruption::default()];
+    // Deleting either node evicts one pod and saves $0.192/h: at $0.096 an eviction it
+    // pays once the demand has stayed below what is left for half an hour.
+    let decide = |history: &DemandHistory, eviction_cost: f64| {
+        let input = Inputs {
+            payback: Some(Payback {
+                history,
+                eviction_cost,
+            }),
+            ..inputs(&costs, &pools, &[], &[10])
+        };
+        search(&world.env(), world.snapshot(&small, &big), &input)
+    };
+    // Exceeded 10 minutes ago (its minute ended 9 minutes ago): 21 minutes to go.
+    let recent = history_exceeded(600.0);
+    let refused = decide(&recent, 0.096);
+    assert!(refused.action.is_none(), "{:?}", refused.action);
+    let pays_at = refused.pays_at.expect("when it would pay");
+    assert!(
+        (pays_at - (1000.0 + 1800.0 - 540.0)).abs() < 1e-6,
+        "{pays_at}"
+    );
+    // The same demand an hour ago: it pays now.
+    let old = history_exceeded(3600.0);
+    assert_eq!(decide(&old, 0.096).action.map(|a| a.nodes.len()), Some(1));
+    // Evictions that cost nothing let it act at once, as without a payback rule.
+    let free = decide(&recent, 0.0);
+    assert_eq!(free.action.map(|a| a.nodes.len()), Some(1));
+    assert_eq!(free.pays_at, None);
 }
 
 /// Node 0 runs a small service pod (stable since `stable_since`, the clock is at 1000 s),

@@ -270,34 +270,42 @@ fn node_groups_scale_down_underutilized_nodes() {
     assert_eq!(r.pods.never_placed, 0);
 }
 
-#[test]
-fn consolidation_lowers_cost_after_load_drops() {
+/// 60 pods of 250m / 512Mi at t=0; every other one leaves at 900 s, so nodes are half
+/// empty but none is empty; the trace ends at `end_h` hours.
+fn half_leave_trace(end_h: f64) -> trace::Trace {
     let mut lines = vec![header()];
     for i in 0..60 {
         lines.push(added(0.0, &pod(&format!("p-{i}"), "250m", "512Mi", "")));
     }
-    // Every other pod leaves: nodes are half empty but none is empty.
     for i in (0..60).step_by(2) {
         lines.push(format!(
             r#"{{"t":900,"event":"pod_deleted","namespace":"t","name":"p-{i}"}}"#
         ));
     }
-    lines.push(end_at(4.0 * 3600.0));
+    lines.push(end_at(end_h * 3600.0));
     let text = lines.join("\n");
-    let (config, catalog) = bundled();
-    let trace = trace::read_from(BufReader::new(text.as_bytes()), "t.jsonl").unwrap();
-    let run = |consolidation| {
-        let opts = SimOptions {
-            mode: Mode::Fleet,
-            seed: 1,
-            progress: false,
-            consolidation,
-            ..SimOptions::default()
-        };
-        sim::run(&trace, "t.jsonl", config, catalog, &opts).unwrap()
+    trace::read_from(BufReader::new(text.as_bytes()), "t.jsonl").unwrap()
+}
+
+fn run_config(trace: &trace::Trace, config: &Config, consolidation: bool) -> Report {
+    let opts = SimOptions {
+        mode: Mode::Fleet,
+        seed: 1,
+        progress: false,
+        consolidation,
+        ..SimOptions::default()
     };
-    let with = run(true);
-    let without = run(false);
+    sim::run(trace, "t.jsonl", config, &bundled().1, &opts).unwrap()
+}
+
+#[test]
+fn consolidation_lowers_cost_after_load_drops() {
+    // Evictions that cost nothing: consolidation acts as soon as the nodes are stable.
+    let mut config = bundled().0.clone();
+    config.settings.eviction_cost = 0.0;
+    let trace = half_leave_trace(4.0);
+    let with = run_config(&trace, &config, true);
+    let without = run_config(&trace, &config, false);
     assert!(with.disruptions.consolidated >= 1, "{:?}", with.disruptions);
     assert_eq!(without.disruptions.consolidated, without.disruptions.empty);
     assert!(
@@ -307,6 +315,21 @@ fn consolidation_lowers_cost_after_load_drops() {
         without.cost_usd.total
     );
     assert_eq!(with.pods.never_placed, 0);
+}
+
+#[test]
+fn consolidation_waits_until_its_savings_pay_for_the_evictions() {
+    // The bundled evictionCost ($0.05 a pod): moving the 3 pods left on a small Spot
+    // node, to save about a cent an hour, pays only after the demand has stayed this low
+    // for over ten hours. Not within 4 hours, but within 30.
+    let config = &bundled().0;
+    assert_eq!(config.settings.eviction_cost, 0.05);
+    let short = run_config(&half_leave_trace(4.0), config, true);
+    assert_eq!(short.disruptions.consolidated, 0, "{:?}", short.disruptions);
+    let long = run_config(&half_leave_trace(30.0), config, true);
+    assert!(long.disruptions.consolidated >= 1, "{:?}", long.disruptions);
+    assert_eq!(long.pods.never_placed, 0);
+    assert_eq!(long.disruptions.pdb_violations, 0);
 }
 
 #[test]
@@ -607,11 +630,12 @@ mod disruption {
     use stevedore::core::pdb::{Budget, IntOrPercent, PodDisruptionBudget};
     use stevedore::core::requirements::{LabelSelector, Operator, Requirement};
 
-    /// The bundled configuration with no consolidation window (consolidation acts as
-    /// soon as nodes are stable), changed by `edit`.
+    /// The bundled configuration with no consolidation window and evictions costing
+    /// nothing (consolidation acts as soon as nodes are stable), changed by `edit`.
     fn config_with(edit: impl FnOnce(&mut Config)) -> Config {
         let mut c = bundled().0.clone();
         c.settings.consolidation_window = Duration::ZERO;
+        c.settings.eviction_cost = 0.0;
         edit(&mut c);
         c
     }

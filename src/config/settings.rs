@@ -39,8 +39,12 @@ pub struct Settings {
     /// The AWS provider's settings; `None` when the file has no `aws:` block.
     pub aws: Option<super::aws::AwsSettings>,
     /// Consolidation keeps the capacity the peak demand of this recent window needed
-    /// (`consolidationWindow`; zero keeps nothing extra, as Karpenter).
+    /// (`consolidationWindow`; zero, the default, keeps nothing extra, as Karpenter).
     pub consolidation_window: Duration,
+    /// Dollars one pod eviction costs (`evictionCost`): a consolidation acts only when
+    /// its savings pay for its evictions (`core::consolidation::Payback`). Zero lets any
+    /// saving act, as Karpenter.
+    pub eviction_cost: f64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,8 +138,8 @@ pub fn eks_default_daemon_sets() -> Vec<DaemonSet> {
     ]
 }
 
-/// Default `consolidationWindow`: three hours (docs/configuration.md says why).
-pub const DEFAULT_CONSOLIDATION_WINDOW: Duration = Duration::from_secs(3 * 3600);
+/// Default `evictionCost`, dollars per evicted pod (docs/configuration.md says why).
+pub const DEFAULT_EVICTION_COST: f64 = 0.05;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -163,7 +167,8 @@ impl Default for Settings {
             },
             daemon_sets: eks_default_daemon_sets(),
             aws: None,
-            consolidation_window: DEFAULT_CONSOLIDATION_WINDOW,
+            consolidation_window: Duration::ZERO,
+            eviction_cost: DEFAULT_EVICTION_COST,
         }
     }
 }
@@ -200,6 +205,7 @@ const FIELDS: &[&str] = &[
     "daemonSets",
     "aws",
     "consolidationWindow",
+    "evictionCost",
 ];
 
 /// Parses a `kind: Settings` document (apiVersion and kind already checked). Errors go
@@ -227,6 +233,13 @@ pub fn parse(ctx: &mut Ctx, root: &Node) -> Settings {
     dur(ctx, "batchIdle", &mut s.batch_idle);
     dur(ctx, "batchMax", &mut s.batch_max);
     dur(ctx, "consolidationWindow", &mut s.consolidation_window);
+    if let Some(n) = f.get("evictionCost") {
+        match walk::float(ctx, n, "evictionCost") {
+            Some(x) if x >= 0.0 => s.eviction_cost = x,
+            Some(x) => ctx.err(n.line, "evictionCost", format!("{x} must not be negative")),
+            None => {}
+        }
+    }
     dur(
         ctx,
         "unavailableOfferingTTL",

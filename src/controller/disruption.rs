@@ -108,7 +108,9 @@ impl<P: CloudProvider> Controller<P> {
         let m = self.model();
         let st = self.read();
         let window = self.config.settings.consolidation_window.as_secs_f64();
-        lock(&self.demand).record(now, window, service_demand(&st));
+        let demand = service_demand(&st);
+        lock(&self.demand_history).record(now, &demand);
+        lock(&self.demand).record(now, window, demand);
         let unsettled =
             st.claims().any(|c| !c.ready || c.deleting_since.is_some()) || st.any_unschedulable();
         if unsettled {
@@ -146,6 +148,8 @@ impl<P: CloudProvider> Controller<P> {
             .peak()
             .plus(&provision::headroom_keep(&prepared, &d));
         let pdbs = st.pdbs();
+        let history = lock(&self.demand_history).clone();
+        let eviction_cost = self.config.settings.eviction_cost;
         let input = consolidation::Inputs {
             nodes: &costs,
             pools: &pools,
@@ -153,6 +157,10 @@ impl<P: CloudProvider> Controller<P> {
             budget_left: &budget_left(Reason::Underutilized),
             max_candidates: CONSOLIDATION_CANDIDATES,
             keep,
+            payback: (eviction_cost > 0.0).then_some(consolidation::Payback {
+                history: &history,
+                eviction_cost,
+            }),
         };
         let action = consolidation::find_action(&d.env(), snapshot, &input)?;
         self.action_claims(&m, &d, &prepared, action)

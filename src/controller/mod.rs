@@ -169,6 +169,8 @@ pub struct Controller<P> {
     evictions: termination::Evictions,
     /// The disruption loop's own: the recent peak demand consolidation keeps room for.
     demand: Mutex<crate::core::consolidation::DemandWindow>,
+    /// The disruption loop's own: the last day's demand, which `evictionCost` weighs.
+    demand_history: Mutex<crate::core::consolidation::DemandHistory>,
     /// The provisioning loop's own: what its last decision that asked for nothing was
     /// made on, and how many decisions it has made (see [`provisioning`]).
     provisioning: provisioning::Idle,
@@ -210,6 +212,7 @@ impl<P: CloudProvider> Controller<P> {
             launches: launch::InFlight::default(),
             epoch: (crate::cluster::wall_clock(), tokio::time::Instant::now()),
             demand: Mutex::default(),
+            demand_history: Mutex::default(),
             provisioning: provisioning::Idle::default(),
             lower_bound: observe::LowerBoundCache::default(),
             observed: observe::ObservationCache::default(),

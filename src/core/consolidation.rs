@@ -70,6 +70,18 @@ pub struct Inputs<'c> {
     /// below it, so it does not remove nodes a demand just seen would need again (the
     /// churn of deleting and relaunching). Zero keeps nothing extra.
     pub keep: Resources,
+    /// Savings must pay for the evictions they cause (`None`: any saving is enough).
+    pub payback: Option<Payback<'c>>,
+}
+
+/// What an eviction costs, and how long the demand has stayed below a capacity: an
+/// action pays when its savings over the time the remaining capacity has sufficed (the
+/// best guess of how long it will go on sufficing) cover its evictions.
+#[derive(Clone, Copy, Debug)]
+pub struct Payback<'c> {
+    pub history: &'c DemandHistory,
+    /// Dollars per evicted pod.
+    pub eviction_cost: f64,
 }
 
 /// One consolidation: take `nodes` away, after launching `replacement` if any.
@@ -142,11 +154,22 @@ pub fn empty_nodes(
 /// one eviction now (the snapshot's pending pods count as unavailable). The drain then
 /// evicts one pod at a time within the budgets, so a budget of one still lets a node
 /// with several of its pods go, slowly (as Karpenter).
-pub fn find_action<'a>(
-    env: &SolveEnv,
-    mut snapshot: Snapshot<'a>,
-    input: &Inputs,
-) -> Option<Action> {
+pub fn find_action(env: &SolveEnv, snapshot: Snapshot, input: &Inputs) -> Option<Action> {
+    search(env, snapshot, input).action
+}
+
+/// What one consolidation search found.
+#[derive(Clone, Debug, Default)]
+pub struct Search {
+    pub action: Option<Action>,
+    /// When the first action refused only because its savings did not yet pay for its
+    /// evictions would pay, if the demand stays below what it leaves: nothing else
+    /// changing, a search before then finds nothing new.
+    pub pays_at: Option<f64>,
+}
+
+/// [`find_action`], also saying when an action refused for its evictions would pay.
+pub fn search<'a>(env: &SolveEnv, mut snapshot: Snapshot<'a>, input: &Inputs) -> Search {
     let pods_on = pods_by_node(&snapshot);
     let candidates = candidates(env, &snapshot, &pods_on, input);
     let anti_bound = snapshot
@@ -172,6 +195,7 @@ pub fn find_action<'a>(
         snapshot: &mut snapshot,
         pods_on: &pods_on,
         input,
+        pays_at: None,
     };
     // One node at a time first: on the bundled traces trying several nodes first (as
     // Karpenter does) cost 5-16% more and disrupted twice as many nodes, because packing
@@ -180,7 +204,11 @@ pub fn find_action<'a>(
         .iter()
         .take(input.max_candidates)
         .find_map(|&n| trials.try_set(&[n]));
-    single.or_else(|| trials.multi_node(&candidates))
+    let action = single.or_else(|| trials.multi_node(&candidates));
+    Search {
+        action,
+        pays_at: trials.pays_at,
+    }
 }
 
 fn pods_by_node<'a>(snapshot: &Snapshot<'a>) -> Vec<Vec<&'a Pod>> {
@@ -292,6 +320,8 @@ struct Trials<'t, 'a, 'e> {
     /// the nodes it takes away and hands the rooms back as it found them.
     rooms: NodeRooms,
     input: &'t Inputs<'t>,
+    /// The earliest time a trial refused for its evictions would pay.
+    pays_at: Option<f64>,
 }
 
 impl Trials<'_, '_, '_> {
@@ -408,6 +438,31 @@ impl Trials<'_, '_, '_> {
     /// Room for pods left on the ready, schedulable nodes outside `set`, plus `extra`:
     /// does it still cover `Inputs::keep`?
     fn keeps_capacity(&self, without: &Snapshot, extra: &Resources) -> bool {
+        let room = self.room_after(without, extra);
+        let keep = &self.input.keep;
+        room.cpu_milli >= keep.cpu_milli && room.memory >= keep.memory
+    }
+
+    /// Does saving `savings` an hour pay for evicting the pods of `set`? When not yet,
+    /// `pays_at` learns when it would.
+    fn pays(&mut self, without: &Snapshot, extra: &Resources, savings: f64) -> bool {
+        let Some(pb) = self.input.payback else {
+            return true;
+        };
+        let room = self.room_after(without, extra);
+        let below_s = pb.history.below_for(self.env.now, &room);
+        let needed_s = 3600.0 * pb.eviction_cost * without.pending.len() as f64 / savings;
+        if below_s >= needed_s {
+            return true;
+        }
+        let at = self.env.now + needed_s - below_s;
+        self.pays_at = Some(self.pays_at.map_or(at, |t: f64| t.min(at)));
+        false
+    }
+
+    /// Room for long-running pods on the ready, schedulable nodes outside the set, plus
+    /// `extra`.
+    fn room_after(&self, without: &Snapshot, extra: &Resources) -> Resources {
         let mut room = extra.clone();
         for (n, node) in without.nodes.iter().enumerate() {
             if node.ready && node.schedulable {
@@ -419,8 +474,7 @@ impl Trials<'_, '_, '_> {
                 }
             }
         }
-        let keep = &self.input.keep;
-        room.cpu_milli >= keep.cpu_milli && room.memory >= keep.memory
+        room
     }
 
     /// Where would the pods of `set` (`without.pending`) go with the set gone?
@@ -430,14 +484,25 @@ impl Trials<'_, '_, '_> {
             .map(|&n| self.input.nodes[n].price_per_hour)
             .sum();
         let min_savings = self.min_savings(without, set);
+        // No action can save more than the set's price, nor leave more room than the
+        // pods it moves take: when even that does not pay, nothing is simulated.
+        let mut moved = Resources::default();
+        for p in &without.pending {
+            moved.add(&p.requests);
+        }
+        if !self.pays(without, &moved, price) {
+            return None;
+        }
         // Launching nodes are already promised to pending pods: a consolidation decision
         // counts only on ready ones. Deleting is tried first, on existing nodes alone
         // (cheap); a replacement only when some type could be cheaper.
         let existing_only = trial_env(self.env);
         let decision = solve_reusing(&existing_only, without, &mut self.rooms);
         if decision.existing.len() == without.pending.len() {
-            let worth =
-                min_savings.met(price, 0.0) && self.keeps_capacity(without, &Resources::default());
+            let none = Resources::default();
+            let worth = min_savings.met(price, 0.0)
+                && self.keeps_capacity(without, &none)
+                && self.pays(without, &none, price);
             return worth.then(|| Action {
                 nodes: set.to_vec(),
                 replacement: None,
@@ -474,6 +539,7 @@ impl Trials<'_, '_, '_> {
         if !min_savings.met(price, best.price_per_hour)
             || !self.spot_ok(without, set, plan, price)
             || !self.keeps_capacity(without, &plan.requested)
+            || !self.pays(without, &plan.requested, price - best.price_per_hour)
         {
             return None;
         }
@@ -547,6 +613,50 @@ fn cheaper_node_could_hold(env: &SolveEnv, pods: &[&Pod], price: f64) -> bool {
     })
 }
 
+/// The demand (cpu and memory) of pods that do not end by themselves over the last
+/// `HISTORY_S`, as the largest demand of each minute.
+#[derive(Clone, Debug, Default)]
+pub struct DemandHistory {
+    minutes: std::collections::VecDeque<(f64, Resources)>,
+}
+
+/// How far back [`DemandHistory`] looks.
+pub const HISTORY_S: f64 = 24.0 * 3600.0;
+const BUCKET_S: f64 = 60.0;
+
+impl DemandHistory {
+    pub fn record(&mut self, now: f64, demand: &Resources) {
+        while self
+            .minutes
+            .front()
+            .is_some_and(|(t, _)| *t < now - HISTORY_S)
+        {
+            self.minutes.pop_front();
+        }
+        match self.minutes.back_mut() {
+            Some((t, d)) if now - *t < BUCKET_S => {
+                d.cpu_milli = d.cpu_milli.max(demand.cpu_milli);
+                d.memory = d.memory.max(demand.memory);
+            }
+            _ => self.minutes.push_back((now, demand.clone())),
+        }
+    }
+
+    /// Seconds since the demand last exceeded `room` in cpu or memory (the whole history
+    /// when it never did).
+    pub fn below_for(&self, now: f64, room: &Resources) -> f64 {
+        let exceeded = |d: &Resources| d.cpu_milli > room.cpu_milli || d.memory > room.memory;
+        let mut since = self.minutes.front().map_or(now, |(t, _)| *t);
+        for (t, d) in self.minutes.iter().rev() {
+            if exceeded(d) {
+                since = *t + BUCKET_S;
+                break;
+            }
+        }
+        (now - since).max(0.0)
+    }
+}
+
 /// The peak demand (cpu and memory) of pods that do not end by themselves over a recent
 /// window (Settings `consolidationWindow`): what [`Inputs::keep`] holds room for. The
 /// simulator and the controller record it at every scan with their own clocks.
@@ -582,6 +692,27 @@ impl DemandWindow {
 #[cfg(test)]
 mod demand_window_tests {
     use super::*;
+
+    #[test]
+    fn the_history_says_how_long_the_demand_stayed_below_a_room() {
+        let mut h = DemandHistory::default();
+        h.record(0.0, &cpu(1000));
+        h.record(30.0, &cpu(5000)); // the same minute: its peak is 5 CPUs
+        h.record(60.0, &cpu(2000));
+        h.record(600.0, &cpu(1000));
+        // 5 CPUs was last seen in the minute ending at 60 s.
+        assert_eq!(h.below_for(900.0, &cpu(4000)), 840.0);
+        // 2 CPUs until the minute ending at 120 s.
+        assert_eq!(h.below_for(900.0, &cpu(1500)), 780.0);
+        // Never exceeded: the whole history.
+        assert_eq!(h.below_for(900.0, &cpu(8000)), 900.0);
+        // A day later the old minutes are gone.
+        h.record(HISTORY_S + 100.0, &cpu(1000));
+        assert_eq!(
+            h.below_for(HISTORY_S + 100.0, &cpu(4000)),
+            HISTORY_S - 500.0
+        );
+    }
 
     fn cpu(m: i64) -> Resources {
         Resources {

@@ -282,11 +282,16 @@ impl Sim<'_> {
             let age = self.now - self.nodes[n].stable_since;
             age >= after && age < after + self.settings().scan_interval.as_secs_f64()
         });
-        // The capacity kept falls as old peaks leave the window: that may allow an action.
+        // The capacity kept falls as old peaks leave the window: that may allow an action,
+        // as may the time passing until an action refused for its evictions pays.
         // Consolidation never takes the pools' headroom spare away either.
         let keep = self.recent_peak_demand().plus(&self.headroom_keep());
         let same_keep = self.keep_at_last_search.as_ref() == Some(&keep);
-        if self.changes == self.changes_at_last_search && !newly_eligible && same_keep {
+        if self.changes == self.changes_at_last_search
+            && !newly_eligible
+            && same_keep
+            && self.pays_at.is_none_or(|t| t > self.now)
+        {
             return;
         }
         self.changes_at_last_search = self.changes;
@@ -304,10 +309,12 @@ impl Sim<'_> {
                 budget_left: &left,
                 max_candidates: CONSOLIDATION_CANDIDATES,
                 keep,
+                payback: self.payback(),
             };
             let started = Instant::now();
-            let action = consolidation::find_action(&env, snapshot, &input);
-            (action, started.elapsed().as_secs_f64() * 1000.0)
+            let search = consolidation::search(&env, snapshot, &input);
+            self.pays_at = search.pays_at;
+            (search.action, started.elapsed().as_secs_f64() * 1000.0)
         };
         self.decision_ms.push(ms);
         let Some(action) = action else { return };
@@ -343,6 +350,16 @@ impl Sim<'_> {
         }
         self.demand_history
             .push_back((self.now, self.service_demand.clone()));
+        self.long_demand.record(self.now, &self.service_demand);
+    }
+
+    /// What evictions cost consolidation (Settings `evictionCost`; zero: nothing).
+    fn payback(&self) -> Option<consolidation::Payback<'_>> {
+        let cost = self.settings().eviction_cost;
+        (cost > 0.0).then_some(consolidation::Payback {
+            history: &self.long_demand,
+            eviction_cost: cost,
+        })
     }
 
     fn recent_peak_demand(&self) -> Resources {

@@ -116,6 +116,8 @@ pub fn run(
         recovery_s: Vec::new(),
         node_seconds: 0.0,
         demand_history: Default::default(),
+        long_demand: Default::default(),
+        pays_at: None,
         headroom_acc: headroom::Acc::default(),
     };
     if let Some((t, _)) = &opts.pool_change {

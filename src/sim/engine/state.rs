@@ -246,6 +246,10 @@ pub(super) struct Sim<'c> {
     pub(super) recovery_s: Vec<f64>,
     /// (time, demand) at each scan over the last `consolidationWindow`.
     pub(super) demand_history: std::collections::VecDeque<(f64, Resources)>,
+    /// The demand of long-running pods over the last day, for `evictionCost`.
+    pub(super) long_demand: crate::core::consolidation::DemandHistory,
+    /// When the last search's first action refused for its evictions would pay.
+    pub(super) pays_at: Option<f64>,
     /// Managed node-seconds (for disruptions per node-hour).
     pub(super) node_seconds: f64,
     /// The report's headroom figures (`headroom.rs`).
