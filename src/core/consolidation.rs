@@ -187,6 +187,7 @@ pub fn search<'a>(env: &SolveEnv, mut snapshot: Snapshot<'a>, input: &Inputs) ->
         })
         .collect();
     let rooms = NodeRooms::for_trials(&trial_env(env), &snapshot);
+    let room = LongRunningRoom::new(&snapshot, &pods_on);
     let mut trials = Trials {
         env,
         anti_bound,
@@ -195,6 +196,7 @@ pub fn search<'a>(env: &SolveEnv, mut snapshot: Snapshot<'a>, input: &Inputs) ->
         snapshot: &mut snapshot,
         pods_on: &pods_on,
         input,
+        room,
         pays_at: None,
     };
     // One node at a time first: on the bundled traces trying several nodes first (as
@@ -307,6 +309,38 @@ fn trial_env<'e>(env: &SolveEnv<'e>) -> SolveEnv<'e> {
     }
 }
 
+/// Room (cpu, memory) for long-running pods: allocatable less the DaemonSet overhead and
+/// the Job pods a node runs (their room is taken until they end; `keep` and the demand
+/// history count long-running pods only), on each ready, schedulable node and in total.
+struct LongRunningRoom {
+    of: Vec<(i64, i64)>,
+    total: (i64, i64),
+}
+
+impl LongRunningRoom {
+    fn new(snapshot: &Snapshot, pods_on: &[Vec<&Pod>]) -> Self {
+        let of: Vec<(i64, i64)> = snapshot
+            .nodes
+            .iter()
+            .zip(pods_on)
+            .map(|(node, pods)| {
+                if !(node.ready && node.schedulable) {
+                    return (0, 0);
+                }
+                let mut cpu = node.allocatable.cpu_milli - node.requested.cpu_milli;
+                let mut memory = node.allocatable.memory - node.requested.memory;
+                for p in pods.iter().filter(|p| !runs_to_completion(p)) {
+                    cpu += p.requests.cpu_milli;
+                    memory += p.requests.memory;
+                }
+                (cpu, memory)
+            })
+            .collect();
+        let total = of.iter().fold((0, 0), |t, r| (t.0 + r.0, t.1 + r.1));
+        LongRunningRoom { of, total }
+    }
+}
+
 /// Scheduling simulations of "these nodes gone" over one snapshot.
 struct Trials<'t, 'a, 'e> {
     env: &'t SolveEnv<'e>,
@@ -320,6 +354,8 @@ struct Trials<'t, 'a, 'e> {
     /// the nodes it takes away and hands the rooms back as it found them.
     rooms: NodeRooms,
     input: &'t Inputs<'t>,
+    /// Each node's room for long-running pods, found once for every trial.
+    room: LongRunningRoom,
     /// The earliest time a trial refused for its evictions would pay.
     pays_at: Option<f64>,
 }
@@ -404,7 +440,7 @@ impl Trials<'_, '_, '_> {
         for &n in &closed {
             without.nodes[n].schedulable = false;
         }
-        let action = self.place(&without, set);
+        let action = self.place(&without, set, &closed);
         for &n in &closed {
             without.nodes[n].schedulable = true;
         }
@@ -437,21 +473,21 @@ impl Trials<'_, '_, '_> {
 
     /// Room for pods left on the ready, schedulable nodes outside `set`, plus `extra`:
     /// does it still cover `Inputs::keep`?
-    fn keeps_capacity(&self, without: &Snapshot, extra: &Resources) -> bool {
-        let room = self.room_after(without, extra);
+    fn keeps_capacity(&self, closed: &[usize], extra: &Resources) -> bool {
+        let room = self.room_after(closed, extra);
         let keep = &self.input.keep;
         room.cpu_milli >= keep.cpu_milli && room.memory >= keep.memory
     }
 
     /// Does saving `savings` an hour pay for evicting the pods of `set`? When not yet,
     /// `pays_at` learns when it would.
-    fn pays(&mut self, without: &Snapshot, extra: &Resources, savings: f64) -> bool {
+    fn pays(&mut self, closed: &[usize], pods: usize, extra: &Resources, savings: f64) -> bool {
         let Some(pb) = self.input.payback else {
             return true;
         };
-        let room = self.room_after(without, extra);
+        let room = self.room_after(closed, extra);
         let below_s = pb.history.below_for(self.env.now, &room);
-        let needed_s = 3600.0 * pb.eviction_cost * without.pending.len() as f64 / savings;
+        let needed_s = 3600.0 * pb.eviction_cost * pods as f64 / savings;
         if below_s >= needed_s {
             return true;
         }
@@ -460,25 +496,23 @@ impl Trials<'_, '_, '_> {
         false
     }
 
-    /// Room for long-running pods on the ready, schedulable nodes outside the set, plus
-    /// `extra`.
-    fn room_after(&self, without: &Snapshot, extra: &Resources) -> Resources {
-        let mut room = extra.clone();
-        for (n, node) in without.nodes.iter().enumerate() {
-            if node.ready && node.schedulable {
-                // Allocatable less the DaemonSet overhead and the Job pods it runs (their
-                // room is taken until they end; `keep` counts long-running pods only).
-                room.add(&node.allocatable.minus(&node.requested));
-                for p in self.pods_on[n].iter().filter(|p| !runs_to_completion(p)) {
-                    room.add(&p.requests);
-                }
-            }
+    /// Room (cpu and memory) for long-running pods on the ready, schedulable nodes
+    /// outside `closed`, plus `extra`.
+    fn room_after(&self, closed: &[usize], extra: &Resources) -> Resources {
+        let (mut cpu, mut memory) = self.room.total;
+        for &n in closed {
+            cpu -= self.room.of[n].0;
+            memory -= self.room.of[n].1;
         }
-        room
+        Resources {
+            cpu_milli: cpu + extra.cpu_milli,
+            memory: memory + extra.memory,
+            ..Default::default()
+        }
     }
 
     /// Where would the pods of `set` (`without.pending`) go with the set gone?
-    fn place(&mut self, without: &Snapshot, set: &[usize]) -> Option<Action> {
+    fn place(&mut self, without: &Snapshot, set: &[usize], closed: &[usize]) -> Option<Action> {
         let price: f64 = set
             .iter()
             .map(|&n| self.input.nodes[n].price_per_hour)
@@ -490,7 +524,8 @@ impl Trials<'_, '_, '_> {
         for p in &without.pending {
             moved.add(&p.requests);
         }
-        if !self.pays(without, &moved, price) {
+        let pods = without.pending.len();
+        if !self.pays(closed, pods, &moved, price) {
             return None;
         }
         // Launching nodes are already promised to pending pods: a consolidation decision
@@ -501,8 +536,8 @@ impl Trials<'_, '_, '_> {
         if decision.existing.len() == without.pending.len() {
             let none = Resources::default();
             let worth = min_savings.met(price, 0.0)
-                && self.keeps_capacity(without, &none)
-                && self.pays(without, &none, price);
+                && self.keeps_capacity(closed, &none)
+                && self.pays(closed, pods, &none, price);
             return worth.then(|| Action {
                 nodes: set.to_vec(),
                 replacement: None,
@@ -538,8 +573,8 @@ impl Trials<'_, '_, '_> {
         let best = plan.options.first()?;
         if !min_savings.met(price, best.price_per_hour)
             || !self.spot_ok(without, set, plan, price)
-            || !self.keeps_capacity(without, &plan.requested)
-            || !self.pays(without, &plan.requested, price - best.price_per_hour)
+            || !self.keeps_capacity(closed, &plan.requested)
+            || !self.pays(closed, pods, &plan.requested, price - best.price_per_hour)
         {
             return None;
         }
