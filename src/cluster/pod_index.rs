@@ -7,7 +7,7 @@
 use super::convert::PodEntry;
 use crate::core::disruption::runs_to_completion;
 use crate::core::resources::Resources;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// The pods bound to one node name (the node may not be known yet: a pod's binding can
@@ -28,7 +28,9 @@ pub struct NodePods {
 /// The indexes over the pods (see the module documentation).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PodIndex {
-    by_node: HashMap<String, NodePods>,
+    /// In node-name order: a decision walks it beside the nodes instead of looking each
+    /// node up.
+    by_node: BTreeMap<String, NodePods>,
     /// Keys of the pods marked unschedulable, finished or not (a decision filters).
     unschedulable: BTreeSet<String>,
     /// Requests of the pods that hold room and do not end by themselves (bound or
@@ -84,6 +86,11 @@ impl PodIndex {
     /// The unfinished pods bound to `node`, if any.
     pub fn on(&self, node: &str) -> Option<&NodePods> {
         self.by_node.get(node)
+    }
+
+    /// The unfinished pods bound to each node name, in name order.
+    pub fn by_node(&self) -> impl Iterator<Item = (&String, &NodePods)> {
+        self.by_node.iter()
     }
 
     /// Keys of the unschedulable pods, in key order.

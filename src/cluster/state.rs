@@ -17,11 +17,13 @@ use crate::core::resources::Resources;
 use crate::core::snapshot::{ExistingNode, Snapshot};
 use crate::core::taints::Taint;
 use crate::trace::pod::FieldError;
+use claim_index::ClaimIndex;
 use prepare::overhead;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+mod claim_index;
 mod prepare;
 
 /// The taint a node gets when stevedore starts taking it away.
@@ -49,8 +51,11 @@ pub struct ClusterState {
     /// in the claim's status); a set, in case two nodes ever show the same ID.
     by_provider: HashMap<String, BTreeSet<String>>,
     /// Per node, when a pod last arrived or left (consolidation waits `consolidateAfter`).
-    stable_since: HashMap<String, f64>,
-    claims: BTreeMap<String, ClaimEntry>,
+    /// In name order, as `nodes`: a decision walks both side by side.
+    stable_since: BTreeMap<String, f64>,
+    /// Shared with `claim_index`, which files each claim under the node it became.
+    claims: BTreeMap<String, Arc<ClaimEntry>>,
+    claim_index: ClaimIndex,
     /// The newest resourceVersion seen per claim, from a watch or from our own write.
     claim_versions: HashMap<String, u64>,
     /// NodePool objects, compiled (or the validation errors, reported once).
@@ -255,11 +260,45 @@ impl ClusterState {
             self.stable_since.entry(name.clone()).or_insert(now);
         }
         self.changes += 1;
+        let new_id = entry.as_ref().ok().and_then(|e| e.provider_id.as_deref());
+        let concerned = self.claims_concerned(&name, new_id);
         self.unindex_provider(&name);
         if let Ok(Some(id)) = entry.as_ref().map(|e| e.provider_id.clone()) {
             self.by_provider.entry(id).or_default().insert(name.clone());
         }
-        upsert(&mut self.nodes, name, entry)
+        let result = upsert(&mut self.nodes, name, entry);
+        self.refile(concerned);
+        result
+    }
+
+    /// The claims whose node may change with node `name` (now carrying provider ID
+    /// `new_id`), each with the node it is filed under now.
+    fn claims_concerned(
+        &self,
+        name: &str,
+        new_id: Option<&str>,
+    ) -> Vec<(Arc<ClaimEntry>, Option<String>)> {
+        let old_id = self.nodes.get(name).and_then(|n| n.provider_id.as_deref());
+        let mut names: Vec<&String> = [Some(name), old_id, new_id]
+            .into_iter()
+            .flatten()
+            .flat_map(|key| self.claim_index.naming(key))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .filter_map(|c| self.claims.get(c))
+            .map(|c| (c.clone(), self.node_of(c).map(|n| n.name.clone())))
+            .collect()
+    }
+
+    /// Files each claim of [`Self::claims_concerned`] under the node it is now.
+    fn refile(&mut self, concerned: Vec<(Arc<ClaimEntry>, Option<String>)>) {
+        for (c, from) in concerned {
+            let to = self.node_of(&c).map(|n| n.name.clone());
+            self.claim_index.refile(&c, from.as_deref(), to.as_deref());
+        }
     }
 
     /// Forgets the provider ID node `name` had, if any.
@@ -277,9 +316,11 @@ impl ClusterState {
 
     pub fn delete_node(&mut self, name: &str) {
         self.changes += 1;
+        let concerned = self.claims_concerned(name, None);
         self.unindex_provider(name);
         self.nodes.remove(name);
         self.stable_since.remove(name);
+        self.refile(concerned);
     }
 
     pub fn apply_claim(&mut self, c: &NodeClaim) -> Result<(), FieldError> {
@@ -304,18 +345,40 @@ impl ClusterState {
         let entry = convert::claim_entry(c);
         if entry
             .as_ref()
-            .is_ok_and(|e| self.claims.get(&name) == Some(e))
+            .is_ok_and(|e| self.claims.get(&name).map(|c| &**c) == Some(e))
         {
             return Ok(());
         }
         self.changes += 1;
-        upsert(&mut self.claims, name, entry)
+        self.unindex_claim(&name);
+        let result = upsert(&mut self.claims, name.clone(), entry.map(Arc::new));
+        self.index_claim(&name);
+        result
     }
 
     pub fn delete_claim(&mut self, name: &str) {
         self.changes += 1;
+        self.unindex_claim(name);
         self.claims.remove(name);
         self.claim_versions.remove(name);
+    }
+
+    /// Files claim `name` (if held) in the claim index under the node it is.
+    fn index_claim(&mut self, name: &str) {
+        let Some(c) = self.claims.get(name) else {
+            return;
+        };
+        let node = self.node_of(c).map(|n| n.name.clone());
+        self.claim_index.insert(&c.clone(), node.as_deref());
+    }
+
+    /// Takes claim `name` (if held) out of the claim index.
+    fn unindex_claim(&mut self, name: &str) {
+        let Some(c) = self.claims.get(name) else {
+            return;
+        };
+        let node = self.node_of(c).map(|n| n.name.clone());
+        self.claim_index.remove(&c.clone(), node.as_deref());
     }
 
     /// Applies a NodePool object. An invalid one is kept as its errors (so the loop can
@@ -427,11 +490,11 @@ impl ClusterState {
     }
 
     pub fn claims(&self) -> impl Iterator<Item = &ClaimEntry> {
-        self.claims.values()
+        self.claims.values().map(|c| &**c)
     }
 
     pub fn claim(&self, name: &str) -> Option<&ClaimEntry> {
-        self.claims.get(name)
+        self.claims.get(name).map(|c| &**c)
     }
 
     pub fn pdbs(&self) -> Vec<PodDisruptionBudget> {
@@ -481,9 +544,9 @@ impl ClusterState {
         self.pod_index.service_demand()
     }
 
-    /// The kept pod index equals one built from scratch, and the provider ID index
-    /// names exactly the nodes that carry each ID (what the tests check after any
-    /// sequence of changes).
+    /// The kept pod index equals one built from scratch, the provider ID index names
+    /// exactly the nodes that carry each ID, and the claim index files every claim under
+    /// the node it is (what the tests check after any sequence of changes).
     pub fn indexes_consistent(&self) -> bool {
         let mut providers: HashMap<String, BTreeSet<String>> = HashMap::new();
         for n in self.nodes.values() {
@@ -494,7 +557,13 @@ impl ClusterState {
                     .insert(n.name.clone());
             }
         }
-        self.pod_index == PodIndex::rebuilt(&self.pods) && self.by_provider == providers
+        let mut claims = ClaimIndex::default();
+        for c in self.claims.values() {
+            claims.insert(c, self.node_of(c).map(|n| n.name.as_str()));
+        }
+        self.pod_index == PodIndex::rebuilt(&self.pods)
+            && self.by_provider == providers
+            && self.claim_index == claims
     }
 
     /// The node a claim became, found by name or by provider ID.

@@ -66,6 +66,8 @@ pub struct Decider<'a> {
     pub pools: &'a [NodePool],
     pub extras: &'a [NodePoolExtras],
     pub model: &'a crate::core::model::SchedulingModel,
+    /// `template_hash` of each of `pools`.
+    pub pool_hashes: &'a [u64],
     pub unavailable: &'a UnavailableOfferings,
     pub max_launch_options: usize,
     pub now: f64,
@@ -260,38 +262,38 @@ fn plan_from(
     out
 }
 
-fn in_requirement(key: &str, mut values: Vec<String>) -> RequirementSpec {
-    values.sort();
-    values.dedup();
+/// An `In` requirement on `key` for `values`, sorted and without repeats. Only the
+/// distinct values are copied: a claim's 60 options name a handful of zones.
+fn in_requirement<'v>(key: &str, values: impl Iterator<Item = &'v str>) -> RequirementSpec {
+    let distinct: std::collections::BTreeSet<&str> = values.collect();
     RequirementSpec {
         key: key.into(),
         operator: "In".into(),
-        values,
+        values: distinct.into_iter().map(str::to_string).collect(),
         min_values: None,
     }
 }
 
-/// The NodeClaim (with its launch request) for a plan of the core.
 /// `In` requirements summarising a claim's options: their types, zones, capacity types.
 fn option_requirements(options: &[Offering]) -> Vec<RequirementSpec> {
-    let of = |f: fn(&Offering) -> String| options.iter().map(f).collect();
+    let of = |f: fn(&Offering) -> &str| options.iter().map(f);
     vec![
-        in_requirement(labels::INSTANCE_TYPE, of(|o| o.instance_type.clone())),
-        in_requirement(labels::ZONE, of(|o| o.zone.clone())),
+        in_requirement(labels::INSTANCE_TYPE, of(|o| &o.instance_type)),
+        in_requirement(labels::ZONE, of(|o| &o.zone)),
         in_requirement(
             labels::KARPENTER_CAPACITY_TYPE,
-            of(|o| o.capacity_type.as_str().to_string()),
+            of(|o| o.capacity_type.as_str()),
         ),
     ]
 }
 
 /// A new claim's name, pool label, annotations (the pool's template hash, so a later
-/// change of the pool shows as drift; what it replaces) and our finalizer.
-fn claim_metadata(pool: &NodePool, name: &str, replaces: Option<&str>) -> ObjectMeta {
+/// change of the pool shows as drift; what it replaces) and our finalizer. `hash` is
+/// the pool's `template_hash`.
+fn claim_metadata(pool: &NodePool, hash: u64, name: &str, replaces: Option<&str>) -> ObjectMeta {
     let mut meta_labels = BTreeMap::new();
     meta_labels.insert(labels::NODEPOOL.to_string(), pool.name.clone());
     let mut annotations = BTreeMap::new();
-    let hash = crate::core::disruption::template_hash(pool);
     annotations.insert(POOL_HASH_ANNOTATION.to_string(), format!("{hash:016x}"));
     if let Some(r) = replaces {
         annotations.insert(REPLACES_ANNOTATION.to_string(), r.to_string());
@@ -305,6 +307,7 @@ fn claim_metadata(pool: &NodePool, name: &str, replaces: Option<&str>) -> Object
     }
 }
 
+/// The NodeClaim (with its launch request) for a plan of the core.
 pub fn new_claim(d: &Decider, plan: &LaunchPlan, name: &str, replaces: Option<&str>) -> NewClaim {
     let pool = &d.pools[plan.pool];
     let extras = d.extras.iter().find(|e| e.name == pool.name);
@@ -344,7 +347,7 @@ pub fn new_claim(d: &Decider, plan: &LaunchPlan, name: &str, replaces: Option<&s
             .map(|g| humantime::format_duration(g).to_string()),
     };
     let object = NodeClaim {
-        metadata: claim_metadata(pool, name, replaces),
+        metadata: claim_metadata(pool, d.pool_hashes[plan.pool], name, replaces),
         spec,
         status: None,
     };

@@ -1,7 +1,7 @@
 //! The indexes kept up to date as objects come and go (pods by node with their requested
-//! room, unschedulable pods, nodes by provider ID, the service demand) against a full
-//! recomputation from every pod, after random sequences of changes; and the
-//! provisioning loop's scan that finds nothing changed.
+//! room, unschedulable pods, nodes by provider ID, claims by node, the service demand)
+//! against a full recomputation from every pod and claim, after random sequences of
+//! changes; and the provisioning loop's scan that finds nothing changed.
 
 use super::{pending_json, pod, setup};
 use proptest::prelude::*;
@@ -37,6 +37,15 @@ enum Op {
         cordoned: bool,
     },
     DeleteNode(usize),
+    /// Claim `claim` naming node `node` in its status (none past `NODES`) and provider
+    /// ID `provider` (none past the nodes' IDs), being deleted when `deleting`.
+    Claim {
+        claim: usize,
+        node: usize,
+        provider: usize,
+        deleting: bool,
+    },
+    DeleteClaim(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -50,7 +59,31 @@ fn op() -> impl Strategy<Value = Op> {
             |(node, provider, cordoned)| Op::Node { node, provider, cordoned }
         ),
         1 => (0..3usize).prop_map(Op::DeleteNode),
+        2 => (0..4usize, 0..4usize, 0..3usize, any::<bool>()).prop_map(
+            |(claim, node, provider, deleting)| Op::Claim { claim, node, provider, deleting }
+        ),
+        1 => (0..4usize).prop_map(Op::DeleteClaim),
     ]
+}
+
+fn claim_json(i: usize, node: usize, provider: usize, deleting: bool) -> Value {
+    let mut v = json!({
+        "metadata": {"name": format!("general-{i}")},
+        "spec": {"nodePool": "general", "options": [{"instanceType": "m5.large",
+                 "zone": "us-east-1a", "capacityType": "spot", "pricePerHour": 0.03}]},
+        "status": {}
+    });
+    if let Some(n) = NODES.get(node) {
+        v["status"]["nodeName"] = json!(n);
+    }
+    if provider < 2 {
+        v["status"]["providerID"] = json!(format!("aws:///us-east-1a/i-{provider}"));
+    }
+    if deleting {
+        v["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        v["metadata"]["finalizers"] = json!(["stevedore.dev/termination"]);
+    }
+    v
 }
 
 fn pod_json(i: usize, node: usize, phase: u8, ds: bool, cpu: u32) -> Value {
@@ -107,17 +140,50 @@ fn apply(st: &mut ClusterState, op: &Op, t: f64) {
             st.apply_node(&n, t).unwrap();
         }
         Op::DeleteNode(i) => st.delete_node(NODES[i]),
+        Op::Claim {
+            claim,
+            node,
+            provider,
+            deleting,
+        } => {
+            let c = serde_json::from_value(claim_json(claim, node, provider, deleting)).unwrap();
+            st.apply_claim(&c).unwrap();
+        }
+        Op::DeleteClaim(i) => st.delete_claim(&format!("general-{i}")),
     }
+}
+
+/// Each prepared node's target and claim, computed the slow way: a node is the last
+/// claim by name that resolves to it; a claim that resolves to none (and is not being
+/// deleted) is a launching node, after the nodes.
+fn expected_targets(st: &ClusterState) -> Vec<(Target, Option<String>)> {
+    let mut out: Vec<(Target, Option<String>)> = st
+        .nodes()
+        .map(|n| {
+            let claim = st
+                .claims()
+                .filter(|c| st.node_of(c).is_some_and(|m| m.name == n.name))
+                .last();
+            (Target::Node(n.name.clone()), claim.map(|c| c.name.clone()))
+        })
+        .collect();
+    for c in st.claims() {
+        if st.node_of(c).is_none() && c.deleting_since.is_none() {
+            out.push((Target::Claim(c.name.clone()), Some(c.name.clone())));
+        }
+    }
+    out
 }
 
 /// What a decision must see, computed the slow way from every pod: per node its
 /// requested room (its unfinished pods', plus the model's DaemonSet room while it has no
 /// DaemonSet pod); the pods that stay, by node; the pending pods; the pods a drain
-/// would evict (none here: no node is disrupted).
+/// would evict (those of a node whose claim is being deleted).
 struct Expected {
     requested: Vec<(String, Resources)>,
     bound: Vec<(String, String)>,
     pending: Vec<String>,
+    draining: Vec<String>,
     service: Resources,
 }
 
@@ -142,14 +208,21 @@ fn expected(st: &ClusterState, inp: &DecisionInputs) -> Expected {
         requested: Vec::new(),
         bound: Vec::new(),
         pending: Vec::new(),
+        draining: Vec::new(),
         service: Resources::default(),
     };
-    for n in st.nodes() {
+    let targets = expected_targets(st);
+    for (i, n) in st.nodes().enumerate() {
+        let claim = targets[i].1.as_deref().and_then(|c| st.claim(c));
+        let draining = claim.is_some_and(|c| c.deleting_since.is_some());
         let mut requested = Resources::default();
         for p in live(&n.name) {
             requested.add(&p.pod.requests);
-            if !n.unschedulable && !p.deleting {
+            if !n.unschedulable && !draining && !p.deleting {
                 out.bound.push((p.pod.key(), n.name.clone()));
+            }
+            if draining && !p.deleting && !p.pod.is_daemonset() {
+                out.draining.push(p.pod.key());
             }
         }
         if !live(&n.name).iter().any(|p| p.pod.is_daemonset()) {
@@ -171,6 +244,7 @@ fn expected(st: &ClusterState, inp: &DecisionInputs) -> Expected {
     }
     out.bound.sort();
     out.pending.sort();
+    out.draining.sort();
     out
 }
 
@@ -181,9 +255,16 @@ fn check(st: &ClusterState, inp: &DecisionInputs) {
     );
     let want = expected(st, inp);
     let got = st.prepare(inp);
+    let targets: Vec<(Target, Option<String>)> = got
+        .nodes
+        .iter()
+        .map(|n| (n.target.clone(), n.claim.map(str::to_string)))
+        .collect();
+    assert_eq!(targets, expected_targets(st));
     let requested: Vec<(String, Resources)> = got
         .nodes
         .iter()
+        .filter(|n| matches!(n.target, Target::Node(_)))
         .map(|n| (n.name.to_string(), n.requested.clone()))
         .collect();
     assert_eq!(requested, want.requested);
@@ -197,7 +278,9 @@ fn check(st: &ClusterState, inp: &DecisionInputs) {
     let mut pending: Vec<String> = got.pending.iter().map(|p| p.key()).collect();
     pending.sort();
     assert_eq!(pending, want.pending);
-    assert!(got.draining.is_empty());
+    let mut draining: Vec<String> = got.draining.iter().map(|p| p.key()).collect();
+    draining.sort();
+    assert_eq!(draining, want.draining);
     assert_eq!(st.service_demand(), &want.service);
     assert_eq!(st.any_unschedulable(), st.pods().any(|p| p.unschedulable));
     for n in st.nodes() {

@@ -1,38 +1,86 @@
 //! [`ClusterState::prepare`]: what a decision's snapshot borrows, read from the indexes
 //! the state keeps up to date (pods by node with their requested room, unschedulable
-//! pods, nodes by provider ID), so that building it walks the nodes once and the pods
-//! only where a decision needs each one (bound to a node it may place pods on, or
-//! about to be evicted by a drain), never the whole pod map.
+//! pods, claims by node), so that building it walks the nodes once and the pods only
+//! where a decision needs each one (bound to a node it may place pods on, or about to
+//! be evicted by a drain), never the whole pod map. The per-node indexes are kept in
+//! node-name order and walked beside the nodes ([`Beside`]): a hash look-up per node
+//! in each was most of a decision over 10,000 nodes.
 
 use super::{
     launching, node_labels, ClusterState, DecisionInputs, Prepared, PreparedNode, Target,
     DISRUPTED_TAINT, TRANSIENT_TAINTS,
 };
 use crate::cluster::convert::{ClaimEntry, NodeEntry};
+use crate::cluster::pod_index::NodePods;
 use crate::core::instance::{CapacityType, Catalog};
 use crate::core::labels::{self, Labels};
 use crate::core::resources::Resources;
 use crate::core::taints::Taint;
 use std::borrow::Cow;
+use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::iter::Peekable;
+
+/// A map's entries in key order, walked beside the nodes (also in name order): each
+/// node's entry is found by stepping on, without a look-up.
+struct Beside<'m, V, I: Iterator<Item = (&'m String, V)>> {
+    rest: Peekable<I>,
+}
+
+impl<'m, V, I: Iterator<Item = (&'m String, V)>> Beside<'m, V, I> {
+    fn new(entries: I) -> Self {
+        Beside {
+            rest: entries.peekable(),
+        }
+    }
+
+    /// The entry of `key`. Keys must be asked in increasing order.
+    fn at(&mut self, key: &str) -> Option<V> {
+        while let Some((k, _)) = self.rest.peek() {
+            match k.as_str().cmp(key) {
+                Ordering::Less => _ = self.rest.next(),
+                Ordering::Equal => return self.rest.next().map(|(_, v)| v),
+                Ordering::Greater => return None,
+            }
+        }
+        None
+    }
+}
+
+/// What the state keeps about one node besides its entry.
+struct Side<'s> {
+    claim: Option<&'s ClaimEntry>,
+    pods: Option<&'s NodePods>,
+    stable_since: Option<f64>,
+}
+
+type OverheadKey = (usize, usize, CapacityType);
 
 /// Catalog look-ups every node of the same type repeats, made once per decision: a
 /// catalog lookup by name scans every instance type, and a pool's DaemonSet overhead
-/// scans the pool's types.
+/// scans the pool's types. The last answer is asked first: nodes of one type and pool
+/// often come in runs, and comparing a name costs less than hashing it.
 #[derive(Default)]
 struct Lookups {
     types: HashMap<String, Option<usize>>,
-    overheads: HashMap<(usize, usize, CapacityType), Option<Resources>>,
+    last_type: Option<(String, Option<usize>)>,
+    overheads: HashMap<OverheadKey, Option<Resources>>,
+    last_overhead: Option<(OverheadKey, Option<Resources>)>,
 }
 
 impl Lookups {
     fn ty(&mut self, catalog: &Catalog, l: &Labels) -> Option<usize> {
         let name = l.get(labels::INSTANCE_TYPE)?;
-        if let Some(&t) = self.types.get(name) {
-            return t;
+        if let Some((last, t)) = &self.last_type {
+            if last == name {
+                return *t;
+            }
         }
-        let t = catalog.find(name);
-        self.types.insert(name.clone(), t);
+        let t = *self
+            .types
+            .entry(name.clone())
+            .or_insert_with(|| catalog.find(name));
+        self.last_type = Some((name.clone(), t));
         t
     }
 
@@ -44,10 +92,18 @@ impl Lookups {
         l: &Labels,
     ) -> Option<Resources> {
         let key = (pool?, self.ty(inp.catalog, l)?, capacity_type(l));
-        self.overheads
+        if let Some((last, o)) = &self.last_overhead {
+            if *last == key {
+                return o.clone();
+            }
+        }
+        let o = self
+            .overheads
             .entry(key)
             .or_insert_with(|| overhead_of(inp, key.0, key.1, key.2))
-            .clone()
+            .clone();
+        self.last_overhead = Some((key, o.clone()));
+        o
     }
 }
 
@@ -69,15 +125,6 @@ impl ClusterState {
     /// Builds what a decision needs: nodes (and claims not yet registered, as launching
     /// nodes), the pods bound to them and the pending pods, as the simulator does.
     pub fn prepare<'s>(&'s self, inp: &DecisionInputs<'_>) -> Prepared<'s> {
-        // One look-up per claim: registered ones by their node, the rest launching.
-        let mut claim_by_node: HashMap<&str, &ClaimEntry> = HashMap::new();
-        let mut unregistered = Vec::new();
-        for c in self.claims.values() {
-            match self.node_of(c) {
-                Some(n) => _ = claim_by_node.insert(n.name.as_str(), c),
-                None => unregistered.push(c),
-            }
-        }
         let mut memo = Lookups::default();
         let mut out = Prepared {
             nodes: Vec::with_capacity(self.nodes.len()),
@@ -85,15 +132,24 @@ impl ClusterState {
             pending: Vec::new(),
             draining: Vec::new(),
         };
+        let mut claims = Beside::new(self.claim_index.by_node());
+        let mut pods = Beside::new(self.pod_index.by_node());
+        let mut stable = Beside::new(self.stable_since.iter());
         for n in self.nodes.values() {
-            let claim = claim_by_node.get(n.name.as_str()).copied();
-            let (node, draining) = self.prepared_node(inp, &mut memo, n, claim);
+            let side = Side {
+                claim: claims.at(&n.name),
+                pods: pods.at(&n.name),
+                stable_since: stable.at(&n.name).copied(),
+            };
+            let (node, draining) = self.prepared_node(inp, &mut memo, n, &side);
             out.nodes.push(node);
-            self.add_pods_of(inp, &mut memo, &mut out, draining);
+            add_pods_of(inp, &mut memo, &mut out, side.pods, draining);
         }
         out.pending = self.pending_pods();
-        for c in unregistered
-            .into_iter()
+        // Claims not registered yet, as launching nodes.
+        for c in self
+            .claim_index
+            .unregistered()
             .filter(|c| c.deleting_since.is_none())
         {
             out.nodes.extend(launching_node(inp, c));
@@ -109,14 +165,15 @@ impl ClusterState {
     }
 
     /// A node as a decision sees it (its requested room still empty: see
-    /// [`Self::add_pods_of`]), and whether it is being drained.
+    /// [`add_pods_of`]), and whether it is being drained.
     fn prepared_node<'s>(
         &'s self,
         inp: &DecisionInputs,
         memo: &mut Lookups,
         n: &'s NodeEntry,
-        claim: Option<&'s ClaimEntry>,
+        side: &Side<'s>,
     ) -> (PreparedNode<'s>, bool) {
+        let claim = side.claim;
         let by_group = inp.group_of.and_then(|g| g.get(n.provider_id.as_deref()?));
         let pool = by_group.copied().or_else(|| pool_index(inp, &n.labels));
         let (taints, disrupted) = decision_taints(n, claim);
@@ -141,45 +198,11 @@ impl ClusterState {
                 .and_then(claim_price)
                 .or_else(|| node_price(inp.catalog, ty, &n.labels))
                 .unwrap_or(0.0),
-            stable_since: self.stable_since.get(&n.name).copied().unwrap_or(n.created),
+            stable_since: side.stable_since.unwrap_or(n.created),
             claim: claim.map(|c| c.name.as_str()),
             annotations: &n.annotations,
         };
         (node, draining)
-    }
-
-    /// The last node of `out`: its requested room (its pods', or the DaemonSet room the
-    /// model reserves while its DaemonSet pods have not arrived, as on a new node), its
-    /// pods that stay (if it takes pods) or that its drain will evict.
-    fn add_pods_of<'s>(
-        &'s self,
-        inp: &DecisionInputs,
-        memo: &mut Lookups,
-        out: &mut Prepared<'s>,
-        draining: bool,
-    ) {
-        let i = out.nodes.len() - 1;
-        let n = &mut out.nodes[i];
-        let on = self.pod_index.on(n.name);
-        if let Some(on) = on {
-            n.requested = on.requested.clone();
-        }
-        if on.is_none_or(|on| on.daemonset_pods == 0) {
-            if let Some(o) = memo.overhead(inp, n.pool, &n.labels) {
-                n.requested.add(&o);
-            }
-        }
-        let schedulable = n.schedulable;
-        if !schedulable && !draining {
-            return;
-        }
-        for p in on.into_iter().flat_map(|on| on.pods.values()) {
-            if schedulable && !p.deleting {
-                out.bound.push((&p.pod, i));
-            } else if draining && !p.deleting && !p.drain_exempt {
-                out.draining.push(&p.pod);
-            }
-        }
     }
 
     /// Unschedulable pods not bound to a known node (finished pods and DaemonSet pods
@@ -190,6 +213,39 @@ impl ClusterState {
             .filter(|p| p.node.as_ref().is_none_or(|n| !self.nodes.contains_key(n)))
             .map(|p| &p.pod)
             .collect()
+    }
+}
+
+/// The last node of `out`: its requested room (its pods' `on` it, or the DaemonSet room
+/// the model reserves while its DaemonSet pods have not arrived, as on a new node), its
+/// pods that stay (if it takes pods) or that its drain will evict.
+fn add_pods_of<'s>(
+    inp: &DecisionInputs,
+    memo: &mut Lookups,
+    out: &mut Prepared<'s>,
+    on: Option<&'s NodePods>,
+    draining: bool,
+) {
+    let i = out.nodes.len() - 1;
+    let n = &mut out.nodes[i];
+    if let Some(on) = on {
+        n.requested = on.requested.clone();
+    }
+    if on.is_none_or(|on| on.daemonset_pods == 0) {
+        if let Some(o) = memo.overhead(inp, n.pool, &n.labels) {
+            n.requested.add(&o);
+        }
+    }
+    let schedulable = n.schedulable;
+    if !schedulable && !draining {
+        return;
+    }
+    for p in on.into_iter().flat_map(|on| on.pods.values()) {
+        if schedulable && !p.deleting {
+            out.bound.push((&p.pod, i));
+        } else if draining && !p.deleting && !p.drain_exempt {
+            out.draining.push(&p.pod);
+        }
     }
 }
 
