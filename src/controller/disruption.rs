@@ -148,7 +148,8 @@ impl<P: CloudProvider> Controller<P> {
             .peak()
             .plus(&provision::headroom_keep(&prepared, &d));
         let pdbs = st.pdbs();
-        let history = lock(&self.demand_history).clone();
+        // Held for the search: only this loop records into it.
+        let history = lock(&self.demand_history);
         let eviction_cost = self.config.settings.eviction_cost;
         let input = consolidation::Inputs {
             nodes: &costs,

@@ -60,12 +60,11 @@ fn disruptable_nodes(prepared: &Prepared) -> Vec<bool> {
     ok
 }
 
-/// Why the claim on prepared node `i` drifted from pool `p`, if it did. `hashes`: the
-/// pools' `template_hash`es, made once per pass (formatting a pool's template for every
-/// node was most of a pass over 10,000 nodes).
+/// Why the claim on prepared node `i` drifted from pool `p`, if it did (the pools'
+/// template hashes come from the model, made once per model: formatting a pool's template
+/// for every node was most of a pass over 10,000 nodes).
 fn drift_of(
     m: &Model,
-    hashes: &[u64],
     prepared: &Prepared,
     i: usize,
     p: usize,
@@ -74,7 +73,7 @@ fn drift_of(
     let n = &prepared.nodes[i];
     disruption::drifted(
         &m.pools[p],
-        hashes[p],
+        m.pool_hashes[p],
         &n.labels,
         &n.taints,
         claim.pool_hash,
@@ -180,10 +179,6 @@ impl<P: CloudProvider> Controller<P> {
             }
         }
         let disruptable = disruptable_nodes(&prepared);
-        let hashes: Vec<u64> = match reason {
-            Reason::Drifted => m.pools.iter().map(disruption::template_hash).collect(),
-            _ => Vec::new(),
-        };
         let mut due: Vec<(usize, &ClaimEntry, String)> = prepared
             .nodes
             .iter()
@@ -195,7 +190,7 @@ impl<P: CloudProvider> Controller<P> {
                 }
                 let why = match reason {
                     Reason::Expired => expiry_of(&pools[p], claim, now)?,
-                    _ => describe(&drift_of(&m, &hashes, &prepared, i, p, claim)?),
+                    _ => describe(&drift_of(&m, &prepared, i, p, claim)?),
                 };
                 Some((i, claim, why))
             })

@@ -7,7 +7,6 @@ use super::state::{NodeState, Sim};
 use crate::core::budget::{self, Reason};
 use crate::core::consolidation::{self, Inputs, NodeCost};
 use crate::core::disruption;
-use crate::core::resources::Resources;
 use crate::core::snapshot::Snapshot;
 use crate::sim::Mode;
 use std::time::Instant;
@@ -285,7 +284,7 @@ impl Sim<'_> {
         // The capacity kept falls as old peaks leave the window: that may allow an action,
         // as may the time passing until an action refused for its evictions pays.
         // Consolidation never takes the pools' headroom spare away either.
-        let keep = self.recent_peak_demand().plus(&self.headroom_keep());
+        let keep = self.demand_window.peak().plus(&self.headroom_keep());
         let same_keep = self.keep_at_last_search.as_ref() == Some(&keep);
         if self.changes == self.changes_at_last_search
             && !newly_eligible
@@ -341,15 +340,8 @@ impl Sim<'_> {
     /// burst of them would otherwise hold half-empty nodes for the whole window.
     pub(super) fn record_demand(&mut self) {
         let window = self.settings().consolidation_window.as_secs_f64();
-        while self
-            .demand_history
-            .front()
-            .is_some_and(|(t, _)| *t < self.now - window)
-        {
-            self.demand_history.pop_front();
-        }
-        self.demand_history
-            .push_back((self.now, self.service_demand.clone()));
+        self.demand_window
+            .record(self.now, window, self.service_demand.clone());
         self.long_demand.record(self.now, &self.service_demand);
     }
 
@@ -360,14 +352,5 @@ impl Sim<'_> {
             history: &self.long_demand,
             eviction_cost: cost,
         })
-    }
-
-    fn recent_peak_demand(&self) -> Resources {
-        let mut peak = Resources::default();
-        for (_, d) in &self.demand_history {
-            peak.cpu_milli = peak.cpu_milli.max(d.cpu_milli);
-            peak.memory = peak.memory.max(d.memory);
-        }
-        peak
     }
 }

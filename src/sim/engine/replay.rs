@@ -115,7 +115,7 @@ pub fn run(
         interrupted_at: HashMap::new(),
         recovery_s: Vec::new(),
         node_seconds: 0.0,
-        demand_history: Default::default(),
+        demand_window: Default::default(),
         long_demand: Default::default(),
         pays_at: None,
         headroom_acc: headroom::Acc::default(),

@@ -244,8 +244,8 @@ pub(super) struct Sim<'c> {
     /// Pods on a node at its Spot warning, with the warning's time.
     pub(super) interrupted_at: HashMap<usize, f64>,
     pub(super) recovery_s: Vec<f64>,
-    /// (time, demand) at each scan over the last `consolidationWindow`.
-    pub(super) demand_history: std::collections::VecDeque<(f64, Resources)>,
+    /// The demand at each scan over the last `consolidationWindow`.
+    pub(super) demand_window: crate::core::consolidation::DemandWindow,
     /// The demand of long-running pods over the last day, for `evictionCost`.
     pub(super) long_demand: crate::core::consolidation::DemandHistory,
     /// When the last search's first action refused for its evictions would pay.
