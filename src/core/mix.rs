@@ -1,14 +1,18 @@
 //! Cost-optimal packing of a group of pods onto new nodes: the cheapest mix of a pool's
 //! instance types that holds every pod whole.
 //!
-//! The shape-aware programme ([`ShapeBound`]) says which types the cheapest fractional
-//! mix uses and how it fills them. [`cheapest_bins`] rounds that mix to whole nodes:
-//! every whole node of the optimum is opened as the optimum fills it (pods rounded
-//! down), the pods left over go into the room those nodes have spare, and what is still
-//! left is solved again, so each round commits whole nodes of a fresh optimum for the
-//! remainder. A round with no whole node opens the largest fractional one. Every round
-//! opens at least one node, so this ends; every node is then bought as the cheapest type
-//! that holds what it got.
+//! The shape-aware programme with whole pods per node ([`ShapeBound::whole_pods`], the
+//! cutting-stock relaxation) says which node patterns the cheapest mix uses: how many
+//! pods of each shape a node of each type holds, with only the number of nodes
+//! fractional. (Fractional patterns, as in the report's bound, round badly: a type that
+//! holds 1.7 pods is a type that holds one.) [`cheapest_bins`] rounds that mix: every
+//! whole node of the optimum is opened as the optimum fills it, the pods left over go
+//! into the room those nodes have spare, and what is still left is solved again, so each
+//! round commits whole nodes of a fresh optimum for the remainder. A round with no whole
+//! node opens the node that buys the most of what is left per dollar at the optimum's
+//! dual prices (a third of a large node is not something a few pods can buy). Every
+//! round opens at least one node, so this ends; every node is then bought as the
+//! cheapest type that holds what it got.
 //!
 //! At equal price per unit the programme prefers smaller types (see [`SIZE_TIE_BREAK`]):
 //! pods that end release a small node sooner, and whole small nodes round better.
@@ -46,7 +50,7 @@ pub struct Bin {
 /// The programme over `options` that [`cheapest_bins`] solves. Built once and reused for
 /// every group of pods with the same options (it keeps its optimal bases).
 pub fn programme(options: &[MixOption]) -> ShapeBound {
-    ShapeBound::new(
+    ShapeBound::whole_pods(
         options
             .iter()
             .map(|o| {
@@ -78,8 +82,8 @@ pub fn cheapest_bins(
             return None;
         }
         let opened = packing.open_whole_nodes(&mix);
-        if !opened {
-            packing.open_largest_fraction(&mix)?;
+        if !opened && packing.open_best_value(&mix).is_none() {
+            packing.open_for_largest_pod()?;
         }
         packing.fill_spare_room();
     }
@@ -161,15 +165,48 @@ impl<'o> Packing<'o> {
         placed
     }
 
-    /// Opens one node of the largest fractional part, with its share rounded up where
-    /// the room allows.
-    fn open_largest_fraction(&mut self, mix: &Mix) -> Option<()> {
-        let part = mix
-            .parts
+    /// With no whole node left in the optimum, opens the one node that buys the most of
+    /// what is left per dollar, valuing each pod at its class's dual price (what it adds
+    /// to the optimum): a fractional share of a large node is not what a few pods can
+    /// buy, so the optimum's own fractions are a poor guide here.
+    fn open_best_value(&mut self, mix: &Mix) -> Option<()> {
+        let mut best: Option<(f64, usize, Vec<usize>)> = None;
+        for option in 0..self.options.len() {
+            let (value, quota) = self.fill(option, &mix.duals);
+            let ratio = value / self.options[option].price.max(EPS);
+            if value > EPS
+                && best
+                    .as_ref()
+                    .is_none_or(|(r, _, _)| ratio > *r * (1.0 + 1e-9))
+            {
+                best = Some((ratio, option, quota));
+            }
+        }
+        let (_, option, quota) = best?;
+        self.open(option, &quota).then_some(())
+    }
+
+    /// The pods left that a node of `option` takes, largest shapes first, and their
+    /// value at `duals` (per shape).
+    fn fill(&self, option: usize, duals: &[f64]) -> (f64, Vec<usize>) {
+        let usable = &self.options[option].usable;
+        let mut taken = Resources::default();
+        let mut value = 0.0;
+        let quota = self
+            .shapes
             .iter()
-            .max_by(|a, b| a.nodes.total_cmp(&b.nodes).then(b.option.cmp(&a.option)))?;
-        let quota: Vec<usize> = part.pods.iter().map(|c| c.ceil() as usize).collect();
-        self.open(part.option, &quota).then_some(())
+            .zip(duals)
+            .map(|((req, members), dual)| {
+                let mut n = 0;
+                while n < members.len() && taken.plus(req).fits_in(usable) {
+                    taken.add(req);
+                    n += 1;
+                }
+                value += dual * n as f64;
+                n
+            })
+            .collect();
+        (value, quota)
     }
 
     /// The last resort: the largest pod left, alone on the cheapest option holding it.
@@ -287,6 +324,40 @@ mod tests {
         for b in &bins {
             assert!(b.requested.fits_in(&options[b.option].usable));
         }
+    }
+
+    /// A type that holds 1.7 pods of a shape by the fractional programme holds one: the
+    /// whole-pod patterns buy the type that holds seven instead of seven that hold one.
+    #[test]
+    fn patterns_count_whole_pods() {
+        let options = vec![
+            opt(0.0645, 7, 13),  // c6gd.2xlarge-like: one 4 CPU / 8 GiB pod (1.6 by fractions)
+            opt(0.3132, 31, 56), // c7g.8xlarge-like: seven of them
+        ];
+        let p = pod(4000, 8);
+        let pods: Vec<&Resources> = std::iter::repeat_n(&p, 7).collect();
+        let (cost, bins) = cheapest_bins(&options, &mut programme(&options), &pods).expect("fits");
+        assert!((cost - 0.3132).abs() < 1e-9, "cost {cost}: {bins:?}");
+    }
+
+    /// Too few pods for a whole node of the optimum: they buy the nodes that are cheapest
+    /// for them, not a part-filled share of the type that would be cheapest when full.
+    #[test]
+    fn a_few_pods_buy_small_nodes_not_a_share_of_a_large_one() {
+        let options = vec![
+            opt(0.012, 1, 3),   // t3a.medium-like: one 1 CPU / 2 GiB pod
+            opt(0.0645, 7, 13), // six of them, cheaper per pod when full
+        ];
+        let p = pod(1000, 2);
+        let pods: Vec<&Resources> = std::iter::repeat_n(&p, 4).collect();
+        let (cost, bins) = cheapest_bins(&options, &mut programme(&options), &pods).expect("fits");
+        assert!((cost - 0.048).abs() < 1e-9, "cost {cost}: {bins:?}");
+        let six: Vec<&Resources> = std::iter::repeat_n(&p, 6).collect();
+        let (cost, _) = cheapest_bins(&options, &mut programme(&options), &six).expect("fits");
+        assert!(
+            (cost - 0.0645).abs() < 1e-9,
+            "six pods fill the large node: {cost}"
+        );
     }
 
     /// Complementary pods share nodes instead of each shape buying its own.

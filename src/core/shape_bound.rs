@@ -38,6 +38,10 @@ const MAX_PIVOTS: usize = 2_000;
 /// Pivots of one pricing programme (a handful of rows: it never needs many).
 const MAX_PRICING_PIVOTS: usize = 64;
 const TOL: f64 = 1e-9;
+/// Search nodes of one whole-pod pricing programme (an integer knapsack of a handful of
+/// classes); past it the best pattern found so far enters, which only slows the
+/// master's convergence a little, never makes a pattern that does not fit.
+const MAX_KNAPSACK_NODES: usize = 4_096;
 
 /// One purchasable option: its price and the room it has for pods.
 #[derive(Clone, Debug)]
@@ -97,8 +101,19 @@ pub struct ShapeBoundStats {
     pub pivots: u64,
 }
 
+/// How many pods of a class a pattern may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Counts {
+    /// Any non-negative amount: the bound of the report (the spec's programme).
+    Fractional,
+    /// Whole pods only (Gilmore and Gomory's cutting-stock patterns): a tighter
+    /// relaxation whose optimal nodes can be bought as they are, for provisioning.
+    Whole,
+}
+
 /// The shape-aware bound over a fixed set of options, with its basis cache.
 pub struct ShapeBound {
+    counts: Counts,
     extended: Vec<ResourceName>,
     offers: Vec<Offer>,
     cache: HashMap<Vec<Resources>, Vec<Basis>>,
@@ -109,6 +124,17 @@ impl ShapeBound {
     /// `options` are (price per hour, room for pods). Options with no more room than a
     /// cheaper (or equal, earlier) one are dropped: the optimum is unchanged.
     pub fn new(options: Vec<(f64, Resources)>) -> Self {
+        Self::with_counts(options, Counts::Fractional)
+    }
+
+    /// The same programme with whole pods per node: its optimum is a mix of real nodes
+    /// (only their number is fractional), so rounding it up loses little. Its rate is
+    /// not the report's bound (it is higher: every pattern here is one there too).
+    pub fn whole_pods(options: Vec<(f64, Resources)>) -> Self {
+        Self::with_counts(options, Counts::Whole)
+    }
+
+    fn with_counts(options: Vec<(f64, Resources)>, counts: Counts) -> Self {
         let mut extended: Vec<ResourceName> = Vec::new();
         for (_, r) in &options {
             for (name, _) in &r.extended {
@@ -138,6 +164,7 @@ impl ShapeBound {
             }
         }
         let mut bound = ShapeBound {
+            counts,
             extended,
             offers: Vec::new(),
             cache: HashMap::new(),
@@ -323,15 +350,14 @@ impl<'b> Problem<'b> {
         self.q.len()
     }
 
-    /// Pods of the row's class that one node of `offer` holds (fractional).
+    /// Pods of the row's class that one node of `offer` holds (fractional, or whole
+    /// under `Counts::Whole`; at least one, as the class fits the offer alone).
     fn capacity(&self, offer: usize, row: usize) -> f64 {
-        let a = &self.bound.offers[offer].a;
-        self.q[row]
-            .iter()
-            .zip(a)
-            .filter(|(q, _)| **q > 0.0)
-            .map(|(q, a)| a / q)
-            .fold(f64::INFINITY, f64::min)
+        let n = room_for(&self.q[row], &self.bound.offers[offer].a);
+        match self.bound.counts {
+            Counts::Fractional => n,
+            Counts::Whole => whole(n).max(1.0),
+        }
     }
 
     /// The start: each class alone on the offer cheapest per pod of it.
@@ -444,6 +470,7 @@ impl<'b> Problem<'b> {
             }
         }
         let mut best: Option<(f64, Column)> = None;
+        let mut whole_candidates: Vec<(f64, usize)> = Vec::new();
         for o in 0..self.bound.offers.len() {
             let price = self.bound.offers[o].price;
             let a = &self.bound.offers[o].a;
@@ -454,9 +481,35 @@ impl<'b> Problem<'b> {
             if ceiling <= price * (1.0 + 1e-9) + TOL {
                 continue;
             }
-            let (value, pods) = self.price_out(o, duals);
+            let (value, pods) = self.price_out_fractional(o, duals);
+            if !prices_in(value, price) {
+                continue;
+            }
             let gain = value / price.max(TOL);
-            if value > price * (1.0 + 1e-9) + TOL && best.as_ref().is_none_or(|(g, _)| gain > *g) {
+            if self.bound.counts == Counts::Whole {
+                whole_candidates.push((gain, o));
+            } else if best.as_ref().is_none_or(|(g, _)| gain > *g) {
+                best = Some((
+                    gain,
+                    Column {
+                        offer: Some(o),
+                        pods,
+                    },
+                ));
+            }
+        }
+        // A whole pattern is worth at most the fractional one: offers are tried best
+        // fractional gain first, and the rest are dropped once none of them can beat
+        // the best whole pattern found (most offers never run the knapsack).
+        whole_candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (ceiling, o) in whole_candidates {
+            if best.as_ref().is_some_and(|(g, _)| ceiling <= *g) {
+                break;
+            }
+            let price = self.bound.offers[o].price;
+            let (value, pods) = self.price_out_whole(o, duals);
+            let gain = value / price.max(TOL);
+            if prices_in(value, price) && best.as_ref().is_none_or(|(g, _)| gain > *g) {
                 best = Some((
                     gain,
                     Column {
@@ -473,13 +526,15 @@ impl<'b> Problem<'b> {
     fn infeasibility(&self, duals: &[f64]) -> f64 {
         let duals: Vec<f64> = duals.iter().map(|d| d.max(0.0)).collect();
         (0..self.bound.offers.len())
-            .map(|o| self.price_out(o, &duals).0 / self.bound.offers[o].price.max(TOL))
+            .map(|o| self.price_out_fractional(o, &duals).0 / self.bound.offers[o].price.max(TOL))
             .fold(1.0, f64::max)
     }
 
-    /// The pricing programme of `offer`: `max pi . c` over its patterns, solved by a
-    /// dense tableau simplex (one row per resource the candidate classes request).
-    fn price_out(&self, offer: usize, duals: &[f64]) -> (f64, Vec<f64>) {
+    /// The pricing programme of `offer`, `max pi . c` over its fractional patterns, by
+    /// a dense tableau simplex (one row per resource the candidate classes request).
+    /// Under `Counts::Whole` it is the ceiling of the whole patterns' value, and what
+    /// `theta` is taken from: `pi / theta` is then feasible for either programme.
+    fn price_out_fractional(&self, offer: usize, duals: &[f64]) -> (f64, Vec<f64>) {
         let k = self.rows();
         let a = &self.bound.offers[offer].a;
         let vars: Vec<usize> = self.fits[offer]
@@ -546,6 +601,135 @@ impl<'b> Problem<'b> {
         }
         (value.max(0.0), pods)
     }
+}
+
+impl Problem<'_> {
+    /// Whole patterns: a depth-first branch and bound over the counts of each class,
+    /// most valuable per share of the node first, pruned by a per-resource ceiling.
+    fn price_out_whole(&self, offer: usize, duals: &[f64]) -> (f64, Vec<f64>) {
+        let a = &self.bound.offers[offer].a;
+        let mut vars: Vec<usize> = self.fits[offer]
+            .iter()
+            .copied()
+            .filter(|&r| duals[r] > TOL)
+            .collect();
+        let mut pods = vec![0.0; self.rows()];
+        if vars.is_empty() {
+            return (0.0, pods);
+        }
+        let share = |r: usize| {
+            duals[r]
+                / self.q[r]
+                    .iter()
+                    .zip(a)
+                    .map(|(q, a)| q / a)
+                    .fold(0.0, f64::max)
+        };
+        vars.sort_by(|&x, &y| share(y).total_cmp(&share(x)).then(x.cmp(&y)));
+        let mut search = Knapsack::new(&vars, &self.q, duals, a);
+        let mut room = a.clone();
+        search.descend(0, &mut room, 0.0);
+        for (i, &r) in vars.iter().enumerate() {
+            pods[r] = search.best[i] as f64;
+        }
+        (search.best_value, pods)
+    }
+}
+
+/// The integer knapsack of one offer's whole-pod pricing programme.
+struct Knapsack<'p> {
+    vars: &'p [usize],
+    q: &'p [Vec<f64>],
+    duals: &'p [f64],
+    /// `ceiling[i][d]`: the most any class from `vars[i..]` pays per unit of resource
+    /// `d` (infinite where one of them does not request it: that resource bounds nothing).
+    ceiling: Vec<Vec<f64>>,
+    counts: Vec<u32>,
+    best: Vec<u32>,
+    best_value: f64,
+    nodes: usize,
+}
+
+impl<'p> Knapsack<'p> {
+    fn new(vars: &'p [usize], q: &'p [Vec<f64>], duals: &'p [f64], a: &[f64]) -> Self {
+        let mut ceiling = vec![vec![0.0f64; a.len()]; vars.len() + 1];
+        for i in (0..vars.len()).rev() {
+            let r = vars[i];
+            for d in 0..a.len() {
+                let rate = if q[r][d] > 0.0 {
+                    duals[r] / q[r][d]
+                } else {
+                    f64::INFINITY
+                };
+                ceiling[i][d] = ceiling[i + 1][d].max(rate);
+            }
+        }
+        Knapsack {
+            vars,
+            q,
+            duals,
+            ceiling,
+            counts: vec![0; vars.len()],
+            best: vec![0; vars.len()],
+            best_value: 0.0,
+            nodes: 0,
+        }
+    }
+
+    fn descend(&mut self, i: usize, room: &mut [f64], value: f64) {
+        self.nodes += 1;
+        if value > self.best_value + TOL {
+            self.best_value = value;
+            self.best.clone_from(&self.counts);
+        }
+        if i == self.vars.len() || self.nodes > MAX_KNAPSACK_NODES {
+            return;
+        }
+        let ceiling = room
+            .iter()
+            .zip(&self.ceiling[i])
+            .map(|(r, c)| r * c)
+            .fold(f64::INFINITY, f64::min);
+        if value + ceiling <= self.best_value + TOL {
+            return;
+        }
+        let r = self.vars[i];
+        let q = &self.q[r];
+        let most = whole(room_for(q, room)) as u32;
+        for c in (0..=most).rev() {
+            for (x, qd) in room.iter_mut().zip(q) {
+                *x -= qd * c as f64;
+            }
+            self.counts[i] = c;
+            self.descend(i + 1, room, value + self.duals[r] * c as f64);
+            for (x, qd) in room.iter_mut().zip(q) {
+                *x += qd * c as f64;
+            }
+            if self.nodes > MAX_KNAPSACK_NODES {
+                break;
+            }
+        }
+        self.counts[i] = 0;
+    }
+}
+
+/// A pattern worth `value` at the duals improves on its offer's `price`.
+fn prices_in(value: f64, price: f64) -> bool {
+    value > price * (1.0 + 1e-9) + TOL
+}
+
+/// How many of `q` fit `room` (fractional; infinite when `q` requests nothing).
+fn room_for(q: &[f64], room: &[f64]) -> f64 {
+    q.iter()
+        .zip(room)
+        .filter(|(q, _)| **q > 0.0)
+        .map(|(q, a)| a / q)
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// `n` rounded down, forgiving the rounding error of the scaled units.
+fn whole(n: f64) -> f64 {
+    (n * (1.0 + 1e-9) + 1e-9).floor().max(0.0)
 }
 
 /// Replaces basis row `r` by the entering column with `d = B^-1 a`.

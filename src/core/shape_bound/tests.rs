@@ -43,6 +43,15 @@ fn random_classes(rng: &mut Rng, k: usize, max_n: usize) -> Vec<(Resources, f64)
         .collect()
 }
 
+/// A case small enough for `integer_optimum`: 1-4 options, 1-3 classes of up to
+/// `max_n` pods.
+fn small_case(rng: &mut Rng, max_n: usize) -> (Vec<(f64, Resources)>, Vec<(Resources, f64)>) {
+    let n = 1 + rng.below(4);
+    let options = random_options(rng, n);
+    let k = 1 + rng.below(3);
+    (options, random_classes(rng, k, max_n))
+}
+
 /// The cheapest placement with whole nodes and whole pods, by exhaustive search: each
 /// pod (in order) joins a node already opened or opens one of any option.
 fn integer_optimum(options: &[(f64, Resources)], classes: &[(Resources, f64)]) -> f64 {
@@ -265,14 +274,7 @@ fn never_above_an_integer_placement_nor_below_the_fluid_bound() {
     let mut rng = Rng::new(3);
     let mut strictly_above_fluid = 0;
     for _ in 0..200 {
-        let options = {
-            let n = 1 + rng.below(4);
-            random_options(&mut rng, n)
-        };
-        let classes = {
-            let k = 1 + rng.below(3);
-            random_classes(&mut rng, k, 3)
-        };
+        let (options, classes) = small_case(&mut rng, 3);
         let mut bound = ShapeBound::new(options.clone());
         let mix = bound.solve(&classes);
         let integer = integer_optimum(&options, &classes);
@@ -381,4 +383,54 @@ fn infeasible_classes_are_left_out_and_nothing_costs_nothing() {
     assert!(close(mix.rate, 2.0));
     assert_eq!(bound.solve(&[]).rate, 0.0);
     assert_eq!(bound.hourly_rate(&[(res(1000, 1, 1, 0), 0)]), 0.0);
+}
+
+/// Whole-pod patterns give a programme between the report's bound and the best integer
+/// placement, tighter than the bound on many cases, and its optimum is made of real
+/// nodes: whole pods per node, each node's pods within the offer's room.
+#[test]
+fn whole_pod_patterns_lie_between_the_bound_and_an_integer_placement() {
+    let mut rng = Rng::new(41);
+    let mut tighter = 0;
+    for _ in 0..200 {
+        let (options, classes) = small_case(&mut rng, 4);
+        let fractional = ShapeBound::new(options.clone()).solve(&classes);
+        let mix = ShapeBound::whole_pods(options.clone()).solve(&classes);
+        let integer = integer_optimum(&options, &classes);
+        assert_eq!(mix.infeasible, fractional.infeasible);
+        // The value is the dual bound `pi . n / theta`: a valid floor of its programme.
+        let value: f64 = mix
+            .parts
+            .iter()
+            .map(|p| p.nodes * options[p.option].0)
+            .sum();
+        assert!(
+            mix.rate <= value + 1e-6,
+            "dual {} above primal {value}",
+            mix.rate
+        );
+        assert!(
+            value >= fractional.rate - 1e-6,
+            "{value} below the bound {}",
+            fractional.rate
+        );
+        assert!(
+            value <= integer + 1e-6,
+            "{value} above the integer optimum {integer}"
+        );
+        if value > fractional.rate * 1.001 {
+            tighter += 1;
+        }
+        for part in &mix.parts {
+            let mut used = Resources::default();
+            for (k, &c) in part.pods.iter().enumerate() {
+                assert_eq!(c, c.round(), "a fractional pod count {c}");
+                for _ in 0..c as usize {
+                    used.add(&classes[k].0);
+                }
+            }
+            assert!(used.fits_in(&options[part.option].1), "{used:?} overfills");
+        }
+    }
+    assert!(tighter > 20, "only {tighter} cases tighter than the bound");
 }
