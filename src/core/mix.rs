@@ -189,19 +189,15 @@ impl<'o> Packing<'o> {
     /// The pods left that a node of `option` takes, largest shapes first, and their
     /// value at `duals` (per shape).
     fn fill(&self, option: usize, duals: &[f64]) -> (f64, Vec<usize>) {
-        let usable = &self.options[option].usable;
-        let mut taken = Resources::default();
+        let mut room = self.options[option].usable.clone();
         let mut value = 0.0;
         let quota = self
             .shapes
             .iter()
             .zip(duals)
             .map(|((req, members), dual)| {
-                let mut n = 0;
-                while n < members.len() && taken.plus(req).fits_in(usable) {
-                    taken.add(req);
-                    n += 1;
-                }
+                let n = copies_fitting(req, &room).min(members.len());
+                take_copies(&mut room, req, n);
                 value += dual * n as f64;
                 n
             })
@@ -284,6 +280,39 @@ impl<'o> Packing<'o> {
             total += self.options[best].price;
         }
         (total, self.bins)
+    }
+}
+
+/// How many pods of requests `req` fit in `room` side by side.
+fn copies_fitting(req: &Resources, room: &Resources) -> usize {
+    let per = |need: i64, have: i64| {
+        if need > 0 {
+            (have.max(0) / need) as usize
+        } else {
+            usize::MAX
+        }
+    };
+    let mut n = per(req.cpu_milli, room.cpu_milli)
+        .min(per(req.memory, room.memory))
+        .min(per(req.ephemeral, room.ephemeral))
+        .min(per(req.pods, room.pods));
+    for (name, v) in &req.extended {
+        n = n.min(per(*v, room.extended(name)));
+    }
+    n
+}
+
+/// `room` less `n` pods of requests `req` (which fit: see [`copies_fitting`]).
+fn take_copies(room: &mut Resources, req: &Resources, n: usize) {
+    let n = n as i64;
+    room.cpu_milli -= req.cpu_milli * n;
+    room.memory -= req.memory * n;
+    room.ephemeral -= req.ephemeral * n;
+    room.pods -= req.pods * n;
+    for (name, v) in &req.extended {
+        if let Some(e) = room.extended.iter_mut().find(|(r, _)| r == name) {
+            e.1 -= v * n;
+        }
     }
 }
 

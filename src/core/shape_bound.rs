@@ -41,7 +41,10 @@ const TOL: f64 = 1e-9;
 /// Search nodes of one whole-pod pricing programme (an integer knapsack of a handful of
 /// classes); past it the best pattern found so far enters, which only slows the
 /// master's convergence a little, never makes a pattern that does not fit.
-const MAX_KNAPSACK_NODES: usize = 4_096;
+const MAX_KNAPSACK_NODES: usize = 1_024;
+/// Nodes that hold at most this many pods of any one class get the exact knapsack; on
+/// larger ones rounding the fractional pattern down loses at most a pod per class.
+const SMALL_NODE_PODS: f64 = 32.0;
 
 /// One purchasable option: its price and the room it has for pods.
 #[derive(Clone, Debug)]
@@ -470,7 +473,7 @@ impl<'b> Problem<'b> {
             }
         }
         let mut best: Option<(f64, Column)> = None;
-        let mut whole_candidates: Vec<(f64, usize)> = Vec::new();
+        let mut whole_candidates: Vec<(f64, usize, Vec<f64>)> = Vec::new();
         for o in 0..self.bound.offers.len() {
             let price = self.bound.offers[o].price;
             let a = &self.bound.offers[o].a;
@@ -487,7 +490,7 @@ impl<'b> Problem<'b> {
             }
             let gain = value / price.max(TOL);
             if self.bound.counts == Counts::Whole {
-                whole_candidates.push((gain, o));
+                whole_candidates.push((gain, o, pods));
             } else if best.as_ref().is_none_or(|(g, _)| gain > *g) {
                 best = Some((
                     gain,
@@ -502,12 +505,12 @@ impl<'b> Problem<'b> {
         // fractional gain first, and the rest are dropped once none of them can beat
         // the best whole pattern found (most offers never run the knapsack).
         whole_candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        for (ceiling, o) in whole_candidates {
+        for (ceiling, o, frac) in whole_candidates {
             if best.as_ref().is_some_and(|(g, _)| ceiling <= *g) {
                 break;
             }
             let price = self.bound.offers[o].price;
-            let (value, pods) = self.price_out_whole(o, duals);
+            let (value, pods) = self.price_out_whole(o, duals, &frac);
             let gain = value / price.max(TOL);
             if prices_in(value, price) && best.as_ref().is_none_or(|(g, _)| gain > *g) {
                 best = Some((
@@ -604,9 +607,11 @@ impl<'b> Problem<'b> {
 }
 
 impl Problem<'_> {
-    /// Whole patterns: a depth-first branch and bound over the counts of each class,
-    /// most valuable per share of the node first, pruned by a per-resource ceiling.
-    fn price_out_whole(&self, offer: usize, duals: &[f64]) -> (f64, Vec<f64>) {
+    /// Whole patterns: the fractional optimum `frac` rounded down and topped up, most
+    /// valuable per share of the node first; on nodes that hold few pods (where that
+    /// rounding can lose a large part of the node) improved by a depth-first branch and
+    /// bound over the counts of each class, pruned by a per-resource ceiling.
+    fn price_out_whole(&self, offer: usize, duals: &[f64], frac: &[f64]) -> (f64, Vec<f64>) {
         let a = &self.bound.offers[offer].a;
         let mut vars: Vec<usize> = self.fits[offer]
             .iter()
@@ -627,8 +632,15 @@ impl Problem<'_> {
         };
         vars.sort_by(|&x, &y| share(y).total_cmp(&share(x)).then(x.cmp(&y)));
         let mut search = Knapsack::new(&vars, &self.q, duals, a);
-        let mut room = a.clone();
-        search.descend(0, &mut room, 0.0);
+        search.round_down(frac);
+        let most = vars
+            .iter()
+            .map(|&r| whole(room_for(&self.q[r], a)))
+            .fold(0.0, f64::max);
+        if most <= SMALL_NODE_PODS {
+            let mut room = a.clone();
+            search.descend(0, &mut room, 0.0);
+        }
         for (i, &r) in vars.iter().enumerate() {
             pods[r] = search.best[i] as f64;
         }
@@ -639,6 +651,7 @@ impl Problem<'_> {
 /// The integer knapsack of one offer's whole-pod pricing programme.
 struct Knapsack<'p> {
     vars: &'p [usize],
+    a: &'p [f64],
     q: &'p [Vec<f64>],
     duals: &'p [f64],
     /// `ceiling[i][d]`: the most any class from `vars[i..]` pays per unit of resource
@@ -651,7 +664,7 @@ struct Knapsack<'p> {
 }
 
 impl<'p> Knapsack<'p> {
-    fn new(vars: &'p [usize], q: &'p [Vec<f64>], duals: &'p [f64], a: &[f64]) -> Self {
+    fn new(vars: &'p [usize], q: &'p [Vec<f64>], duals: &'p [f64], a: &'p [f64]) -> Self {
         let mut ceiling = vec![vec![0.0f64; a.len()]; vars.len() + 1];
         for i in (0..vars.len()).rev() {
             let r = vars[i];
@@ -666,6 +679,7 @@ impl<'p> Knapsack<'p> {
         }
         Knapsack {
             vars,
+            a,
             q,
             duals,
             ceiling,
@@ -674,6 +688,30 @@ impl<'p> Knapsack<'p> {
             best_value: 0.0,
             nodes: 0,
         }
+    }
+
+    /// Starts from `frac` (fractional counts by row) rounded down, then tops each class
+    /// up in order while it fits: a whole pattern as good as the rounding gives.
+    fn round_down(&mut self, frac: &[f64]) {
+        let mut room: Vec<f64> = self.a.to_vec();
+        let mut value = 0.0;
+        for pass in 0..2 {
+            for (i, &r) in self.vars.iter().enumerate() {
+                let q = &self.q[r];
+                let fits = whole(room_for(q, &room));
+                let n = if pass == 0 {
+                    whole(frac[r]).min(fits)
+                } else {
+                    fits
+                };
+                for (x, qd) in room.iter_mut().zip(q) {
+                    *x -= qd * n;
+                }
+                self.best[i] += n as u32;
+                value += self.duals[r] * n;
+            }
+        }
+        self.best_value = value;
     }
 
     fn descend(&mut self, i: usize, room: &mut [f64], value: f64) {

@@ -45,7 +45,10 @@ fn random_classes(rng: &mut Rng, k: usize, max_n: usize) -> Vec<(Resources, f64)
 
 /// A case small enough for `integer_optimum`: 1-4 options, 1-3 classes of up to
 /// `max_n` pods.
-fn small_case(rng: &mut Rng, max_n: usize) -> (Vec<(f64, Resources)>, Vec<(Resources, f64)>) {
+/// Options (price, room) and classes (requests, pods).
+type Case = (Vec<(f64, Resources)>, Vec<(Resources, f64)>);
+
+fn small_case(rng: &mut Rng, max_n: usize) -> Case {
     let n = 1 + rng.below(4);
     let options = random_options(rng, n);
     let k = 1 + rng.below(3);
