@@ -37,8 +37,10 @@ use stevedore::core::pod::{OwnerRef, Pod, PodAffinityTerm, TopologyKey, Topology
 use stevedore::core::requirements::LabelSelector;
 use stevedore::core::resources::Resources;
 use stevedore::core::rng::Rng;
-use stevedore::core::scheduler::{solve, Decision, SolveEnv};
-use stevedore::core::snapshot::{ExistingNode, Snapshot};
+use stevedore::core::scheduler::{
+    place_on_existing, place_on_existing_classified, solve, Decision, SolveEnv,
+};
+use stevedore::core::snapshot::{ExistingNode, PodClasses, Snapshot};
 use stevedore::core::taints::Taint;
 use stevedore::core::unavailable::UnavailableOfferings;
 
@@ -443,6 +445,53 @@ fn scheduling_real_catalog(c: &mut Criterion) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Pod classes
+
+/// `copies` replicas of each of `workloads` pods of the mix: alike but for their names.
+fn replicas(workloads: usize, copies: usize) -> Vec<Pod> {
+    pod_mix(workloads)
+        .into_iter()
+        .flat_map(|p| {
+            (0..copies).map(move |i| Pod {
+                name: format!("{}-{i}", p.name),
+                ..p.clone()
+            })
+        })
+        .collect()
+}
+
+/// The simulated kube-scheduler's pass over 2,000 pending replicas (20 workloads) and
+/// 500 nodes, by class and pod by pod: the replicas select a label no ready node has
+/// (they wait for nodes still booting), and by class only the first of each workload
+/// looks at every node.
+fn pod_classes(c: &mut Criterion) {
+    let mut pods = replicas(20, 100);
+    for p in &mut pods {
+        p.node_selector
+            .insert("example.com/booting".into(), "true".into());
+    }
+    let case = Case::new(real_catalog(), pods, 500);
+    let env = SolveEnv {
+        allow_new_nodes: false,
+        ..case.env()
+    };
+    let snapshot = case.snapshot();
+    let mut g = c.benchmark_group("pod_classes");
+    g.sample_size(10)
+        .throughput(Throughput::Elements(case.pods.len() as u64));
+    g.bench_function("place_on_existing/by_class", |b| {
+        b.iter(|| place_on_existing(black_box(&env), black_box(&snapshot)))
+    });
+    g.bench_function("place_on_existing/pod_by_pod", |b| {
+        b.iter(|| {
+            let alone = PodClasses::alone(snapshot.pending.len());
+            place_on_existing_classified(black_box(&env), black_box(&snapshot), alone)
+        })
+    });
+    g.finish();
+}
+
+// ---------------------------------------------------------------------------------------
 // Consolidation
 
 /// A cluster on which no consolidation action succeeds: every node is of the type (and
@@ -668,6 +717,7 @@ criterion_group!(
     benches,
     scheduling_reference_mix,
     scheduling_real_catalog,
+    pod_classes,
     consolidation
 );
 /// `STEVEDORE_PEAK_MEMORY_PODS=20000 <bench binary>` builds the reference mix of that

@@ -20,9 +20,10 @@ use stevedore::core::pod::{Pod, PodAffinityTerm, TopologyKey, TopologySpread};
 use stevedore::core::requirements::{LabelSelector, Operator, Requirement};
 use stevedore::core::resources::{Resources, GPU_NVIDIA};
 use stevedore::core::scheduler::{
-    place_on_existing, solve, solve_launches, solve_reusing, Decision, NodeRooms, SolveEnv,
+    place_on_existing, place_on_existing_classified, solve, solve_launches, solve_reusing,
+    solve_unclassified, Decision, NodeRooms, SolveEnv,
 };
-use stevedore::core::snapshot::{ExistingNode, Snapshot};
+use stevedore::core::snapshot::{same_class, ClassRegistry, ExistingNode, PodClasses, Snapshot};
 use stevedore::core::taints::{Taint, TaintEffect, Toleration};
 use stevedore::core::unavailable::UnavailableOfferings;
 
@@ -1700,6 +1701,127 @@ proptest! {
     }
 }
 
+/// `g`'s pods, each repeated `copies` times (replicas: alike but for their names).
+fn with_replicas(g: &mut WorldGen, copies: &[usize]) {
+    g.pods = g
+        .pods
+        .iter()
+        .zip(copies.iter().cycle())
+        .flat_map(|(p, &n)| std::iter::repeat_n(p.clone(), n))
+        .collect();
+}
+
+/// Which pods a decision leaves unplaced: (index, reason) of the infeasible ones, and
+/// the indices of the unschedulable ones (whose reason is the first of their class's).
+fn unplaced(d: &Decision) -> (Vec<(usize, String)>, Vec<usize>) {
+    let mut infeasible = d.infeasible.clone();
+    infeasible.sort();
+    let mut unschedulable: Vec<usize> = d.unschedulable.iter().map(|u| u.0).collect();
+    unschedulable.sort();
+    (infeasible, unschedulable)
+}
+
+proptest! {
+    #![proptest_config(proptest_config(200))]
+
+    /// Deciding pending pods by equivalence class (replicas share their requirement sets,
+    /// and once one finds no place its class is not tried again) decides what deciding
+    /// every pod by itself does: the same placements, launches and pods left unplaced.
+    #[test]
+    fn decisions_by_class_equal_decisions_pod_by_pod(
+        mut g in world_gen(10),
+        copies in proptest::collection::vec(1usize..6, 10),
+        topology in any::<bool>(),
+    ) {
+        if topology {
+            for (i, p) in g.pods.iter_mut().enumerate() {
+                p.group = Some(p.group.unwrap_or(i % 4));
+            }
+        }
+        with_replicas(&mut g, &copies);
+        let w = build_world(&g);
+        w.with_inputs(|env, snapshot| {
+            let by_class = solve(env, snapshot);
+            let alone = solve_unclassified(env, snapshot);
+            prop_assert_eq!(&by_class.existing, &alone.existing);
+            prop_assert_eq!(format!("{:?}", by_class.launches), format!("{:?}", alone.launches));
+            prop_assert_eq!(unplaced(&by_class), unplaced(&alone));
+            let singles = PodClasses::alone(snapshot.pending.len());
+            prop_assert_eq!(
+                place_on_existing(env, snapshot),
+                place_on_existing_classified(env, snapshot, singles)
+            );
+            Ok(())
+        })?;
+    }
+}
+
+/// Replicas (same owner, labels, requests and constraints, other names) share a class;
+/// a pod differing in its labels (what others' selectors read), its requests or its
+/// tolerations does not; a registry gives one id per class however often it is asked.
+#[test]
+fn replicas_share_a_class_and_any_difference_a_decision_reads_splits_it() {
+    let replica = |name: &str| {
+        let mut p = pod(name, 500, 512 * MI);
+        p.labels.insert("app".into(), "web".into());
+        p
+    };
+    let (a, b) = (replica("web-1"), replica("web-2"));
+    assert!(same_class(&a, &b));
+    let mut relabelled = replica("web-3");
+    relabelled.labels.insert("tier".into(), "front".into());
+    let bigger = Pod {
+        requests: Resources::new(1000, 512 * MI, 1),
+        ..replica("web-4")
+    };
+    let mut tolerant = replica("web-5");
+    tolerant.tolerations = tolerations_from(1);
+    for other in [&relabelled, &bigger, &tolerant] {
+        assert!(!same_class(&a, other), "{other:?}");
+    }
+    let pending = [&a, &relabelled, &b, &bigger];
+    assert_eq!(PodClasses::of(&pending).of, vec![0, 1, 0, 2]);
+    let mut registry = ClassRegistry::default();
+    let ids: Vec<u32> = [&a, &bigger, &b, &a]
+        .iter()
+        .map(|p| registry.class_of(p))
+        .collect();
+    assert_eq!(ids, vec![0, 1, 0, 0]);
+    assert_eq!(PodClasses::from_ids([7, 3, 7]).of, vec![0, 1, 0]);
+}
+
+/// Ten replicas that only a pool at its limit could take: the first gets the pool's one
+/// node, the other nine are unschedulable (one tried, the rest of the class told the
+/// same), and a smaller pod after them still gets a node of the other pool: a class's
+/// failure says nothing of other classes.
+#[test]
+fn a_class_without_a_place_is_refused_whole_and_other_classes_still_placed() {
+    let cat = full_catalog();
+    let big_pool = one_node_of_four_cpus();
+    let small_pool = pool(
+        "two-cpu",
+        vec![req(INSTANCE_TYPE, Operator::In, &["t3.medium"])],
+    );
+    let mut w = World::new(cat, vec![big_pool, small_pool]);
+    for i in 0..10 {
+        w.pending.push(pod(&format!("big-{i}"), 3500, GI));
+    }
+    w.pending.push(pod("small", 500, GI));
+    let d = w.solve();
+    assert_valid(&w, &d);
+    assert_eq!(unplaced(&d).1, (1..10).collect::<Vec<_>>(), "{d:#?}");
+    let launched: Vec<(usize, Vec<usize>)> = d
+        .launches
+        .iter()
+        .map(|l| (l.pool, l.pods.clone()))
+        .collect();
+    assert_eq!(launched, vec![(0, vec![0]), (1, vec![10])]);
+    assert_eq!(
+        format!("{d:?}"),
+        format!("{:?}", w.with_inputs(|e, s| solve_unclassified(e, s)))
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Core bugs found by the validator (minimal reproductions)
 
@@ -1953,15 +2075,20 @@ fn pod_fitting_a_launching_node_causes_no_second_launch() {
     assert!(d.launches.is_empty());
 }
 
-#[test]
-fn higher_priority_pods_win_when_the_pool_limit_is_short() {
-    let cat = full_catalog();
+/// A pool of m5.xlarge nodes whose cpu limit allows one.
+fn one_node_of_four_cpus() -> NodePool {
     let mut p = pool(
         "four-cpu",
         vec![req(INSTANCE_TYPE, Operator::In, &["m5.xlarge"])],
     );
     p.limits.cpu_milli = Some(4000);
-    let mut w = World::new(cat, vec![p]);
+    p
+}
+
+#[test]
+fn higher_priority_pods_win_when_the_pool_limit_is_short() {
+    let cat = full_catalog();
+    let mut w = World::new(cat, vec![one_node_of_four_cpus()]);
     // The low-priority pod is bigger and listed first: size order alone would pick it.
     w.pending.push(pod("low", 3500, GI));
     let mut high = pod("high", 3000, GI);

@@ -70,6 +70,8 @@ impl Resources {
         }
     }
 
+    // The arithmetic is inlined as `exceeds` is: a decision does it per node and per pod.
+    #[inline]
     pub fn add(&mut self, other: &Resources) {
         self.cpu_milli += other.cpu_milli;
         self.memory += other.memory;
@@ -81,6 +83,7 @@ impl Resources {
         }
     }
 
+    #[inline]
     pub fn sub(&mut self, other: &Resources) {
         self.cpu_milli -= other.cpu_milli;
         self.memory -= other.memory;
@@ -92,12 +95,14 @@ impl Resources {
         }
     }
 
+    #[inline]
     pub fn plus(&self, other: &Resources) -> Resources {
         let mut r = self.clone();
         r.add(other);
         r
     }
 
+    #[inline]
     pub fn minus(&self, other: &Resources) -> Resources {
         let mut r = self.clone();
         r.sub(other);
@@ -117,6 +122,9 @@ impl Resources {
     }
 
     /// The first resource of `self` that does not fit in `capacity`, if any.
+    // Inlined: fitting is asked millions of times a replay (every type of every claim,
+    // every node of every placement), mostly in loops that the call itself slowed.
+    #[inline]
     pub fn exceeds(&self, capacity: &Resources) -> Option<&str> {
         if self.cpu_milli > capacity.cpu_milli {
             return Some("cpu");
@@ -136,6 +144,7 @@ impl Resources {
             .map(|(n, _)| &**n)
     }
 
+    #[inline]
     pub fn fits_in(&self, capacity: &Resources) -> bool {
         self.exceeds(capacity).is_none()
     }

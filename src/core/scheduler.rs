@@ -19,10 +19,11 @@ use super::pod::TopologyKey;
 use super::requirements::Requirement;
 use super::resources::Resources;
 use super::shape_bound::ShapeBound;
-use super::snapshot::{ExistingNode, Snapshot};
+use super::snapshot::{ExistingNode, PodClasses, Snapshot};
 use super::taints::tolerates_all;
 use super::topology::{Place, Strictness, Topology};
 use super::unavailable::UnavailableOfferings;
+use std::rc::Rc;
 
 /// Everything a decision depends on besides the snapshot.
 #[derive(Clone, Copy)]
@@ -207,9 +208,53 @@ struct Solver<'a, 'e> {
     /// Per catalog type, the offerings purchasable now (see [`offer_mask`]); computed
     /// once per decision because claims ask it for every type on every pod.
     available: Vec<u64>,
+    /// What this decision learnt of each class of pending pods.
+    classes: ClassMemo<'a>,
     /// Whether reasons for pods not placed are wanted (formatting them costs more than
     /// placing when a caller only reads the placements).
     explain: bool,
+}
+
+/// What a decision learns once per class of pending pods (see [`PodClasses`]) and
+/// reuses for the class's other pods.
+#[derive(Default)]
+struct ClassMemo<'a> {
+    /// The class of each pending pod.
+    of: Vec<u32>,
+    /// Per class, its requirement sets in the relaxed and the strict pass.
+    terms: Vec<[Option<Rc<Terms<'a>>>; 2]>,
+    /// Per class, why its pods get no place, once one got none that lasts.
+    failed: Vec<Option<String>>,
+    /// Per class, its [`infeasible_reason`] once asked.
+    infeasible: Vec<Option<Option<String>>>,
+}
+
+impl ClassMemo<'_> {
+    fn new(classes: PodClasses) -> Self {
+        ClassMemo {
+            terms: vec![[None, None]; classes.count],
+            failed: vec![None; classes.count],
+            infeasible: vec![None; classes.count],
+            of: classes.of,
+        }
+    }
+}
+
+/// A pod's requirement sets (one per required node-affinity term) and the zones they
+/// allow.
+struct Terms<'a> {
+    sets: Vec<Vec<Requirement>>,
+    eligible: Vec<&'a str>,
+}
+
+/// Does a pod that found no place keep finding none for the rest of the decision?
+/// Without spread or pod (anti-)affinity of its own, yes: each placement only takes
+/// room, narrows a new node, adds to a pool's usage or adds another pod's
+/// anti-affinity, and none of that opens a place; so the class's other pods, alike in
+/// everything else, need not be tried. (Spread can loosen as other domains fill, and
+/// affinity once a matching pod is placed.)
+fn failure_lasts(pod: &Pod) -> bool {
+    pod.spread.is_empty() && pod.affinity.is_empty() && pod.anti_affinity.is_empty()
 }
 
 /// Bit `2*zone` is Spot in that zone, bit `2*zone+1` on-demand.
@@ -232,9 +277,45 @@ fn offer_mask(zones: u32, cts: u8) -> u64 {
     m
 }
 
+/// Per catalog type, the offerings purchasable now (see [`offer_bit`]). With nothing
+/// marked unavailable (almost always) no offering needs a lookup.
+fn offer_masks(env: &SolveEnv) -> Vec<u64> {
+    let none_unavailable = env.unavailable.is_empty();
+    env.catalog
+        .types
+        .iter()
+        .enumerate()
+        .map(|(ty, it)| {
+            it.offerings
+                .iter()
+                .filter(|o| {
+                    o.zone < 32
+                        && (none_unavailable
+                            || !env.unavailable.is_unavailable(
+                                ty,
+                                o.zone,
+                                o.capacity_type,
+                                env.now,
+                            ))
+                })
+                .fold(0u64, |m, o| m | offer_bit(o.zone, o.capacity_type))
+        })
+        .collect()
+}
+
 /// Computes a provisioning decision for `snapshot.pending`.
 pub fn solve<'a>(env: &SolveEnv<'a>, snapshot: &Snapshot<'a>) -> Decision {
-    solve_with(env, snapshot, NodeRooms::new(env, snapshot), true).0
+    solve_classified(env, snapshot, classes_of(snapshot))
+}
+
+/// [`solve`] with the pending pods' classes known (`classes.of[i]` of `pending[i]`; any
+/// refinement of [`PodClasses::of`] decides the same).
+pub fn solve_classified<'a>(
+    env: &SolveEnv<'a>,
+    snapshot: &Snapshot<'a>,
+    classes: PodClasses,
+) -> Decision {
+    solve_with(env, snapshot, NodeRooms::new(env, snapshot), true, classes).0
 }
 
 /// What the kube-scheduler would bind now: (pending index, node index) for the pods of
@@ -242,22 +323,43 @@ pub fn solve<'a>(env: &SolveEnv<'a>, snapshot: &Snapshot<'a>) -> Decision {
 /// launched, the same placements. It does not work out why the others cannot go, which
 /// costs more than placing them when most pods of a pass wait for nodes still booting.
 pub fn place_on_existing<'a>(env: &SolveEnv<'a>, snapshot: &Snapshot<'a>) -> Vec<(usize, usize)> {
+    place_on_existing_classified(env, snapshot, classes_of(snapshot))
+}
+
+/// [`place_on_existing`] with the pending pods' classes known (see [`solve_classified`]).
+pub fn place_on_existing_classified<'a>(
+    env: &SolveEnv<'a>,
+    snapshot: &Snapshot<'a>,
+    classes: PodClasses,
+) -> Vec<(usize, usize)> {
     let env = SolveEnv {
         allow_new_nodes: false,
         ..*env
     };
-    solve_with(&env, snapshot, NodeRooms::new(&env, snapshot), false)
-        .0
-        .existing
+    solve_with(
+        &env,
+        snapshot,
+        NodeRooms::new(&env, snapshot),
+        false,
+        classes,
+    )
+    .0
+    .existing
 }
 
 /// The launches of [`solve`], the same plans, without working out why the pods that get
 /// no node do not (node-groups mode asks this of every group on every scan, and most
 /// pods fit only some groups).
 pub fn solve_launches<'a>(env: &SolveEnv<'a>, snapshot: &Snapshot<'a>) -> Vec<LaunchPlan> {
-    solve_with(env, snapshot, NodeRooms::new(env, snapshot), false)
-        .0
-        .launches
+    solve_with(
+        env,
+        snapshot,
+        NodeRooms::new(env, snapshot),
+        false,
+        classes_of(snapshot),
+    )
+    .0
+    .launches
 }
 
 /// [`solve`] starting from `rooms` (built by [`NodeRooms::for_trials`] over this
@@ -267,37 +369,45 @@ pub fn solve_reusing<'a>(
     snapshot: &Snapshot<'a>,
     rooms: &mut NodeRooms,
 ) -> Decision {
-    let (decision, mut back) = solve_with(env, snapshot, std::mem::take(rooms), true);
+    // A consolidation trial decides a candidate node's few pods, thousands of trials a
+    // pass: finding their classes would cost more than it saves.
+    let classes = PodClasses::alone(snapshot.pending.len());
+    let (decision, mut back) = solve_with(env, snapshot, std::mem::take(rooms), true, classes);
     back.undo();
     *rooms = back;
     decision
 }
 
+/// [`solve`] deciding every pod by itself, as if no two were alike: what deciding by
+/// class must agree with (the tests compare the two).
+#[doc(hidden)]
+pub fn solve_unclassified<'a>(env: &SolveEnv<'a>, snapshot: &Snapshot<'a>) -> Decision {
+    solve_classified(env, snapshot, PodClasses::alone(snapshot.pending.len()))
+}
+
+fn classes_of(snapshot: &Snapshot) -> PodClasses {
+    PodClasses::of(&snapshot.pending)
+}
+
 /// `explain`: say why each pod that is not placed is not (`unschedulable`, `infeasible`).
+/// `classes`: of `snapshot.pending` (see [`ClassMemo`]).
 fn solve_with<'a>(
     env: &SolveEnv<'a>,
     snapshot: &Snapshot<'a>,
     rooms: NodeRooms,
     explain: bool,
+    classes: PodClasses,
 ) -> (Decision, NodeRooms) {
-    let mut order: Vec<usize> = (0..snapshot.pending.len()).collect();
-    order.sort_by(|&a, &b| {
-        let (pa, pb) = (snapshot.pending[a], snapshot.pending[b]);
-        pb.priority
-            .cmp(&pa.priority)
-            .then(pb.requests.extended.len().cmp(&pa.requests.extended.len()))
-            .then(pb.requests.cpu_milli.cmp(&pa.requests.cpu_milli))
-            .then(pb.requests.memory.cmp(&pa.requests.memory))
-            .then_with(|| (&pa.namespace, &pa.name).cmp(&(&pb.namespace, &pb.name)))
-    });
+    let order = placement_order(&snapshot.pending);
     let mut solver = Solver::new(env, snapshot, rooms, &order, explain);
+    solver.classes = ClassMemo::new(classes);
     let mut decision = Decision::default();
     for &i in &order {
         match solver.place(i) {
             Ok(Target::Existing(n)) => decision.existing.push((i, n)),
             Ok(Target::Claim) => {}
             Err(_) if !explain => {}
-            Err(reason) => match infeasible_reason(env, snapshot.pending[i]) {
+            Err(reason) => match solver.infeasible_reason(i) {
                 Some(why) => decision.infeasible.push((i, why)),
                 None => decision.unschedulable.push((i, reason)),
             },
@@ -305,6 +415,28 @@ fn solve_with<'a>(
     }
     decision.launches = solver.finish();
     (decision, solver.nodes)
+}
+
+/// The order pods are placed in: priority, then extended resources, cpu and memory,
+/// largest first (first-fit decreasing); ties by namespace and name, then position. The
+/// keys are gathered first: comparing through the pods chased pointers on every step.
+fn placement_order(pending: &[&Pod]) -> Vec<usize> {
+    let mut keyed: Vec<_> = pending
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let r = &p.requests;
+            let size = (p.priority, r.extended.len(), r.cpu_milli, r.memory);
+            (
+                std::cmp::Reverse(size),
+                p.namespace.as_str(),
+                p.name.as_str(),
+                i,
+            )
+        })
+        .collect();
+    keyed.sort_unstable();
+    keyed.into_iter().map(|k| k.3).collect()
 }
 
 fn node_place<'n>(n: &ExistingNode<'n>) -> Place<'n> {
@@ -444,25 +576,7 @@ impl<'a, 'e> Solver<'a, 'e> {
             order.iter().map(|&i| snapshot.pending[i]),
         );
         let available = if env.allow_new_nodes {
-            env.catalog
-                .types
-                .iter()
-                .enumerate()
-                .map(|(ty, it)| {
-                    it.offerings
-                        .iter()
-                        .filter(|o| {
-                            o.zone < 32
-                                && !env.unavailable.is_unavailable(
-                                    ty,
-                                    o.zone,
-                                    o.capacity_type,
-                                    env.now,
-                                )
-                        })
-                        .fold(0u64, |m, o| m | offer_bit(o.zone, o.capacity_type))
-                })
-                .collect()
+            offer_masks(env)
         } else {
             Vec::new()
         };
@@ -471,6 +585,7 @@ impl<'a, 'e> Solver<'a, 'e> {
             snapshot,
             available,
             host_cursors: std::collections::HashMap::new(),
+            classes: ClassMemo::default(),
             nodes,
             claims: Vec::new(),
             topology,
@@ -488,7 +603,47 @@ impl<'a, 'e> Solver<'a, 'e> {
         }
     }
 
+    /// Places pod `pi`, unless a pod of its class already found no place that it would
+    /// not find either (see [`failure_lasts`]).
     fn place(&mut self, pi: usize) -> Result<Target, String> {
+        let class = self.classes.of[pi] as usize;
+        if let Some(reason) = &self.classes.failed[class] {
+            return Err(reason.clone());
+        }
+        let placed = self.place_pod(pi);
+        if let Err(reason) = &placed {
+            if failure_lasts(self.snapshot.pending[pi]) {
+                self.classes.failed[class] = Some(reason.clone());
+            }
+        }
+        placed
+    }
+
+    /// [`infeasible_reason`] of pod `pi`, found once per class.
+    fn infeasible_reason(&mut self, pi: usize) -> Option<String> {
+        let class = self.classes.of[pi] as usize;
+        let (env, pod) = (self.env, self.snapshot.pending[pi]);
+        self.classes.infeasible[class]
+            .get_or_insert_with(|| infeasible_reason(env, pod))
+            .clone()
+    }
+
+    /// The requirement sets of pod `pi` in this pass and the zones they allow, made once
+    /// per class.
+    fn terms(&mut self, pi: usize, strictness: Strictness) -> Rc<Terms<'a>> {
+        let class = self.classes.of[pi] as usize;
+        let slot = usize::from(strictness == Strictness::Strict);
+        if let Some(t) = &self.classes.terms[class][slot] {
+            return t.clone();
+        }
+        let sets = requirement_sets(self.snapshot.pending[pi], strictness);
+        let eligible = self.eligible_zones(&sets);
+        let t = Rc::new(Terms { sets, eligible });
+        self.classes.terms[class][slot] = Some(t.clone());
+        t
+    }
+
+    fn place_pod(&mut self, pi: usize) -> Result<Target, String> {
         let pod = self.snapshot.pending[pi];
         let passes: &[Strictness] = if has_preferences(pod) {
             &[Strictness::Strict, Strictness::Relaxed]
@@ -497,9 +652,9 @@ impl<'a, 'e> Solver<'a, 'e> {
         };
         let mut last_reason = String::from("no node pool can launch a node for it");
         for &strictness in passes {
-            let sets = requirement_sets(pod, strictness);
-            let eligible = self.eligible_zones(&sets);
-            if let Some(n) = self.try_existing(pod, &sets, &eligible, strictness) {
+            let terms = self.terms(pi, strictness);
+            let (sets, eligible) = (&terms.sets, &terms.eligible);
+            if let Some(n) = self.try_existing(pod, sets, eligible, strictness) {
                 self.commit_existing(pi, n);
                 return Ok(Target::Existing(n));
             }
@@ -534,7 +689,7 @@ impl<'a, 'e> Solver<'a, 'e> {
                     };
                     if self
                         .topology
-                        .allows(pod, &place, &eligible, strictness)
+                        .allows(pod, &place, eligible, strictness)
                         .is_err()
                     {
                         if contiguous {
@@ -544,7 +699,7 @@ impl<'a, 'e> Solver<'a, 'e> {
                     }
                     contiguous = false;
                 }
-                if self.try_claim(c, pi, &sets, &eligible, strictness).is_ok() {
+                if self.try_claim(c, pi, sets, eligible, strictness).is_ok() {
                     return Ok(Target::Claim);
                 }
             }
@@ -554,7 +709,7 @@ impl<'a, 'e> Solver<'a, 'e> {
                     continue;
                 }
                 let c = self.open_claim(pm);
-                match self.try_claim(c, pi, &sets, &eligible, strictness) {
+                match self.try_claim(c, pi, sets, eligible, strictness) {
                     Ok(()) => return Ok(Target::Claim),
                     Err(reason) => {
                         last_reason = self

@@ -92,7 +92,8 @@ impl Sim<'_> {
             return;
         }
         self.ensure_models();
-        let (infeasible, in_demand) = self.feasibility(pod);
+        let class = self.classes.class_of(pod);
+        let (infeasible, in_demand) = self.feasibility(pod, class);
         let idx = self.pods.len();
         self.pods.push(SimPod {
             pod: pod.clone(),
@@ -103,6 +104,7 @@ impl Sim<'_> {
             infeasible,
             in_demand,
             generation: 0,
+            class,
         });
         self.pod_index
             .insert((pod.namespace.clone(), pod.name.clone()), idx);

@@ -12,6 +12,7 @@ use crate::core::instance::Catalog;
 use crate::core::nodepool::NodePool;
 use crate::core::resources::Resources;
 use crate::core::rng::Rng;
+use crate::core::snapshot::ClassRegistry;
 use crate::core::unavailable::UnavailableOfferings;
 use crate::sim::cloud::SimCloud;
 use crate::sim::report::{Disruptions, NodeCounts, Report};
@@ -92,6 +93,8 @@ pub fn run(
         batch_start: None,
         batch_last: 0.0,
         feasibility_cache: HashMap::new(),
+        feasibility_by_class: HashMap::new(),
+        classes: ClassRegistry::default(),
         demand: Resources::default(),
         service_demand: Resources::default(),
         demand_dirty: false,

@@ -5,7 +5,7 @@
 use super::state::{NodeState, Sim};
 use crate::core::pod::Pod;
 use crate::core::scheduler::{self, Decision, SolveEnv};
-use crate::core::snapshot::{ExistingNode, Snapshot};
+use crate::core::snapshot::{ExistingNode, PodClasses, Snapshot};
 use crate::core::unavailable::UnavailableOfferings;
 use std::time::Instant;
 
@@ -40,9 +40,11 @@ impl Sim<'_> {
             return;
         }
         self.ensure_models();
-        let (snapshot, node_ids) =
+        let (snapshot, node_ids, pending_ids) =
             self.snapshot_with_room(&pending, false, false, self.room_needed(&pending));
-        let placed = scheduler::place_on_existing(&self.env(None, false), &snapshot);
+        let classes = self.classes_of(&pending_ids, 0);
+        let placed =
+            scheduler::place_on_existing_classified(&self.env(None, false), &snapshot, classes);
         drop(snapshot);
         for (pi, ni) in placed {
             self.bind(pending[pi], node_ids[ni]);
@@ -83,13 +85,15 @@ impl Sim<'_> {
         pool_filter: Option<&[usize]>,
         displaced: bool,
     ) -> (Decision, Vec<usize>, f64) {
-        let (mut snapshot, node_ids) = self.snapshot(pending, new_nodes, displaced);
+        let (mut snapshot, node_ids, pending_ids) =
+            self.snapshot_with_room(pending, new_nodes, displaced, None);
         // Headroom placeholders: the scheduler places them after every real pod (lowest
         // priority); the caller never binds them.
         snapshot.pending.extend(placeholders);
+        let classes = self.classes_of(&pending_ids, placeholders.len());
         let env = self.env(pool_filter, new_nodes);
         let started = Instant::now();
-        let decision = scheduler::solve(&env, &snapshot);
+        let decision = scheduler::solve_classified(&env, &snapshot, classes);
         (decision, node_ids, started.elapsed().as_secs_f64() * 1000.0)
     }
 
@@ -102,17 +106,26 @@ impl Sim<'_> {
         new_nodes: bool,
         displaced: bool,
     ) -> (Snapshot<'_>, Vec<usize>) {
-        self.snapshot_with_room(pending, new_nodes, displaced, None)
+        let (snapshot, node_ids, _) = self.snapshot_with_room(pending, new_nodes, displaced, None);
+        (snapshot, node_ids)
     }
 
-    /// [`Self::snapshot`], leaving out the nodes without `room_for` (cpu, memory) left.
+    /// The classes of the sim pods `pending_ids`, then of `alone` more pods (headroom
+    /// placeholders) each in a class of its own.
+    fn classes_of(&self, pending_ids: &[usize], alone: usize) -> PodClasses {
+        let own = (0..alone as u32).map(|i| u32::MAX - i);
+        PodClasses::from_ids(pending_ids.iter().map(|&i| self.pods[i].class).chain(own))
+    }
+
+    /// [`Self::snapshot`], leaving out the nodes without `room_for` (cpu, memory) left;
+    /// with the sim pod index of each snapshot pod pending.
     fn snapshot_with_room(
         &self,
         pending: &[usize],
         new_nodes: bool,
         displaced: bool,
         room_for: Option<(i64, i64)>,
-    ) -> (Snapshot<'_>, Vec<usize>) {
+    ) -> (Snapshot<'_>, Vec<usize>, Vec<usize>) {
         let mut node_ids = Vec::new();
         let mut nodes = Vec::new();
         for &n in &self.live {
@@ -132,13 +145,13 @@ impl Sim<'_> {
         // Sized once: growing it pod by pod copied it over and over on large clusters.
         let bound_len = node_ids.iter().map(|&n| self.nodes[n].pods.len()).sum();
         let mut bound = Vec::with_capacity(bound_len);
-        let mut pending_pods: Vec<&Pod> = pending.iter().map(|&i| &self.pods[i].pod).collect();
+        let mut pending_ids = pending.to_vec();
         for (si, &n) in node_ids.iter().enumerate() {
             let node = &self.nodes[n];
             for &p in &node.pods {
                 if node.interrupted && displaced {
                     // Pods of an interrupted node need a new home before it goes.
-                    pending_pods.push(&self.pods[p].pod);
+                    pending_ids.push(p);
                 } else if !node.cordoned {
                     bound.push((&self.pods[p].pod, si));
                 }
@@ -147,9 +160,9 @@ impl Sim<'_> {
         let snapshot = Snapshot {
             nodes,
             bound,
-            pending: pending_pods,
+            pending: pending_ids.iter().map(|&i| &self.pods[i].pod).collect(),
         };
-        (snapshot, node_ids)
+        (snapshot, node_ids, pending_ids)
     }
 
     pub(super) fn existing(&self, n: usize) -> ExistingNode<'_> {
@@ -195,7 +208,17 @@ impl Sim<'_> {
 
     /// (Infeasible reason in this mode, feasible for the fleet pools.) Cached by the
     /// pod's scheduling shape: replicas of one workload are checked once.
-    pub(super) fn feasibility(&mut self, pod: &Pod) -> (Option<String>, bool) {
+    /// Pods of one class (`class`) share a shape: after the first, no shape is made.
+    pub(super) fn feasibility(&mut self, pod: &Pod, class: u32) -> (Option<String>, bool) {
+        if let Some(v) = self.feasibility_by_class.get(&class) {
+            return v.clone();
+        }
+        let v = self.feasibility_of_shape(pod);
+        self.feasibility_by_class.insert(class, v.clone());
+        v
+    }
+
+    fn feasibility_of_shape(&mut self, pod: &Pod) -> (Option<String>, bool) {
         let shape = format!(
             "{:?}|{:?}|{:?}|{:?}|{:?}",
             pod.requests, pod.node_selector, pod.required_node_terms, pod.tolerations, pod.affinity

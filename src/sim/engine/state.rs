@@ -19,6 +19,7 @@ use crate::core::pod::Pod;
 use crate::core::resources::Resources;
 use crate::core::rng::Rng;
 use crate::core::shape_bound::{bound_class, ShapeBound};
+use crate::core::snapshot::ClassRegistry;
 use crate::core::taints::Taint;
 use crate::core::unavailable::UnavailableOfferings;
 use crate::sim::cloud::SimCloud;
@@ -54,6 +55,8 @@ pub(super) struct SimPod {
     pub(super) in_demand: bool,
     /// Bumped at each bind, so a finish event of an earlier run is ignored.
     pub(super) generation: u32,
+    /// Its class in `Sim::classes`: pods of one class are decided alike.
+    pub(super) class: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,6 +218,10 @@ pub(super) struct Sim<'c> {
     pub(super) batch_start: Option<f64>,
     pub(super) batch_last: f64,
     pub(super) feasibility_cache: HashMap<String, (Option<String>, bool)>,
+    /// `feasibility_cache`'s answers by pod class.
+    pub(super) feasibility_by_class: HashMap<u32, (Option<String>, bool)>,
+    /// The class of every pod added, found once per pod.
+    pub(super) classes: ClassRegistry,
     // Accounting.
     pub(super) demand: Resources,
     /// The part of `demand` of pods that do not end by themselves (consolidation keeps
