@@ -1247,8 +1247,9 @@ struct Priced {
 }
 
 impl Priced {
-    /// The shape programme's optimum for `n` pods of requests `q`: `n` times the lowest
-    /// price per (fractional) pod of any option that holds one.
+    /// The fractional shape programme's optimum for `n` pods of requests `q`: `n` times
+    /// the lowest price per (fractional) pod of any option that holds one. The launch
+    /// mix's programme counts whole pods, so its optimum is never below this.
     fn one_shape_optimum(&self, q: &Resources, n: usize) -> f64 {
         let per_node = |room: &Resources| {
             let ratio = |need: i64, have: i64| {
@@ -1376,8 +1377,8 @@ fn repack(
     if priced.floor(&total) >= worth_below {
         return None;
     }
-    // Pods all of one shape: the programme's optimum is plain arithmetic (the option
-    // cheapest per pod of that shape, fractionally), so it is known before solving.
+    // Pods all of one shape: a floor under the programme's optimum is plain arithmetic
+    // (the option cheapest per pod of that shape, fractionally), known before solving.
     if requests.iter().all(|r| *r == requests[0])
         && priced.one_shape_optimum(requests[0], requests.len()) >= worth_below
     {
@@ -1529,8 +1530,8 @@ fn has_host_scoped_rules(pod: &Pod) -> bool {
 mod tests {
     use super::*;
 
-    /// The shortcut for one-shape groups is the programme's own optimum, so skipping the
-    /// programme with it never changes a decision.
+    /// The shortcut for one-shape groups is the fractional programme's optimum, a floor
+    /// under the whole-pod one, so skipping the programme with it never changes a decision.
     #[test]
     fn one_shape_optimum_equals_the_programme() {
         let mut rng = super::super::rng::Rng::new(31);
