@@ -10,8 +10,11 @@ use super::nodepool::{NodePool, PoolLimits};
 use super::pod::Pod;
 use super::requirements::{Operator, Requirement};
 use super::resources::Resources;
-use super::scheduler::{place_on_existing, solve_launches, LaunchPlan, SolveEnv};
-use super::snapshot::Snapshot;
+use super::scheduler::{
+    place_on_existing, place_on_existing_ordered, solve_launches_ordered, LaunchPlan, PendingOrder,
+    SolveEnv,
+};
+use super::snapshot::{PodClasses, Snapshot};
 use super::taints::Taint;
 
 /// The node pool a group is to the scheduler: its one instance type and capacity type,
@@ -61,14 +64,36 @@ pub struct ScaleUp {
 /// CPU and memory wins (ties: the one helping more pods). `None` when the pending pods
 /// fit on existing or launching nodes, or no group helps.
 pub fn scale_up(env: &SolveEnv, snapshot: &Snapshot, room: &[usize]) -> Option<ScaleUp> {
+    let classes = PodClasses::of(&snapshot.pending);
+    scale_up_ordered(
+        env,
+        snapshot,
+        room,
+        &PendingOrder::new(&snapshot.pending, classes),
+    )
+}
+
+/// [`scale_up`] with the pending pods' classes and order made: the groups' trials share
+/// them instead of each finding them again, which cost more than the trials when
+/// thousands of pods wait for groups at their maximum size.
+pub fn scale_up_ordered(
+    env: &SolveEnv,
+    snapshot: &Snapshot,
+    room: &[usize],
+    pending: &PendingOrder,
+) -> Option<ScaleUp> {
+    // No group may grow: nothing to decide (every trial below would find no room).
+    if room.iter().all(|&r| r == 0) {
+        return None;
+    }
     // With no group to grow, a pod is placed on an existing or launching node or not at
     // all: every pod placed is the settled case.
-    if place_on_existing(env, snapshot).len() == snapshot.pending.len() {
+    if place_on_existing_ordered(env, snapshot, pending).len() == snapshot.pending.len() {
         return None;
     }
     let mut best: Option<ScaleUp> = None;
     for (g, &room) in room.iter().enumerate() {
-        let Some(candidate) = try_group(env, snapshot, g, room) else {
+        let Some(candidate) = try_group(env, snapshot, g, room, pending) else {
             continue;
         };
         let better = best.as_ref().is_none_or(|b| {
@@ -83,7 +108,13 @@ pub fn scale_up(env: &SolveEnv, snapshot: &Snapshot, room: &[usize]) -> Option<S
 }
 
 /// What growing group `g` alone (by at most `room` nodes) would do.
-fn try_group(env: &SolveEnv, snapshot: &Snapshot, g: usize, room: usize) -> Option<ScaleUp> {
+fn try_group(
+    env: &SolveEnv,
+    snapshot: &Snapshot,
+    g: usize,
+    room: usize,
+    pending: &PendingOrder,
+) -> Option<ScaleUp> {
     if room == 0 {
         return None;
     }
@@ -92,7 +123,7 @@ fn try_group(env: &SolveEnv, snapshot: &Snapshot, g: usize, room: usize) -> Opti
         pool_filter: Some(&only),
         ..*env
     };
-    let mut plans = solve_launches(&env, snapshot);
+    let mut plans = solve_launches_ordered(&env, snapshot, pending);
     plans.truncate(room);
     if plans.is_empty() {
         return None;

@@ -230,12 +230,12 @@ struct ClassMemo<'a> {
 }
 
 impl ClassMemo<'_> {
-    fn new(classes: PodClasses) -> Self {
+    fn new(classes: &PodClasses) -> Self {
         ClassMemo {
             terms: vec![[None, None]; classes.count],
             failed: vec![None; classes.count],
             infeasible: vec![None; classes.count],
-            of: classes.of,
+            of: classes.of.clone(),
         }
     }
 }
@@ -315,7 +315,8 @@ pub fn solve_classified<'a>(
     snapshot: &Snapshot<'a>,
     classes: PodClasses,
 ) -> Decision {
-    solve_with(env, snapshot, NodeRooms::new(env, snapshot), true, classes).0
+    let pending = PendingOrder::new(&snapshot.pending, classes);
+    solve_with(env, snapshot, NodeRooms::new(env, snapshot), true, &pending).0
 }
 
 /// What the kube-scheduler would bind now: (pending index, node index) for the pods of
@@ -332,6 +333,20 @@ pub fn place_on_existing_classified<'a>(
     snapshot: &Snapshot<'a>,
     classes: PodClasses,
 ) -> Vec<(usize, usize)> {
+    place_on_existing_ordered(
+        env,
+        snapshot,
+        &PendingOrder::new(&snapshot.pending, classes),
+    )
+}
+
+/// [`place_on_existing`] with the pending pods' classes and order made (see
+/// [`PendingOrder`]).
+pub fn place_on_existing_ordered<'a>(
+    env: &SolveEnv<'a>,
+    snapshot: &Snapshot<'a>,
+    pending: &PendingOrder,
+) -> Vec<(usize, usize)> {
     let env = SolveEnv {
         allow_new_nodes: false,
         ..*env
@@ -341,7 +356,7 @@ pub fn place_on_existing_classified<'a>(
         snapshot,
         NodeRooms::new(&env, snapshot),
         false,
-        classes,
+        pending,
     )
     .0
     .existing
@@ -351,15 +366,23 @@ pub fn place_on_existing_classified<'a>(
 /// no node do not (node-groups mode asks this of every group on every scan, and most
 /// pods fit only some groups).
 pub fn solve_launches<'a>(env: &SolveEnv<'a>, snapshot: &Snapshot<'a>) -> Vec<LaunchPlan> {
-    solve_with(
+    solve_launches_ordered(
         env,
         snapshot,
-        NodeRooms::new(env, snapshot),
-        false,
-        classes_of(snapshot),
+        &PendingOrder::new(&snapshot.pending, classes_of(snapshot)),
     )
-    .0
-    .launches
+}
+
+/// [`solve_launches`] with the pending pods' classes and order made (see
+/// [`PendingOrder`]).
+pub fn solve_launches_ordered<'a>(
+    env: &SolveEnv<'a>,
+    snapshot: &Snapshot<'a>,
+    pending: &PendingOrder,
+) -> Vec<LaunchPlan> {
+    solve_with(env, snapshot, NodeRooms::new(env, snapshot), false, pending)
+        .0
+        .launches
 }
 
 /// [`solve`] starting from `rooms` (built by [`NodeRooms::for_trials`] over this
@@ -371,8 +394,8 @@ pub fn solve_reusing<'a>(
 ) -> Decision {
     // A consolidation trial decides a candidate node's few pods, thousands of trials a
     // pass: finding their classes would cost more than it saves.
-    let classes = PodClasses::alone(snapshot.pending.len());
-    let (decision, mut back) = solve_with(env, snapshot, std::mem::take(rooms), true, classes);
+    let pending = PendingOrder::new(&snapshot.pending, PodClasses::alone(snapshot.pending.len()));
+    let (decision, mut back) = solve_with(env, snapshot, std::mem::take(rooms), true, &pending);
     back.undo();
     *rooms = back;
     decision
@@ -396,13 +419,13 @@ fn solve_with<'a>(
     snapshot: &Snapshot<'a>,
     rooms: NodeRooms,
     explain: bool,
-    classes: PodClasses,
+    pending: &PendingOrder,
 ) -> (Decision, NodeRooms) {
-    let order = placement_order(&snapshot.pending);
-    let mut solver = Solver::new(env, snapshot, rooms, &order, explain);
-    solver.classes = ClassMemo::new(classes);
+    debug_assert_eq!(pending.order.len(), snapshot.pending.len());
+    let mut solver = Solver::new(env, snapshot, rooms, &pending.order, explain);
+    solver.classes = ClassMemo::new(&pending.classes);
     let mut decision = Decision::default();
-    for &i in &order {
+    for &i in &pending.order {
         match solver.place(i) {
             Ok(Target::Existing(n)) => decision.existing.push((i, n)),
             Ok(Target::Claim) => {}
@@ -415,6 +438,27 @@ fn solve_with<'a>(
     }
     decision.launches = solver.finish();
     (decision, solver.nodes)
+}
+
+/// A snapshot's pending pods as a decision takes them: their classes and the order they
+/// are placed in. A caller deciding over one snapshot many times (node-groups mode tries
+/// every group with the same pods) makes it once: with thousands of pods waiting, the
+/// sort by name cost more than the trials.
+#[derive(Clone, Debug)]
+pub struct PendingOrder {
+    classes: PodClasses,
+    order: Vec<usize>,
+}
+
+impl PendingOrder {
+    /// `classes` of `pending` (see [`solve_classified`]).
+    pub fn new(pending: &[&Pod], classes: PodClasses) -> Self {
+        debug_assert_eq!(classes.of.len(), pending.len());
+        PendingOrder {
+            classes,
+            order: placement_order(pending),
+        }
+    }
 }
 
 /// The order pods are placed in: priority, then extended resources, cpu and memory,

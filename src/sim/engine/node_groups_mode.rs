@@ -6,6 +6,7 @@ use super::disruption_pass::Kind;
 use super::state::{NodeState, Sim};
 use crate::core::node_groups;
 use crate::core::pod::Pod;
+use crate::core::scheduler::PendingOrder;
 use std::time::Instant;
 
 impl Sim<'_> {
@@ -16,8 +17,10 @@ impl Sim<'_> {
         let started = Instant::now();
         let room = self.group_room();
         let best = {
-            let (snapshot, _) = self.snapshot(pending, true, displaced);
-            node_groups::scale_up(&self.env(None, true), &snapshot, &room)
+            let (snapshot, _, pending_ids) =
+                self.snapshot_with_room(pending, true, displaced, None);
+            let order = PendingOrder::new(&snapshot.pending, self.classes_of(&pending_ids, 0));
+            node_groups::scale_up_ordered(&self.env(None, true), &snapshot, &room, &order)
         };
         self.decision_ms
             .push(started.elapsed().as_secs_f64() * 1000.0);

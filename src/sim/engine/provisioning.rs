@@ -16,6 +16,9 @@ const MAX_LAUNCH_ROUNDS: usize = 64;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct ProvisionInputs {
     pending: Vec<usize>,
+    /// `Sim::pending_changes` when `pending` was taken: while it is the same, so is
+    /// `pending`, and the thousands of pods that wait for weeks are not walked per scan.
+    pending_changes: u64,
     /// The headroom's placeholder pods, and whether a pool is short of its spare.
     headroom: (Vec<Pod>, bool),
     nodes: NodesKey,
@@ -31,15 +34,27 @@ impl Sim<'_> {
         self.unavailable.expire(self.now);
         // Everything a pass reads that can change between scans (the clock moves only
         // the unavailable offerings and the headroom's schedules, both in here).
+        let headroom = self.headroom_placeholders();
+        let nodes = self.nodes_key();
+        let unavailable = self.unavailable.generation();
+        if let Some(idle) = &mut self.idle_provision {
+            let same = idle.headroom == headroom
+                && idle.nodes == nodes
+                && idle.unavailable == unavailable
+                && (idle.pending_changes == self.pending_changes
+                    || idle.pending.iter().eq(self.pending.iter()));
+            if same {
+                idle.pending_changes = self.pending_changes;
+                return;
+            }
+        }
         let inputs = ProvisionInputs {
             pending: self.pending_pods(),
-            headroom: self.headroom_placeholders(),
-            nodes: self.nodes_key(),
-            unavailable: self.unavailable.generation(),
+            pending_changes: self.pending_changes,
+            headroom,
+            nodes,
+            unavailable,
         };
-        if self.idle_provision.as_ref() == Some(&inputs) {
-            return;
-        }
         let launched = self.counts.launched + self.counts.launch_failures;
         self.provision_now(&inputs.pending, &inputs.headroom);
         let idle = self.counts.launched + self.counts.launch_failures == launched;

@@ -80,6 +80,7 @@ pub fn run(
         events: Vec::new(),
         pods: Vec::new(),
         pending: BTreeSet::new(),
+        pending_changes: 0,
         idle_provision: None,
         stays: HashMap::new(),
         stuck: BTreeSet::new(),

@@ -112,14 +112,14 @@ impl Sim<'_> {
 
     /// The classes of the sim pods `pending_ids`, then of `alone` more pods (headroom
     /// placeholders) each in a class of its own.
-    fn classes_of(&self, pending_ids: &[usize], alone: usize) -> PodClasses {
+    pub(super) fn classes_of(&self, pending_ids: &[usize], alone: usize) -> PodClasses {
         let own = (0..alone as u32).map(|i| u32::MAX - i);
         PodClasses::from_ids(pending_ids.iter().map(|&i| self.pods[i].class).chain(own))
     }
 
     /// [`Self::snapshot`], leaving out the nodes without `room_for` (cpu, memory) left;
     /// with the sim pod index of each snapshot pod pending.
-    fn snapshot_with_room(
+    pub(super) fn snapshot_with_room(
         &self,
         pending: &[usize],
         new_nodes: bool,

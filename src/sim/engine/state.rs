@@ -197,6 +197,8 @@ pub(super) struct Sim<'c> {
     pub(super) pods: Vec<SimPod>,
     /// Pods waiting for a node that some offering could hold.
     pub(super) pending: BTreeSet<usize>,
+    /// Changes to `pending` so far: while it stands still, `pending` has not changed.
+    pub(super) pending_changes: u64,
     /// What the last provisioning pass that launched nothing saw: while it is unchanged,
     /// the same pass would launch nothing again (pods nothing can hold stay pending for
     /// weeks in large traces, and were re-solved every scan).
@@ -410,15 +412,16 @@ impl<'c> Sim<'c> {
         self.pods[i].state = state;
         let waiting = state == PodState::Pending;
         let feasible = self.pods[i].infeasible.is_none();
-        for (set, member) in [
-            (&mut self.pending, waiting && feasible),
-            (&mut self.stuck, waiting && !feasible),
-        ] {
-            if member {
-                set.insert(i);
-            } else {
-                set.remove(&i);
-            }
+        let changed = if waiting && feasible {
+            self.pending.insert(i)
+        } else {
+            self.pending.remove(&i)
+        };
+        self.pending_changes += u64::from(changed);
+        if waiting && !feasible {
+            self.stuck.insert(i);
+        } else {
+            self.stuck.remove(&i);
         }
     }
 
