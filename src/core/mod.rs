@@ -6,6 +6,7 @@ pub mod budget;
 pub mod consolidation;
 pub mod cron;
 pub mod disruption;
+pub mod fit_index;
 pub mod headroom;
 pub mod instance;
 pub mod labels;

@@ -6,6 +6,7 @@
 //! highest-weight pool that can hold it. A new node ([`Claim`]) keeps every instance
 //! type that still fits what was put on it, so the launch can carry many options.
 
+use super::fit_index::FitIndex;
 use super::instance::{CapacityType, Catalog, Offering};
 use super::labels;
 use super::mix::{self, MixOption};
@@ -123,6 +124,10 @@ pub struct NodeRooms {
     max_room: Resources,
     /// Existing-node indices in the order they are tried: ready before launching.
     order: Vec<usize>,
+    /// Per snapshot node, its position in `order` (`usize::MAX` when not in it).
+    position: Vec<usize>,
+    /// The rooms' CPU and memory by position in `order`: first fit without a scan.
+    fit: FitIndex,
     /// Capacity in use per pool (existing nodes), for limits.
     pool_usage: Vec<Resources>,
     /// (node, its room before) for every pod put on an existing node, when the rooms are
@@ -169,10 +174,17 @@ impl NodeRooms {
                 pool_usage[p].add(n.capacity);
             }
         }
+        let mut position = vec![usize::MAX; rooms.len()];
+        for (pos, &i) in order.iter().enumerate() {
+            position[i] = pos;
+        }
+        let fit = FitIndex::new(order.iter().map(|&i| (rooms[i].cpu_milli, rooms[i].memory)));
         NodeRooms {
             rooms,
             max_room,
             order,
+            position,
+            fit,
             pool_usage,
             journal: None,
         }
@@ -183,15 +195,37 @@ impl NodeRooms {
             journal.push((ni, self.rooms[ni].clone()));
         }
         self.rooms[ni].sub(requests);
+        self.refit(ni);
+    }
+
+    /// Node `ni`'s room changed: so does its place in the fit index.
+    fn refit(&mut self, ni: usize) {
+        let pos = self.position[ni];
+        if pos != usize::MAX {
+            let room = &self.rooms[ni];
+            self.fit.set(pos, room.cpu_milli, room.memory);
+        }
     }
 
     /// Gives back the room taken since the journal was last emptied.
     fn undo(&mut self) {
-        if let Some(journal) = &mut self.journal {
-            while let Some((ni, room)) = journal.pop() {
-                self.rooms[ni] = room;
-            }
+        let Some(mut journal) = self.journal.take() else {
+            return;
+        };
+        while let Some((ni, room)) = journal.pop() {
+            self.rooms[ni] = room;
+            self.refit(ni);
         }
+        self.journal = Some(journal);
+    }
+
+    /// The existing nodes in try order from position `from` whose CPU and memory room
+    /// hold `requests` (the caller checks the rest).
+    fn roomy_from(&self, from: usize, requests: &Resources) -> Option<(usize, usize)> {
+        let pos = self
+            .fit
+            .first_fitting(from, requests.cpu_milli, requests.memory)?;
+        Some((pos, self.order[pos]))
     }
 }
 
@@ -790,10 +824,13 @@ impl<'a, 'e> Solver<'a, 'e> {
         if pod.requests.exceeds(&self.nodes.max_room).is_some() {
             return None;
         }
-        self.nodes.order.iter().copied().find(|&ni| {
+        // The first node in order that holds the pod: the index skips those without the
+        // CPU or memory, the rest are checked here.
+        let mut from = 0;
+        while let Some((pos, ni)) = self.nodes.roomy_from(from, &pod.requests) {
             let n = &self.snapshot.nodes[ni];
             // (Always true unless the rooms serve several trials, see `for_trials`.)
-            n.schedulable
+            let holds = n.schedulable
                 && pod.requests.fits_in(&self.nodes.rooms[ni])
                 && tolerates_all(&pod.tolerations, n.taints)
                 && sets
@@ -802,8 +839,13 @@ impl<'a, 'e> Solver<'a, 'e> {
                 && self
                     .topology
                     .allows(pod, &node_place(n), eligible, strictness)
-                    .is_ok()
-        })
+                    .is_ok();
+            if holds {
+                return Some(ni);
+            }
+            from = pos + 1;
+        }
+        None
     }
 
     fn commit_existing(&mut self, pi: usize, ni: usize) {
