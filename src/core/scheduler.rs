@@ -1563,7 +1563,18 @@ fn launch_options(
     cts: u8,
 ) -> Vec<LaunchOption> {
     let spot_only = has_spot(env, model, types, requested, zones, cts);
-    let mut options = Vec::new();
+    let order = |a: &LaunchOption, b: &LaunchOption| {
+        a.price_per_hour
+            .total_cmp(&b.price_per_hour)
+            .then(a.instance_type.cmp(&b.instance_type))
+            .then(a.zone.cmp(&b.zone))
+    };
+    let keep = env.max_launch_options.max(1);
+    // The cheapest `keep` of thousands of offerings, gathered in a buffer of twice that
+    // which is cut back to the cheapest `keep` whenever it fills: the offerings are all
+    // of one capacity type (see `spot_only`), so the order has no ties and the options
+    // kept are those a sort of all of them would keep.
+    let mut options = Vec::with_capacity(2 * keep);
     for &t in types {
         let pt = &model.types[t as usize];
         let ty = pt.ty;
@@ -1577,23 +1588,18 @@ fn launch_options(
                     capacity_type: o.capacity_type,
                     price_per_hour: o.price_per_hour,
                 });
+                if options.len() == 2 * keep {
+                    options.select_nth_unstable_by(keep - 1, order);
+                    options.truncate(keep);
+                }
             }
         }
     }
-    let order = |a: &LaunchOption, b: &LaunchOption| {
-        a.price_per_hour
-            .total_cmp(&b.price_per_hour)
-            .then(a.instance_type.cmp(&b.instance_type))
-            .then(a.zone.cmp(&b.zone))
-    };
-    let keep = env.max_launch_options.max(1);
     if options.len() > keep {
         options.select_nth_unstable_by(keep - 1, order);
         options.truncate(keep);
     }
     options.sort_unstable_by(order);
-    // The offerings were gathered from every type: give back what truncation left over
-    // (thousands of entries per launch on a large decision).
     options.shrink_to_fit();
     options
 }
