@@ -72,15 +72,8 @@ impl Sim<'_> {
     }
 
     pub(super) fn sample(&mut self) {
-        let mut nodes = 0;
-        let mut rate = 0.0;
-        for &n in &self.live {
-            let node = &self.nodes[n];
-            if node.managed() {
-                nodes += 1;
-                rate += node.price;
-            }
-        }
+        let view = self.live_view();
+        let (nodes, rate) = (view.managed, view.price_per_hour);
         let pending = self.pending.len() as u32;
         self.series.push(Sample {
             t: self.now,

@@ -66,11 +66,7 @@ impl Sim<'_> {
         self.drain();
         self.delete_empty();
         // Decide on a settled cluster only: pending pods and launching nodes first.
-        let unsettled = self
-            .live
-            .iter()
-            .any(|&n| self.nodes[n].state == NodeState::Launching)
-            || !self.pending.is_empty();
+        let unsettled = !self.pending.is_empty() || self.live_view().any_launching;
         if unsettled {
             return;
         }
@@ -160,12 +156,7 @@ impl Sim<'_> {
         // bound): the view is built of those alone, not of every node and pod at every
         // scan. The core answers the same, as it takes each node by itself, in order,
         // within the budgets.
-        let maybe_empty: Vec<usize> = self
-            .live
-            .iter()
-            .copied()
-            .filter(|&n| self.nodes[n].pods.is_empty())
-            .collect();
+        let maybe_empty = self.live_view().empty.clone();
         if maybe_empty.is_empty() {
             return;
         }
@@ -273,14 +264,7 @@ impl Sim<'_> {
         {
             return;
         }
-        let newly_eligible = self.live.iter().any(|&n| {
-            let after = self.nodes[n]
-                .pool
-                .and_then(|p| self.pool_disruption[p].consolidate_after())
-                .unwrap_or(f64::INFINITY);
-            let age = self.now - self.nodes[n].stable_since;
-            age >= after && age < after + self.settings().scan_interval.as_secs_f64()
-        });
+        let newly_eligible = self.newly_eligible();
         // The capacity kept falls as old peaks leave the window: that may allow an action,
         // as may the time passing until an action refused for its evictions pays.
         // Consolidation never takes the pools' headroom spare away either.

@@ -8,7 +8,7 @@
 //!
 //! The report's `headroom` figures are accounted here (docs/sim-report.md).
 
-use super::state::{NodeState, Sim};
+use super::state::Sim;
 use crate::core::headroom::{self, HeadroomPlan, HeadroomPolicy, PoolUsage};
 use crate::core::pod::Pod;
 use crate::core::resources::Resources;
@@ -164,11 +164,7 @@ impl<'c> Sim<'c> {
     /// At a scan with nothing pending and nothing launching, records each headroom pool's
     /// free CPU (pools with no node yet have held nothing to measure).
     pub(super) fn sample_headroom(&mut self) {
-        let launching = self
-            .live
-            .iter()
-            .any(|&n| self.nodes[n].state == NodeState::Launching);
-        if launching || !self.pending.is_empty() || !self.has_headroom() {
+        if !self.pending.is_empty() || !self.has_headroom() || self.live_view().any_launching {
             return;
         }
         for p in 0..self.pools.len() {

@@ -33,6 +33,7 @@ mod eviction;
 mod headroom;
 mod in_flight;
 mod interruption;
+mod live_view;
 mod node_groups_mode;
 mod provisioning;
 mod replay;

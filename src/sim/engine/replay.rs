@@ -81,6 +81,7 @@ pub fn run(
         pods: Vec::new(),
         pending: BTreeSet::new(),
         pending_changes: 0,
+        live_view: None,
         idle_provision: None,
         stays: HashMap::new(),
         stuck: BTreeSet::new(),

@@ -7,6 +7,7 @@
 use super::events::Ev;
 use super::headroom;
 use super::in_flight::InFlight;
+use super::live_view::LiveView;
 use super::provisioning::ProvisionInputs;
 use crate::config::Config;
 use crate::core::disruption::{self, PoolDisruption};
@@ -203,6 +204,8 @@ pub(super) struct Sim<'c> {
     /// the same pass would launch nothing again (pods nothing can hold stay pending for
     /// weeks in large traces, and were re-solved every scan).
     pub(super) idle_provision: Option<ProvisionInputs>,
+    /// What the scans' checks read of the live nodes, as of its key (see `live_view`).
+    pub(super) live_view: Option<LiveView>,
     /// Node-groups scale-down: nodes whose pods did not fit elsewhere, with the state
     /// that answer was found in (asked again only once it changed).
     pub(super) stays: HashMap<usize, NodesKey>,
