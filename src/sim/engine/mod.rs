@@ -17,6 +17,8 @@
 //! - `in_flight`: disruptions being carried out (cordon, replacements, drain, terminate).
 //! - `eviction`: evictions within PodDisruptionBudgets, and their independent check.
 //! - `interruption`: Spot interruption warnings, and moving the doomed nodes' pods.
+//! - `live_view`: what the checks made at every scan read of the live nodes, kept
+//!   until the nodes change.
 //! - `headroom`: the pools' spare capacity (`spec.headroom`) and its report figures.
 //! - `accounting`: cost and utilization integrals, samples, and the final `Report`.
 
