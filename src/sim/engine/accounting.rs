@@ -72,8 +72,8 @@ impl Sim<'_> {
     }
 
     pub(super) fn sample(&mut self) {
-        let view = self.live_view();
-        let (nodes, rate) = (view.managed, view.price_per_hour);
+        let flags = self.live_flags();
+        let (nodes, rate) = (flags.managed, flags.price_per_hour);
         let pending = self.pending.len() as u32;
         self.series.push(Sample {
             t: self.now,

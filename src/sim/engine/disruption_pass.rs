@@ -66,7 +66,7 @@ impl Sim<'_> {
         self.drain();
         self.delete_empty();
         // Decide on a settled cluster only: pending pods and launching nodes first.
-        let unsettled = !self.pending.is_empty() || self.live_view().any_launching;
+        let unsettled = !self.pending.is_empty() || self.live_flags().any_launching;
         if unsettled {
             return;
         }
@@ -156,7 +156,7 @@ impl Sim<'_> {
         // bound): the view is built of those alone, not of every node and pod at every
         // scan. The core answers the same, as it takes each node by itself, in order,
         // within the budgets.
-        let maybe_empty = self.live_view().empty.clone();
+        let maybe_empty = self.empty_live();
         if maybe_empty.is_empty() {
             return;
         }

@@ -164,7 +164,7 @@ impl<'c> Sim<'c> {
     /// At a scan with nothing pending and nothing launching, records each headroom pool's
     /// free CPU (pools with no node yet have held nothing to measure).
     pub(super) fn sample_headroom(&mut self) {
-        if !self.pending.is_empty() || !self.has_headroom() || self.live_view().any_launching {
+        if !self.pending.is_empty() || !self.has_headroom() || self.live_flags().any_launching {
             return;
         }
         for p in 0..self.pools.len() {

@@ -66,7 +66,7 @@ impl Sim<'_> {
     /// An interrupted node's pods are evicted (within their budgets) as soon as the
     /// ready nodes can hold them: they run again before the reclaim, not after.
     pub(super) fn drain_interrupted(&mut self) {
-        if !self.live_view().any_interrupted {
+        if !self.live_flags().any_interrupted {
             return;
         }
         let pods: Vec<usize> = self

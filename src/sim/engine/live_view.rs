@@ -7,23 +7,35 @@ use super::state::{NodeState, NodesKey, Sim};
 
 /// A summary of the live nodes, valid while `key` is the simulator's `nodes_key()`
 /// (every change to which nodes are live, their states, pods and `stable_since` moves
-/// it).
+/// it). Each part is made when first asked for under a key: in a busy replay the nodes
+/// change between most checks, and a part made but not read would cost more than the
+/// walk it saves.
+#[derive(Default)]
 pub(super) struct LiveView {
-    key: NodesKey,
+    key: Option<NodesKey>,
+    flags: Option<LiveFlags>,
+    /// Live nodes without pods, in `live` order.
+    empty: Option<Vec<usize>>,
+    /// (when it becomes consolidatable: `stable_since` plus its pool's
+    /// `consolidateAfter`, node) for live nodes of pools that consolidate, by time;
+    /// made at the second question under one key (the first walks the nodes, as a
+    /// key asked once does not repay the sort).
+    eligible_at: Option<Vec<(f64, usize)>>,
+    eligible_asked: bool,
+}
+
+/// What one walk over the live nodes finds.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct LiveFlags {
     /// Some live node is still booting.
     pub(super) any_launching: bool,
     /// Some live node has been warned of a Spot interruption.
     pub(super) any_interrupted: bool,
     /// Some interrupted live node still holds pods.
     pub(super) interrupted_with_pods: bool,
-    /// Live nodes without pods, in `live` order.
-    pub(super) empty: Vec<usize>,
     /// Managed live nodes, and their prices summed in `live` order.
     pub(super) managed: u32,
     pub(super) price_per_hour: f64,
-    /// (when it becomes consolidatable: `stable_since` plus its pool's
-    /// `consolidateAfter`, node) for live nodes of pools that consolidate, by time.
-    eligible_at: Vec<(f64, usize)>,
 }
 
 /// Rounding allowance when looking nodes up by `eligible_at`: each candidate found is
@@ -31,47 +43,51 @@ pub(super) struct LiveView {
 const SLACK_S: f64 = 1e-3;
 
 impl Sim<'_> {
-    /// The live nodes' summary, made again only when the nodes changed.
-    pub(super) fn live_view(&mut self) -> &LiveView {
-        let key = self.nodes_key();
-        if self.live_view.as_ref().is_none_or(|v| v.key != key) {
-            self.live_view = Some(self.summarise_live(key));
+    /// The view, emptied when the nodes changed since it was made.
+    fn fresh_view(&mut self) -> &mut LiveView {
+        let key = Some(self.nodes_key());
+        if self.live_view.key != key {
+            self.live_view = LiveView {
+                key,
+                ..LiveView::default()
+            };
         }
-        self.live_view.as_ref().expect("just made")
+        &mut self.live_view
     }
 
-    fn summarise_live(&self, key: NodesKey) -> LiveView {
-        let mut view = LiveView {
-            key,
-            any_launching: false,
-            any_interrupted: false,
-            interrupted_with_pods: false,
-            empty: Vec::new(),
-            managed: 0,
-            price_per_hour: 0.0,
-            eligible_at: Vec::new(),
-        };
+    /// The live nodes' flags and counts.
+    pub(super) fn live_flags(&mut self) -> LiveFlags {
+        if let Some(flags) = self.fresh_view().flags {
+            return flags;
+        }
+        let mut f = LiveFlags::default();
         for &n in &self.live {
             let node = &self.nodes[n];
-            view.any_launching |= node.state == NodeState::Launching;
-            view.any_interrupted |= node.interrupted;
-            view.interrupted_with_pods |= node.interrupted && !node.pods.is_empty();
-            if node.pods.is_empty() {
-                view.empty.push(n);
-            }
+            f.any_launching |= node.state == NodeState::Launching;
+            f.any_interrupted |= node.interrupted;
+            f.interrupted_with_pods |= node.interrupted && !node.pods.is_empty();
             if node.managed() {
-                view.managed += 1;
-                view.price_per_hour += node.price;
-            }
-            let after = node
-                .pool
-                .and_then(|p| self.pool_disruption[p].consolidate_after());
-            if let Some(after) = after {
-                view.eligible_at.push((node.stable_since + after, n));
+                f.managed += 1;
+                f.price_per_hour += node.price;
             }
         }
-        view.eligible_at.sort_by(|a, b| a.0.total_cmp(&b.0));
-        view
+        self.live_view.flags = Some(f);
+        f
+    }
+
+    /// Live nodes without pods, in `live` order.
+    pub(super) fn empty_live(&mut self) -> Vec<usize> {
+        if let Some(empty) = &self.fresh_view().empty {
+            return empty.clone();
+        }
+        let empty: Vec<usize> = self
+            .live
+            .iter()
+            .copied()
+            .filter(|&n| self.nodes[n].pods.is_empty())
+            .collect();
+        self.live_view.empty = Some(empty.clone());
+        empty
     }
 
     /// Has some live node become consolidatable in the last scan interval (its time
@@ -80,22 +96,40 @@ impl Sim<'_> {
     pub(super) fn newly_eligible(&mut self) -> bool {
         let interval = self.settings().scan_interval.as_secs_f64();
         let now = self.now;
-        self.live_view();
-        let view = self.live_view.as_ref().expect("made above");
-        let from = view
-            .eligible_at
-            .partition_point(|&(t, _)| t < now - interval - SLACK_S);
-        view.eligible_at[from..]
+        let eligible_now = |sim: &Self, n: usize| {
+            let node = &sim.nodes[n];
+            let after = node
+                .pool
+                .and_then(|p| sim.pool_disruption[p].consolidate_after())
+                .unwrap_or(f64::INFINITY);
+            let age = now - node.stable_since;
+            age >= after && age < after + interval
+        };
+        let view = self.fresh_view();
+        if !view.eligible_asked {
+            view.eligible_asked = true;
+            return self.live.iter().any(|&n| eligible_now(self, n));
+        }
+        if self.live_view.eligible_at.is_none() {
+            let mut at: Vec<(f64, usize)> = self
+                .live
+                .iter()
+                .filter_map(|&n| {
+                    let node = &self.nodes[n];
+                    let after = node
+                        .pool
+                        .and_then(|p| self.pool_disruption[p].consolidate_after())?;
+                    Some((node.stable_since + after, n))
+                })
+                .collect();
+            at.sort_by(|a, b| a.0.total_cmp(&b.0));
+            self.live_view.eligible_at = Some(at);
+        }
+        let at = self.live_view.eligible_at.as_deref().expect("made above");
+        let from = at.partition_point(|&(t, _)| t < now - interval - SLACK_S);
+        at[from..]
             .iter()
             .take_while(|&&(t, _)| t <= now + SLACK_S)
-            .any(|&(_, n)| {
-                let node = &self.nodes[n];
-                let after = node
-                    .pool
-                    .and_then(|p| self.pool_disruption[p].consolidate_after())
-                    .unwrap_or(f64::INFINITY);
-                let age = now - node.stable_since;
-                age >= after && age < after + interval
-            })
+            .any(|&(_, n)| eligible_now(self, n))
     }
 }

@@ -65,7 +65,7 @@ impl Sim<'_> {
     /// a pool is short of its headroom).
     fn provision_now(&mut self, pending: &[usize], headroom: &(Vec<Pod>, bool)) {
         let (placeholders, short) = headroom;
-        let displaced = self.live_view().interrupted_with_pods;
+        let displaced = self.live_flags().interrupted_with_pods;
         // A pool short of its headroom provisions even with nothing pending.
         if pending.is_empty() && !displaced && !short {
             return;

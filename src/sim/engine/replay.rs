@@ -4,6 +4,7 @@
 
 use super::events::Ev;
 use super::headroom;
+use super::live_view::LiveView;
 use super::state::{FleetTotals, Sim};
 use super::{SimError, SimOptions};
 use crate::config::Config;
@@ -81,7 +82,7 @@ pub fn run(
         pods: Vec::new(),
         pending: BTreeSet::new(),
         pending_changes: 0,
-        live_view: None,
+        live_view: LiveView::default(),
         idle_provision: None,
         stays: HashMap::new(),
         stuck: BTreeSet::new(),

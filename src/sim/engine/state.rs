@@ -205,7 +205,7 @@ pub(super) struct Sim<'c> {
     /// weeks in large traces, and were re-solved every scan).
     pub(super) idle_provision: Option<ProvisionInputs>,
     /// What the scans' checks read of the live nodes, as of its key (see `live_view`).
-    pub(super) live_view: Option<LiveView>,
+    pub(super) live_view: LiveView,
     /// Node-groups scale-down: nodes whose pods did not fit elsewhere, with the state
     /// that answer was found in (asked again only once it changed).
     pub(super) stays: HashMap<usize, NodesKey>,
