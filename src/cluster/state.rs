@@ -98,6 +98,8 @@ pub struct PreparedNode<'a> {
     pub target: Target,
     pub name: &'a str,
     pub labels: Cow<'a, Labels>,
+    /// Its zone label (see [`ExistingNode::zone`]), read when the node arrived.
+    pub zone: Option<&'a str>,
     pub taints: Vec<Taint>,
     pub capacity: Resources,
     pub allocatable: Resources,
@@ -135,7 +137,7 @@ impl Prepared<'_> {
                 .map(|n| ExistingNode {
                     name: n.name,
                     labels: &n.labels,
-                    zone: labels::zone(&n.labels),
+                    zone: n.zone,
                     capacity: &n.capacity,
                     allocatable: &n.allocatable,
                     requested: n.requested.clone(),
@@ -612,7 +614,7 @@ pub fn node_labels(
 pub fn upcoming_node<'s>(
     inp: &DecisionInputs,
     pool: usize,
-    zone: &str,
+    zone: &'s str,
     name: &'s str,
 ) -> Option<PreparedNode<'s>> {
     let p = inp.pools.get(pool)?;
@@ -628,17 +630,19 @@ pub fn upcoming_node<'s>(
         .and_then(|r| CapacityType::parse(r.values.first()?))
         .unwrap_or(CapacityType::OnDemand);
     let labels = node_labels(inp.catalog, p, ty, zone, ct, name);
-    Some(launching(inp, pool, ty, labels, name))
+    Some(launching(inp, pool, ty, labels, zone, name))
 }
 
 /// A node of pool `pool` and type `ty` that has not registered yet, named `name` (a
-/// claim's or a group's upcoming node): the type's room, the pool's taints, the model's
-/// DaemonSet room already taken; no price, no claim (the caller sets those it knows).
+/// claim's or a group's upcoming node) in `zone`: the type's room, the pool's taints,
+/// the model's DaemonSet room already taken; no price, no claim (the caller sets those
+/// it knows).
 fn launching<'s>(
     inp: &DecisionInputs,
     pool: usize,
     ty: usize,
     labels: Labels,
+    zone: &'s str,
     name: &'s str,
 ) -> PreparedNode<'s> {
     let requested = overhead(inp, Some(pool), &labels).unwrap_or_default();
@@ -657,6 +661,7 @@ fn launching<'s>(
         stable_since: 0.0,
         claim: None,
         labels: Cow::Owned(labels),
+        zone: Some(zone),
         annotations: &NO_ANNOTATIONS,
     }
 }

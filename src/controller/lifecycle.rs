@@ -302,6 +302,7 @@ mod tests {
             deleting: false,
             created: 0.0,
             annotations: Default::default(),
+            keys: Default::default(),
         }
     }
 
