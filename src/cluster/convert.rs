@@ -132,6 +132,10 @@ pub struct NodeEntry {
     pub annotations: Labels,
     /// What every decision reads of `labels` for every node, read once on arrival.
     pub keys: NodeKeys,
+    /// When a pod last arrived or left (consolidation waits `consolidateAfter`): the
+    /// state's per-node record, copied here by the state whenever it changes, so that a
+    /// decision reads it with the node instead of walking another map beside them.
+    pub stable_since: f64,
 }
 
 /// The labels a decision reads of every node (zone, instance type, pool, capacity type),
@@ -221,6 +225,7 @@ pub fn node_entry(n: &core_v1::Node) -> Result<NodeEntry, FieldError> {
     Ok(NodeEntry {
         name: s.name,
         keys: NodeKeys::of(&s.labels),
+        stable_since: 0.0,
         labels: s.labels,
         taints: s.taints,
         allocatable: s.allocatable,

@@ -50,8 +50,9 @@ pub struct ClusterState {
     /// Node names by provider ID (a claim finds its node by it before the node's name is
     /// in the claim's status); a set, in case two nodes ever show the same ID.
     by_provider: HashMap<String, BTreeSet<String>>,
-    /// Per node, when a pod last arrived or left (consolidation waits `consolidateAfter`).
-    /// In name order, as `nodes`: a decision walks both side by side.
+    /// Per node name, when a pod last arrived or left (consolidation waits
+    /// `consolidateAfter`), for nodes not known yet too; a known node's entry holds a
+    /// copy ([`NodeEntry::stable_since`]).
     stable_since: BTreeMap<String, f64>,
     /// Shared with `claim_index`, which files each claim under the node it became.
     claims: BTreeMap<String, Arc<ClaimEntry>>,
@@ -131,25 +132,40 @@ pub struct Prepared<'a> {
 impl Prepared<'_> {
     pub fn snapshot(&self) -> Snapshot<'_> {
         Snapshot {
-            nodes: self
-                .nodes
-                .iter()
-                .map(|n| ExistingNode {
-                    name: n.name,
-                    labels: &n.labels,
-                    zone: n.zone,
-                    capacity: &n.capacity,
-                    allocatable: &n.allocatable,
-                    requested: n.requested.clone(),
-                    taints: &n.taints,
-                    pool: n.pool,
-                    ready: n.ready,
-                    schedulable: n.schedulable,
-                })
-                .collect(),
+            nodes: self.existing_nodes(),
             bound: self.bound.clone(),
             pending: self.pending.clone(),
         }
+    }
+
+    /// [`Self::snapshot`] for a caller that reads `bound` no more: the bound pods (one
+    /// per pod of the cluster) are moved into it, not copied, and `bound` is left empty.
+    pub fn snapshot_taking_bound(&mut self) -> Snapshot<'_> {
+        let bound = std::mem::take(&mut self.bound);
+        let this = &*self;
+        Snapshot {
+            nodes: this.existing_nodes(),
+            bound,
+            pending: this.pending.clone(),
+        }
+    }
+
+    fn existing_nodes(&self) -> Vec<ExistingNode<'_>> {
+        self.nodes
+            .iter()
+            .map(|n| ExistingNode {
+                name: n.name,
+                labels: &n.labels,
+                zone: n.zone,
+                capacity: &n.capacity,
+                allocatable: &n.allocatable,
+                requested: n.requested.clone(),
+                taints: &n.taints,
+                pool: n.pool,
+                ready: n.ready,
+                schedulable: n.schedulable,
+            })
+            .collect()
     }
 }
 
@@ -179,6 +195,9 @@ impl ClusterState {
     fn touch_node(&mut self, node: Option<&String>, now: f64) {
         if let Some(n) = node {
             self.stable_since.insert(n.clone(), now);
+            if let Some(e) = self.nodes.get_mut(n) {
+                e.stable_since = now;
+            }
         }
     }
 
@@ -254,12 +273,12 @@ impl ClusterState {
         now: f64,
     ) -> Result<(), FieldError> {
         let name = n.metadata.name.clone().unwrap_or_default();
-        let entry = convert::node_entry(n);
-        if let Ok(e) = &entry {
+        let mut entry = convert::node_entry(n);
+        if let Ok(e) = &mut entry {
+            e.stable_since = *self.stable_since.entry(name.clone()).or_insert(now);
             if self.nodes.get(&name) == Some(e) {
                 return Ok(());
             }
-            self.stable_since.entry(name.clone()).or_insert(now);
         }
         self.changes += 1;
         let new_id = entry.as_ref().ok().and_then(|e| e.provider_id.as_deref());
@@ -546,9 +565,10 @@ impl ClusterState {
         self.pod_index.service_demand()
     }
 
-    /// The kept pod index equals one built from scratch, the provider ID index names
-    /// exactly the nodes that carry each ID, and the claim index files every claim under
-    /// the node it is (what the tests check after any sequence of changes).
+    /// The kept pod index equals one built from scratch, every node holds its stable
+    /// time, the provider ID index names exactly the nodes that carry each ID, and the
+    /// claim index files every claim under the node it is (what the tests check after
+    /// any sequence of changes).
     pub fn indexes_consistent(&self) -> bool {
         let mut providers: HashMap<String, BTreeSet<String>> = HashMap::new();
         for n in self.nodes.values() {
@@ -563,7 +583,12 @@ impl ClusterState {
         for c in self.claims.values() {
             claims.insert(c, self.node_of(c).map(|n| n.name.as_str()));
         }
+        let stable = self
+            .nodes
+            .values()
+            .all(|n| self.stable_since.get(&n.name) == Some(&n.stable_since));
         self.pod_index == PodIndex::rebuilt(&self.pods)
+            && stable
             && self.by_provider == providers
             && self.claim_index == claims
     }

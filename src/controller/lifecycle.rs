@@ -303,6 +303,7 @@ mod tests {
             created: 0.0,
             annotations: Default::default(),
             keys: Default::default(),
+            stable_since: 0.0,
         }
     }
 

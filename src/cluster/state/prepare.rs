@@ -51,7 +51,6 @@ impl<'m, V, I: Iterator<Item = (&'m String, V)>> Beside<'m, V, I> {
 struct Side<'s> {
     claim: Option<&'s ClaimEntry>,
     pods: Option<&'s NodePods>,
-    stable_since: Option<f64>,
 }
 
 type OverheadKey = (usize, usize, CapacityType);
@@ -143,12 +142,10 @@ impl ClusterState {
         };
         let mut claims = Beside::new(self.claim_index.by_node());
         let mut pods = Beside::new(self.pod_index.by_node());
-        let mut stable = Beside::new(self.stable_since.iter());
         for n in self.nodes.values() {
             let side = Side {
                 claim: claims.at(&n.name),
                 pods: pods.at(&n.name),
-                stable_since: stable.at(&n.name).copied(),
             };
             let (node, draining) = self.prepared_node(inp, &mut memo, n, &side);
             out.nodes.push(node);
@@ -208,7 +205,7 @@ impl ClusterState {
                 .and_then(|c| c.launched_price)
                 .or_else(|| node_price(inp.catalog, ty, &n.keys))
                 .unwrap_or(0.0),
-            stable_since: side.stable_since.unwrap_or(n.created),
+            stable_since: n.stable_since,
             claim: claim.map(|c| c.name.as_str()),
             annotations: &n.annotations,
         };
