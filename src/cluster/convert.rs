@@ -136,6 +136,32 @@ pub struct NodeEntry {
     /// state's per-node record, copied here by the state whenever it changes, so that a
     /// decision reads it with the node instead of walking another map beside them.
     pub stable_since: f64,
+    /// What a decision reads of the claim this node is (the claim index's), copied here
+    /// by the state whenever it changes: reading it through the index took a walk of
+    /// another map beside the nodes and a claim entry's scattered fields per node.
+    pub claim: Option<NodeClaimSide>,
+}
+
+/// See [`NodeEntry::claim`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeClaimSide {
+    pub name: String,
+    /// The claim is being deleted.
+    pub deleting: bool,
+    /// [`ClaimEntry::launched_price`].
+    pub launched_price: Option<f64>,
+    pub startup_taints: Vec<Taint>,
+}
+
+impl NodeClaimSide {
+    pub fn of(c: &ClaimEntry) -> Self {
+        NodeClaimSide {
+            name: c.name.clone(),
+            deleting: c.deleting_since.is_some(),
+            launched_price: c.launched_price,
+            startup_taints: c.startup_taints.clone(),
+        }
+    }
 }
 
 /// The labels a decision reads of every node (zone, instance type, pool, capacity type),
@@ -226,6 +252,7 @@ pub fn node_entry(n: &core_v1::Node) -> Result<NodeEntry, FieldError> {
         name: s.name,
         keys: NodeKeys::of(&s.labels),
         stable_since: 0.0,
+        claim: None,
         labels: s.labels,
         taints: s.taints,
         allocatable: s.allocatable,

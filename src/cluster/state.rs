@@ -3,7 +3,7 @@
 //! in `cluster::watch` makes them; tests make them directly), so everything here is
 //! synchronous and testable without an API server.
 
-use super::convert::{self, ClaimEntry, NodeEntry, PodEntry};
+use super::convert::{self, ClaimEntry, NodeClaimSide, NodeEntry, PodEntry};
 use super::crd::{self, NodeClaim, NodePool as NodePoolObject};
 use super::pod_index::PodIndex;
 use crate::config::{ConfigErrors, NodePoolExtras};
@@ -276,6 +276,8 @@ impl ClusterState {
         let mut entry = convert::node_entry(n);
         if let Ok(e) = &mut entry {
             e.stable_since = *self.stable_since.entry(name.clone()).or_insert(now);
+            // The claim it is stays while nothing else changes (set again below).
+            e.claim = self.nodes.get(&name).and_then(|o| o.claim.clone());
             if self.nodes.get(&name) == Some(e) {
                 return Ok(());
             }
@@ -287,9 +289,17 @@ impl ClusterState {
         if let Ok(Some(id)) = entry.as_ref().map(|e| e.provider_id.clone()) {
             self.by_provider.entry(id).or_default().insert(name.clone());
         }
-        let result = upsert(&mut self.nodes, name, entry);
+        let result = upsert(&mut self.nodes, name.clone(), entry);
         self.refile(concerned);
+        self.copy_claim_side(&name);
         result
+    }
+
+    /// Copies into node `node`'s entry (if known) what a decision reads of its claim.
+    fn copy_claim_side(&mut self, node: &str) {
+        if let Some(e) = self.nodes.get_mut(node) {
+            e.claim = self.claim_index.of_node(node).map(NodeClaimSide::of);
+        }
     }
 
     /// The claims whose node may change with node `name` (now carrying provider ID
@@ -319,6 +329,9 @@ impl ClusterState {
         for (c, from) in concerned {
             let to = self.node_of(&c).map(|n| n.name.clone());
             self.claim_index.refile(&c, from.as_deref(), to.as_deref());
+            for n in [from, to].into_iter().flatten() {
+                self.copy_claim_side(&n);
+            }
         }
     }
 
@@ -391,6 +404,9 @@ impl ClusterState {
         };
         let node = self.node_of(c).map(|n| n.name.clone());
         self.claim_index.insert(&c.clone(), node.as_deref());
+        if let Some(n) = node {
+            self.copy_claim_side(&n);
+        }
     }
 
     /// Takes claim `name` (if held) out of the claim index.
@@ -400,6 +416,9 @@ impl ClusterState {
         };
         let node = self.node_of(c).map(|n| n.name.clone());
         self.claim_index.remove(&c.clone(), node.as_deref());
+        if let Some(n) = node {
+            self.copy_claim_side(&n);
+        }
     }
 
     /// Applies a NodePool object. An invalid one is kept as its errors (so the loop can
@@ -566,7 +585,7 @@ impl ClusterState {
     }
 
     /// The kept pod index equals one built from scratch, every node holds its stable
-    /// time, the provider ID index names exactly the nodes that carry each ID, and the
+    /// time and its claim's side, the provider ID index names exactly the nodes that carry each ID, and the
     /// claim index files every claim under the node it is (what the tests check after
     /// any sequence of changes).
     pub fn indexes_consistent(&self) -> bool {
@@ -583,12 +602,12 @@ impl ClusterState {
         for c in self.claims.values() {
             claims.insert(c, self.node_of(c).map(|n| n.name.as_str()));
         }
-        let stable = self
-            .nodes
-            .values()
-            .all(|n| self.stable_since.get(&n.name) == Some(&n.stable_since));
+        let copies = self.nodes.values().all(|n| {
+            self.stable_since.get(&n.name) == Some(&n.stable_since)
+                && n.claim == self.claim_index.of_node(&n.name).map(NodeClaimSide::of)
+        });
         self.pod_index == PodIndex::rebuilt(&self.pods)
-            && stable
+            && copies
             && self.by_provider == providers
             && self.claim_index == claims
     }

@@ -304,6 +304,7 @@ mod tests {
             annotations: Default::default(),
             keys: Default::default(),
             stable_since: 0.0,
+            claim: None,
         }
     }
 

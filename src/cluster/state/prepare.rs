@@ -1,16 +1,16 @@
 //! [`ClusterState::prepare`]: what a decision's snapshot borrows, read from the indexes
 //! the state keeps up to date (pods by node with their requested room, unschedulable
-//! pods, claims by node), so that building it walks the nodes once and the pods only
-//! where a decision needs each one (bound to a node it may place pods on, or about to
-//! be evicted by a drain), never the whole pod map. The per-node indexes are kept in
-//! node-name order and walked beside the nodes ([`Beside`]): a hash look-up per node
-//! in each was most of a decision over 10,000 nodes.
+//! pods; each node's claim and stable time copied into its entry), so that building it
+//! walks the nodes once and the pods only where a decision needs each one (bound to a
+//! node it may place pods on, or about to be evicted by a drain), never the whole pod
+//! map. The pods by node are kept in node-name order and walked beside the nodes
+//! ([`Beside`]): a hash look-up per node was most of a decision over 10,000 nodes.
 
 use super::{
     launching, node_labels, ClusterState, DecisionInputs, Prepared, PreparedNode, Target,
     DISRUPTED_TAINT, TRANSIENT_TAINTS,
 };
-use crate::cluster::convert::{ClaimEntry, NodeEntry, NodeKeys, ShortStr};
+use crate::cluster::convert::{ClaimEntry, NodeClaimSide, NodeEntry, NodeKeys, ShortStr};
 use crate::cluster::pod_index::NodePods;
 use crate::core::instance::{CapacityType, Catalog};
 use crate::core::labels::{self, Labels};
@@ -49,7 +49,7 @@ impl<'m, V, I: Iterator<Item = (&'m String, V)>> Beside<'m, V, I> {
 
 /// What the state keeps about one node besides its entry.
 struct Side<'s> {
-    claim: Option<&'s ClaimEntry>,
+    claim: Option<&'s NodeClaimSide>,
     pods: Option<&'s NodePods>,
 }
 
@@ -140,11 +140,10 @@ impl ClusterState {
             pending: Vec::new(),
             draining: Vec::new(),
         };
-        let mut claims = Beside::new(self.claim_index.by_node());
         let mut pods = Beside::new(self.pod_index.by_node());
         for n in self.nodes.values() {
             let side = Side {
-                claim: claims.at(&n.name),
+                claim: n.claim.as_ref(),
                 pods: pods.at(&n.name),
             };
             let (node, draining) = self.prepared_node(inp, &mut memo, n, &side);
@@ -182,13 +181,13 @@ impl ClusterState {
         let claim = side.claim;
         let by_group = inp.group_of.and_then(|g| g.get(n.provider_id.as_deref()?));
         let pool = by_group.copied().or_else(|| pool_index(inp, &n.keys));
-        let (taints, disrupted) = decision_taints(n, claim);
+        let (taints, disrupted) = decision_taints(n, claim.map_or(&[], |c| &c.startup_taints));
         let ty = memo.ty(inp.catalog, n.keys.instance_type.as_ref());
         let capacity = ty.map_or_else(
             || n.allocatable.clone(),
             |t| inp.catalog.types[t].capacity.clone(),
         );
-        let draining = disrupted || claim.is_some_and(|c| c.deleting_since.is_some());
+        let draining = disrupted || claim.is_some_and(|c| c.deleting);
         let node = PreparedNode {
             target: Target::Node(n.name.clone()),
             name: &n.name,
@@ -265,8 +264,7 @@ fn add_pods_of<'s>(
 
 /// The node's taints a decision honours (the transient ones, our disrupted taint and
 /// its claim's startup taints left out), and whether it carries our disrupted taint.
-fn decision_taints(n: &NodeEntry, claim: Option<&ClaimEntry>) -> (Vec<Taint>, bool) {
-    let startup: &[Taint] = claim.map_or(&[], |c| &c.startup_taints);
+fn decision_taints(n: &NodeEntry, startup: &[Taint]) -> (Vec<Taint>, bool) {
     let mut disrupted = false;
     let taints = n
         .taints
