@@ -130,6 +130,113 @@ pub struct NodeEntry {
     pub created: f64,
     /// The node's do-not-disrupt annotations (only those: the rest are not read).
     pub annotations: Labels,
+    /// What every decision reads of `labels` for every node, read once on arrival.
+    pub keys: NodeKeys,
+    /// When a pod last arrived or left (consolidation waits `consolidateAfter`): the
+    /// state's per-node record, copied here by the state whenever it changes, so that a
+    /// decision reads it with the node instead of walking another map beside them.
+    pub stable_since: f64,
+    /// What a decision reads of the claim this node is (the claim index's), copied here
+    /// by the state whenever it changes: reading it through the index took a walk of
+    /// another map beside the nodes and a claim entry's scattered fields per node.
+    pub claim: Option<NodeClaimSide>,
+}
+
+/// See [`NodeEntry::claim`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeClaimSide {
+    pub name: String,
+    /// The claim is being deleted.
+    pub deleting: bool,
+    /// [`ClaimEntry::launched_price`].
+    pub launched_price: Option<f64>,
+    pub startup_taints: Vec<Taint>,
+}
+
+impl NodeClaimSide {
+    pub fn of(c: &ClaimEntry) -> Self {
+        NodeClaimSide {
+            name: c.name.clone(),
+            deleting: c.deleting_since.is_some(),
+            launched_price: c.launched_price,
+            startup_taints: c.startup_taints.clone(),
+        }
+    }
+}
+
+/// The labels a decision reads of every node (zone, instance type, pool, capacity type),
+/// read off them once when the node arrives and held in the entry itself: each label
+/// lookup compared the wanted key with the node's keys, every one a string of its own
+/// on the heap (a cache miss each), and the lookups were most of building a decision's
+/// snapshot of 10,000 nodes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeKeys {
+    /// `topology.kubernetes.io/zone`.
+    pub zone: Option<ShortStr>,
+    /// `node.kubernetes.io/instance-type`.
+    pub instance_type: Option<ShortStr>,
+    /// `stevedore.dev/nodepool`, else `karpenter.sh/nodepool`.
+    pub pool: Option<ShortStr>,
+    /// `karpenter.sh/capacity-type`; on-demand when it has none.
+    pub capacity_type: CapacityType,
+}
+
+impl Default for NodeKeys {
+    fn default() -> Self {
+        NodeKeys::of(&Labels::new())
+    }
+}
+
+impl NodeKeys {
+    pub fn of(l: &Labels) -> Self {
+        use crate::core::labels as keys;
+        let short = |k: &str| l.get(k).map(|v| ShortStr::new(v));
+        NodeKeys {
+            zone: short(keys::ZONE),
+            instance_type: short(keys::INSTANCE_TYPE),
+            pool: l
+                .get(keys::NODEPOOL)
+                .or_else(|| l.get(keys::KARPENTER_NODEPOOL))
+                .map(|v| ShortStr::new(v)),
+            capacity_type: l
+                .get(keys::KARPENTER_CAPACITY_TYPE)
+                .and_then(|c| CapacityType::parse(c))
+                .unwrap_or(CapacityType::OnDemand),
+        }
+    }
+}
+
+/// How many bytes a [`ShortStr`] holds in place: as large as a `String` with it.
+const SHORT: usize = 22;
+
+/// A string held in place when short (every zone and instance type name, most pool
+/// names), so that reading it follows no pointer; a longer one is on the heap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ShortStr {
+    Inline(u8, [u8; SHORT]),
+    Heap(Box<str>),
+}
+
+impl ShortStr {
+    pub fn new(s: &str) -> Self {
+        if s.len() <= SHORT {
+            let mut bytes = [0; SHORT];
+            bytes[..s.len()].copy_from_slice(s.as_bytes());
+            ShortStr::Inline(s.len() as u8, bytes)
+        } else {
+            ShortStr::Heap(s.into())
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            // Copied from a `str` whole: valid UTF-8 (checked again, cheaply: short).
+            ShortStr::Inline(len, bytes) => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            ShortStr::Heap(s) => s,
+        }
+    }
 }
 
 pub fn node_entry(n: &core_v1::Node) -> Result<NodeEntry, FieldError> {
@@ -143,6 +250,9 @@ pub fn node_entry(n: &core_v1::Node) -> Result<NodeEntry, FieldError> {
     let spec = n.spec.as_ref();
     Ok(NodeEntry {
         name: s.name,
+        keys: NodeKeys::of(&s.labels),
+        stable_since: 0.0,
+        claim: None,
         labels: s.labels,
         taints: s.taints,
         allocatable: s.allocatable,
@@ -224,6 +334,9 @@ pub fn pdb_entry(p: &policy_v1::PodDisruptionBudget) -> Result<PodDisruptionBudg
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ClaimEntry {
     pub name: String,
+    /// The price of the option it launched as (its status's type, zone and capacity
+    /// type), found once on arrival: a decision reads it for every node.
+    pub launched_price: Option<f64>,
     pub uid: String,
     pub pool: String,
     /// Cheapest first, as the decision ordered them.
@@ -356,7 +469,8 @@ pub fn claim_entry(c: &NodeClaim) -> Result<ClaimEntry, FieldError> {
                 .map_err(|e| err("nodeclaim.spec.terminationGracePeriod", e.to_string()))
         })
         .transpose()?;
-    Ok(ClaimEntry {
+    let mut entry = ClaimEntry {
+        launched_price: None,
         uid: c.metadata.uid.clone().unwrap_or_default(),
         pool: c.spec.node_pool.clone(),
         options,
@@ -397,13 +511,53 @@ pub fn claim_entry(c: &NodeClaim) -> Result<ClaimEntry, FieldError> {
             .and_then(|h| u64::from_str_radix(h, 16).ok()),
         status: raw_status,
         name,
-    })
+    };
+    entry.launched_price = launched_price(&entry);
+    Ok(entry)
+}
+
+/// See [`ClaimEntry::launched_price`].
+fn launched_price(c: &ClaimEntry) -> Option<f64> {
+    c.options
+        .iter()
+        .find(|o| {
+            Some(&o.instance_type) == c.instance_type.as_ref()
+                && Some(&o.zone) == c.zone.as_ref()
+                && Some(o.capacity_type) == c.capacity_type
+        })
+        .map(|o| o.price_per_hour)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_nodes_keys_are_its_labels() {
+        let long = "a-pool-name-longer-than-fits-in-place";
+        let l: Labels = [
+            ("topology.kubernetes.io/zone", "us-east-1a"),
+            ("node.kubernetes.io/instance-type", "m5.2xlarge"),
+            ("karpenter.sh/nodepool", long),
+            ("karpenter.sh/capacity-type", "spot"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let k = NodeKeys::of(&l);
+        assert_eq!(k.zone.as_ref().map(ShortStr::as_str), Some("us-east-1a"));
+        assert_eq!(
+            k.instance_type.as_ref().map(ShortStr::as_str),
+            Some("m5.2xlarge")
+        );
+        assert_eq!(k.pool.as_ref().map(ShortStr::as_str), Some(long));
+        assert_eq!(k.capacity_type, CapacityType::Spot);
+        assert_eq!(NodeKeys::default().capacity_type, CapacityType::OnDemand);
+        assert_eq!(NodeKeys::default().pool, None);
+        assert_eq!(std::mem::size_of::<Option<ShortStr>>(), 24);
+        assert_eq!(ShortStr::new("").as_str(), "");
+    }
 
     #[test]
     fn a_claims_pool_hash_is_read_and_a_bad_one_ignored() {

@@ -23,6 +23,9 @@ pub struct NodePods {
     pub requested: Resources,
     /// How many of them are DaemonSet pods.
     pub daemonset_pods: usize,
+    /// How many of them are being deleted (with none, a decision takes them all as
+    /// they are without reading their entries).
+    pub deleting: usize,
 }
 
 /// The indexes over the pods (see the module documentation).
@@ -52,6 +55,7 @@ impl PodIndex {
             on.pods.insert(key.to_string(), p.clone());
             on.requested.add(&p.pod.requests);
             on.daemonset_pods += usize::from(p.pod.is_daemonset());
+            on.deleting += usize::from(p.deleting);
         }
         if p.unschedulable {
             self.unschedulable.insert(key.to_string());
@@ -68,6 +72,7 @@ impl PodIndex {
                 on.pods.remove(key);
                 on.requested.sub(&p.pod.requests);
                 on.daemonset_pods -= usize::from(p.pod.is_daemonset());
+                on.deleting -= usize::from(p.deleting);
                 // A node's entry goes with its last pod, so the map does not keep every
                 // node name ever seen.
                 if on.pods.is_empty() {

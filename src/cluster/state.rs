@@ -3,7 +3,7 @@
 //! in `cluster::watch` makes them; tests make them directly), so everything here is
 //! synchronous and testable without an API server.
 
-use super::convert::{self, ClaimEntry, NodeEntry, PodEntry};
+use super::convert::{self, ClaimEntry, NodeClaimSide, NodeEntry, PodEntry};
 use super::crd::{self, NodeClaim, NodePool as NodePoolObject};
 use super::pod_index::PodIndex;
 use crate::config::{ConfigErrors, NodePoolExtras};
@@ -50,8 +50,9 @@ pub struct ClusterState {
     /// Node names by provider ID (a claim finds its node by it before the node's name is
     /// in the claim's status); a set, in case two nodes ever show the same ID.
     by_provider: HashMap<String, BTreeSet<String>>,
-    /// Per node, when a pod last arrived or left (consolidation waits `consolidateAfter`).
-    /// In name order, as `nodes`: a decision walks both side by side.
+    /// Per node name, when a pod last arrived or left (consolidation waits
+    /// `consolidateAfter`), for nodes not known yet too; a known node's entry holds a
+    /// copy ([`NodeEntry::stable_since`]).
     stable_since: BTreeMap<String, f64>,
     /// Shared with `claim_index`, which files each claim under the node it became.
     claims: BTreeMap<String, Arc<ClaimEntry>>,
@@ -98,6 +99,8 @@ pub struct PreparedNode<'a> {
     pub target: Target,
     pub name: &'a str,
     pub labels: Cow<'a, Labels>,
+    /// Its zone label (see [`ExistingNode::zone`]), read when the node arrived.
+    pub zone: Option<&'a str>,
     pub taints: Vec<Taint>,
     pub capacity: Resources,
     pub allocatable: Resources,
@@ -129,25 +132,40 @@ pub struct Prepared<'a> {
 impl Prepared<'_> {
     pub fn snapshot(&self) -> Snapshot<'_> {
         Snapshot {
-            nodes: self
-                .nodes
-                .iter()
-                .map(|n| ExistingNode {
-                    name: n.name,
-                    labels: &n.labels,
-                    zone: labels::zone(&n.labels),
-                    capacity: &n.capacity,
-                    allocatable: &n.allocatable,
-                    requested: n.requested.clone(),
-                    taints: &n.taints,
-                    pool: n.pool,
-                    ready: n.ready,
-                    schedulable: n.schedulable,
-                })
-                .collect(),
+            nodes: self.existing_nodes(),
             bound: self.bound.clone(),
             pending: self.pending.clone(),
         }
+    }
+
+    /// [`Self::snapshot`] for a caller that reads `bound` no more: the bound pods (one
+    /// per pod of the cluster) are moved into it, not copied, and `bound` is left empty.
+    pub fn snapshot_taking_bound(&mut self) -> Snapshot<'_> {
+        let bound = std::mem::take(&mut self.bound);
+        let this = &*self;
+        Snapshot {
+            nodes: this.existing_nodes(),
+            bound,
+            pending: this.pending.clone(),
+        }
+    }
+
+    fn existing_nodes(&self) -> Vec<ExistingNode<'_>> {
+        self.nodes
+            .iter()
+            .map(|n| ExistingNode {
+                name: n.name,
+                labels: &n.labels,
+                zone: n.zone,
+                capacity: &n.capacity,
+                allocatable: &n.allocatable,
+                requested: n.requested.clone(),
+                taints: &n.taints,
+                pool: n.pool,
+                ready: n.ready,
+                schedulable: n.schedulable,
+            })
+            .collect()
     }
 }
 
@@ -177,6 +195,9 @@ impl ClusterState {
     fn touch_node(&mut self, node: Option<&String>, now: f64) {
         if let Some(n) = node {
             self.stable_since.insert(n.clone(), now);
+            if let Some(e) = self.nodes.get_mut(n) {
+                e.stable_since = now;
+            }
         }
     }
 
@@ -252,12 +273,14 @@ impl ClusterState {
         now: f64,
     ) -> Result<(), FieldError> {
         let name = n.metadata.name.clone().unwrap_or_default();
-        let entry = convert::node_entry(n);
-        if let Ok(e) = &entry {
+        let mut entry = convert::node_entry(n);
+        if let Ok(e) = &mut entry {
+            e.stable_since = *self.stable_since.entry(name.clone()).or_insert(now);
+            // The claim it is stays while nothing else changes (set again below).
+            e.claim = self.nodes.get(&name).and_then(|o| o.claim.clone());
             if self.nodes.get(&name) == Some(e) {
                 return Ok(());
             }
-            self.stable_since.entry(name.clone()).or_insert(now);
         }
         self.changes += 1;
         let new_id = entry.as_ref().ok().and_then(|e| e.provider_id.as_deref());
@@ -266,9 +289,17 @@ impl ClusterState {
         if let Ok(Some(id)) = entry.as_ref().map(|e| e.provider_id.clone()) {
             self.by_provider.entry(id).or_default().insert(name.clone());
         }
-        let result = upsert(&mut self.nodes, name, entry);
+        let result = upsert(&mut self.nodes, name.clone(), entry);
         self.refile(concerned);
+        self.copy_claim_side(&name);
         result
+    }
+
+    /// Copies into node `node`'s entry (if known) what a decision reads of its claim.
+    fn copy_claim_side(&mut self, node: &str) {
+        if let Some(e) = self.nodes.get_mut(node) {
+            e.claim = self.claim_index.of_node(node).map(NodeClaimSide::of);
+        }
     }
 
     /// The claims whose node may change with node `name` (now carrying provider ID
@@ -298,6 +329,9 @@ impl ClusterState {
         for (c, from) in concerned {
             let to = self.node_of(&c).map(|n| n.name.clone());
             self.claim_index.refile(&c, from.as_deref(), to.as_deref());
+            for n in [from, to].into_iter().flatten() {
+                self.copy_claim_side(&n);
+            }
         }
     }
 
@@ -370,6 +404,9 @@ impl ClusterState {
         };
         let node = self.node_of(c).map(|n| n.name.clone());
         self.claim_index.insert(&c.clone(), node.as_deref());
+        if let Some(n) = node {
+            self.copy_claim_side(&n);
+        }
     }
 
     /// Takes claim `name` (if held) out of the claim index.
@@ -379,6 +416,9 @@ impl ClusterState {
         };
         let node = self.node_of(c).map(|n| n.name.clone());
         self.claim_index.remove(&c.clone(), node.as_deref());
+        if let Some(n) = node {
+            self.copy_claim_side(&n);
+        }
     }
 
     /// Applies a NodePool object. An invalid one is kept as its errors (so the loop can
@@ -544,9 +584,10 @@ impl ClusterState {
         self.pod_index.service_demand()
     }
 
-    /// The kept pod index equals one built from scratch, the provider ID index names
-    /// exactly the nodes that carry each ID, and the claim index files every claim under
-    /// the node it is (what the tests check after any sequence of changes).
+    /// The kept pod index equals one built from scratch, every node holds its stable
+    /// time and its claim's side, the provider ID index names exactly the nodes that carry each ID, and the
+    /// claim index files every claim under the node it is (what the tests check after
+    /// any sequence of changes).
     pub fn indexes_consistent(&self) -> bool {
         let mut providers: HashMap<String, BTreeSet<String>> = HashMap::new();
         for n in self.nodes.values() {
@@ -561,7 +602,12 @@ impl ClusterState {
         for c in self.claims.values() {
             claims.insert(c, self.node_of(c).map(|n| n.name.as_str()));
         }
+        let copies = self.nodes.values().all(|n| {
+            self.stable_since.get(&n.name) == Some(&n.stable_since)
+                && n.claim == self.claim_index.of_node(&n.name).map(NodeClaimSide::of)
+        });
         self.pod_index == PodIndex::rebuilt(&self.pods)
+            && copies
             && self.by_provider == providers
             && self.claim_index == claims
     }
@@ -612,7 +658,7 @@ pub fn node_labels(
 pub fn upcoming_node<'s>(
     inp: &DecisionInputs,
     pool: usize,
-    zone: &str,
+    zone: &'s str,
     name: &'s str,
 ) -> Option<PreparedNode<'s>> {
     let p = inp.pools.get(pool)?;
@@ -628,17 +674,19 @@ pub fn upcoming_node<'s>(
         .and_then(|r| CapacityType::parse(r.values.first()?))
         .unwrap_or(CapacityType::OnDemand);
     let labels = node_labels(inp.catalog, p, ty, zone, ct, name);
-    Some(launching(inp, pool, ty, labels, name))
+    Some(launching(inp, pool, ty, labels, zone, name))
 }
 
 /// A node of pool `pool` and type `ty` that has not registered yet, named `name` (a
-/// claim's or a group's upcoming node): the type's room, the pool's taints, the model's
-/// DaemonSet room already taken; no price, no claim (the caller sets those it knows).
+/// claim's or a group's upcoming node) in `zone`: the type's room, the pool's taints,
+/// the model's DaemonSet room already taken; no price, no claim (the caller sets those
+/// it knows).
 fn launching<'s>(
     inp: &DecisionInputs,
     pool: usize,
     ty: usize,
     labels: Labels,
+    zone: &'s str,
     name: &'s str,
 ) -> PreparedNode<'s> {
     let requested = overhead(inp, Some(pool), &labels).unwrap_or_default();
@@ -657,6 +705,7 @@ fn launching<'s>(
         stable_since: 0.0,
         claim: None,
         labels: Cow::Owned(labels),
+        zone: Some(zone),
         annotations: &NO_ANNOTATIONS,
     }
 }

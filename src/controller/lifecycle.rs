@@ -302,6 +302,9 @@ mod tests {
             deleting: false,
             created: 0.0,
             annotations: Default::default(),
+            keys: Default::default(),
+            stable_since: 0.0,
+            claim: None,
         }
     }
 

@@ -15,7 +15,7 @@ use crate::core::instance::Catalog;
 use crate::core::labels;
 use crate::core::nodepool::NodePool;
 use crate::core::pod::Pod as CorePod;
-use crate::core::scheduler::{self, Decision, LaunchPlan, SolveEnv};
+use crate::core::scheduler::{self, Decision, LaunchOption, LaunchPlan, SolveEnv};
 use crate::core::unavailable::UnavailableOfferings;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeMap;
@@ -113,9 +113,11 @@ pub fn plan(state: &ClusterState, d: &Decider, names: &mut dyn FnMut(&str) -> St
     if prepared.pending.is_empty() && !short {
         return Plan::default();
     }
-    let mut snapshot = prepared.snapshot();
-    snapshot.pending.extend(placeholders.iter());
-    let decision = scheduler::solve(&d.env(), &snapshot);
+    let decision = {
+        let mut snapshot = prepared.snapshot_taking_bound();
+        snapshot.pending.extend(placeholders.iter());
+        scheduler::solve(&d.env(), &snapshot)
+    };
     Plan {
         headroom: short,
         ..plan_from(&prepared, &decision, d, names)
@@ -262,28 +264,49 @@ fn plan_from(
     out
 }
 
-/// An `In` requirement on `key` for `values`, sorted and without repeats. Only the
-/// distinct values are copied: a claim's 60 options name a handful of zones.
-fn in_requirement<'v>(key: &str, values: impl Iterator<Item = &'v str>) -> RequirementSpec {
-    let distinct: std::collections::BTreeSet<&str> = values.collect();
+/// An `In` requirement on `key` for `values`, sorted and without repeats.
+fn in_requirement(key: &str, mut values: Vec<&str>) -> RequirementSpec {
+    values.sort_unstable();
+    values.dedup();
     RequirementSpec {
         key: key.into(),
         operator: "In".into(),
-        values: distinct.into_iter().map(str::to_string).collect(),
+        values: values.into_iter().map(str::to_string).collect(),
         min_values: None,
     }
 }
 
+/// The distinct values of `of` over a plan's options, as catalog indices: a claim's 60
+/// options name a handful of zones and capacity types, and indices compare without
+/// reading the names.
+fn distinct(options: &[LaunchOption], of: fn(&LaunchOption) -> usize) -> Vec<usize> {
+    let mut v: Vec<usize> = options.iter().map(of).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 /// `In` requirements summarising a claim's options: their types, zones, capacity types.
-fn option_requirements(options: &[Offering]) -> Vec<RequirementSpec> {
-    let of = |f: fn(&Offering) -> &str| options.iter().map(f);
+fn option_requirements(catalog: &Catalog, options: &[LaunchOption]) -> Vec<RequirementSpec> {
+    let types = distinct(options, |o| o.instance_type);
+    let zones = distinct(options, |o| o.zone);
+    let capacity_types: Vec<&str> = options.iter().map(|o| o.capacity_type.as_str()).collect();
     vec![
-        in_requirement(labels::INSTANCE_TYPE, of(|o| &o.instance_type)),
-        in_requirement(labels::ZONE, of(|o| &o.zone)),
         in_requirement(
-            labels::KARPENTER_CAPACITY_TYPE,
-            of(|o| o.capacity_type.as_str()),
+            labels::INSTANCE_TYPE,
+            types
+                .into_iter()
+                .map(|t| catalog.types[t].name.as_str())
+                .collect(),
         ),
+        in_requirement(
+            labels::ZONE,
+            zones
+                .into_iter()
+                .map(|z| catalog.zones[z].as_str())
+                .collect(),
+        ),
+        in_requirement(labels::KARPENTER_CAPACITY_TYPE, capacity_types),
     ]
 }
 
@@ -326,7 +349,7 @@ pub fn new_claim(d: &Decider, plan: &LaunchPlan, name: &str, replaces: Option<&s
     node_labels.insert(labels::KARPENTER_NODEPOOL.into(), pool.name.clone());
     let spec = NodeClaimSpec {
         node_pool: pool.name.clone(),
-        requirements: option_requirements(&options),
+        requirements: option_requirements(d.catalog, &plan.options),
         resources: ClaimResources {
             requests: crate::cluster::convert::quantities(&plan.requested),
         },

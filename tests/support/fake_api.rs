@@ -36,8 +36,10 @@ pub struct Store {
     pub stall_watches: std::collections::BTreeSet<String>,
     /// Per resource path: how many more lists of it fail (500).
     pub fail_lists: BTreeMap<String, u32>,
-    /// (resourceVersion, resource path, namespace, event type, object) of every change.
-    log: Vec<(u64, String, String, &'static str, Value)>,
+    /// (resourceVersion, resource path, namespace, watch event) of every change, the
+    /// event serialized as a watch sends it (`{"type":..,"object":..}`): a tree of
+    /// `Value`s took several times the room, and a long run logs every object it made.
+    log: Vec<(u64, String, String, Vec<u8>)>,
     rv: u64,
 }
 
@@ -345,16 +347,19 @@ impl Store {
     }
 
     fn record(&mut self, resource: &str, ns: &str, kind: &'static str, obj: &Value) {
-        self.log
-            .push((self.rv, resource.into(), ns.into(), kind, obj.clone()));
+        let mut event = format!(r#"{{"type":"{kind}","object":"#).into_bytes();
+        serde_json::to_writer(&mut event, obj).expect("a Value serializes");
+        event.push(b'}');
+        event.shrink_to_fit();
+        self.log.push((self.rv, resource.into(), ns.into(), event));
     }
 
     /// Watch events after `since`, as the newline-delimited body of a watch response.
     fn events_after(&self, resource: &str, ns: &str, since: u64) -> Vec<u8> {
         let mut out = Vec::new();
-        for (rv, r, n, kind, obj) in &self.log {
+        for (rv, r, n, event) in &self.log {
             if *rv > since && r == resource && (ns.is_empty() || n == ns) {
-                out.extend(serde_json::to_vec(&json!({"type": kind, "object": obj})).unwrap());
+                out.extend_from_slice(event);
                 out.push(b'\n');
             }
         }

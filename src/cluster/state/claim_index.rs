@@ -1,7 +1,7 @@
 //! [`ClaimIndex`]: the claims by the node each one became ([`ClusterState::node_of`]),
-//! kept up to date as claims and nodes change, so that a decision walks it beside the
-//! nodes (both in node-name order) instead of resolving 10,000 claims to their nodes
-//! and hashing them by node name every time.
+//! kept up to date as claims and nodes change, so that a decision does not resolve
+//! 10,000 claims to their nodes every time: the state copies what a decision reads of
+//! each node's claim into the node's entry whenever this index changes for that node.
 //!
 //! [`ClusterState::node_of`]: super::ClusterState::node_of
 
@@ -90,12 +90,10 @@ impl ClaimIndex {
         self.named_by.get(key).map_or(&[], Vec::as_slice)
     }
 
-    /// Per node name, in name order, the claim that is that node: the last by name when
-    /// several resolve to it (as a walk of the claims in name order would leave it).
-    pub fn by_node(&self) -> impl Iterator<Item = (&String, &ClaimEntry)> {
-        self.by_node
-            .iter()
-            .filter_map(|(n, cs)| cs.last().map(|c| (n, &**c)))
+    /// The claim that is node `node`: the last by name when several resolve to it (as a
+    /// walk of the claims in name order would leave it).
+    pub fn of_node(&self, node: &str) -> Option<&ClaimEntry> {
+        self.by_node.get(node)?.last().map(|c| &**c)
     }
 
     /// Claims of no known node, in name order.

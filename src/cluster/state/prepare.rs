@@ -1,16 +1,16 @@
 //! [`ClusterState::prepare`]: what a decision's snapshot borrows, read from the indexes
 //! the state keeps up to date (pods by node with their requested room, unschedulable
-//! pods, claims by node), so that building it walks the nodes once and the pods only
-//! where a decision needs each one (bound to a node it may place pods on, or about to
-//! be evicted by a drain), never the whole pod map. The per-node indexes are kept in
-//! node-name order and walked beside the nodes ([`Beside`]): a hash look-up per node
-//! in each was most of a decision over 10,000 nodes.
+//! pods; each node's claim and stable time copied into its entry), so that building it
+//! walks the nodes once and the pods only where a decision needs each one (bound to a
+//! node it may place pods on, or about to be evicted by a drain), never the whole pod
+//! map. The pods by node are kept in node-name order and walked beside the nodes
+//! ([`Beside`]): a hash look-up per node was most of a decision over 10,000 nodes.
 
 use super::{
     launching, node_labels, ClusterState, DecisionInputs, Prepared, PreparedNode, Target,
     DISRUPTED_TAINT, TRANSIENT_TAINTS,
 };
-use crate::cluster::convert::{ClaimEntry, NodeEntry};
+use crate::cluster::convert::{ClaimEntry, NodeClaimSide, NodeEntry, NodeKeys, ShortStr};
 use crate::cluster::pod_index::NodePods;
 use crate::core::instance::{CapacityType, Catalog};
 use crate::core::labels::{self, Labels};
@@ -49,9 +49,8 @@ impl<'m, V, I: Iterator<Item = (&'m String, V)>> Beside<'m, V, I> {
 
 /// What the state keeps about one node besides its entry.
 struct Side<'s> {
-    claim: Option<&'s ClaimEntry>,
+    claim: Option<&'s NodeClaimSide>,
     pods: Option<&'s NodePods>,
-    stable_since: Option<f64>,
 }
 
 type OverheadKey = (usize, usize, CapacityType);
@@ -63,24 +62,29 @@ type OverheadKey = (usize, usize, CapacityType);
 #[derive(Default)]
 struct Lookups {
     types: HashMap<String, Option<usize>>,
-    last_type: Option<(String, Option<usize>)>,
+    last_type: Option<(ShortStr, Option<usize>)>,
     overheads: HashMap<OverheadKey, Option<Resources>>,
     last_overhead: Option<(OverheadKey, Option<Resources>)>,
 }
 
 impl Lookups {
-    fn ty(&mut self, catalog: &Catalog, l: &Labels) -> Option<usize> {
-        let name = l.get(labels::INSTANCE_TYPE)?;
+    /// The catalog index of instance type `name` (a node's type label).
+    fn ty(&mut self, catalog: &Catalog, key: Option<&ShortStr>) -> Option<usize> {
+        let key = key?;
         if let Some((last, t)) = &self.last_type {
-            if last == name {
+            if last == key {
                 return *t;
             }
         }
-        let t = *self
-            .types
-            .entry(name.clone())
-            .or_insert_with(|| catalog.find(name));
-        self.last_type = Some((name.clone(), t));
+        let name = key.as_str();
+        let t = match self.types.get(name) {
+            Some(t) => *t,
+            None => *self
+                .types
+                .entry(name.to_string())
+                .or_insert_with(|| catalog.find(name)),
+        };
+        self.last_type = Some((key.clone(), t));
         t
     }
 
@@ -89,9 +93,13 @@ impl Lookups {
         &mut self,
         inp: &DecisionInputs,
         pool: Option<usize>,
-        l: &Labels,
+        keys: &NodeKeys,
     ) -> Option<Resources> {
-        let key = (pool?, self.ty(inp.catalog, l)?, capacity_type(l));
+        let key = (
+            pool?,
+            self.ty(inp.catalog, keys.instance_type.as_ref())?,
+            keys.capacity_type,
+        );
         if let Some((last, o)) = &self.last_overhead {
             if *last == key {
                 return o.clone();
@@ -114,11 +122,9 @@ fn capacity_type(l: &Labels) -> CapacityType {
         .unwrap_or(CapacityType::OnDemand)
 }
 
-fn pool_index(inp: &DecisionInputs, l: &Labels) -> Option<usize> {
-    let name = l
-        .get(labels::NODEPOOL)
-        .or_else(|| l.get(labels::KARPENTER_NODEPOOL))?;
-    inp.pools.iter().position(|x| &x.name == name)
+fn pool_index(inp: &DecisionInputs, keys: &NodeKeys) -> Option<usize> {
+    let name = keys.pool.as_ref()?.as_str();
+    inp.pools.iter().position(|x| x.name == name)
 }
 
 impl ClusterState {
@@ -128,22 +134,21 @@ impl ClusterState {
         let mut memo = Lookups::default();
         let mut out = Prepared {
             nodes: Vec::with_capacity(self.nodes.len()),
-            bound: Vec::new(),
+            // At most every pod (pending ones are few): one allocation, not a growth
+            // that copies and keeps half again as much.
+            bound: Vec::with_capacity(self.pods.len()),
             pending: Vec::new(),
             draining: Vec::new(),
         };
-        let mut claims = Beside::new(self.claim_index.by_node());
         let mut pods = Beside::new(self.pod_index.by_node());
-        let mut stable = Beside::new(self.stable_since.iter());
         for n in self.nodes.values() {
             let side = Side {
-                claim: claims.at(&n.name),
+                claim: n.claim.as_ref(),
                 pods: pods.at(&n.name),
-                stable_since: stable.at(&n.name).copied(),
             };
             let (node, draining) = self.prepared_node(inp, &mut memo, n, &side);
             out.nodes.push(node);
-            add_pods_of(inp, &mut memo, &mut out, side.pods, draining);
+            add_pods_of(inp, &mut memo, &mut out, &n.keys, side.pods, draining);
         }
         out.pending = self.pending_pods();
         // Claims not registered yet, as launching nodes.
@@ -175,18 +180,19 @@ impl ClusterState {
     ) -> (PreparedNode<'s>, bool) {
         let claim = side.claim;
         let by_group = inp.group_of.and_then(|g| g.get(n.provider_id.as_deref()?));
-        let pool = by_group.copied().or_else(|| pool_index(inp, &n.labels));
-        let (taints, disrupted) = decision_taints(n, claim);
-        let ty = memo.ty(inp.catalog, &n.labels);
+        let pool = by_group.copied().or_else(|| pool_index(inp, &n.keys));
+        let (taints, disrupted) = decision_taints(n, claim.map_or(&[], |c| &c.startup_taints));
+        let ty = memo.ty(inp.catalog, n.keys.instance_type.as_ref());
         let capacity = ty.map_or_else(
             || n.allocatable.clone(),
             |t| inp.catalog.types[t].capacity.clone(),
         );
-        let draining = disrupted || claim.is_some_and(|c| c.deleting_since.is_some());
+        let draining = disrupted || claim.is_some_and(|c| c.deleting);
         let node = PreparedNode {
             target: Target::Node(n.name.clone()),
             name: &n.name,
             labels: Cow::Borrowed(&n.labels),
+            zone: n.keys.zone.as_ref().map(ShortStr::as_str),
             taints,
             capacity,
             allocatable: n.allocatable.clone(),
@@ -195,10 +201,10 @@ impl ClusterState {
             ready: n.ready,
             schedulable: !n.unschedulable && !n.deleting && !draining,
             price_per_hour: claim
-                .and_then(claim_price)
-                .or_else(|| node_price(inp.catalog, ty, &n.labels))
+                .and_then(|c| c.launched_price)
+                .or_else(|| node_price(inp.catalog, ty, &n.keys))
                 .unwrap_or(0.0),
-            stable_since: side.stable_since.unwrap_or(n.created),
+            stable_since: n.stable_since,
             claim: claim.map(|c| c.name.as_str()),
             annotations: &n.annotations,
         };
@@ -223,6 +229,7 @@ fn add_pods_of<'s>(
     inp: &DecisionInputs,
     memo: &mut Lookups,
     out: &mut Prepared<'s>,
+    keys: &NodeKeys,
     on: Option<&'s NodePods>,
     draining: bool,
 ) {
@@ -232,15 +239,21 @@ fn add_pods_of<'s>(
         n.requested = on.requested.clone();
     }
     if on.is_none_or(|on| on.daemonset_pods == 0) {
-        if let Some(o) = memo.overhead(inp, n.pool, &n.labels) {
+        if let Some(o) = memo.overhead(inp, n.pool, keys) {
             n.requested.add(&o);
         }
     }
     let schedulable = n.schedulable;
-    if !schedulable && !draining {
+    let Some(on) = on.filter(|_| schedulable || draining) else {
+        return;
+    };
+    if schedulable && on.deleting == 0 {
+        // Every pod stays: only their addresses are read, not their entries (a cache
+        // miss each, 100,000 a decision).
+        out.bound.extend(on.pods.values().map(|p| (&p.pod, i)));
         return;
     }
-    for p in on.into_iter().flat_map(|on| on.pods.values()) {
+    for p in on.pods.values() {
         if schedulable && !p.deleting {
             out.bound.push((&p.pod, i));
         } else if draining && !p.deleting && !p.drain_exempt {
@@ -251,8 +264,7 @@ fn add_pods_of<'s>(
 
 /// The node's taints a decision honours (the transient ones, our disrupted taint and
 /// its claim's startup taints left out), and whether it carries our disrupted taint.
-fn decision_taints(n: &NodeEntry, claim: Option<&ClaimEntry>) -> (Vec<Taint>, bool) {
-    let startup: &[Taint] = claim.map_or(&[], |c| &c.startup_taints);
+fn decision_taints(n: &NodeEntry, startup: &[Taint]) -> (Vec<Taint>, bool) {
     let mut disrupted = false;
     let taints = n
         .taints
@@ -270,21 +282,10 @@ fn decision_taints(n: &NodeEntry, claim: Option<&ClaimEntry>) -> (Vec<Taint>, bo
     (taints, disrupted)
 }
 
-fn claim_price(c: &ClaimEntry) -> Option<f64> {
-    c.options
-        .iter()
-        .find(|o| {
-            Some(&o.instance_type) == c.instance_type.as_ref()
-                && Some(&o.zone) == c.zone.as_ref()
-                && Some(o.capacity_type) == c.capacity_type
-        })
-        .map(|o| o.price_per_hour)
-}
-
 /// The catalog price of a node of type `ty` (already looked up from its labels).
-fn node_price(catalog: &Catalog, ty: Option<usize>, l: &Labels) -> Option<f64> {
-    let zone = catalog.zone_index(l.get(labels::ZONE)?)?;
-    let ct = capacity_type(l);
+fn node_price(catalog: &Catalog, ty: Option<usize>, keys: &NodeKeys) -> Option<f64> {
+    let zone = catalog.zone_index(keys.zone.as_ref()?.as_str())?;
+    let ct = keys.capacity_type;
     catalog.types[ty?]
         .offerings
         .iter()
@@ -327,11 +328,12 @@ fn launching_node<'s>(inp: &DecisionInputs, c: &'s ClaimEntry) -> Option<Prepare
     let pool = inp.pools.iter().position(|p| p.name == c.pool)?;
     let labels = node_labels(inp.catalog, &inp.pools[pool], ty, zone, ct, &c.name);
     Some(PreparedNode {
-        price_per_hour: claim_price(c)
+        price_per_hour: c
+            .launched_price
             .or(first.map(|o| o.price_per_hour))
             .unwrap_or(0.0),
         stable_since: c.created,
         claim: Some(&c.name),
-        ..launching(inp, pool, ty, labels, &c.name)
+        ..launching(inp, pool, ty, labels, zone, &c.name)
     })
 }
