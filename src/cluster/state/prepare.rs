@@ -13,7 +13,7 @@ use super::{
 use crate::cluster::convert::{ClaimEntry, NodeClaimSide, NodeEntry, NodeKeys, ShortStr};
 use crate::cluster::pod_index::NodePods;
 use crate::core::instance::{CapacityType, Catalog};
-use crate::core::labels::{self, Labels};
+use crate::core::labels::Labels;
 use crate::core::resources::Resources;
 use crate::core::taints::Taint;
 use std::borrow::Cow;
@@ -113,13 +113,6 @@ impl Lookups {
         self.last_overhead = Some((key, o.clone()));
         o
     }
-}
-
-/// The node's capacity type label; on-demand when it has none.
-fn capacity_type(l: &Labels) -> CapacityType {
-    l.get(labels::KARPENTER_CAPACITY_TYPE)
-        .and_then(|c| CapacityType::parse(c))
-        .unwrap_or(CapacityType::OnDemand)
 }
 
 fn pool_index(inp: &DecisionInputs, keys: &NodeKeys) -> Option<usize> {
@@ -295,8 +288,9 @@ fn node_price(catalog: &Catalog, ty: Option<usize>, keys: &NodeKeys) -> Option<f
 
 /// The DaemonSet room the model reserves on a node of this pool, type and capacity type.
 pub(super) fn overhead(inp: &DecisionInputs, pool: Option<usize>, l: &Labels) -> Option<Resources> {
-    let ty = inp.catalog.find(l.get(labels::INSTANCE_TYPE)?)?;
-    overhead_of(inp, pool?, ty, capacity_type(l))
+    let keys = NodeKeys::of(l);
+    let ty = inp.catalog.find(keys.instance_type.as_ref()?.as_str())?;
+    overhead_of(inp, pool?, ty, keys.capacity_type)
 }
 
 fn overhead_of(
