@@ -58,32 +58,40 @@ impl FitIndex {
     }
 
     /// The first position at or after `from` with at least `cpu` and `memory` free.
+    /// The search starts at `from`'s leaf and climbs only as far as the next subtree that
+    /// may hold it, so a caller that rejects a node and asks again from the next position
+    /// pays for the distance, not for a descent from the root.
     pub fn first_fitting(&self, from: usize, cpu: i64, memory: i64) -> Option<usize> {
         if from >= self.leaves {
             return None;
         }
-        self.descend(1, 0, self.leaves, from, cpu, memory)
+        let mut v = self.leaves + from;
+        loop {
+            if let Some(pos) = self.leftmost(v, cpu, memory) {
+                return Some(pos);
+            }
+            // To the next subtree on the right: up while `v` is a right child.
+            while v % 2 == 1 {
+                v /= 2;
+                if v == 0 {
+                    return None;
+                }
+            }
+            v += 1;
+        }
     }
 
-    /// [`Self::first_fitting`] within subtree `v`, which covers positions `lo..hi`.
-    fn descend(
-        &self,
-        v: usize,
-        lo: usize,
-        hi: usize,
-        from: usize,
-        cpu: i64,
-        memory: i64,
-    ) -> Option<usize> {
-        if hi <= from || self.cpu[v] < cpu || self.memory[v] < memory {
+    /// The leftmost position in subtree `v` with `cpu` and `memory` free. The maxima
+    /// are per resource, so a subtree that passes both may still hold no such leaf.
+    fn leftmost(&self, v: usize, cpu: i64, memory: i64) -> Option<usize> {
+        if self.cpu[v] < cpu || self.memory[v] < memory {
             return None;
         }
         if v >= self.leaves {
-            return Some(lo);
+            return Some(v - self.leaves);
         }
-        let mid = (lo + hi) / 2;
-        self.descend(2 * v, lo, mid, from, cpu, memory)
-            .or_else(|| self.descend(2 * v + 1, mid, hi, from, cpu, memory))
+        self.leftmost(2 * v, cpu, memory)
+            .or_else(|| self.leftmost(2 * v + 1, cpu, memory))
     }
 }
 

@@ -126,7 +126,9 @@ pub struct NodeRooms {
     order: Vec<usize>,
     /// Per snapshot node, its position in `order` (`usize::MAX` when not in it).
     position: Vec<usize>,
-    /// The rooms' CPU and memory by position in `order`: first fit without a scan.
+    /// The rooms' CPU and memory by position in `order`: first fit without a scan. Never
+    /// less than a room (exact for one decision; during a trial, the room the pass began
+    /// with), so it only ever skips nodes that cannot hold a pod.
     fit: FitIndex,
     /// Capacity in use per pool (existing nodes), for limits.
     pool_usage: Vec<Resources>,
@@ -191,11 +193,19 @@ impl NodeRooms {
     }
 
     fn take(&mut self, ni: usize, requests: &Resources) {
-        if let Some(journal) = &mut self.journal {
-            journal.push((ni, self.rooms[ni].clone()));
+        match &mut self.journal {
+            // A trial's few pods are given back at its end: the index keeps the rooms
+            // the pass began with, which are never less than the rooms now (the caller
+            // checks each node offered), and is never brought up to date and back.
+            Some(journal) => {
+                journal.push((ni, self.rooms[ni].clone()));
+                self.rooms[ni].sub(requests);
+            }
+            None => {
+                self.rooms[ni].sub(requests);
+                self.refit(ni);
+            }
         }
-        self.rooms[ni].sub(requests);
-        self.refit(ni);
     }
 
     /// Node `ni`'s room changed: so does its place in the fit index.
@@ -207,16 +217,14 @@ impl NodeRooms {
         }
     }
 
-    /// Gives back the room taken since the journal was last emptied.
+    /// Gives back the room taken since the journal was last emptied (the fit index
+    /// was left as it was, see `take`).
     fn undo(&mut self) {
-        let Some(mut journal) = self.journal.take() else {
-            return;
-        };
-        while let Some((ni, room)) = journal.pop() {
-            self.rooms[ni] = room;
-            self.refit(ni);
+        if let Some(journal) = &mut self.journal {
+            while let Some((ni, room)) = journal.pop() {
+                self.rooms[ni] = room;
+            }
         }
-        self.journal = Some(journal);
     }
 
     /// The existing nodes in try order from position `from` whose CPU and memory room
