@@ -322,14 +322,45 @@ fn consolidation_waits_until_its_savings_pay_for_the_evictions() {
     // The bundled evictionCost ($0.05 a pod): moving the 3 pods left on a small Spot
     // node, to save about a cent an hour, pays only after the demand has stayed this low
     // for over ten hours. Not within 4 hours, but within 30.
-    let config = &bundled().0;
+    // The trace's own choice of leaving pods stands (no deletion cost), so every node is
+    // left half empty.
+    let mut config = bundled().0.clone();
+    config.settings.pod_deletion_cost = false;
     assert_eq!(config.settings.eviction_cost, 0.05);
-    let short = run_config(&half_leave_trace(4.0), config, true);
+    let short = run_config(&half_leave_trace(4.0), &config, true);
     assert_eq!(short.disruptions.consolidated, 0, "{:?}", short.disruptions);
-    let long = run_config(&half_leave_trace(30.0), config, true);
+    let long = run_config(&half_leave_trace(30.0), &config, true);
     assert!(long.disruptions.consolidated >= 1, "{:?}", long.disruptions);
     assert_eq!(long.pods.never_placed, 0);
     assert_eq!(long.disruptions.pdb_violations, 0);
+}
+
+#[test]
+fn deletion_cost_steers_a_scale_down_into_whole_nodes() {
+    // Half of one ReplicaSet's 60 pods leave. The trace names every other pod, which
+    // leaves each node half full; with the pods' deletion cost (bundled default) the
+    // ReplicaSet takes them from the nodes that empty soonest, and those nodes go as
+    // empty nodes, with nothing evicted, well before the 4 h that consolidation would
+    // wait for its savings to pay for moving the pods.
+    let mut steered = bundled().0.clone();
+    assert!(steered.settings.pod_deletion_cost);
+    steered.settings.eviction_cost = 0.05;
+    let mut recorded = steered.clone();
+    recorded.settings.pod_deletion_cost = false;
+    let trace = half_leave_trace(4.0);
+    let with = run_config(&trace, &steered, true);
+    let without = run_config(&trace, &recorded, true);
+    assert_eq!(without.disruptions.empty, 0, "{:?}", without.disruptions);
+    assert!(with.disruptions.empty >= 1, "{:?}", with.disruptions);
+    assert_eq!(with.disruptions.pods_evicted, 0, "{:?}", with.disruptions);
+    assert!(
+        with.cost_usd.total < without.cost_usd.total,
+        "{} vs {}",
+        with.cost_usd.total,
+        without.cost_usd.total
+    );
+    assert_eq!(with.pods.total, 60);
+    assert_eq!(with.pods.never_placed, 0);
 }
 
 #[test]
@@ -631,11 +662,14 @@ mod disruption {
     use stevedore::core::requirements::{LabelSelector, Operator, Requirement};
 
     /// The bundled configuration with no consolidation window and evictions costing
-    /// nothing (consolidation acts as soon as nodes are stable), changed by `edit`.
+    /// nothing (consolidation acts as soon as nodes are stable), and the traces' own
+    /// choice of leaving pods (no deletion cost: the nodes are left half full for
+    /// consolidation to empty), changed by `edit`.
     fn config_with(edit: impl FnOnce(&mut Config)) -> Config {
         let mut c = bundled().0.clone();
         c.settings.consolidation_window = Duration::ZERO;
         c.settings.eviction_cost = 0.0;
+        c.settings.pod_deletion_cost = false;
         edit(&mut c);
         c
     }

@@ -45,6 +45,10 @@ pub struct Settings {
     /// its savings pay for its evictions (`core::consolidation::Payback`). Zero lets any
     /// saving act, as Karpenter.
     pub eviction_cost: f64,
+    /// Steer the ReplicaSets' scale-downs into the nodes that empty soonest and save the
+    /// most (`podDeletionCost`, `core::deletion_cost`): the controller writes each
+    /// steered pod's `controller.kubernetes.io/pod-deletion-cost`.
+    pub pod_deletion_cost: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,6 +173,7 @@ impl Default for Settings {
             aws: None,
             consolidation_window: Duration::ZERO,
             eviction_cost: DEFAULT_EVICTION_COST,
+            pod_deletion_cost: true,
         }
     }
 }
@@ -206,6 +211,7 @@ const FIELDS: &[&str] = &[
     "aws",
     "consolidationWindow",
     "evictionCost",
+    "podDeletionCost",
 ];
 
 /// Parses a `kind: Settings` document (apiVersion and kind already checked). Errors go
@@ -238,6 +244,11 @@ pub fn parse(ctx: &mut Ctx, root: &Node) -> Settings {
             Some(x) if x >= 0.0 => s.eviction_cost = x,
             Some(x) => ctx.err(n.line, "evictionCost", format!("{x} must not be negative")),
             None => {}
+        }
+    }
+    if let Some(n) = f.get("podDeletionCost") {
+        if let Some(b) = walk::boolean(ctx, n, "podDeletionCost") {
+            s.pod_deletion_cost = b;
         }
     }
     dur(

@@ -5,6 +5,7 @@
 pub mod budget;
 pub mod consolidation;
 pub mod cron;
+pub mod deletion_cost;
 pub mod disruption;
 pub mod fit_index;
 pub mod headroom;

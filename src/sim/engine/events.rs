@@ -42,6 +42,7 @@ impl Sim<'_> {
             EventKind::PodAdded { pod, run_for_s } => self.pod_added(pod, *run_for_s),
             EventKind::PodDeleted { namespace, name } => {
                 if let Some(&i) = self.pod_index.get(&(namespace.clone(), name.clone())) {
+                    let i = self.replica_to_delete(i);
                     self.end_pod(i);
                 }
             }
@@ -108,6 +109,7 @@ impl Sim<'_> {
         });
         self.pod_index
             .insert((pod.namespace.clone(), pod.name.clone()), idx);
+        self.replica_added(idx);
         self.set_state(idx, PodState::Pending);
         if in_demand {
             self.demand.add(&pod.requests);

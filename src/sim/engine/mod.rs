@@ -15,6 +15,8 @@
 //! - `disruption_pass`: what the fleet disrupts at each scan (empty nodes, expiry,
 //!   drift, consolidation), within the pools' budgets.
 //! - `in_flight`: disruptions being carried out (cordon, replacements, drain, terminate).
+//! - `replica_sets`: which replica a ReplicaSet's scale-down removes (the pods'
+//!   deletion cost, `podDeletionCost`).
 //! - `eviction`: evictions within PodDisruptionBudgets, and their independent check.
 //! - `interruption`: Spot interruption warnings, and moving the doomed nodes' pods.
 //! - `live_view`: what the checks made at every scan read of the live nodes, kept
@@ -39,6 +41,7 @@ mod live_view;
 mod node_groups_mode;
 mod provisioning;
 mod replay;
+mod replica_sets;
 mod scheduling;
 mod state;
 

@@ -89,6 +89,7 @@ pub fn run(
         new_pending: Vec::new(),
         full_pass: false,
         pod_index: HashMap::new(),
+        replicas: HashMap::new(),
         nodes: Vec::new(),
         live: Vec::new(),
         node_counter: 0,

@@ -216,6 +216,8 @@ pub(super) struct Sim<'c> {
     /// Room appeared since the last scheduling pass: every pending pod gets a try.
     pub(super) full_pass: bool,
     pub(super) pod_index: HashMap<(String, String), usize>,
+    /// The live replicas whose deletion order `podDeletionCost` steers.
+    pub(super) replicas: super::replica_sets::Replicas,
     pub(super) nodes: Vec<SimNode>,
     pub(super) live: Vec<usize>,
     pub(super) node_counter: u64,

@@ -1,0 +1,83 @@
+//! The simulated ReplicaSet controller's choice of which replica a scale-down removes.
+//!
+//! A trace records which pod its cluster's ReplicaSet deleted (youngest first, in the
+//! bundled generator). With `podDeletionCost` on, the controller annotates each steered
+//! pod (`core::deletion_cost`) and the ReplicaSet deletes the lowest cost first, so in
+//! fleet mode a recorded deletion removes, among the live replicas of the same
+//! ReplicaSet, an unscheduled one if any, else the one on the node with the lowest
+//! cost. Replicas of one ReplicaSet share one template, so the two pods only trade
+//! names: the trace's later events about either name then follow the pod that kept it.
+//! Node-groups mode stands for the Cluster Autoscaler, which sets no deletion cost.
+
+use super::state::{PodState, Sim};
+use crate::core::deletion_cost;
+use crate::core::pod::Pod;
+use crate::sim::Mode;
+
+/// The live steered replicas of each ReplicaSet, by (namespace, owner name).
+pub(super) type Replicas = std::collections::HashMap<(String, String), Vec<usize>>;
+
+impl Sim<'_> {
+    fn steers(&self, pod: &Pod) -> bool {
+        self.mode == Mode::Fleet && self.settings().pod_deletion_cost && deletion_cost::steers(pod)
+    }
+
+    fn replica_set_key(pod: &Pod) -> Option<(String, String)> {
+        let owner = pod.owner.as_ref()?;
+        Some((pod.namespace.clone(), owner.name.clone()))
+    }
+
+    /// Pod `i` was just added: it is one of its ReplicaSet's replicas when steered.
+    pub(super) fn replica_added(&mut self, i: usize) {
+        if !self.steers(&self.pods[i].pod) {
+            return;
+        }
+        if let Some(key) = Self::replica_set_key(&self.pods[i].pod) {
+            self.replicas.entry(key).or_default().push(i);
+        }
+    }
+
+    /// The trace deletes pod `i`: the pod the ReplicaSet would delete instead, which
+    /// takes `i`'s name (and `i` its name), or `i` itself.
+    pub(super) fn replica_to_delete(&mut self, i: usize) -> usize {
+        if !self.steers(&self.pods[i].pod) {
+            return i;
+        }
+        let Some(key) = Self::replica_set_key(&self.pods[i].pod) else {
+            return i;
+        };
+        let Some(live) = self.replicas.get_mut(&key) else {
+            return i;
+        };
+        live.retain(|&j| self.pods[j].state != PodState::Done);
+        // Lowest (unscheduled, cost) first; among equals the trace's own pod, then the
+        // newest (the ReplicaSet's own tie-break).
+        let rank = |j: usize| -> (bool, i32, bool, std::cmp::Reverse<usize>) {
+            let (bound, cost) = match self.pods[j].state {
+                PodState::Bound(n) => {
+                    let node = &self.nodes[n];
+                    // Pods on nodes stevedore does not manage carry no annotation: the
+                    // ReplicaSet counts them as 0.
+                    let cost = match node.pool {
+                        Some(_) => deletion_cost::cost(node.price, node.pods.len()),
+                        None => 0,
+                    };
+                    (true, cost)
+                }
+                _ => (false, 0),
+            };
+            (bound, cost, j != i, std::cmp::Reverse(j))
+        };
+        let victim = live.iter().copied().min_by_key(|&j| rank(j)).unwrap_or(i);
+        live.retain(|&j| j != victim);
+        if victim != i {
+            let name_i = std::mem::take(&mut self.pods[i].pod.name);
+            let name_v = std::mem::replace(&mut self.pods[victim].pod.name, name_i.clone());
+            self.pods[i].pod.name = name_v.clone();
+            let ns = key.0;
+            self.pod_index.insert((ns.clone(), name_i), victim);
+            self.pod_index.insert((ns, name_v), i);
+        }
+        victim
+    }
+}
