@@ -6,7 +6,8 @@
 //! fleet mode a recorded deletion removes, among the live replicas of the same
 //! ReplicaSet, an unscheduled one if any, else the one on the node with the lowest
 //! cost. Replicas of one ReplicaSet share one template, so the two pods only trade
-//! names: the trace's later events about either name then follow the pod that kept it.
+//! names in the trace's index: its later events about either name then reach the pod
+//! that goes on running.
 //! Node-groups mode stands for the Cluster Autoscaler, which sets no deletion cost.
 
 use super::state::{PodState, Sim};
@@ -71,10 +72,11 @@ impl Sim<'_> {
         let victim = live.iter().copied().min_by_key(|&j| rank(j)).unwrap_or(i);
         live.retain(|&j| j != victim);
         if victim != i {
-            let name_i = std::mem::take(&mut self.pods[i].pod.name);
-            let name_v = std::mem::replace(&mut self.pods[victim].pod.name, name_i.clone());
-            self.pods[i].pod.name = name_v.clone();
+            // The two replicas trade names in the trace's index only: a pod keeps its own
+            // name everywhere else (it is the same template either way).
             let ns = key.0;
+            let name_i = self.pods[i].pod.name.clone();
+            let name_v = self.pods[victim].pod.name.clone();
             self.pod_index.insert((ns.clone(), name_i), victim);
             self.pod_index.insert((ns, name_v), i);
         }
