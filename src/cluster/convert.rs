@@ -23,12 +23,15 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
 
-/// Annotations the decision core reads (disruption blockers); the others are dropped so
-/// the index of 100,000 pods does not hold every `last-applied-configuration`.
+/// Annotations the decision core reads (disruption blockers) and the deletion cost the
+/// controller keeps current (`controller::deletion_cost` writes only a value that
+/// changed); the others are dropped so the index of 100,000 pods does not hold every
+/// `last-applied-configuration`.
 const KEPT_ANNOTATIONS: &[&str] = &[
     "cluster-autoscaler.kubernetes.io/safe-to-evict",
     "stevedore.dev/do-not-disrupt",
     "karpenter.sh/do-not-disrupt",
+    crate::core::deletion_cost::ANNOTATION,
 ];
 
 /// Static pods mirrored by the kubelet carry this; they cannot be evicted.

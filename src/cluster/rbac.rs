@@ -89,6 +89,8 @@ pub const API_CALLS: &[ApiCall] = &[
     // Drain: evictions (PDBs honoured), then deletion past terminationGracePeriod.
     call("create", "", "pods", "eviction"),
     call("delete", "", "pods", ""),
+    // Pods: the deletion-cost annotation that steers ReplicaSet scale-downs.
+    call("patch", "", "pods", ""),
     // Events on pods and NodeClaims.
     call("create", "", "events", ""),
     // Leader election: the Lease `stevedore-leader` in the release namespace.

@@ -6,16 +6,18 @@
 //! those indexes ([`provision::plan`], [`lifecycle::step`], `core::consolidation`) that
 //! return data; small independent loops carry that data out, each a task of its own:
 //! [`provisioning`], [`lifecycle`], [`termination`] (a task per claim), [`disruption`],
-//! [`gc`], [`interruption`] and [`observe`]. No loop waits for another: a call that hangs
-//! holds only the loop that made it, and every call is bounded ([`api`]). They act only
-//! while this replica holds the leader Lease ([`leader`]) and every watch is current; a
-//! follower keeps its indexes warm and takes over within one lease duration. Each loop
-//! reports its completed iterations to [`health`], which `/healthz` answers from.
+//! [`gc`], [`deletion_cost`], [`interruption`] and [`observe`]. No loop waits for
+//! another: a call that hangs holds only the loop that made it, and every call is
+//! bounded ([`api`]). They act only while this replica holds the leader Lease
+//! ([`leader`]) and every watch is current; a follower keeps its indexes warm and takes
+//! over within one lease duration. Each loop reports its completed iterations to
+//! [`health`], which `/healthz` answers from.
 //!
 //! This file only holds the controller's parts together and starts the loops.
 
 pub mod api;
 pub mod context;
+pub mod deletion_cost;
 pub mod disruption;
 pub mod events;
 pub mod gc;
@@ -248,12 +250,15 @@ impl<P: CloudProvider> Controller<P> {
         add(Box::pin(self.clone().termination_loop(gate.clone())));
         add(Box::pin(self.clone().observe_loop(gate.clone())));
         // In node-groups mode the groups task decides; NodeClaims are neither made nor
-        // disrupted (any left from fleet mode are still moved along to their end).
+        // disrupted (any left from fleet mode are still moved along to their end), and
+        // deletions are not steered (only the groups task knows which nodes are the
+        // groups').
         if self.opts.mode == Mode::Fleet {
             add(Box::pin(
                 self.clone().provisioning_loop(signals, gate.clone()),
             ));
             add(Box::pin(self.clone().disruption_loop(gate.clone())));
+            add(Box::pin(self.clone().deletion_cost_loop(gate.clone())));
             add(Box::pin(self.clone().gc_loop(gate)));
         }
         tasks

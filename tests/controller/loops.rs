@@ -1,11 +1,15 @@
 //! The controller as `stevedore run` starts it, on paused time, against the fake API
 //! server with the faults of a real control plane: an eviction that never answers, a
 //! PodDisruptionBudget that refuses forever, a watch that drops, and a budget that lets
-//! one pod go at a time. Each scenario prints how long it took, virtual and wall.
+//! one pod go at a time. Each scenario prints how long it took, virtual and wall. Then
+//! the deletion-cost pass on its own, with pod patches refused or never answered.
 
 use super::*;
+use std::collections::BTreeMap;
 use std::sync::Mutex;
+use stevedore::controller::deletion_cost::CostPass;
 use stevedore::controller::{NoGroups, NoInterruptions, Sources};
+use stevedore::core::deletion_cost::{self, ANNOTATION};
 
 type Store = Arc<Mutex<fake_api::Store>>;
 const PODS: &str = "/api/v1/namespaces/shop/pods";
@@ -346,4 +350,326 @@ async fn a_stalled_watch_is_dropped_and_listed_again() {
     })
     .await;
     run.finish("watch stalls");
+}
+
+// The deletion-cost pass on its own, against the fake API server and against a verifier
+// that refuses or never answers pod patches.
+
+/// The deletion-cost tests' cluster: on `n1` (claim `general-dc`, stevedore's) the
+/// ReplicaSet pods `web-a`, `web-b` and `spread-a` (zone spread, so not steered); on
+/// `theirs`, a node stevedore did not launch and whose pool it does not know, the
+/// ReplicaSet pod `web-theirs`. Returns the claim, the nodes and the pods.
+fn steering_cluster(now: f64) -> (Value, Vec<Value>, Vec<Value>) {
+    let cat = catalog();
+    let (_, claim, managed, mut pods) = claim_fixture(
+        &cat,
+        now,
+        ("general-dc", "n1", FIXTURE_INSTANCE),
+        &["web-a", "web-b", "spread-a"],
+    );
+    pods[2]["spec"]["topologySpreadConstraints"] = json!([{"maxSkew": 1,
+        "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
+        "labelSelector": {"matchLabels": {"app": "web"}}}]);
+    let (_, _, mut theirs, theirs_pods) = claim_fixture(
+        &cat,
+        now,
+        ("unused", "theirs", FIXTURE_INSTANCE + 1),
+        &["web-theirs"],
+    );
+    let labels = theirs["metadata"]["labels"].as_object_mut().unwrap();
+    labels.remove("stevedore.dev/nodepool");
+    pods.extend(theirs_pods);
+    (claim, vec![managed, theirs], pods)
+}
+
+/// What the watches would bring: `claim`, `nodes` and `pods` into the indexes.
+fn index(ctl: &Controller<SimulatedCloud>, claim: &Value, nodes: &[Value], pods: &[Value]) {
+    let mut st = ctl.state.write().unwrap();
+    st.apply_claim(&serde_json::from_value(claim.clone()).unwrap())
+        .unwrap();
+    for n in nodes {
+        st.apply_node(&serde_json::from_value(n.clone()).unwrap(), 0.0)
+            .unwrap();
+    }
+    for p in pods {
+        st.apply_pod(&pod(p.clone()), 0.0).unwrap();
+    }
+}
+
+/// The deletion cost `n1` gives its pods: the claim's launch price, three pods.
+fn n1_cost(claim: &Value) -> String {
+    let price = claim["spec"]["options"][0]["pricePerHour"]
+        .as_f64()
+        .unwrap();
+    deletion_cost::cost(price, 3).to_string()
+}
+
+#[tokio::test]
+async fn deletion_costs_are_written_once_and_only_on_steered_pods_of_managed_nodes() {
+    let now = 5_000.0;
+    let (claim, nodes, pods) = steering_cluster(now);
+    let (client, store) = fake_api::client();
+    {
+        let mut s = store.lock().unwrap();
+        s.put(CLAIMS, claim.clone());
+        for n in &nodes {
+            s.put(NODES, n.clone());
+        }
+        for p in &pods {
+            s.put(PODS, p.clone());
+        }
+    }
+    let cat = catalog();
+
+    // Turned off, nothing is written.
+    let mut config = stevedore::config::bundled();
+    config.settings.pod_deletion_cost = false;
+    let off = Controller::new(
+        fake_api::client_of(&store),
+        SimulatedCloud::new(cat.clone()),
+        config,
+        cat.clone(),
+        Options::default(),
+    );
+    index(&off, &claim, &nodes, &pods);
+    assert_eq!(off.steer_deletions().await, CostPass::default());
+    assert_eq!(store.lock().unwrap().calls_to("PATCH", "/pods/"), 0);
+
+    let ctl = controller(client, cat);
+    index(&ctl, &claim, &nodes, &pods);
+    let pass = tokio::time::timeout(LIMIT, ctl.steer_deletions())
+        .await
+        .expect("in time");
+    assert_eq!(
+        pass,
+        CostPass {
+            patched: 2,
+            ..CostPass::default()
+        }
+    );
+    let written = {
+        let s = store.lock().unwrap();
+        assert_all_granted(&s);
+        let patches: Vec<&String> = s.calls.iter().filter(|c| c.starts_with("PATCH")).collect();
+        assert_eq!(
+            patches,
+            [
+                "PATCH /api/v1/namespaces/shop/pods/web-a",
+                "PATCH /api/v1/namespaces/shop/pods/web-b"
+            ],
+            "in name order"
+        );
+        let cost = json!(n1_cost(&claim));
+        for (name, want) in [
+            ("web-a", &cost),
+            ("web-b", &cost),
+            ("spread-a", &Value::Null),
+            ("web-theirs", &Value::Null),
+        ] {
+            let pod = s.get(PODS, name).unwrap();
+            assert_eq!(&pod["metadata"]["annotations"][ANNOTATION], want, "{name}");
+        }
+        s.objects
+            .iter()
+            .filter(|(k, _)| k.starts_with("/api/v1/pods/"))
+            .map(|(_, p)| p.clone())
+            .collect::<Vec<Value>>()
+    };
+    // The patches are counted with the controller's other API calls.
+    let metrics = prom::parse(&ctl.metrics.render()).unwrap();
+    let patch_calls = prom::value(
+        &metrics,
+        "stevedore_kube_request_duration_seconds_count",
+        &[("verb", "patch"), ("resource", "pods")],
+    );
+    assert_eq!(patch_calls, Some(2.0));
+
+    // The watch brings the annotated pods; with nothing changed, nothing is written.
+    index(&ctl, &claim, &nodes, &written);
+    let again = tokio::time::timeout(LIMIT, ctl.steer_deletions())
+        .await
+        .expect("in time");
+    assert_eq!(again, CostPass::default());
+    assert_eq!(store.lock().unwrap().calls_to("PATCH", "/pods/"), 2);
+}
+
+/// How the patch verifier answers a pod patch.
+#[derive(Clone, Copy)]
+enum PatchReply {
+    /// 429 Too Many Requests (API priority and fairness sheds load).
+    Refuse,
+    /// No answer, ever.
+    Never,
+}
+
+/// What the patch verifier saw and holds.
+#[derive(Default)]
+struct Patched {
+    /// The pods by name (one namespace), patched as the API server would.
+    pods: BTreeMap<String, Value>,
+    /// Names of the pods patch requests were sent for, in order.
+    requests: Vec<String>,
+    /// Requests the API_CALLS table does not grant.
+    ungranted: Vec<String>,
+}
+
+/// A mocked API server for the deletion-cost pass, which sends nothing but pod patches:
+/// the first patches get `script`'s replies, the others are applied and answered 200.
+fn patch_verifier(pods: &[Value], script: Vec<PatchReply>) -> (kube::Client, Arc<Mutex<Patched>>) {
+    use http::{Request, Response};
+    use kube::client::Body;
+    let state = Arc::new(Mutex::new(Patched {
+        pods: pods
+            .iter()
+            .map(|p| {
+                (
+                    p["metadata"]["name"].as_str().unwrap().to_string(),
+                    p.clone(),
+                )
+            })
+            .collect(),
+        ..Patched::default()
+    }));
+    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let seen = state.clone();
+    tokio::spawn(async move {
+        let mut script = script.into_iter();
+        while let Some((req, send)) = handle.next_request().await {
+            let (parts, body) = req.into_parts();
+            let uri = parts.uri.to_string();
+            let patch: Value =
+                serde_json::from_slice(&body.collect_bytes().await.unwrap()).unwrap();
+            let name = uri
+                .split('?')
+                .next()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_string();
+            let mut s = seen.lock().unwrap();
+            if !stevedore::cluster::rbac::is_granted(parts.method.as_str(), &uri) {
+                s.ungranted.push(format!("{} {uri}", parts.method));
+            }
+            assert_eq!(parts.method, "PATCH", "{uri}");
+            s.requests.push(name.clone());
+            let (code, out) = match script.next() {
+                Some(PatchReply::Never) => {
+                    // Never answered, never dropped (a dropped sender answers an error).
+                    std::mem::forget(send);
+                    continue;
+                }
+                Some(PatchReply::Refuse) => (
+                    429,
+                    json!({"kind": "Status", "apiVersion": "v1",
+                    "status": "Failure", "reason": "TooManyRequests", "code": 429}),
+                ),
+                None => {
+                    let pod = s.pods.get_mut(&name).expect("a known pod");
+                    fake_api::merge(pod, &patch);
+                    (200, pod.clone())
+                }
+            };
+            let response = Response::builder()
+                .status(code)
+                .header("content-type", "application/json")
+                .body(Body::from(serde_json::to_vec(&out).unwrap()))
+                .unwrap();
+            send.send_response(response);
+        }
+    });
+    (kube::Client::new(svc, "default"), state)
+}
+
+/// A controller over [`patch_verifier`] with [`steering_cluster`] in its indexes.
+fn steering_behind_verifier(
+    script: Vec<PatchReply>,
+) -> (
+    Controller<SimulatedCloud>,
+    Arc<Mutex<Patched>>,
+    Value,
+    Vec<Value>,
+) {
+    let (claim, nodes, pods) = steering_cluster(5_000.0);
+    let (client, patched) = patch_verifier(&pods, script);
+    let ctl = controller(client, catalog());
+    index(&ctl, &claim, &nodes, &pods);
+    (ctl, patched, claim, nodes)
+}
+
+/// The verifier's pods into the controller's indexes, as the pod watch would.
+fn watch_patched(
+    ctl: &Controller<SimulatedCloud>,
+    patched: &Mutex<Patched>,
+    claim: &Value,
+    nodes: &[Value],
+) {
+    let pods: Vec<Value> = patched.lock().unwrap().pods.values().cloned().collect();
+    index(ctl, claim, nodes, &pods);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_deletion_cost_patch_holds_no_other_and_is_sent_again_next_pass() {
+    let (ctl, patched, claim, nodes) = steering_behind_verifier(vec![PatchReply::Refuse]);
+    let pass = tokio::time::timeout(LIMIT, ctl.steer_deletions())
+        .await
+        .expect("in time");
+    assert_eq!(
+        pass,
+        CostPass {
+            patched: 1,
+            failed: 1,
+            deferred: 0
+        },
+        "web-a refused, web-b written all the same"
+    );
+    watch_patched(&ctl, &patched, &claim, &nodes);
+    let next = tokio::time::timeout(LIMIT, ctl.steer_deletions())
+        .await
+        .expect("in time");
+    assert_eq!(next.patched, 1);
+    let p = patched.lock().unwrap();
+    assert_eq!(p.requests, ["web-a", "web-b", "web-a"]);
+    assert_eq!(
+        p.pods["web-a"]["metadata"]["annotations"][ANNOTATION],
+        json!(n1_cost(&claim))
+    );
+    assert!(p.ungranted.is_empty(), "{:?}", p.ungranted);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unanswered_deletion_cost_patch_ends_the_pass_within_its_bound_and_is_sent_again() {
+    let (ctl, patched, claim, nodes) = steering_behind_verifier(vec![PatchReply::Never]);
+    let timeout = Options::default().api_timeout;
+    let started = tokio::time::Instant::now();
+    let pass = tokio::time::timeout(timeout * 2, ctl.steer_deletions())
+        .await
+        .expect("within two API timeouts");
+    assert!(
+        started.elapsed() >= timeout,
+        "the patch had its API timeout"
+    );
+    assert_eq!(
+        pass,
+        CostPass {
+            patched: 0,
+            failed: 1,
+            deferred: 1
+        },
+        "web-a unanswered, web-b left for the next pass"
+    );
+    watch_patched(&ctl, &patched, &claim, &nodes);
+    let next = tokio::time::timeout(LIMIT, ctl.steer_deletions())
+        .await
+        .expect("in time");
+    assert_eq!(next.patched, 2);
+    let p = patched.lock().unwrap();
+    assert_eq!(p.requests, ["web-a", "web-a", "web-b"]);
+    for name in ["web-a", "web-b"] {
+        assert_eq!(
+            p.pods[name]["metadata"]["annotations"][ANNOTATION],
+            json!(n1_cost(&claim))
+        );
+    }
+    assert!(p.ungranted.is_empty(), "{:?}", p.ungranted);
 }
