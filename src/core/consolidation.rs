@@ -213,7 +213,13 @@ pub fn search<'a>(env: &SolveEnv, mut snapshot: Snapshot<'a>, input: &Inputs) ->
 }
 
 fn pods_by_node<'a>(snapshot: &Snapshot<'a>) -> Vec<Vec<&'a Pod>> {
-    let mut pods_on: Vec<Vec<&'a Pod>> = vec![Vec::new(); snapshot.nodes.len()];
+    // Sized first: grown pod by pod, the lists were reallocated several times per node
+    // at every search.
+    let mut count = vec![0; snapshot.nodes.len()];
+    for &(_, n) in &snapshot.bound {
+        count[n] += 1;
+    }
+    let mut pods_on: Vec<Vec<&'a Pod>> = count.into_iter().map(Vec::with_capacity).collect();
     for &(pod, n) in &snapshot.bound {
         if !pod.is_daemonset() {
             pods_on[n].push(pod);
