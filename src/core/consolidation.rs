@@ -186,13 +186,12 @@ pub fn search<'a>(env: &SolveEnv, mut snapshot: Snapshot<'a>, input: &Inputs) ->
                 && pods_on[n].iter().all(|p| runs_to_completion(p))
         })
         .collect();
-    let rooms = NodeRooms::for_trials(&trial_env(env), &snapshot);
     let room = LongRunningRoom::new(&snapshot, &pods_on);
     let mut trials = Trials {
         env,
         anti_bound,
         transient,
-        rooms,
+        rooms: None,
         snapshot: &mut snapshot,
         pods_on: &pods_on,
         input,
@@ -214,7 +213,13 @@ pub fn search<'a>(env: &SolveEnv, mut snapshot: Snapshot<'a>, input: &Inputs) ->
 }
 
 fn pods_by_node<'a>(snapshot: &Snapshot<'a>) -> Vec<Vec<&'a Pod>> {
-    let mut pods_on: Vec<Vec<&'a Pod>> = vec![Vec::new(); snapshot.nodes.len()];
+    // Sized first: grown pod by pod, the lists were reallocated several times per node
+    // at every search.
+    let mut count = vec![0; snapshot.nodes.len()];
+    for &(_, n) in &snapshot.bound {
+        count[n] += 1;
+    }
+    let mut pods_on: Vec<Vec<&'a Pod>> = count.into_iter().map(Vec::with_capacity).collect();
     for &(pod, n) in &snapshot.bound {
         if !pod.is_daemonset() {
             pods_on[n].push(pod);
@@ -271,7 +276,8 @@ fn candidates(
                 && !pods_on[n].is_empty()
         })
         .collect();
-    out.sort_by(|&a, &b| {
+    // The index breaks every tie, so an unstable sort gives the same order.
+    out.sort_unstable_by(|&a, &b| {
         pods_on[a]
             .len()
             .cmp(&pods_on[b].len())
@@ -351,8 +357,9 @@ struct Trials<'t, 'a, 'e> {
     /// The schedulable nodes that run only Job pods.
     transient: Vec<usize>,
     /// The nodes' rooms, built once and lent to every trial's simulation: a trial closes
-    /// the nodes it takes away and hands the rooms back as it found them.
-    rooms: NodeRooms,
+    /// the nodes it takes away and hands the rooms back as it found them. Built at the
+    /// first simulation: most searches refuse every trial before simulating one.
+    rooms: Option<NodeRooms>,
     input: &'t Inputs<'t>,
     /// Each node's room for long-running pods, found once for every trial.
     room: LongRunningRoom,
@@ -532,7 +539,7 @@ impl Trials<'_, '_, '_> {
         // counts only on ready ones. Deleting is tried first, on existing nodes alone
         // (cheap); a replacement only when some type could be cheaper.
         let existing_only = trial_env(self.env);
-        let decision = solve_reusing(&existing_only, without, &mut self.rooms);
+        let decision = solve_reusing(&existing_only, without, self.rooms(without));
         if decision.existing.len() == without.pending.len() {
             let none = Resources::default();
             let worth = min_savings.met(price, 0.0)
@@ -563,7 +570,7 @@ impl Trials<'_, '_, '_> {
             split_claims: false,
             ..existing_only
         };
-        let decision = solve_reusing(&settled, without, &mut self.rooms);
+        let decision = solve_reusing(&settled, without, self.rooms(without));
         if !decision.unschedulable.is_empty() || !decision.infeasible.is_empty() {
             return None;
         }
@@ -583,6 +590,14 @@ impl Trials<'_, '_, '_> {
             replacement: Some(plan.clone()),
             savings: price - best.price_per_hour,
         })
+    }
+
+    /// The shared rooms, built on first use. A trial's closed nodes do not matter: the
+    /// rooms of trials keep every node and skip the unschedulable ones when met.
+    fn rooms(&mut self, without: &Snapshot) -> &mut NodeRooms {
+        let env = trial_env(self.env);
+        self.rooms
+            .get_or_insert_with(|| NodeRooms::for_trials(&env, without))
     }
 
     /// The strictest `minSavings` of the set's pools.

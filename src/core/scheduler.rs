@@ -1583,22 +1583,30 @@ fn launch_options(
     // of one capacity type (see `spot_only`), so the order has no ties and the options
     // kept are those a sort of all of them would keep.
     let mut options = Vec::with_capacity(2 * keep);
+    // After a cut, the dearest option kept: an offering that comes after it in the order
+    // can never be among the cheapest `keep`, so it is passed over before the fit check.
+    let mut bar: Option<LaunchOption> = None;
     for &t in types {
         let pt = &model.types[t as usize];
         let ty = pt.ty;
         for o in available_offerings(env, ty, zones, cts) {
+            let option = LaunchOption {
+                instance_type: ty,
+                zone: o.zone,
+                capacity_type: o.capacity_type,
+                price_per_hour: o.price_per_hour,
+            };
+            if bar.as_ref().is_some_and(|b| order(&option, b).is_gt()) {
+                continue;
+            }
             if requested.fits_in(pt.usable_for(o.capacity_type))
                 && (!spot_only || o.capacity_type == CapacityType::Spot)
             {
-                options.push(LaunchOption {
-                    instance_type: ty,
-                    zone: o.zone,
-                    capacity_type: o.capacity_type,
-                    price_per_hour: o.price_per_hour,
-                });
+                options.push(option);
                 if options.len() == 2 * keep {
                     options.select_nth_unstable_by(keep - 1, order);
                     options.truncate(keep);
+                    bar = Some(options[keep - 1].clone());
                 }
             }
         }

@@ -136,7 +136,7 @@ impl Sim<'_> {
                     ids.iter()
                         .enumerate()
                         .flat_map(|(si, &n)| self.nodes[n].pods.iter().map(move |&p| (p, si)))
-                        .map(|(p, si)| (&self.pods[p].pod, si)),
+                        .map(|(p, si)| (self.pods[p].pod, si)),
                 );
                 bound
             },
@@ -253,7 +253,7 @@ impl Sim<'_> {
             && node
                 .pods
                 .iter()
-                .all(|&i| disruption::pod_evictable(&self.pods[i].pod))
+                .all(|&i| disruption::pod_evictable(self.pods[i].pod))
     }
 
     /// One consolidation decision (multi-node first, then single-node), when something

@@ -29,7 +29,7 @@ fn key(t: f64) -> u64 {
     t.max(0.0).to_bits()
 }
 
-impl Sim<'_> {
+impl<'c> Sim<'c> {
     pub(super) fn push(&mut self, t: f64, ev: Ev) {
         self.events.push(Some(ev));
         self.seq += 1;
@@ -37,11 +37,11 @@ impl Sim<'_> {
             .push(Reverse((key(t), self.seq, self.events.len() - 1)));
     }
 
-    pub(super) fn trace_event(&mut self, kind: &EventKind) {
+    pub(super) fn trace_event(&mut self, kind: &'c EventKind) {
         match kind {
             EventKind::PodAdded { pod, run_for_s } => self.pod_added(pod, *run_for_s),
             EventKind::PodDeleted { namespace, name } => {
-                if let Some(&i) = self.pod_index.get(&(namespace.clone(), name.clone())) {
+                if let Some(&i) = self.pod_index.get(&(namespace.as_str(), name.as_str())) {
                     let i = self.replica_to_delete(i);
                     self.end_pod(i);
                 }
@@ -75,7 +75,7 @@ impl Sim<'_> {
         }
     }
 
-    fn pod_added(&mut self, pod: &Pod, run_for_s: Option<f64>) {
+    fn pod_added(&mut self, pod: &'c Pod, run_for_s: Option<f64>) {
         if pod.is_daemonset() {
             // A DaemonSet pod is a template of per-node overhead; it replaces the
             // settings' DaemonSet of the same name.
@@ -97,7 +97,7 @@ impl Sim<'_> {
         let (infeasible, in_demand) = self.feasibility(pod, class);
         let idx = self.pods.len();
         self.pods.push(SimPod {
-            pod: pod.clone(),
+            pod,
             added_at: self.now,
             run_for_s,
             state: PodState::Pending,
@@ -107,8 +107,7 @@ impl Sim<'_> {
             generation: 0,
             class,
         });
-        self.pod_index
-            .insert((pod.namespace.clone(), pod.name.clone()), idx);
+        self.pod_index.insert((&pod.namespace, &pod.name), idx);
         self.replica_added(idx);
         self.set_state(idx, PodState::Pending);
         if in_demand {

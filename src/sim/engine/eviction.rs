@@ -23,9 +23,9 @@ impl Sim<'_> {
                 .pending
                 .iter()
                 .chain(&self.stuck)
-                .map(|&i| &self.pods[i].pod)
+                .map(|&i| self.pods[i].pod)
                 .collect();
-            let candidates: Vec<&Pod> = pods.iter().map(|&i| &self.pods[i].pod).collect();
+            let candidates: Vec<&Pod> = pods.iter().map(|&i| self.pods[i].pod).collect();
             disruption::evictable(&self.config.pdbs, &healthy, &pending, &candidates)
         };
         for i in chosen {
@@ -43,14 +43,14 @@ impl Sim<'_> {
         self.live
             .iter()
             .filter(|&&n| self.nodes[n].state == NodeState::Ready)
-            .flat_map(|&n| self.nodes[n].pods.iter().map(|&p| &self.pods[p].pod))
+            .flat_map(|&n| self.nodes[n].pods.iter().map(|&p| self.pods[p].pod))
     }
 
     /// The independent check of one eviction, before it happens: would it leave a PDB's
     /// selected pods below what it demands, or does the pod forbid disruption? Counted,
     /// never prevented here (the core is what prevents it).
     fn check_eviction(&mut self, p: usize) {
-        let pod = &self.pods[p].pod;
+        let pod = self.pods[p].pod;
         let ann = |k: &str| pod.annotations.get(k).map(String::as_str);
         let safe_to_evict = ann("cluster-autoscaler.kubernetes.io/safe-to-evict");
         let forbidden = ann("karpenter.sh/do-not-disrupt") == Some("true")
@@ -72,14 +72,14 @@ impl Sim<'_> {
             for &n in &self.live {
                 let ready = self.nodes[n].state == NodeState::Ready;
                 for &q in &self.nodes[n].pods {
-                    if selected(&self.pods[q].pod) {
+                    if selected(self.pods[q].pod) {
                         expected += 1;
                         healthy += i64::from(ready);
                     }
                 }
             }
             for &q in self.pending.iter().chain(&self.stuck) {
-                expected += i64::from(selected(&self.pods[q].pod));
+                expected += i64::from(selected(self.pods[q].pod));
             }
             let ceil_pct = |v: u32| (i64::from(v) * expected + 99) / 100;
             let must_stay = match pdb.budget {

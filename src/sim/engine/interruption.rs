@@ -75,7 +75,7 @@ impl Sim<'_> {
             .filter(|&&n| self.nodes[n].interrupted)
             .flat_map(|&n| self.nodes[n].pods.clone())
             // Pods that forbid disruption stay until the reclaim takes them.
-            .filter(|&p| disruption::pod_evictable(&self.pods[p].pod))
+            .filter(|&p| disruption::pod_evictable(self.pods[p].pod))
             .collect();
         if pods.is_empty() {
             return;

@@ -90,7 +90,7 @@ impl Sim<'_> {
             let pods: Vec<&Pod> = self.nodes[n]
                 .pods
                 .iter()
-                .map(|&p| &self.pods[p].pod)
+                .map(|&p| self.pods[p].pod)
                 .collect();
             let movable = node_groups::movable(&pods);
             if drained_one || !movable || self.stays.get(&n) == Some(&key) {

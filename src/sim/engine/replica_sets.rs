@@ -16,24 +16,25 @@ use crate::core::pod::Pod;
 use crate::sim::Mode;
 
 /// The live steered replicas of each ReplicaSet, by (namespace, owner name).
-pub(super) type Replicas = std::collections::HashMap<(String, String), Vec<usize>>;
+pub(super) type Replicas<'c> = std::collections::HashMap<(&'c str, &'c str), Vec<usize>>;
 
-impl Sim<'_> {
+impl<'c> Sim<'c> {
     fn steers(&self, pod: &Pod) -> bool {
         self.mode == Mode::Fleet && self.settings().pod_deletion_cost && deletion_cost::steers(pod)
     }
 
-    fn replica_set_key(pod: &Pod) -> Option<(String, String)> {
+    fn replica_set_key(pod: &'c Pod) -> Option<(&'c str, &'c str)> {
         let owner = pod.owner.as_ref()?;
-        Some((pod.namespace.clone(), owner.name.clone()))
+        Some((&pod.namespace, &owner.name))
     }
 
     /// Pod `i` was just added: it is one of its ReplicaSet's replicas when steered.
     pub(super) fn replica_added(&mut self, i: usize) {
-        if !self.steers(&self.pods[i].pod) {
+        let pod = self.pods[i].pod;
+        if !self.steers(pod) {
             return;
         }
-        if let Some(key) = Self::replica_set_key(&self.pods[i].pod) {
+        if let Some(key) = Self::replica_set_key(pod) {
             self.replicas.entry(key).or_default().push(i);
         }
     }
@@ -41,10 +42,11 @@ impl Sim<'_> {
     /// The trace deletes pod `i`: the pod the ReplicaSet would delete instead, which
     /// takes `i`'s name (and `i` its name), or `i` itself.
     pub(super) fn replica_to_delete(&mut self, i: usize) -> usize {
-        if !self.steers(&self.pods[i].pod) {
+        let pod = self.pods[i].pod;
+        if !self.steers(pod) {
             return i;
         }
-        let Some(key) = Self::replica_set_key(&self.pods[i].pod) else {
+        let Some(key) = Self::replica_set_key(pod) else {
             return i;
         };
         let Some(live) = self.replicas.get_mut(&key) else {
@@ -75,9 +77,8 @@ impl Sim<'_> {
             // The two replicas trade names in the trace's index only: a pod keeps its own
             // name everywhere else (it is the same template either way).
             let ns = key.0;
-            let name_i = self.pods[i].pod.name.clone();
-            let name_v = self.pods[victim].pod.name.clone();
-            self.pod_index.insert((ns.clone(), name_i), victim);
+            let name_v = self.pods[victim].pod.name.as_str();
+            self.pod_index.insert((ns, pod.name.as_str()), victim);
             self.pod_index.insert((ns, name_v), i);
         }
         victim

@@ -63,7 +63,7 @@ impl Sim<'_> {
         }
         let mut least: Option<(i64, i64)> = None;
         for &i in pending {
-            let pod = &self.pods[i].pod;
+            let pod = self.pods[i].pod;
             if !(pod.spread.is_empty() && pod.affinity.is_empty() && pod.anti_affinity.is_empty()) {
                 return None;
             }
@@ -153,14 +153,14 @@ impl Sim<'_> {
                     // Pods of an interrupted node need a new home before it goes.
                     pending_ids.push(p);
                 } else if !node.cordoned {
-                    bound.push((&self.pods[p].pod, si));
+                    bound.push((self.pods[p].pod, si));
                 }
             }
         }
         let snapshot = Snapshot {
             nodes,
             bound,
-            pending: pending_ids.iter().map(|&i| &self.pods[i].pod).collect(),
+            pending: pending_ids.iter().map(|&i| self.pods[i].pod).collect(),
         };
         (snapshot, node_ids, pending_ids)
     }

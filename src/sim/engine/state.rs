@@ -45,8 +45,10 @@ pub(super) struct FleetTotals {
     pub(super) allocatable: (f64, f64),
 }
 
-pub(super) struct SimPod {
-    pub(super) pod: Pod,
+pub(super) struct SimPod<'c> {
+    /// The trace's pod: borrowed, as a week of pods copied would double the replay's
+    /// memory and its time spent allocating and freeing them.
+    pub(super) pod: &'c Pod,
     pub(super) added_at: f64,
     pub(super) run_for_s: Option<f64>,
     pub(super) state: PodState,
@@ -195,7 +197,7 @@ pub(super) struct Sim<'c> {
     pub(super) seq: u64,
     pub(super) queue: BinaryHeap<Reverse<(u64, u64, usize)>>,
     pub(super) events: Vec<Option<Ev>>,
-    pub(super) pods: Vec<SimPod>,
+    pub(super) pods: Vec<SimPod<'c>>,
     /// Pods waiting for a node that some offering could hold.
     pub(super) pending: BTreeSet<usize>,
     /// Changes to `pending` so far: while it stands still, `pending` has not changed.
@@ -215,9 +217,9 @@ pub(super) struct Sim<'c> {
     pub(super) new_pending: Vec<usize>,
     /// Room appeared since the last scheduling pass: every pending pod gets a try.
     pub(super) full_pass: bool,
-    pub(super) pod_index: HashMap<(String, String), usize>,
+    pub(super) pod_index: HashMap<(&'c str, &'c str), usize>,
     /// The live replicas whose deletion order `podDeletionCost` steers.
-    pub(super) replicas: super::replica_sets::Replicas,
+    pub(super) replicas: super::replica_sets::Replicas<'c>,
     pub(super) nodes: Vec<SimNode>,
     pub(super) live: Vec<usize>,
     pub(super) node_counter: u64,
@@ -315,7 +317,7 @@ impl<'c> Sim<'c> {
                 }
             }
             self.demand_dirty = true;
-            if !disruption::runs_to_completion(&self.pods[i].pod) {
+            if !disruption::runs_to_completion(self.pods[i].pod) {
                 self.service_demand.sub(&r);
             }
         }
@@ -364,7 +366,7 @@ impl<'c> Sim<'c> {
 
     /// Gives back on node `n` what bound pod `i` held: the undoing of `bind`'s counts.
     fn release(&mut self, i: usize, n: usize) {
-        let pod = &self.pods[i].pod;
+        let pod = self.pods[i].pod;
         let node = &mut self.nodes[n];
         node.requested.sub(&pod.requests);
         node.taken.sub(&pod.requests);
