@@ -9,6 +9,10 @@
 //! names in the trace's index: its later events about either name then reach the pod
 //! that goes on running.
 //! Node-groups mode stands for the Cluster Autoscaler, which sets no deletion cost.
+//!
+//! A trace does not say why a pod went: a pod deleted by hand (whose ReplicaSet then
+//! makes a new one) is replayed as a scale-down too, and so may remove another replica
+//! than the one named. The replica count, and so the demand, stay as recorded.
 
 use super::state::{PodState, Sim};
 use crate::core::deletion_cost;
