@@ -493,6 +493,67 @@ async fn deletion_costs_are_written_once_and_only_on_steered_pods_of_managed_nod
     assert_eq!(store.lock().unwrap().calls_to("PATCH", "/pods/"), 2);
 }
 
+/// A first pass over more steered pods than a pass may write sends the cap and leaves the
+/// rest, which the next pass writes: the API server never gets more than the cap a pass.
+#[tokio::test]
+async fn a_pass_writes_at_most_its_cap_and_the_next_pass_the_rest() {
+    let now = 5_000.0;
+    let cat = catalog();
+    let cap = stevedore::controller::deletion_cost::MAX_PATCHES_PER_PASS;
+    let names: Vec<String> = (0..cap + 3).map(|i| format!("web-{i:04}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (_, claim, node, pods) =
+        claim_fixture(&cat, now, ("general-cap", "n1", FIXTURE_INSTANCE), &names);
+    let (client, store) = fake_api::client();
+    {
+        let mut s = store.lock().unwrap();
+        s.put(CLAIMS, claim.clone());
+        s.put(NODES, node.clone());
+        for p in &pods {
+            s.put(PODS, p.clone());
+        }
+    }
+    let ctl = controller(client, cat);
+    index(&ctl, &claim, std::slice::from_ref(&node), &pods);
+    let first = tokio::time::timeout(LIMIT, ctl.steer_deletions())
+        .await
+        .expect("in time");
+    assert_eq!(
+        first,
+        CostPass {
+            patched: cap,
+            failed: 0,
+            deferred: 3
+        }
+    );
+    assert_eq!(store.lock().unwrap().calls_to("PATCH", "/pods/"), cap);
+    let written: Vec<Value> = {
+        let s = store.lock().unwrap();
+        names
+            .iter()
+            .map(|n| s.get(PODS, n).unwrap().clone())
+            .collect()
+    };
+    index(&ctl, &claim, std::slice::from_ref(&node), &written);
+    let second = tokio::time::timeout(LIMIT, ctl.steer_deletions())
+        .await
+        .expect("in time");
+    assert_eq!(second.patched, 3, "{second:?}");
+    let s = store.lock().unwrap();
+    assert_eq!(s.calls_to("PATCH", "/pods/"), cap + 3);
+    let price = claim["spec"]["options"][0]["pricePerHour"]
+        .as_f64()
+        .unwrap();
+    let want = json!(deletion_cost::cost(price, names.len()).to_string());
+    for n in &names {
+        assert_eq!(
+            s.get(PODS, n).unwrap()["metadata"]["annotations"][ANNOTATION],
+            want,
+            "{n}"
+        );
+    }
+}
+
 /// How the patch verifier answers a pod patch.
 #[derive(Clone, Copy)]
 enum PatchReply {
