@@ -382,6 +382,13 @@ fn steering_cluster(now: f64) -> (Value, Vec<Value>, Vec<Value>) {
     (claim, vec![managed, theirs], pods)
 }
 
+/// One deletion-cost pass, which must end within the tests' time limit.
+async fn steer_in_time(ctl: &Controller<SimulatedCloud>) -> CostPass {
+    tokio::time::timeout(LIMIT, ctl.steer_deletions())
+        .await
+        .expect("in time")
+}
+
 /// What the watches would bring: `claim`, `nodes` and `pods` into the indexes.
 fn index(ctl: &Controller<SimulatedCloud>, claim: &Value, nodes: &[Value], pods: &[Value]) {
     let mut st = ctl.state.write().unwrap();
@@ -437,9 +444,7 @@ async fn deletion_costs_are_written_once_and_only_on_steered_pods_of_managed_nod
 
     let ctl = controller(client, cat);
     index(&ctl, &claim, &nodes, &pods);
-    let pass = tokio::time::timeout(LIMIT, ctl.steer_deletions())
-        .await
-        .expect("in time");
+    let pass = steer_in_time(&ctl).await;
     assert_eq!(
         pass,
         CostPass {
@@ -486,9 +491,7 @@ async fn deletion_costs_are_written_once_and_only_on_steered_pods_of_managed_nod
 
     // The watch brings the annotated pods; with nothing changed, nothing is written.
     index(&ctl, &claim, &nodes, &written);
-    let again = tokio::time::timeout(LIMIT, ctl.steer_deletions())
-        .await
-        .expect("in time");
+    let again = steer_in_time(&ctl).await;
     assert_eq!(again, CostPass::default());
     assert_eq!(store.lock().unwrap().calls_to("PATCH", "/pods/"), 2);
 }
@@ -515,9 +518,7 @@ async fn a_pass_writes_at_most_its_cap_and_the_next_pass_the_rest() {
     }
     let ctl = controller(client, cat);
     index(&ctl, &claim, std::slice::from_ref(&node), &pods);
-    let first = tokio::time::timeout(LIMIT, ctl.steer_deletions())
-        .await
-        .expect("in time");
+    let first = steer_in_time(&ctl).await;
     assert_eq!(
         first,
         CostPass {
@@ -535,9 +536,7 @@ async fn a_pass_writes_at_most_its_cap_and_the_next_pass_the_rest() {
             .collect()
     };
     index(&ctl, &claim, std::slice::from_ref(&node), &written);
-    let second = tokio::time::timeout(LIMIT, ctl.steer_deletions())
-        .await
-        .expect("in time");
+    let second = steer_in_time(&ctl).await;
     assert_eq!(second.patched, 3, "{second:?}");
     let s = store.lock().unwrap();
     assert_eq!(s.calls_to("PATCH", "/pods/"), cap + 3);
@@ -672,9 +671,7 @@ fn watch_patched(
 #[tokio::test(start_paused = true)]
 async fn a_refused_deletion_cost_patch_holds_no_other_and_is_sent_again_next_pass() {
     let (ctl, patched, claim, nodes) = steering_behind_verifier(vec![PatchReply::Refuse]);
-    let pass = tokio::time::timeout(LIMIT, ctl.steer_deletions())
-        .await
-        .expect("in time");
+    let pass = steer_in_time(&ctl).await;
     assert_eq!(
         pass,
         CostPass {
@@ -685,9 +682,7 @@ async fn a_refused_deletion_cost_patch_holds_no_other_and_is_sent_again_next_pas
         "web-a refused, web-b written all the same"
     );
     watch_patched(&ctl, &patched, &claim, &nodes);
-    let next = tokio::time::timeout(LIMIT, ctl.steer_deletions())
-        .await
-        .expect("in time");
+    let next = steer_in_time(&ctl).await;
     assert_eq!(next.patched, 1);
     let p = patched.lock().unwrap();
     assert_eq!(p.requests, ["web-a", "web-b", "web-a"]);
@@ -720,9 +715,7 @@ async fn an_unanswered_deletion_cost_patch_ends_the_pass_within_its_bound_and_is
         "web-a unanswered, web-b left for the next pass"
     );
     watch_patched(&ctl, &patched, &claim, &nodes);
-    let next = tokio::time::timeout(LIMIT, ctl.steer_deletions())
-        .await
-        .expect("in time");
+    let next = steer_in_time(&ctl).await;
     assert_eq!(next.patched, 2);
     let p = patched.lock().unwrap();
     assert_eq!(p.requests, ["web-a", "web-a", "web-b"]);
