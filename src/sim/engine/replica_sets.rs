@@ -63,11 +63,13 @@ impl<'c> Sim<'c> {
             let (bound, cost) = match self.pods[j].state {
                 PodState::Bound(n) => {
                     let node = &self.nodes[n];
-                    // Pods on nodes stevedore does not manage carry no annotation: the
+                    // Pods on nodes stevedore does not manage, or whose price it does not
+                    // know, carry no annotation (the controller's `managed`): the
                     // ReplicaSet counts them as 0.
-                    let cost = match node.pool {
-                        Some(_) => deletion_cost::cost(node.price, node.pods.len()),
-                        None => 0,
+                    let cost = if node.pool.is_some() && node.price > 0.0 {
+                        deletion_cost::cost(node.price, node.pods.len())
+                    } else {
+                        0
                     };
                     (true, cost)
                 }
