@@ -185,7 +185,7 @@ fn a_node_whose_pods_fit_elsewhere_is_deleted() {
             replacement: None,
             savings,
         }) => {
-            // The node with fewer pods goes first; both hold one, so the dearer (equal).
+            // The most dollars per pod goes first; both nodes are equal here.
             assert_eq!(nodes.len(), 1);
             assert!((savings - 0.192).abs() < 1e-9);
         }
@@ -651,4 +651,90 @@ fn expiry_replacements_come_from_the_scheduler() {
     // With an empty node next to it, the pod moves there: nothing to launch.
     let plans = replacements(&fleet.env(), &fleet.snapshot(&[3]), &[0]).expect("placeable");
     assert!(plans.is_empty());
+}
+
+#[test]
+fn pods_are_not_moved_onto_a_node_that_empties_by_itself() {
+    // Two m5.xlarge: node 0 runs one 1-CPU pod, node 1 is empty. Moving the pod onto
+    // node 1 would "save" node 0 only by keeping node 1, which step 1 (empty nodes) is
+    // about to remove: the cheaper move is a replacement by an m5.large.
+    let fleet = Fleet::new(2, "m5.xlarge", 1000);
+    let snapshot = fleet.snapshot(&[1]);
+    let costs = costs(&[fleet.price(); 2]);
+    let pools = [PoolDisruption::default()];
+    assert_eq!(
+        empty_nodes(&snapshot, &costs, &pools, &[10], 1000.0),
+        [1],
+        "the empty node goes by itself"
+    );
+    let input = inputs(&costs, &pools, &[], &[10]);
+    let action = find_action(&fleet.env(), snapshot, &input).expect("a replacement");
+    assert_eq!(action.nodes, [0]);
+    let plan = action
+        .replacement
+        .as_ref()
+        .expect("not a delete onto the empty node");
+    let best = &fleet.catalog.types[plan.options[0].instance_type];
+    assert_eq!(best.name, "m5.large");
+    assert!((action.savings - (fleet.price() - plan.options[0].price_per_hour)).abs() < 1e-9);
+
+    // A node kept empty on purpose (do-not-disrupt) is not going: it takes the pod.
+    let mut kept = costs.clone();
+    kept[1]
+        .annotations
+        .insert("karpenter.sh/do-not-disrupt".into(), "true".into());
+    let input = inputs(&kept, &pools, &[], &[10]);
+    let action = find_action(&fleet.env(), fleet.snapshot(&[1]), &input).expect("a delete");
+    assert_eq!(action.nodes, [0]);
+    assert!(action.replacement.is_none());
+}
+
+#[test]
+fn the_node_with_the_most_dollars_per_pod_is_tried_first() {
+    // Three m5.xlarge with room to spare: node 0 holds one pod and costs $0.05/h, node 1
+    // holds three and costs $0.192/h ($0.064 a pod), node 2 holds one and costs $0.02/h.
+    // With one trial, the node that saves most per evicted pod is the one tried (fewest
+    // pods first would try node 0).
+    let fleet = Fleet::new(5, "m5.xlarge", 300);
+    let it = &fleet.catalog.types[fleet.ty];
+    let on = [0, 1, 1, 1, 2];
+    let nodes = (0..3)
+        .map(|n| {
+            let mut requested = Resources::default();
+            for (p, _) in on.iter().enumerate().filter(|&(_, &m)| m == n) {
+                requested.add(&fleet.pods[p].requests);
+            }
+            ExistingNode {
+                name: &fleet.names[n],
+                labels: &fleet.labels[n],
+                zone: labels::zone(&fleet.labels[n]),
+                capacity: &it.capacity,
+                allocatable: &it.allocatable,
+                requested,
+                taints: &[],
+                pool: Some(0),
+                ready: true,
+                schedulable: true,
+            }
+        })
+        .collect();
+    let snapshot = Snapshot {
+        nodes,
+        bound: on
+            .iter()
+            .enumerate()
+            .map(|(p, &n)| (&fleet.pods[p], n))
+            .collect(),
+        pending: Vec::new(),
+    };
+    let costs = costs(&[0.05, 0.192, 0.02]);
+    let pools = [PoolDisruption::default()];
+    let input = Inputs {
+        max_candidates: 1,
+        ..inputs(&costs, &pools, &[], &[10])
+    };
+    let action = find_action(&fleet.env(), snapshot, &input).expect("a delete");
+    assert_eq!(action.nodes, [1]);
+    assert!(action.replacement.is_none());
+    assert!((action.savings - 0.192).abs() < 1e-9);
 }
