@@ -2,7 +2,7 @@
 //! and capacity types, and the room left for pods once DaemonSet overhead is reserved.
 //! Built once per (catalog, pools, DaemonSets) and reused by every decision.
 
-use super::instance::{CapacityType, Catalog, InstanceType};
+use super::instance::{CapacityType, Catalog, InstanceType, Offering};
 use super::labels::{self, Labels};
 use super::nodepool::NodePool;
 use super::pod::Pod;
@@ -126,6 +126,9 @@ pub struct SchedulingModel {
     pub pools: Vec<PoolModel>,
     /// Pool indices, highest weight first (ties by name), the order new nodes try them.
     pub pool_order: Vec<usize>,
+    /// Every offering the pools allow as (price, room for pods), cheapest first: the
+    /// cheapest node that could hold some pods is the first whose room does.
+    cheapest_first: Vec<(f64, Resources)>,
 }
 
 impl SchedulingModel {
@@ -142,27 +145,55 @@ impl SchedulingModel {
                 .cmp(&pools[a].weight)
                 .then_with(|| pools[a].name.cmp(&pools[b].name))
         });
-        SchedulingModel {
+        let mut model = SchedulingModel {
             pools: pools_model,
             pool_order: order,
-        }
+            cheapest_first: Vec::new(),
+        };
+        let mut offers = model.offering_options_for_ct(catalog);
+        offers.sort_by(|a, b| a.0.total_cmp(&b.0));
+        offers.dedup();
+        model.cheapest_first = offers;
+        model
+    }
+
+    /// The price of the cheapest offering the pools allow whose room (for its capacity
+    /// type) holds `total`; `None` when none does.
+    pub fn cheapest_holding(&self, total: &Resources) -> Option<f64> {
+        self.cheapest_first
+            .iter()
+            .find(|(_, room)| total.fits_in(room))
+            .map(|&(price, _)| price)
+    }
+
+    /// Every (price, room for pods of that capacity type) offering the pools allow.
+    fn offering_options_for_ct(&self, catalog: &Catalog) -> Vec<(f64, Resources)> {
+        self.allowed_offerings(catalog)
+            .map(|(pt, o)| (o.price_per_hour, pt.usable_for(o.capacity_type).clone()))
+            .collect()
+    }
+
+    /// Every offering the pools allow (its zone and capacity type), with its pool type.
+    fn allowed_offerings<'m, 'c: 'm>(
+        &'m self,
+        catalog: &'c Catalog,
+    ) -> impl Iterator<Item = (&'m PoolType, &'c Offering)> + 'm {
+        self.pools.iter().flat_map(move |pm| {
+            pm.types.iter().flat_map(move |pt| {
+                catalog.types[pt.ty].offerings.iter().filter_map(move |o| {
+                    (pm.zones & (1 << o.zone) != 0
+                        && pm.capacity_types & o.capacity_type.bit() != 0)
+                        .then_some((pt, o))
+                })
+            })
+        })
     }
 
     /// Every (price, usable) offering the pools allow: the options of the fluid lower bound.
     pub fn offering_options(&self, catalog: &Catalog) -> Vec<(f64, Resources)> {
-        let mut out = Vec::new();
-        for pm in &self.pools {
-            for pt in &pm.types {
-                for o in &catalog.types[pt.ty].offerings {
-                    if pm.zones & (1 << o.zone) != 0
-                        && pm.capacity_types & o.capacity_type.bit() != 0
-                    {
-                        out.push((o.price_per_hour, pt.usable.clone()));
-                    }
-                }
-            }
-        }
-        out
+        self.allowed_offerings(catalog)
+            .map(|(pt, o)| (o.price_per_hour, pt.usable.clone()))
+            .collect()
     }
 }
 
