@@ -1992,6 +1992,64 @@ fn a_pool_with_limits_still_gets_the_cheapest_mix() {
     assert!(d.launches.iter().all(|l| l.options.len() > 1));
 }
 
+/// A new node's spare room is worth what the running workload would pay for it
+/// (`core::workload_mix`). Twelve pending 1 CPU / 2 GiB pods alone go six to a
+/// c6gd.2xlarge, the cheapest for that shape. Beside a workload of 0.5 CPU / 1 GiB pods,
+/// they go one to a t3a.medium: 12% dearer now, but each node keeps room for one of the
+/// workload's pods, where a c6gd.2xlarge keeps room for one in six. Jobs' pods end by
+/// themselves, so a batch of them is packed alone either way.
+#[test]
+fn a_batch_is_packed_for_the_room_the_running_workload_will_take() {
+    let cat = full_catalog();
+    let types = ["t3a.medium", "c6gd.2xlarge"];
+    let spot_pool = || {
+        pool(
+            "spot",
+            vec![
+                req(INSTANCE_TYPE, Operator::In, &types),
+                req(CT, Operator::In, &["spot"]),
+                req(ZONE, Operator::In, &["us-east-1a"]),
+            ],
+        )
+    };
+    let bought = |w: &World| {
+        let d = w.solve();
+        assert_valid(w, &d);
+        let mut names: Vec<&str> = d
+            .launches
+            .iter()
+            .map(|l| cat.types[l.options[0].instance_type].name.as_str())
+            .collect();
+        names.sort();
+        names.dedup();
+        (names, d.launches.len())
+    };
+    let api = |i: usize| pod(&format!("api-{i}"), 1000, 2 * GI);
+    let mut alone = World::new(cat, vec![spot_pool()]);
+    alone.pending.extend((0..12).map(api));
+    assert_eq!(bought(&alone), (vec!["c6gd.2xlarge"], 2));
+
+    let mut beside = World::new(cat, vec![spot_pool()]);
+    let t3a = type_index(cat, "t3a.medium");
+    for n in 0..4 {
+        let web = (0..3)
+            .map(|i| pod(&format!("web-{n}-{i}"), 500, GI))
+            .collect();
+        beside.add_node(Some(0), t3a, 0, CapacityType::Spot, true, web);
+    }
+    beside.pending.extend((0..12).map(api));
+    assert_eq!(bought(&beside), (vec!["t3a.medium"], 12));
+
+    let mut jobs = beside.clone();
+    for p in &mut jobs.pending {
+        p.owner = Some(stevedore::core::pod::OwnerRef {
+            kind: "Job".into(),
+            name: "render".into(),
+        });
+    }
+    assert_eq!(bought(&jobs), (vec!["c6gd.2xlarge"], 2));
+}
+
 /// The limit is still a limit: a repack that would need more capacity than the pool has
 /// left keeps the decision within it.
 #[test]

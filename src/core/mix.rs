@@ -94,6 +94,48 @@ pub fn cheapest_bins(
     Some(packing.finish())
 }
 
+/// [`cheapest_bins`] of `pods` and `beside` together, keeping only the nodes that hold
+/// some of `pods` and only those pods on them, each node bought as the cheapest option
+/// that holds what it keeps: the types the cheapest mix of both would use, for `pods`
+/// alone (see `workload_mix`).
+pub fn cheapest_bins_beside(
+    options: &[MixOption],
+    lp: &mut ShapeBound,
+    pods: &[&Resources],
+    beside: &[&Resources],
+) -> Option<(f64, Vec<Bin>)> {
+    let all: Vec<&Resources> = pods.iter().chain(beside).copied().collect();
+    let (_, bins) = cheapest_bins(options, lp, &all)?;
+    let mut total = 0.0;
+    let mut kept = Vec::new();
+    for mut bin in bins {
+        bin.members.retain(|&m| m < pods.len());
+        if bin.members.is_empty() {
+            continue;
+        }
+        bin.requested = Resources::default();
+        for &m in &bin.members {
+            bin.requested.add(pods[m]);
+        }
+        bin.option = cheapest_holding(options, &bin.requested).unwrap_or(bin.option);
+        total += options[bin.option].price;
+        kept.push(bin);
+    }
+    Some((total, kept))
+}
+
+/// The cheapest option whose room holds `requested` (the lowest index on a tie).
+fn cheapest_holding(options: &[MixOption], requested: &Resources) -> Option<usize> {
+    (0..options.len())
+        .filter(|&o| requested.fits_in(&options[o].usable))
+        .min_by(|&a, &b| {
+            options[a]
+                .price
+                .total_cmp(&options[b].price)
+                .then(a.cmp(&b))
+        })
+}
+
 /// Pods grouped by requests (a group has few shapes), with the nodes opened so far.
 struct Packing<'o> {
     options: &'o [MixOption],
@@ -267,15 +309,7 @@ impl<'o> Packing<'o> {
     fn finish(mut self) -> (f64, Vec<Bin>) {
         let mut total = 0.0;
         for bin in &mut self.bins {
-            let best = (0..self.options.len())
-                .filter(|&o| bin.requested.fits_in(&self.options[o].usable))
-                .min_by(|&a, &b| {
-                    self.options[a]
-                        .price
-                        .total_cmp(&self.options[b].price)
-                        .then(a.cmp(&b))
-                })
-                .unwrap_or(bin.option);
+            let best = cheapest_holding(self.options, &bin.requested).unwrap_or(bin.option);
             bin.option = best;
             total += self.options[best].price;
         }
@@ -284,7 +318,7 @@ impl<'o> Packing<'o> {
 }
 
 /// How many pods of requests `req` fit in `room` side by side.
-fn copies_fitting(req: &Resources, room: &Resources) -> usize {
+pub fn copies_fitting(req: &Resources, room: &Resources) -> usize {
     let per = |need: i64, have: i64| {
         if need > 0 {
             (have.max(0) / need) as usize

@@ -28,3 +28,4 @@ pub mod snapshot;
 pub mod taints;
 pub mod topology;
 pub mod unavailable;
+pub mod workload_mix;

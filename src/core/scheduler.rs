@@ -6,6 +6,7 @@
 //! highest-weight pool that can hold it. A new node ([`Claim`]) keeps every instance
 //! type that still fits what was put on it, so the launch can carry many options.
 
+use super::disruption::runs_to_completion;
 use super::fit_index::FitIndex;
 use super::instance::{CapacityType, Catalog, Offering};
 use super::labels;
@@ -24,6 +25,7 @@ use super::snapshot::{ExistingNode, PodClasses, Snapshot};
 use super::taints::tolerates_all;
 use super::topology::{Place, Strictness, Topology};
 use super::unavailable::UnavailableOfferings;
+use super::workload_mix::{Valuation, WorkloadMix, SPARE_ROOM_WEIGHT};
 use std::rc::Rc;
 
 /// Everything a decision depends on besides the snapshot.
@@ -1233,27 +1235,45 @@ impl<'a, 'e> Solver<'a, 'e> {
         }
         let mut plans = Vec::new();
         let mut programmes = Programmes::default();
+        // The running workload's mix, found at the first group with a long-running pod.
+        let mut workload: Option<WorkloadMix> = None;
         for group in pool_groups(&claims, self.snapshot) {
             let group_singles: Vec<&LaunchPlan> = group.iter().map(|&c| &singles[c]).collect();
             let pool = claims[group[0]].pool;
             let members: Vec<&Claim> = group.iter().map(|&c| claims[c]).collect();
+            let lasting = members.iter().any(|c| {
+                c.pods
+                    .iter()
+                    .any(|&p| !runs_to_completion(self.snapshot.pending[p]))
+            });
+            let spare = lasting.then(|| {
+                let mix = workload.get_or_insert_with(|| WorkloadMix::of(&self.snapshot.bound));
+                (&*mix, group_singles.as_slice())
+            });
             let worth_below = price_of(&group_singles) * 0.98;
-            let repacked = repack(env, &members, self.snapshot, &mut programmes, worth_below)
-                .filter(|r| r.cost < worth_below)
-                .and_then(|r| {
-                    // Within the pool's limits once the group's claims give back their share.
-                    let mut after = usage[pool].clone();
-                    after.sub(&capacity_of(env, &group_singles));
-                    after.add(&capacity_of(env, &r.plans.iter().collect::<Vec<_>>()));
-                    env.pools[pool]
-                        .limits
-                        .exceeded_by(&after, &Resources::default())
-                        .is_none()
-                        .then(|| {
-                            usage[pool] = after;
-                            r
-                        })
-                });
+            let repacked = repack(
+                env,
+                &members,
+                self.snapshot,
+                &mut programmes,
+                worth_below,
+                spare,
+            )
+            .filter(|r| r.valued || r.cost < worth_below)
+            .and_then(|r| {
+                // Within the pool's limits once the group's claims give back their share.
+                let mut after = usage[pool].clone();
+                after.sub(&capacity_of(env, &group_singles));
+                after.add(&capacity_of(env, &r.plans.iter().collect::<Vec<_>>()));
+                env.pools[pool]
+                    .limits
+                    .exceeded_by(&after, &Resources::default())
+                    .is_none()
+                    .then(|| {
+                        usage[pool] = after;
+                        r
+                    })
+            });
             match repacked {
                 Some(r) => plans.extend(r.plans),
                 None => plans.extend(group_singles.into_iter().cloned()),
@@ -1318,6 +1338,9 @@ fn pool_groups(claims: &[&Claim], snapshot: &Snapshot) -> Vec<Vec<usize>> {
 struct Repacked {
     cost: f64,
     plans: Vec<LaunchPlan>,
+    /// Chosen over the claims as they were by price less the value of the spare room
+    /// (see `workload_mix`), not by price alone.
+    valued: bool,
 }
 
 /// The mix programmes of one decision, by (pool, zones, capacity types, types): groups
@@ -1431,12 +1454,19 @@ impl Programmes {
     }
 }
 
+/// The group's pods repacked onto the cheapest mix of its types ([`mix::cheapest_bins`]),
+/// when that costs less than `worth_below` (what the claims as they are cost, less a
+/// margin). With `spare` (the running workload's mix, and the claims as they are), the
+/// group holds long-running pods and the choice weighs spare room too: among the claims,
+/// that packing and the cheapest packing beside a sample of the mix, the one whose price
+/// less [`SPARE_ROOM_WEIGHT`] times what the mix would pay for its spare room is lowest.
 fn repack(
     env: &SolveEnv,
     group: &[&Claim],
     snapshot: &Snapshot,
     programmes: &mut Programmes,
     worth_below: f64,
+    spare: Option<(&WorkloadMix, &[&LaunchPlan])>,
 ) -> Option<Repacked> {
     let first = group[0];
     let pod_ids: Vec<usize> = group.iter().flat_map(|c| c.pods.iter().copied()).collect();
@@ -1462,29 +1492,19 @@ fn repack(
         .iter()
         .map(|&p| &snapshot.pending[p].requests)
         .collect();
-    // Most claims of a large decision are already about as cheap as their pods can be:
-    // skip the programme when even its floor is no cheaper than what must be beaten.
-    let mut total = Resources::default();
-    for r in &requests {
-        total.add(r);
-    }
-    if priced.floor(&total) >= worth_below {
-        return None;
-    }
-    // Pods all of one shape: a floor under the programme's optimum is plain arithmetic
-    // (the option cheapest per pod of that shape, fractionally), known before solving.
-    if requests.iter().all(|r| *r == requests[0])
-        && priced.one_shape_optimum(requests[0], requests.len()) >= worth_below
-    {
-        return None;
-    }
-    let (estimate, bins) = mix::cheapest_bins(&priced.options, &mut priced.lp, &requests)?;
-    // The estimate prices each node at its type's best offering, which its launch
-    // options cannot undercut: a packing that does not save by it is dropped before
-    // paying for those options.
-    if estimate >= worth_below {
-        return None;
-    }
+    let valuation = spare.and_then(|(mix, _)| {
+        mix.valuation(
+            |r| priced.options.iter().any(|o| r.fits_in(&o.usable)),
+            |r| priced.one_shape_optimum(r, 1),
+        )
+    });
+    let (bins, valued) = match (valuation, spare) {
+        (Some(valuation), Some((_, singles))) => (
+            valued_packing(priced, model, &requests, &valuation, singles)?,
+            true,
+        ),
+        _ => (cheapest_packing(priced, &requests, worth_below)?, false),
+    };
     let mut plans = Vec::with_capacity(bins.len());
     // Bins holding the same requests have the same options (a large batch makes many
     // such nodes): each set is found once.
@@ -1516,7 +1536,94 @@ fn repack(
         });
     }
     let cost = plans.iter().map(|p| p.options[0].price_per_hour).sum();
-    Some(Repacked { cost, plans })
+    Some(Repacked {
+        cost,
+        plans,
+        valued,
+    })
+}
+
+/// The cheapest packing of `requests`, when it could cost less than `worth_below`.
+fn cheapest_packing(
+    priced: &mut Priced,
+    requests: &[&Resources],
+    worth_below: f64,
+) -> Option<Vec<mix::Bin>> {
+    // Most claims of a large decision are already about as cheap as their pods can be:
+    // skip the programme when even its floor is no cheaper than what must be beaten.
+    let mut total = Resources::default();
+    for r in requests {
+        total.add(r);
+    }
+    if priced.floor(&total) >= worth_below {
+        return None;
+    }
+    // Pods all of one shape: a floor under the programme's optimum is plain arithmetic
+    // (the option cheapest per pod of that shape, fractionally), known before solving.
+    if requests.iter().all(|r| *r == requests[0])
+        && priced.one_shape_optimum(requests[0], requests.len()) >= worth_below
+    {
+        return None;
+    }
+    let (estimate, bins) = mix::cheapest_bins(&priced.options, &mut priced.lp, requests)?;
+    // The estimate prices each node at its type's best offering, which its launch
+    // options cannot undercut: a packing that does not save by it is dropped before
+    // paying for those options.
+    (estimate < worth_below).then_some(bins)
+}
+
+/// Of the claims as they are (`singles`: `None`), the cheapest packing of `requests`
+/// and the cheapest beside a sample of the workload's mix, the one whose price less
+/// [`SPARE_ROOM_WEIGHT`] times the value of its spare room is lowest.
+fn valued_packing(
+    priced: &mut Priced,
+    model: &PoolModel,
+    requests: &[&Resources],
+    valuation: &Valuation,
+    singles: &[&LaunchPlan],
+) -> Option<Vec<mix::Bin>> {
+    let options = &priced.options;
+    let net = |price: f64, usable: &Resources, requested: &Resources| {
+        price - SPARE_ROOM_WEIGHT * valuation.room_value(&usable.minus(requested))
+    };
+    let net_of = |bins: &[mix::Bin]| -> f64 {
+        bins.iter()
+            .map(|b| {
+                net(
+                    options[b.option].price,
+                    &options[b.option].usable,
+                    &b.requested,
+                )
+            })
+            .sum()
+    };
+    let as_they_are: f64 = singles
+        .iter()
+        .map(|p| {
+            let Some(o) = p.options.first() else {
+                return f64::INFINITY;
+            };
+            let room = priced
+                .types
+                .iter()
+                .map(|&t| &model.types[t as usize])
+                .find(|pt| pt.ty == o.instance_type)
+                .map_or_else(Resources::default, |pt| pt.usable.clone());
+            net(o.price_per_hour, &room, &p.requested)
+        })
+        .sum();
+    let alone = mix::cheapest_bins(options, &mut priced.lp, requests)?;
+    let sample = valuation.sample(requests.len());
+    let beside = mix::cheapest_bins_beside(options, &mut priced.lp, requests, &sample)?;
+    let (net_alone, net_beside) = (net_of(&alone.1), net_of(&beside.1));
+    if as_they_are <= net_alone.min(net_beside) {
+        return None;
+    }
+    Some(if net_beside < net_alone {
+        beside.1
+    } else {
+        alone.1
+    })
 }
 
 /// The offerings of catalog type `ty` in `zones` and `cts` that are purchasable now.

@@ -315,7 +315,7 @@ pub fn bound_class(requests: &Resources) -> Resources {
 }
 
 /// Orders request vectors (a total order for canonical class keys).
-fn cmp_resources(a: &Resources, b: &Resources) -> std::cmp::Ordering {
+pub(crate) fn cmp_resources(a: &Resources, b: &Resources) -> std::cmp::Ordering {
     (a.cpu_milli, a.memory, a.ephemeral, a.pods, &a.extended).cmp(&(
         b.cpu_milli,
         b.memory,
