@@ -18,6 +18,7 @@ use crate::cloud::CloudProvider;
 use crate::cluster::convert::PodEntry;
 use crate::cluster::state::{ClusterState, PreparedNode, Target};
 use crate::core::deletion_cost::{self, ANNOTATION};
+use crate::core::resources::Resources;
 use crate::core::unavailable::UnavailableOfferings;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
@@ -59,17 +60,25 @@ fn managed(n: &PreparedNode) -> bool {
 
 /// The pods on `nodes` (a decision's prepared nodes, which carry each node's price)
 /// whose deletion-cost annotation is not their node's cost, in namespace/name order.
-/// A node's cost counts its pods that are neither DaemonSet pods nor being deleted: a
-/// pod being deleted is already leaving, so the others get at once the cost their node
-/// has without it. A pod being deleted is not written either.
+/// A node's cost counts the requests of its pods that are neither DaemonSet pods nor
+/// being deleted, against its allocatable less its DaemonSet pods': a pod being deleted
+/// is already leaving, so the others get at once the cost their node has without it. A
+/// pod being deleted is not written either.
 pub fn updates(st: &ClusterState, nodes: &[PreparedNode]) -> Vec<CostUpdate> {
     let mut out = Vec::new();
     for n in nodes.iter().filter(|n| managed(n)) {
-        let staying: Vec<&PodEntry> = st
-            .pods_on(n.name)
-            .filter(|p| !p.pod.is_daemonset() && !p.deleting)
-            .collect();
-        let cost = deletion_cost::cost(n.price_per_hour, staying.len());
+        let mut room = n.allocatable.clone();
+        let mut used = Resources::default();
+        let mut staying: Vec<&PodEntry> = Vec::new();
+        for p in st.pods_on(n.name) {
+            if p.pod.is_daemonset() {
+                room.sub(&p.pod.requests);
+            } else if !p.deleting {
+                used.add(&p.pod.requests);
+                staying.push(p);
+            }
+        }
+        let cost = deletion_cost::cost(n.price_per_hour, deletion_cost::used_share(&used, &room));
         let value = cost.to_string();
         out.extend(
             staying
@@ -290,11 +299,12 @@ mod tests {
             "labelSelector": {"matchLabels": {"app": "spread"}}}]);
         apply(&mut st, spread);
 
-        // `small` holds web-b, the Job's pod and the spread pod (the DaemonSet pod does
-        // not count); only web-b is steered. `big` holds web-a alone. The nodes that
-        // are not stevedore's, or have no price, are left alone.
-        let small = deletion_cost::cost(on_demand_price(&cat, "m5.large"), 3);
-        let big = deletion_cost::cost(on_demand_price(&cat, "m5.4xlarge"), 1);
+        // `small` holds web-b, the Job's pod and the spread pod, 100m each, in the room
+        // its DaemonSet pod leaves (1830m of 1930m); only web-b is steered. `big` holds
+        // web-a alone (100m of 1930m). The nodes that are not stevedore's, or have no
+        // price, are left alone.
+        let small = deletion_cost::cost(on_demand_price(&cat, "m5.large"), 300.0 / 1830.0);
+        let big = deletion_cost::cost(on_demand_price(&cat, "m5.4xlarge"), 100.0 / 1930.0);
         assert_eq!(
             updates_of(&st, &cat),
             vec![update("api", "web-a", big), update("shop", "web-b", small)],
@@ -309,7 +319,8 @@ mod tests {
         st.apply_node(&node("n1", Some(ON_DEMAND_POOL), "m5.large"), 0.0)
             .unwrap();
         let price = on_demand_price(&cat, "m5.large");
-        let two = deletion_cost::cost(price, 2);
+        // Two staying pods of 100m each on 1930m.
+        let two = deletion_cost::cost(price, 200.0 / 1930.0);
         let mut current = pod("shop", "web-a", "n1", "ReplicaSet");
         current["metadata"]["annotations"] = json!({ANNOTATION: two.to_string()});
         let mut stale = pod("shop", "web-b", "n1", "ReplicaSet");
@@ -323,7 +334,7 @@ mod tests {
 
         // web-b leaves: web-a's node now holds one pod, and its cost moves.
         st.delete_pod("shop", "web-b", 1.0);
-        let one = deletion_cost::cost(price, 1);
+        let one = deletion_cost::cost(price, 100.0 / 1930.0);
         assert_ne!(one, two);
         assert_eq!(updates_of(&st, &cat), vec![update("shop", "web-a", one)]);
     }

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use stevedore::controller::deletion_cost::CostPass;
 use stevedore::controller::{NoGroups, NoInterruptions, Sources};
 use stevedore::core::deletion_cost::{self, ANNOTATION};
+use stevedore::core::resources::Resources;
 
 type Store = Arc<Mutex<fake_api::Store>>;
 const PODS: &str = "/api/v1/namespaces/shop/pods";
@@ -408,7 +409,17 @@ fn n1_cost(claim: &Value) -> String {
     let price = claim["spec"]["options"][0]["pricePerHour"]
         .as_f64()
         .unwrap();
-    deletion_cost::cost(price, 3).to_string()
+    fixture_cost(price, 3).to_string()
+}
+
+/// The deletion cost of a fixture node (an m5.large, no DaemonSet pods) at `price` with
+/// `pods` of the fixture's pods (100m, 128Mi) on it.
+fn fixture_cost(price: f64, pods: usize) -> i32 {
+    let cat = catalog();
+    let room = &cat.types[cat.find("m5.large").unwrap()].allocatable;
+    let n = pods as i64;
+    let used = Resources::new(100 * n, (128 * n) << 20, n);
+    deletion_cost::cost(price, deletion_cost::used_share(&used, room))
 }
 
 #[tokio::test]
@@ -543,7 +554,7 @@ async fn a_pass_writes_at_most_its_cap_and_the_next_pass_the_rest() {
     let price = claim["spec"]["options"][0]["pricePerHour"]
         .as_f64()
         .unwrap();
-    let want = json!(deletion_cost::cost(price, names.len()).to_string());
+    let want = json!(fixture_cost(price, names.len()).to_string());
     for n in &names {
         assert_eq!(
             s.get(PODS, n).unwrap()["metadata"]["annotations"][ANNOTATION],

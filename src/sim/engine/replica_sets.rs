@@ -67,7 +67,9 @@ impl<'c> Sim<'c> {
                     // know, carry no annotation (the controller's `managed`): the
                     // ReplicaSet counts them as 0.
                     let cost = if node.pool.is_some() && node.price > 0.0 {
-                        deletion_cost::cost(node.price, node.pods.len())
+                        let room = node.allocatable.minus(&node.overhead);
+                        let used = deletion_cost::used_share(&node.requested, &room);
+                        deletion_cost::cost(node.price, used)
                     } else {
                         0
                     };
