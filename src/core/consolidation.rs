@@ -725,19 +725,12 @@ impl Trials<'_, '_, '_> {
         for &(i, _) in &decision.existing {
             placed[i] = true;
         }
-        let leftover: Vec<&Pod> = without
-            .pending
-            .iter()
-            .zip(&placed)
-            .filter(|(_, &p)| !p)
-            .map(|(pod, _)| *pod)
-            .collect();
         // The cheapest node that could take what is left bounds the savings from above:
         // when even that does not save enough or pay for the evictions, nothing more is
         // simulated.
         let mut left = Resources::default();
-        for p in &leftover {
-            left.add(&p.requests);
+        for (pod, _) in without.pending.iter().zip(&placed).filter(|(_, &p)| !p) {
+            left.add(&pod.requests);
         }
         if !self.could_replace(trial, &left) {
             return None;

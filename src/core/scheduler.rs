@@ -1572,9 +1572,10 @@ fn cheapest_packing(
     (estimate < worth_below).then_some(bins)
 }
 
-/// Of the claims as they are (`singles`: `None`), the cheapest packing of `requests`
-/// and the cheapest beside a sample of the workload's mix, the one whose price less
-/// [`SPARE_ROOM_WEIGHT`] times the value of its spare room is lowest.
+/// Of the claims as they are (`singles`), the cheapest packing of `requests` and the
+/// cheapest beside a sample of the workload's mix, the one whose price less
+/// [`SPARE_ROOM_WEIGHT`] times the value of its spare room is lowest; `None` when that is
+/// the claims as they are.
 fn valued_packing(
     priced: &mut Priced,
     model: &PoolModel,
@@ -1603,10 +1604,11 @@ fn valued_packing(
             let Some(o) = p.options.first() else {
                 return f64::INFINITY;
             };
-            let room = priced
+            // Any of the pool's types: a claim may have bought one the group's other
+            // claims do not allow.
+            let room = model
                 .types
                 .iter()
-                .map(|&t| &model.types[t as usize])
                 .find(|pt| pt.ty == o.instance_type)
                 .map_or_else(Resources::default, |pt| pt.usable.clone());
             net(o.price_per_hour, &room, &p.requested)
