@@ -9,7 +9,7 @@
 //!   and 2,000 partly used nodes.
 //! * `consolidation`: one consolidation decision (`core::consolidation::find_action`)
 //!   over 500, 2,000 and 5,000 full nodes of the real catalog with 20 bound pods each
-//!   (2,000 nodes = 40,000 pods), trying 10 single-node candidates (`production`, one
+//!   (2,000 nodes = 40,000 pods), trying 5 single-node candidates (`production`, one
 //!   simulator scan) or every node (`all_candidates`, the full pass), then the multi-node
 //!   binary search over the first 100 candidates. No action succeeds on these clusters,
 //!   so every candidate and set tried is simulated: the worst case of one decision.
@@ -60,8 +60,8 @@ const EXISTING_NODES: &[usize] = &[500, 2_000];
 /// Cluster sizes of the consolidation group.
 const CONSOLIDATION_NODES: &[usize] = &[500, 2_000, 5_000, 10_000];
 const PODS_PER_NODE: usize = 20;
-/// Candidates the simulator tries per consolidation scan.
-const PRODUCTION_CANDIDATES: usize = 10;
+/// Candidates the simulator and the controller try per consolidation decision.
+const PRODUCTION_CANDIDATES: usize = stevedore::core::consolidation::SINGLE_NODE_TRIALS;
 /// Label values per constrained part (spread and affinity parts), like the small random
 /// label set of Karpenter's benchmark; the anti-affinity part is a single group.
 const GROUPS_PER_PART: usize = 4;

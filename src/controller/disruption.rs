@@ -17,8 +17,6 @@ use crate::core::disruption::PoolDisruption;
 use crate::core::resources::Resources;
 use std::sync::Arc;
 
-/// Nodes tried per consolidation pass (as the simulator).
-const CONSOLIDATION_CANDIDATES: usize = 10;
 const LOOP: &str = "disruption";
 
 /// Requests of the pods that do not end by themselves (DaemonSets' excluded), bound or
@@ -156,7 +154,7 @@ impl<P: CloudProvider> Controller<P> {
             pools: &pools,
             pdbs: &pdbs,
             budget_left: &budget_left(Reason::Underutilized),
-            max_candidates: CONSOLIDATION_CANDIDATES,
+            max_candidates: consolidation::SINGLE_NODE_TRIALS,
             keep,
             payback: (eviction_cost > 0.0).then_some(consolidation::Payback {
                 history: &history,

@@ -11,9 +11,6 @@ use crate::core::snapshot::Snapshot;
 use crate::sim::Mode;
 use std::time::Instant;
 
-/// Single-node consolidation trials per decision.
-const CONSOLIDATION_CANDIDATES: usize = 10;
-
 /// What a disruption is for (report counters and chart marks).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Kind {
@@ -290,7 +287,7 @@ impl Sim<'_> {
                 pools: &self.pool_disruption,
                 pdbs: &self.config.pdbs,
                 budget_left: &left,
-                max_candidates: CONSOLIDATION_CANDIDATES,
+                max_candidates: consolidation::SINGLE_NODE_TRIALS,
                 keep,
                 payback: self.payback(),
             };
