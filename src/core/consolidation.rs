@@ -209,8 +209,8 @@ pub fn search<'a>(env: &SolveEnv, mut snapshot: Snapshot<'a>, input: &Inputs) ->
                 && !node_blocks_disruption(&input.nodes[n].annotations)
         })
         .collect();
-    let room = LongRunningRoom::new(&snapshot, &pods_on, &transient);
-    let free = FreeRoom::new(&snapshot, &emptying, &transient);
+    let room = Rooms::long_running(&snapshot, &pods_on, &transient);
+    let free = Rooms::free(&snapshot, &emptying, &transient);
     let mut trials = Trials {
         env,
         anti_bound,
@@ -344,13 +344,34 @@ fn trial_env<'e>(env: &SolveEnv<'e>) -> SolveEnv<'e> {
     }
 }
 
-/// Free room (cpu, memory) on each ready, schedulable node, and in total over those that
-/// are not emptying: the most the nodes left after a trial could take of its pods.
-struct FreeRoom(RoomsAfter);
+/// Per node rooms (cpu, memory) on the ready, schedulable nodes, their total (less the
+/// nodes left out), and the total on the nodes that only run Jobs: what is left after a
+/// trial is then found from the trial's set alone.
+struct Rooms {
+    of: Vec<(i64, i64)>,
+    total: (i64, i64),
+    on_transient: (i64, i64),
+}
 
-impl FreeRoom {
-    fn new(snapshot: &Snapshot, emptying: &[usize], transient: &[usize]) -> Self {
-        let of: Vec<(i64, i64)> = snapshot
+impl Rooms {
+    fn new(of: Vec<(i64, i64)>, left_out: &[usize], transient: &[usize]) -> Self {
+        let sum = |nodes: &mut dyn Iterator<Item = &usize>| {
+            nodes.fold((0, 0), |t, &n| (t.0 + of[n].0, t.1 + of[n].1))
+        };
+        let all = of.iter().fold((0, 0), |t, r| (t.0 + r.0, t.1 + r.1));
+        let out = sum(&mut left_out.iter());
+        let on_transient = sum(&mut transient.iter());
+        Rooms {
+            total: (all.0 - out.0, all.1 - out.1),
+            on_transient,
+            of,
+        }
+    }
+
+    /// Free room: allocatable less what is requested (the most the nodes left after a
+    /// trial could take of its pods), emptying nodes left out.
+    fn free(snapshot: &Snapshot, emptying: &[usize], transient: &[usize]) -> Self {
+        let of = snapshot
             .nodes
             .iter()
             .map(|node| {
@@ -363,64 +384,14 @@ impl FreeRoom {
                 )
             })
             .collect();
-        let mut total = of.iter().fold((0, 0), |t, r| (t.0 + r.0, t.1 + r.1));
-        for &n in emptying {
-            total = (total.0 - of[n].0, total.1 - of[n].1);
-        }
-        let rooms = Rooms { of, total };
-        FreeRoom(rooms.with_transient(transient))
+        Rooms::new(of, emptying, transient)
     }
-}
 
-/// Per node rooms (cpu, memory), their total, and the total of the nodes that only run
-/// Jobs: what is left after a trial is found in the trial's set alone.
-struct Rooms {
-    of: Vec<(i64, i64)>,
-    total: (i64, i64),
-}
-
-impl Rooms {
-    fn with_transient(self, transient: &[usize]) -> RoomsAfter {
-        let mut on_transient = (0, 0);
-        for &n in transient {
-            on_transient = (on_transient.0 + self.of[n].0, on_transient.1 + self.of[n].1);
-        }
-        RoomsAfter {
-            rooms: self,
-            on_transient,
-        }
-    }
-}
-
-struct RoomsAfter {
-    rooms: Rooms,
-    on_transient: (i64, i64),
-}
-
-impl RoomsAfter {
-    /// The total less the rooms of what `closed` takes away.
-    fn after(&self, closed: &Closed) -> (i64, i64) {
-        let (mut cpu, mut memory) = self.rooms.total;
-        for &n in closed.set {
-            cpu -= self.rooms.of[n].0;
-            memory -= self.rooms.of[n].1;
-        }
-        if closed.transient {
-            cpu -= self.on_transient.0;
-            memory -= self.on_transient.1;
-        }
-        (cpu, memory)
-    }
-}
-
-/// Room (cpu, memory) for long-running pods: allocatable less the DaemonSet overhead and
-/// the Job pods a node runs (their room is taken until they end; `keep` and the demand
-/// history count long-running pods only), on each ready, schedulable node and in total.
-struct LongRunningRoom(RoomsAfter);
-
-impl LongRunningRoom {
-    fn new(snapshot: &Snapshot, pods_on: &[Vec<&Pod>], transient: &[usize]) -> Self {
-        let of: Vec<(i64, i64)> = snapshot
+    /// Room for long-running pods: allocatable less the DaemonSet overhead and the Job
+    /// pods a node runs (their room is taken until they end; `keep` and the demand
+    /// history count long-running pods only).
+    fn long_running(snapshot: &Snapshot, pods_on: &[Vec<&Pod>], transient: &[usize]) -> Self {
+        let of = snapshot
             .nodes
             .iter()
             .zip(pods_on)
@@ -437,8 +408,21 @@ impl LongRunningRoom {
                 (cpu, memory)
             })
             .collect();
-        let total = of.iter().fold((0, 0), |t, r| (t.0 + r.0, t.1 + r.1));
-        LongRunningRoom(Rooms { of, total }.with_transient(transient))
+        Rooms::new(of, &[], transient)
+    }
+
+    /// The total less the rooms of what `closed` takes away.
+    fn after(&self, closed: &Closed) -> (i64, i64) {
+        let (mut cpu, mut memory) = self.total;
+        for &n in closed.set {
+            cpu -= self.of[n].0;
+            memory -= self.of[n].1;
+        }
+        if closed.transient {
+            cpu -= self.on_transient.0;
+            memory -= self.on_transient.1;
+        }
+        (cpu, memory)
     }
 }
 
@@ -450,9 +434,8 @@ struct Closed<'s> {
     transient: bool,
 }
 
-/// One trial's set and what it would move.
+/// One trial's set (`closed.set`) and what it would move.
 struct Trial<'s> {
-    set: &'s [usize],
     closed: Closed<'s>,
     /// Dollars per hour of the set.
     price: f64,
@@ -468,17 +451,17 @@ impl<'s> Trial<'s> {
         for p in pending {
             moved.add(&p.requests);
         }
+        let price = set
+            .iter()
+            .map(|&n| trials.input.nodes[n].price_per_hour)
+            .sum();
         Trial {
-            set,
             closed: Closed {
                 set,
                 transient: lasting,
             },
-            price: set
-                .iter()
-                .map(|&n| trials.input.nodes[n].price_per_hour)
-                .sum(),
-            min_savings: trials.min_savings(set),
+            price,
+            min_savings: trials.min_savings(set, price),
             moved,
             pods: pending.len(),
         }
@@ -506,9 +489,9 @@ struct Trials<'t, 'a, 'e> {
     rooms: Option<NodeRooms>,
     input: &'t Inputs<'t>,
     /// Each node's room for long-running pods, found once for every trial.
-    room: LongRunningRoom,
+    room: Rooms,
     /// Each node's free room, found once for every trial.
-    free: FreeRoom,
+    free: Rooms,
     /// The earliest time a trial refused for its evictions would pay.
     pays_at: Option<f64>,
 }
@@ -681,7 +664,7 @@ impl Trials<'_, '_, '_> {
     /// Room (cpu and memory) for long-running pods on the ready, schedulable nodes
     /// outside `closed`, plus `extra`.
     fn room_after(&self, closed: &Closed, extra: &Resources) -> Resources {
-        let (cpu, memory) = self.room.0.after(closed);
+        let (cpu, memory) = self.room.after(closed);
         Resources {
             cpu_milli: cpu + extra.cpu_milli,
             memory: memory + extra.memory,
@@ -692,7 +675,7 @@ impl Trials<'_, '_, '_> {
     /// What of `moved` (cpu and memory) the free room of the nodes outside `closed` (and
     /// not emptying) cannot hold, whatever the packing.
     fn shortfall(&self, closed: &Closed, moved: &Resources) -> Resources {
-        let (cpu, memory) = self.free.0.after(closed);
+        let (cpu, memory) = self.free.after(closed);
         Resources {
             cpu_milli: (moved.cpu_milli - cpu).max(0),
             memory: (moved.memory - memory).max(0),
@@ -712,7 +695,8 @@ impl Trials<'_, '_, '_> {
 
     /// Where would the pods of the trial's set (`without.pending`) go with the set gone?
     fn place(&mut self, without: &Snapshot, trial: &Trial) -> Option<Action> {
-        let (set, closed, price, pods) = (trial.set, &trial.closed, trial.price, trial.pods);
+        let closed = &trial.closed;
+        let (set, price, pods) = (closed.set, trial.price, trial.pods);
         let min_savings = trial.min_savings;
         // Launching nodes are already promised to pending pods: a consolidation decision
         // counts only on ready ones. Deleting is tried first, on existing nodes alone
@@ -779,17 +763,13 @@ impl Trials<'_, '_, '_> {
             .get_or_insert_with(|| NodeRooms::for_trials(&env, without))
     }
 
-    /// The strictest `minSavings` of the set's pools.
-    fn min_savings(&self, set: &[usize]) -> MinSavings {
+    /// The strictest `minSavings` of the pools of `set`, which costs `price` an hour.
+    fn min_savings(&self, set: &[usize], price: f64) -> MinSavings {
         let strictness = |m: &MinSavings, price: f64| match *m {
             MinSavings::Off => 0.0,
             MinSavings::Fraction(f) => f * price,
             MinSavings::PerHour(d) => d,
         };
-        let price: f64 = set
-            .iter()
-            .map(|&n| self.input.nodes[n].price_per_hour)
-            .sum();
         set.iter()
             .filter_map(|&n| self.snapshot.nodes[n].pool)
             .map(|p| self.input.pools[p].min_savings)
