@@ -160,14 +160,19 @@ fn impossible_pod_is_reported_infeasible_with_a_reason() {
     );
 }
 
-#[test]
-fn gpu_pods_land_on_gpu_nodes_in_both_modes() {
+/// An inference pod: 2 CPU, 8 GiB and one GPU, tolerating the GPU pool's taint.
+fn gpu_pod() -> String {
     let gpu_spec =
         r#","tolerations":[{"key":"nvidia.com/gpu","operator":"Exists","effect":"NoSchedule"}]"#;
-    let gpu_pod = pod("infer", "2", "8Gi", gpu_spec).replace(
+    pod("infer", "2", "8Gi", gpu_spec).replace(
         r#""memory":"8Gi"}"#,
         r#""memory":"8Gi","nvidia.com/gpu":"1"}"#,
-    );
+    )
+}
+
+#[test]
+fn gpu_pods_land_on_gpu_nodes_in_both_modes() {
+    let gpu_pod = gpu_pod();
     let mut lines = vec![header(), added(0.0, &gpu_pod)];
     lines.push(end_at(1200.0));
     for mode in [Mode::Fleet, Mode::NodeGroups] {
@@ -181,6 +186,52 @@ fn gpu_pods_land_on_gpu_nodes_in_both_modes() {
             r.launched_by_type
         );
     }
+}
+
+/// The constrained bound keeps each pod on the offerings it may use. Beside a GPU pod,
+/// the shape bound puts web pods on the spare CPU of the tainted GPU node for free; they
+/// do not tolerate the taint, so the constrained bound buys them their own nodes. Pinned
+/// to on-demand, they pay on-demand prices there too. Without constraints the two bounds
+/// are one.
+#[test]
+fn the_constrained_bound_prices_pods_where_their_constraints_let_them_run() {
+    let gpu_pod = gpu_pod();
+    let on_demand = r#","nodeSelector":{"karpenter.sh/capacity-type":"on-demand"}"#;
+    let trace = |web_spec: &str, gpu: bool| {
+        let mut lines = vec![header()];
+        if gpu {
+            lines.push(added(0.0, &gpu_pod));
+        }
+        for i in 0..12 {
+            lines.push(added(0.0, &pod(&format!("web-{i}"), "1", "2Gi", web_spec)));
+        }
+        lines.push(end_at(3600.0));
+        lines.join("\n")
+    };
+    let plain = run_text(&trace("", false), Mode::Fleet, 1).cost_usd;
+    assert!(
+        (plain.constrained_bound - plain.shape_bound).abs() < 1e-9,
+        "{plain:?}"
+    );
+    let beside_gpu = run_text(&trace("", true), Mode::Fleet, 1).cost_usd;
+    let pinned = run_text(&trace(on_demand, true), Mode::Fleet, 1).cost_usd;
+    for c in [&beside_gpu, &pinned] {
+        assert!(
+            c.shape_bound <= c.constrained_bound && c.constrained_bound <= c.total,
+            "{c:?}"
+        );
+        assert!(c.ratio_to_constrained_bound >= 1.0, "{c:?}");
+    }
+    // The web pods' own nodes: more than the spare room of the GPU node cost them.
+    assert!(
+        beside_gpu.constrained_bound > beside_gpu.shape_bound * 1.05,
+        "{beside_gpu:?}"
+    );
+    // On-demand nodes cost more than Spot ones for the same pods.
+    assert!(
+        pinned.constrained_bound > beside_gpu.constrained_bound * 1.2,
+        "{pinned:?} against {beside_gpu:?}"
+    );
 }
 
 /// Pods that no group with room can hold stay pending; each scan used to solve them
@@ -451,6 +502,8 @@ fn cli_writes_report_json_and_chart() {
             "lower_bound",
             "shape_bound",
             "ratio_to_shape_bound",
+            "constrained_bound",
+            "ratio_to_constrained_bound",
         ] {
             assert!(r["cost_usd"][key].is_number(), "cost_usd.{key}");
         }

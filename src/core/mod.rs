@@ -4,6 +4,7 @@
 
 pub mod budget;
 pub mod consolidation;
+pub mod constrained_bound;
 pub mod cron;
 pub mod deletion_cost;
 pub mod disruption;

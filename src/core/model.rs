@@ -189,6 +189,27 @@ impl SchedulingModel {
         })
     }
 
+    /// Per offering the pools allow (in [`Self::offering_options`]'s order), `keep` of it.
+    pub fn offerings_where(
+        &self,
+        catalog: &Catalog,
+        mut keep: impl FnMut(&PoolModel, &PoolType, &Offering) -> bool,
+    ) -> Vec<bool> {
+        self.pools
+            .iter()
+            .flat_map(|pm| {
+                pm.types.iter().flat_map(move |pt| {
+                    catalog.types[pt.ty].offerings.iter().filter_map(move |o| {
+                        (pm.zones & (1 << o.zone) != 0
+                            && pm.capacity_types & o.capacity_type.bit() != 0)
+                            .then_some((pm, pt, o))
+                    })
+                })
+            })
+            .map(|(pm, pt, o)| keep(pm, pt, o))
+            .collect()
+    }
+
     /// Every (price, usable) offering the pools allow: the options of the fluid lower bound.
     pub fn offering_options(&self, catalog: &Catalog) -> Vec<(f64, Resources)> {
         self.allowed_offerings(catalog)

@@ -586,6 +586,50 @@ pub fn infeasible_reason(env: &SolveEnv, pod: &Pod) -> Option<String> {
     Some(reasons.join("; "))
 }
 
+/// Which of the pools' offerings (in [`SchedulingModel::offering_options`]'s order) a
+/// node for `pod` could be: its pool's taints tolerated, and its node selector and a
+/// required node-affinity term met by the node's labels, zone and capacity type. Whether
+/// the pod fits is not asked (the bounds check that per offering).
+pub fn offerings_allowing(env: &SolveEnv, pod: &Pod) -> Vec<bool> {
+    let sets = requirement_sets(pod, Strictness::Relaxed);
+    let tolerated: Vec<bool> = env
+        .pools
+        .iter()
+        .map(|pool| tolerates_all(&pod.tolerations, &pool.taints))
+        .collect();
+    // Per (pool model, type): the requirement sets its labels meet, as zone and
+    // capacity-type masks (found once per type, not per offering).
+    let mut masks_of: Option<(usize, usize)> = None;
+    let mut masks: Vec<(u32, u8)> = Vec::new();
+    env.model.offerings_where(env.catalog, |pm, pt, o| {
+        if !tolerated[pm.pool] {
+            return false;
+        }
+        if masks_of != Some((pm.pool, pt.ty)) {
+            let pool = &env.pools[pm.pool];
+            let labels = NodeLabels {
+                pool_labels: &pool.labels,
+                pool_name: &pool.name,
+                type_labels: &env.catalog.types[pt.ty].labels,
+            };
+            masks = sets
+                .iter()
+                .filter(|reqs| labels.matches(reqs))
+                .map(|reqs| {
+                    (
+                        zone_mask(reqs, &env.catalog.zones),
+                        capacity_type_mask(reqs),
+                    )
+                })
+                .collect();
+            masks_of = Some((pm.pool, pt.ty));
+        }
+        masks
+            .iter()
+            .any(|&(z, c)| z & (1 << o.zone) != 0 && c & o.capacity_type.bit() != 0)
+    })
+}
+
 /// Pods that share this key get the same answer from a claim's hostname rules: same
 /// namespace and labels (what other pods' anti-affinity selects), same constraints.
 /// `None` when the pod has no hostname rule, or one that can loosen (hostname

@@ -798,4 +798,4 @@ fn mat_vec(a: &[f64], v: &[f64]) -> Vec<f64> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

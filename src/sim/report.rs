@@ -104,6 +104,11 @@ pub struct Cost {
     pub shape_bound: f64,
     /// `total / shape_bound`.
     pub ratio_to_shape_bound: f64,
+    /// The shape bound with each pod's node constraints (taints, node selector, required
+    /// node affinity; see `core::constrained_bound`).
+    pub constrained_bound: f64,
+    /// `total / constrained_bound`.
+    pub ratio_to_constrained_bound: f64,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -242,6 +247,15 @@ pub fn summary(reports: &[Report]) -> String {
         (
             "cost / shape bound",
             Box::new(|r| format!("{:.3}x", r.cost_usd.ratio_to_shape_bound)),
+        ),
+        (
+            "constrained bound",
+            Box::new(|r| {
+                format!(
+                    "${:.2} ({:.3}x)",
+                    r.cost_usd.constrained_bound, r.cost_usd.ratio_to_constrained_bound
+                )
+            }),
         ),
         (
             "cost / fluid bound",

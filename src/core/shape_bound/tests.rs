@@ -58,49 +58,73 @@ fn small_case(rng: &mut Rng, max_n: usize) -> Case {
 /// The cheapest placement with whole nodes and whole pods, by exhaustive search: each
 /// pod (in order) joins a node already opened or opens one of any option.
 fn integer_optimum(options: &[(f64, Resources)], classes: &[(Resources, f64)]) -> f64 {
-    let pods: Vec<&Resources> = classes
+    let pods: Vec<(&Resources, usize)> = classes
         .iter()
-        .filter(|(q, _)| options.iter().any(|(_, room)| q.fits_in(room)))
-        .flat_map(|(q, n)| std::iter::repeat_n(q, *n as usize))
+        .flat_map(|(q, n)| std::iter::repeat_n((q, 0), *n as usize))
         .collect();
-    fn go(
-        i: usize,
-        pods: &[&Resources],
-        options: &[(f64, Resources)],
-        open: &mut Vec<(usize, Resources)>,
-        cost: f64,
-        best: &mut f64,
-    ) {
-        if cost >= *best {
-            return;
-        }
-        if i == pods.len() {
-            *best = cost;
-            return;
-        }
-        for n in 0..open.len() {
-            let used = open[n].1.plus(pods[i]);
-            if used.fits_in(&options[open[n].0].1) {
-                let before = std::mem::replace(&mut open[n].1, used);
-                go(i + 1, pods, options, open, cost, best);
-                open[n].1 = before;
+    integer_optimum_where(options, &pods, |_, _| true)
+}
+
+/// The cheapest placement with whole nodes and whole pods, by exhaustive search, each pod
+/// (requests, group) only on an option `allowed(group, option)`; pods no allowed option
+/// holds are left out (the bounds' feasible pods). Each pod (in order) joins a node
+/// already opened or opens one of any option.
+pub(crate) fn integer_optimum_where(
+    options: &[(f64, Resources)],
+    pods: &[(&Resources, usize)],
+    allowed: impl Fn(usize, usize) -> bool,
+) -> f64 {
+    let pods: Vec<(&Resources, usize)> = pods
+        .iter()
+        .copied()
+        .filter(|&(q, g)| (0..options.len()).any(|o| allowed(g, o) && q.fits_in(&options[o].1)))
+        .collect();
+    struct Search<'p, F> {
+        pods: &'p [(&'p Resources, usize)],
+        options: &'p [(f64, Resources)],
+        allowed: F,
+        open: Vec<(usize, Resources)>,
+        best: f64,
+    }
+    impl<F: Fn(usize, usize) -> bool> Search<'_, F> {
+        fn go(&mut self, i: usize, cost: f64) {
+            if cost >= self.best {
+                return;
             }
-        }
-        for (o, (price, room)) in options.iter().enumerate() {
-            if pods[i].fits_in(room) {
-                open.push((o, pods[i].clone()));
-                go(i + 1, pods, options, open, cost + price, best);
-                open.pop();
+            let Some(&(pod, group)) = self.pods.get(i) else {
+                self.best = cost;
+                return;
+            };
+            for n in 0..self.open.len() {
+                let o = self.open[n].0;
+                let used = self.open[n].1.plus(pod);
+                if (self.allowed)(group, o) && used.fits_in(&self.options[o].1) {
+                    let before = std::mem::replace(&mut self.open[n].1, used);
+                    self.go(i + 1, cost);
+                    self.open[n].1 = before;
+                }
+            }
+            for (o, (price, room)) in self.options.iter().enumerate() {
+                if (self.allowed)(group, o) && pod.fits_in(room) {
+                    self.open.push((o, pod.clone()));
+                    self.go(i + 1, cost + price);
+                    self.open.pop();
+                }
             }
         }
     }
-    let mut best = f64::INFINITY;
-    go(0, &pods, options, &mut Vec::new(), 0.0, &mut best);
     if pods.is_empty() {
-        0.0
-    } else {
-        best
+        return 0.0;
     }
+    let mut search = Search {
+        pods: &pods,
+        options,
+        allowed,
+        open: Vec::new(),
+        best: f64::INFINITY,
+    };
+    search.go(0, 0.0);
+    search.best
 }
 
 /// Scaled vectors as the bound sees them (cpu cores, memory GiB, pods, GPUs).

@@ -35,10 +35,12 @@ impl Sim<'_> {
                 .collect();
             let sb = self.shape_bound.as_mut().expect("models built");
             self.shape_rate = sb.hourly_rate(&classes);
+            self.constrained_rate = self.constrained_rate();
             self.demand_dirty = false;
         }
         self.lb_cost += self.lb_rate * dt / 3600.0;
         self.shape_cost += self.shape_rate * dt / 3600.0;
+        self.constrained_cost += self.constrained_rate * dt / 3600.0;
         self.account_headroom(dt);
         let key = (self.changes, self.node_changes);
         if self.fleet_totals.0 != key {
@@ -51,6 +53,31 @@ impl Sim<'_> {
         self.util_alloc.0 += f.allocatable.0 * dt;
         self.util_alloc.1 += f.allocatable.1 * dt;
         self.now = t;
+    }
+
+    /// The constrained bound's rate for the demand now: the shape bound's when no pod
+    /// has a constraint that rules an offering out (the same programme), and never
+    /// below it (both are floors; a solve stopped early gives a lower one).
+    fn constrained_rate(&mut self) -> f64 {
+        let cb = self.constrained_bound.as_mut().expect("models built");
+        if self
+            .constrained_classes
+            .keys()
+            .all(|(_, g)| cb.unconstrained(*g))
+        {
+            return self.shape_rate;
+        }
+        let classes: Vec<(Resources, u32, u64)> = self
+            .constrained_classes
+            .iter()
+            .map(|((r, g), &n)| (r.clone(), *g, n))
+            .collect();
+        let rate = cb.hourly_rate(&classes);
+        if rate.is_finite() {
+            rate.max(self.shape_rate)
+        } else {
+            self.shape_rate
+        }
     }
 
     /// The managed nodes now, and the requests and allocatable of the ready ones.
@@ -155,6 +182,8 @@ impl Sim<'_> {
                 ratio_to_lower_bound: ratio(total, self.lb_cost),
                 shape_bound: round2(self.shape_cost),
                 ratio_to_shape_bound: ratio(total, self.shape_cost),
+                constrained_bound: round2(self.constrained_cost),
+                ratio_to_constrained_bound: ratio(total, self.constrained_cost),
             },
             nodes: self.counts.clone(),
             utilization: Utilization {

@@ -106,6 +106,7 @@ impl<'c> Sim<'c> {
             in_demand,
             generation: 0,
             class,
+            bound_group: 0,
         });
         self.pod_index.insert((&pod.namespace, &pod.name), idx);
         self.replica_added(idx);
@@ -115,6 +116,12 @@ impl<'c> Sim<'c> {
             *self
                 .demand_classes
                 .entry(bound_class(&pod.requests))
+                .or_insert(0) += 1;
+            let group = self.bound_group(pod, class);
+            self.pods[idx].bound_group = group;
+            *self
+                .constrained_classes
+                .entry((bound_class(&pod.requests), group))
                 .or_insert(0) += 1;
             self.demand_dirty = true;
             if !disruption::runs_to_completion(pod) {

@@ -2,9 +2,10 @@
 //! cluster as every decision sees it: the snapshot, each node as the core's
 //! `ExistingNode`, the solve environment, and whether a pod is feasible at all.
 
-use super::state::{NodeState, Sim};
+use super::state::{NodeState, PodState, Sim};
 use crate::core::pod::Pod;
 use crate::core::scheduler::{self, Decision, SolveEnv};
+use crate::core::shape_bound::bound_class;
 use crate::core::snapshot::{ExistingNode, PodClasses, Snapshot};
 use crate::core::unavailable::UnavailableOfferings;
 use std::time::Instant;
@@ -218,6 +219,65 @@ impl Sim<'_> {
         v
     }
 
+    /// The environment of a question about one pod and the mode's pools (which offerings
+    /// could ever hold it), with every offering available.
+    fn question_env<'s>(&'s self, unavailable: &'s UnavailableOfferings) -> SolveEnv<'s> {
+        SolveEnv {
+            catalog: self.catalog,
+            pools: &self.pools,
+            model: self.model.as_ref().expect("models built"),
+            unavailable,
+            now: self.now,
+            max_launch_options: 1,
+            pool_filter: None,
+            allow_new_nodes: true,
+            use_launching_nodes: true,
+            split_claims: true,
+            exclude_node: None,
+        }
+    }
+
+    /// The pod's node-constraint group in the constrained bound (found once per class).
+    pub(super) fn bound_group(&mut self, pod: &Pod, class: u32) -> u32 {
+        if let Some(&g) = self.bound_group_by_class.get(&class) {
+            return g;
+        }
+        self.ensure_models();
+        let unavailable = UnavailableOfferings::default();
+        let env = SolveEnv {
+            pools: self.fleet_pools,
+            model: self.fleet_model.as_ref().expect("models built"),
+            ..self.question_env(&unavailable)
+        };
+        let allowed = scheduler::offerings_allowing(&env, pod);
+        let g = self
+            .constrained_bound
+            .as_mut()
+            .expect("models built")
+            .group(allowed);
+        self.bound_group_by_class.insert(class, g);
+        g
+    }
+
+    /// The constrained bound's classes found again (its groups are per fleet model).
+    pub(super) fn regroup_demand(&mut self) {
+        self.bound_group_by_class.clear();
+        self.constrained_classes.clear();
+        for i in 0..self.pods.len() {
+            let p = &self.pods[i];
+            if !p.in_demand || p.state == PodState::Done {
+                continue;
+            }
+            let (pod, class) = (p.pod, p.class);
+            let group = self.bound_group(pod, class);
+            self.pods[i].bound_group = group;
+            *self
+                .constrained_classes
+                .entry((bound_class(&pod.requests), group))
+                .or_insert(0) += 1;
+        }
+    }
+
     fn feasibility_of_shape(&mut self, pod: &Pod) -> (Option<String>, bool) {
         let shape = format!(
             "{:?}|{:?}|{:?}|{:?}|{:?}",
@@ -227,19 +287,7 @@ impl Sim<'_> {
             return v.clone();
         }
         let unavailable = UnavailableOfferings::default();
-        let mode_env = SolveEnv {
-            catalog: self.catalog,
-            pools: &self.pools,
-            model: self.model.as_ref().expect("models built"),
-            unavailable: &unavailable,
-            now: self.now,
-            max_launch_options: 1,
-            pool_filter: None,
-            allow_new_nodes: true,
-            use_launching_nodes: true,
-            split_claims: true,
-            exclude_node: None,
-        };
+        let mode_env = self.question_env(&unavailable);
         let mut reason = scheduler::infeasible_reason(&mode_env, pod);
         let fleet_env = SolveEnv {
             pools: self.fleet_pools,

@@ -10,6 +10,7 @@ use super::in_flight::InFlight;
 use super::live_view::LiveView;
 use super::provisioning::ProvisionInputs;
 use crate::config::Config;
+use crate::core::constrained_bound::ConstrainedBound;
 use crate::core::disruption::{self, PoolDisruption};
 use crate::core::instance::{CapacityType, Catalog};
 use crate::core::labels::Labels;
@@ -60,6 +61,8 @@ pub(super) struct SimPod<'c> {
     pub(super) generation: u32,
     /// Its class in `Sim::classes`: pods of one class are decided alike.
     pub(super) class: u32,
+    /// Its node-constraint group in `Sim::constrained_bound` (when `in_demand`).
+    pub(super) bound_group: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -190,6 +193,10 @@ pub(super) struct Sim<'c> {
     pub(super) fleet_model: Option<SchedulingModel>,
     pub(super) lower_bound: Option<LowerBound>,
     pub(super) shape_bound: Option<ShapeBound>,
+    /// The shape bound with the pods' node constraints, and each pod class's group in it
+    /// (found once per class; both dropped with the fleet model).
+    pub(super) constrained_bound: Option<ConstrainedBound>,
+    pub(super) bound_group_by_class: HashMap<u32, u32>,
     pub(super) unavailable: UnavailableOfferings,
     pub(super) cloud: SimCloud,
     pub(super) rng: Rng,
@@ -238,11 +245,15 @@ pub(super) struct Sim<'c> {
     pub(super) service_demand: Resources,
     /// `demand` by pod requests (cpu, memory, extended, 1 pod): the shape bound's classes.
     pub(super) demand_classes: HashMap<Resources, u64>,
+    /// `demand_classes` split by node-constraint group: the constrained bound's classes.
+    pub(super) constrained_classes: HashMap<(Resources, u32), u64>,
     pub(super) demand_dirty: bool,
     pub(super) lb_rate: f64,
     pub(super) lb_cost: f64,
     pub(super) shape_rate: f64,
     pub(super) shape_cost: f64,
+    pub(super) constrained_rate: f64,
+    pub(super) constrained_cost: f64,
     pub(super) cost_spot: f64,
     pub(super) cost_on_demand: f64,
     /// `fleet_now` as of the `(changes, node_changes)` it was taken at: the integrals
@@ -291,6 +302,8 @@ impl<'c> Sim<'c> {
             let fm = SchedulingModel::new(self.catalog, self.fleet_pools, &ds);
             let options = fm.offering_options(self.catalog);
             self.shape_bound = Some(ShapeBound::new(options.clone()));
+            self.constrained_bound = Some(ConstrainedBound::new(options.clone()));
+            self.regroup_demand();
             self.lower_bound = Some(LowerBound::new(options));
             self.fleet_model = Some(fm);
             self.demand_dirty = true;
@@ -310,6 +323,14 @@ impl<'c> Sim<'c> {
             let r = self.pods[i].pod.requests.clone();
             self.demand.sub(&r);
             let class = bound_class(&self.pods[i].pod.requests);
+            let key = (class, self.pods[i].bound_group);
+            if let Some(n) = self.constrained_classes.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    self.constrained_classes.remove(&key);
+                }
+            }
+            let class = key.0;
             if let Some(n) = self.demand_classes.get_mut(&class) {
                 *n -= 1;
                 if *n == 0 {
