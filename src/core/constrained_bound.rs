@@ -20,7 +20,7 @@
 //! Pure: no I/O, no clock.
 
 use super::resources::{ResourceName, Resources};
-use super::shape_bound::ShapeBound;
+use super::shape_bound::{Mix, ShapeBound};
 
 /// The shape bound over `options`, for pods in constraint groups.
 pub struct ConstrainedBound {
@@ -66,6 +66,21 @@ impl ConstrainedBound {
     /// Does every option allow the pods of group `g` (so they add no constraint)?
     pub fn unconstrained(&self, g: u32) -> bool {
         self.tokens[g as usize].is_none()
+    }
+
+    /// Does the shape bound's optimum `mix` (over the same options) put pods only where
+    /// they may go: each of its nodes holds pods only of classes whose groups all allow
+    /// its offering (`groups_of(k)`: the groups of the mix's class `k`)? Then it is this
+    /// bound's optimum too, and its rate this bound's rate: no programme to solve.
+    pub fn allows<'g>(&self, mix: &Mix, groups_of: impl Fn(usize) -> &'g [u32]) -> bool {
+        mix.parts.iter().all(|part| {
+            part.pods.iter().enumerate().all(|(k, &pods)| {
+                pods <= 1e-9
+                    || groups_of(k)
+                        .iter()
+                        .all(|&g| self.groups[g as usize][part.option])
+            })
+        })
     }
 
     /// The bound's hourly rate for `pods`: (requests, group, how many). Pods no allowed

@@ -4,11 +4,13 @@
 use super::state::{FleetTotals, NodeState, Sim};
 use crate::core::instance::CapacityType;
 use crate::core::resources::Resources;
+use crate::core::shape_bound::Mix;
 use crate::sim::report::{
     round2, round3, Cost, Disruptions, InfeasiblePod, Percentiles, PodCounts, Report, Sample,
     TraceInfo, TypeCount, Utilization,
 };
 use crate::trace::Trace;
+use std::collections::HashMap;
 use std::time::Instant;
 
 impl Sim<'_> {
@@ -28,14 +30,15 @@ impl Sim<'_> {
             };
             let rate = lb.hourly_rate(&demand);
             self.lb_rate = if rate.is_finite() { rate } else { 0.0 };
-            let classes: Vec<(Resources, u64)> = self
+            let classes: Vec<(Resources, f64)> = self
                 .demand_classes
                 .iter()
-                .map(|(r, &n)| (r.clone(), n))
+                .map(|(r, &n)| (r.clone(), n as f64))
                 .collect();
             let sb = self.shape_bound.as_mut().expect("models built");
-            self.shape_rate = sb.hourly_rate(&classes);
-            self.constrained_rate = self.constrained_rate();
+            let mix = sb.solve(&classes);
+            self.shape_rate = mix.rate;
+            self.constrained_rate = self.constrained_rate(&classes, &mix);
             self.demand_dirty = false;
         }
         self.lb_cost += self.lb_rate * dt / 3600.0;
@@ -55,16 +58,26 @@ impl Sim<'_> {
         self.now = t;
     }
 
-    /// The constrained bound's rate for the demand now: the shape bound's when no pod
-    /// has a constraint that rules an offering out (the same programme), and never
-    /// below it (both are floors; a solve stopped early gives a lower one).
-    fn constrained_rate(&mut self) -> f64 {
+    /// The constrained bound's rate for the demand now: the shape bound's when its
+    /// optimum (`mix`, over `classes`) puts no pod where its constraints rule out (the
+    /// same optimum), and never below it (both are floors; a solve stopped early gives
+    /// a lower one).
+    fn constrained_rate(&mut self, classes: &[(Resources, f64)], mix: &Mix) -> f64 {
         let cb = self.constrained_bound.as_mut().expect("models built");
         if self
             .constrained_classes
             .keys()
             .all(|(_, g)| cb.unconstrained(*g))
         {
+            return self.shape_rate;
+        }
+        let mut groups: HashMap<&Resources, Vec<u32>> = HashMap::new();
+        for (r, g) in self.constrained_classes.keys() {
+            groups.entry(r).or_default().push(*g);
+        }
+        if cb.allows(mix, |k| {
+            groups.get(&classes[k].0).map_or(&[], Vec::as_slice)
+        }) {
             return self.shape_rate;
         }
         let classes: Vec<(Resources, u32, u64)> = self

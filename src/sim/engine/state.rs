@@ -415,6 +415,12 @@ impl<'c> Sim<'c> {
         let now = self.now;
         let node = &mut self.nodes[n];
         node.state = NodeState::Terminated;
+        // Nothing reads a terminated node's labels, taints or annotations again: a week
+        // launches tens of thousands of nodes, and their label maps were most of a
+        // replay's memory.
+        node.labels = Labels::new();
+        node.annotations = Labels::new();
+        node.taints = Vec::new();
         let cost = node.price * (now - node.launched_at) / 3600.0;
         match node.capacity_type {
             Some(CapacityType::Spot) => self.cost_spot += cost,
