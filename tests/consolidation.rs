@@ -270,8 +270,10 @@ fn with_a_job_node(
         schedulable: true,
     });
     snapshot.bound.push((job, 2));
+    // The two service nodes (0 and 1) have been stable since `stable_since`.
     let mut costs = costs(&[0.192, 0.192, 0.192]);
     costs[0].stable_since = stable_since;
+    costs[1].stable_since = stable_since;
     let pools = [PoolDisruption::default()];
     let input = inputs(&costs, &pools, &[], &[10]);
     find_action(&world.env(), snapshot, &input)
@@ -294,7 +296,9 @@ fn a_service_pod_is_not_moved_while_a_job_only_node_could_take_it() {
     // The scheduler could put `small` beside the Job: once the Job ends, that node would
     // hold only `small` and be consolidated again, moving the same pod a second time.
     let roomy = job_pod(1000);
-    let deferred = with_a_job_node(&world, &small, &big, &roomy, 0.0);
+    // The service nodes have been stable for less than the wait (the clock is at 1000 s).
+    let recent = 1000.0 - TRANSIENT_DEFERRAL_S + 1.0;
+    let deferred = with_a_job_node(&world, &small, &big, &roomy, recent);
     assert!(deferred.is_none(), "expected no action, got {deferred:?}");
     let deletes_node_0 = |action: Option<Action>| match action {
         Some(Action {

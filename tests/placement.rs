@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 use stevedore::catalog::{load_embedded, CatalogOptions, SpotPriceOverride};
 use stevedore::core::instance::{CapacityType, Catalog};
 use stevedore::core::labels::{self, Labels};
+use stevedore::core::mix;
 use stevedore::core::model::SchedulingModel;
 use stevedore::core::nodepool::{NodePool, PoolLimits};
 use stevedore::core::pod::{Pod, PodAffinityTerm, TopologyKey, TopologySpread};
@@ -1997,32 +1998,44 @@ fn a_pool_with_limits_still_gets_the_cheapest_mix() {
 /// c6gd.2xlarge, the cheapest for that shape. Beside a workload of 0.5 CPU / 1 GiB pods,
 /// they go one to a t3a.medium: 12% dearer now, but each node keeps room for one of the
 /// workload's pods, where a c6gd.2xlarge keeps room for one in six. Jobs' pods end by
-/// themselves, so a batch of them is packed alone either way.
+/// themselves, so a batch of them is packed alone either way, with each node priced for
+/// as long as its pods hold it (`mix::held_factor`): one to a t3a.medium too, but for
+/// that reason (a c6gd.2xlarge would be kept until the last of its six ends), and the
+/// same beside the workload or not.
+/// A Spot pool of `types` in us-east-1a only.
+fn one_zone_spot_pool(types: &[&str]) -> NodePool {
+    pool(
+        "spot",
+        vec![
+            req(INSTANCE_TYPE, Operator::In, types),
+            req(CT, Operator::In, &["spot"]),
+            req(ZONE, Operator::In, &["us-east-1a"]),
+        ],
+    )
+}
+
+/// The types a decision for `w` launches (each launch's first option), sorted.
+fn launched_types(w: &World) -> Vec<&'static str> {
+    let d = w.solve();
+    assert_valid(w, &d);
+    let mut names: Vec<&str> = d
+        .launches
+        .iter()
+        .map(|l| w.catalog.types[l.options[0].instance_type].name.as_str())
+        .collect();
+    names.sort();
+    names
+}
+
 #[test]
 fn a_batch_is_packed_for_the_room_the_running_workload_will_take() {
     let cat = full_catalog();
-    let types = ["t3a.medium", "c6gd.2xlarge"];
-    let spot_pool = || {
-        pool(
-            "spot",
-            vec![
-                req(INSTANCE_TYPE, Operator::In, &types),
-                req(CT, Operator::In, &["spot"]),
-                req(ZONE, Operator::In, &["us-east-1a"]),
-            ],
-        )
-    };
+    let spot_pool = || one_zone_spot_pool(&["t3a.medium", "c6gd.2xlarge"]);
     let bought = |w: &World| {
-        let d = w.solve();
-        assert_valid(w, &d);
-        let mut names: Vec<&str> = d
-            .launches
-            .iter()
-            .map(|l| cat.types[l.options[0].instance_type].name.as_str())
-            .collect();
-        names.sort();
+        let mut names = launched_types(w);
+        let launches = names.len();
         names.dedup();
-        (names, d.launches.len())
+        (names, launches)
     };
     let api = |i: usize| pod(&format!("api-{i}"), 1000, 2 * GI);
     let mut alone = World::new(cat, vec![spot_pool()]);
@@ -2047,7 +2060,10 @@ fn a_batch_is_packed_for_the_room_the_running_workload_will_take() {
             name: "render".into(),
         });
     }
-    assert_eq!(bought(&jobs), (vec!["c6gd.2xlarge"], 2));
+    assert_eq!(bought(&jobs), (vec!["t3a.medium"], 12));
+    let mut jobs_alone = alone.clone();
+    jobs_alone.pending = jobs.pending.clone();
+    assert_eq!(bought(&jobs_alone), (vec!["t3a.medium"], 12));
 }
 
 /// The limit is still a limit: a repack that would need more capacity than the pool has
@@ -2410,4 +2426,42 @@ fn daemonset_overhead_is_reserved_on_new_nodes() {
         "{:?}",
         d.launches[0].options
     );
+}
+
+/// A node is paid until the last of its pods ends, and Jobs' pods end at different
+/// times: two pods of a Job go on two c6gd.large, each released when its pod ends, rather
+/// than on one c6gd.xlarge, 8% cheaper by the hour but kept until the later pod ends
+/// (`mix::held_factor`: 13% longer than their mean run). The same pods of a
+/// StatefulSet, which do not end, share the one node.
+#[test]
+fn jobs_pods_go_on_nodes_that_release_capacity_as_they_end() {
+    let cat = full_catalog();
+    let p = one_zone_spot_pool(&["c6gd.large", "c6gd.xlarge"]);
+    let price = |name: &str| {
+        cat.types[type_index(cat, name)]
+            .offerings
+            .iter()
+            .filter(|o| o.capacity_type == CapacityType::Spot && cat.zones[o.zone] == "us-east-1a")
+            .map(|o| o.price_per_hour)
+            .fold(f64::INFINITY, f64::min)
+    };
+    // By the hour, one large node is the cheaper, by less than its pods' spread.
+    let (large, xlarge) = (price("c6gd.large"), price("c6gd.xlarge"));
+    assert!(
+        2.0 * large > xlarge && 2.0 * large < xlarge * mix::held_factor(2),
+        "{large} {xlarge}"
+    );
+    let bought = |kind: &str| {
+        let mut w = World::new(cat, vec![p.clone()]);
+        w.pending.extend((0..2).map(|i| Pod {
+            owner: Some(stevedore::core::pod::OwnerRef {
+                kind: kind.into(),
+                name: "batch".into(),
+            }),
+            ..pod(&format!("batch-{i}"), 1000, 2 * GI)
+        }));
+        launched_types(&w)
+    };
+    assert_eq!(bought("StatefulSet"), vec!["c6gd.xlarge"]);
+    assert_eq!(bought("Job"), vec!["c6gd.large", "c6gd.large"]);
 }

@@ -10,7 +10,7 @@ use super::disruption::runs_to_completion;
 use super::fit_index::FitIndex;
 use super::instance::{CapacityType, Catalog, Offering};
 use super::labels;
-use super::mix::{self, MixOption};
+use super::mix::{self, copies_fitting, MixOption};
 use super::model::{
     capacity_type_mask, selector_requirements, zone_mask, NodeLabels, PoolModel, PoolType,
     SchedulingModel,
@@ -1294,7 +1294,12 @@ impl<'a, 'e> Solver<'a, 'e> {
                 let mix = workload.get_or_insert_with(|| WorkloadMix::of(&self.snapshot.bound));
                 (&*mix, group_singles.as_slice())
             });
-            let worth_below = price_of(&group_singles) * 0.98;
+            // A group of Jobs' pods is priced as held (see `mix::held_factor`).
+            let worth_below = if lasting {
+                price_of(&group_singles)
+            } else {
+                held_price_of(&group_singles)
+            } * 0.98;
             let repacked = repack(
                 env,
                 &members,
@@ -1336,6 +1341,15 @@ fn price_of(plans: &[&LaunchPlan]) -> f64 {
                 .first()
                 .map_or(f64::INFINITY, |o| o.price_per_hour)
         })
+        .sum()
+}
+
+/// Total price of plans of Jobs' pods at their cheapest options, each node priced as long
+/// as its pods hold it ([`mix::held_factor`]).
+fn held_price_of(plans: &[&LaunchPlan]) -> f64 {
+    plans
+        .iter()
+        .map(|p| price_of(&[p]) * mix::held_factor(p.pods.len()))
         .sum()
 }
 
@@ -1394,8 +1408,9 @@ struct Programmes {
     built: Vec<(ProgrammeKey, Priced)>,
 }
 
-/// (pool, zones, capacity types, the types allowed).
-type ProgrammeKey = (usize, u32, u8, Vec<u32>);
+/// (pool, zones, capacity types, the types allowed, and for Jobs' pods the typical pod
+/// the types are priced as held by).
+type ProgrammeKey = (usize, u32, u8, Vec<u32>, Option<Resources>);
 
 /// The types a group may use with their prices, and the programme over them.
 struct Priced {
@@ -1457,8 +1472,9 @@ impl Programmes {
         zones: u32,
         cts: u8,
         types: Vec<u32>,
+        held: Option<&Resources>,
     ) -> &mut Priced {
-        let key = (pool, zones, cts, types);
+        let key = (pool, zones, cts, types, held.cloned());
         if let Some(i) = self.built.iter().position(|(k, _)| *k == key) {
             return &mut self.built[i].1;
         }
@@ -1471,9 +1487,11 @@ impl Programmes {
             let price = best_price(env, pt.ty, zones, cts & CapacityType::Spot.bit())
                 .or_else(|| best_price(env, pt.ty, zones, cts));
             if let Some(price) = price {
+                // Priced as held by as many of the Jobs' typical pod as it holds.
+                let held = held.map_or(1.0, |q| mix::held_factor(copies_fitting(q, &pt.usable)));
                 types.push(t);
                 options.push(MixOption {
-                    price,
+                    price: price * held,
                     usable: pt.usable.clone(),
                 });
             }
@@ -1500,7 +1518,9 @@ impl Programmes {
 
 /// The group's pods repacked onto the cheapest mix of its types ([`mix::cheapest_bins`]),
 /// when that costs less than `worth_below` (what the claims as they are cost, less a
-/// margin). With `spare` (the running workload's mix, and the claims as they are), the
+/// margin). Without `spare` the group is Jobs' pods only, and nodes are priced as held
+/// ([`mix::held_factor`]): in the programme by how many of the group's most common pod a
+/// type holds, and in the result by the pods each node gets. With `spare` (the running workload's mix, and the claims as they are), the
 /// group holds long-running pods and the choice weighs spare room too: among the claims,
 /// that packing and the cheapest packing beside a sample of the mix, the one whose price
 /// less [`SPARE_ROOM_WEIGHT`] times what the mix would pay for its spare room is lowest.
@@ -1531,11 +1551,12 @@ fn repack(
         .copied()
         .filter(|t| group.iter().all(|c| c.compatible.contains(t)))
         .collect();
-    let priced = programmes.get(env, first.pool, zones, cts, types);
     let requests: Vec<&Resources> = pod_ids
         .iter()
         .map(|&p| &snapshot.pending[p].requests)
         .collect();
+    let held = spare.is_none().then(|| most_common(&requests));
+    let priced = programmes.get(env, first.pool, zones, cts, types, held);
     let valuation = spare.and_then(|(mix, _)| {
         mix.valuation(
             |r| priced.options.iter().any(|o| r.fits_in(&o.usable)),
@@ -1579,12 +1600,38 @@ fn repack(
             requested: bin.requested,
         });
     }
-    let cost = plans.iter().map(|p| p.options[0].price_per_hour).sum();
+    let held_factor = |p: &LaunchPlan| {
+        if held.is_some() {
+            mix::held_factor(p.pods.len())
+        } else {
+            1.0
+        }
+    };
+    let cost = plans
+        .iter()
+        .map(|p| p.options[0].price_per_hour * held_factor(p))
+        .sum();
     Some(Repacked {
         cost,
         plans,
         valued,
     })
+}
+
+/// The most common of `requests` (the first of the most common, in their order).
+fn most_common<'r>(requests: &[&'r Resources]) -> &'r Resources {
+    let mut counts: Vec<(&Resources, usize)> = Vec::new();
+    for &r in requests {
+        match counts.iter_mut().find(|(c, _)| *c == r) {
+            Some(e) => e.1 += 1,
+            None => counts.push((r, 1)),
+        }
+    }
+    let most = counts.iter().map(|&(_, n)| n).max().unwrap_or(0);
+    counts
+        .into_iter()
+        .find(|&(_, n)| n == most)
+        .map_or(requests[0], |(r, _)| r)
 }
 
 /// The cheapest packing of `requests`, when it could cost less than `worth_below`.
