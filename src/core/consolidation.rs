@@ -120,9 +120,12 @@ pub const TRANSIENT_DEFERRAL_S: f64 = 60.0;
 /// the one taken; 20 and 40 evicted 3-7 times as many pods on week-100k for more cost.
 pub const SINGLE_NODE_TRIALS: usize = 5;
 
-/// Multi-node consolidation looks at most at this many candidates at once (Karpenter's
-/// limit: the simulation grows with the pods moved).
-pub const MAX_MULTI_NODE: usize = 100;
+/// Multi-node consolidation looks at most at this many candidates at once: the
+/// simulation grows with the pods moved. Karpenter allows 100; on the bundled traces,
+/// seeds 1-3, 20 takes the same actions (week-100k $1,841.50 against $1,841.53, the
+/// others to the cent) in a sixth less search time, and 10 cost week-100k no more on
+/// seed 1.
+pub const MAX_MULTI_NODE: usize = 20;
 
 /// Empty nodes that may be deleted now: ready, stable for the pool's `consolidateAfter`,
 /// not annotated do-not-disrupt, within the pool's `Empty` budget (`empty_budget_left`).
