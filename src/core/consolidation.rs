@@ -246,31 +246,54 @@ pub fn search<'a>(env: &SolveEnv, mut snapshot: Snapshot<'a>, input: &Inputs) ->
     }
 }
 
-fn pods_by_node<'a>(snapshot: &Snapshot<'a>) -> Vec<Vec<&'a Pod>> {
-    // Sized first: grown pod by pod, the lists were reallocated several times per node
-    // at every search.
-    let mut count = vec![0; snapshot.nodes.len()];
-    for &(_, n) in &snapshot.bound {
-        count[n] += 1;
-    }
-    let mut pods_on: Vec<Vec<&'a Pod>> = count.into_iter().map(Vec::with_capacity).collect();
+fn pods_by_node<'a>(snapshot: &Snapshot<'a>) -> PodsOn<'a> {
+    // One list for every node, in node order: a list per node was an allocation per
+    // node at every search (a thousand nodes, every scan, of a busy week).
+    let mut start = vec![0; snapshot.nodes.len() + 1];
     for &(pod, n) in &snapshot.bound {
         if !pod.is_daemonset() {
-            pods_on[n].push(pod);
+            start[n + 1] += 1;
         }
     }
-    pods_on
+    for n in 0..snapshot.nodes.len() {
+        start[n + 1] += start[n];
+    }
+    let mut next = start.clone();
+    let mut pods = vec![None; start[snapshot.nodes.len()]];
+    for &(pod, n) in &snapshot.bound {
+        if !pod.is_daemonset() {
+            pods[next[n]] = Some(pod);
+            next[n] += 1;
+        }
+    }
+    PodsOn {
+        start,
+        pods: pods
+            .into_iter()
+            .map(|p| p.expect("every slot filled"))
+            .collect(),
+    }
+}
+
+/// The non-DaemonSet pods bound to each snapshot node (`pods_on[n]`), in one list.
+struct PodsOn<'a> {
+    /// Node `n`'s pods are `pods[start[n]..start[n + 1]]`.
+    start: Vec<usize>,
+    pods: Vec<&'a Pod>,
+}
+
+impl<'a> std::ops::Index<usize> for PodsOn<'a> {
+    type Output = [&'a Pod];
+
+    fn index(&self, n: usize) -> &[&'a Pod] {
+        &self.pods[self.start[n]..self.start[n + 1]]
+    }
 }
 
 /// The nodes consolidation may consider, most dollars an hour per pod first: as many as
 /// a decision tries (its single-node trials, or the longest
 /// multi-node prefix).
-fn candidates(
-    env: &SolveEnv,
-    snapshot: &Snapshot,
-    pods_on: &[Vec<&Pod>],
-    input: &Inputs,
-) -> Vec<usize> {
+fn candidates(env: &SolveEnv, snapshot: &Snapshot, pods_on: &PodsOn, input: &Inputs) -> Vec<usize> {
     // Pods count as healthy for the budgets when they run on a ready node.
     let healthy: Vec<&Pod> = if input.pdbs.is_empty() {
         Vec::new()
@@ -398,12 +421,13 @@ impl Rooms {
     /// Room for long-running pods: allocatable less the DaemonSet overhead and the Job
     /// pods a node runs (their room is taken until they end; `keep` and the demand
     /// history count long-running pods only).
-    fn long_running(snapshot: &Snapshot, pods_on: &[Vec<&Pod>], transient: &[usize]) -> Self {
+    fn long_running(snapshot: &Snapshot, pods_on: &PodsOn, transient: &[usize]) -> Self {
         let of = snapshot
             .nodes
             .iter()
-            .zip(pods_on)
-            .map(|(node, pods)| {
+            .enumerate()
+            .map(|(n, node)| {
+                let pods = &pods_on[n];
                 if !(node.ready && node.schedulable) {
                     return (0, 0);
                 }
@@ -480,7 +504,7 @@ impl<'s> Trial<'s> {
 struct Trials<'t, 'a, 'e> {
     env: &'t SolveEnv<'e>,
     snapshot: &'t mut Snapshot<'a>,
-    pods_on: &'t [Vec<&'a Pod>],
+    pods_on: &'t PodsOn<'a>,
     /// The bound pods with anti-affinity terms.
     anti_bound: Vec<(&'a Pod, usize)>,
     /// The schedulable nodes that run only Job pods.
