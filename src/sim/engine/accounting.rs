@@ -64,11 +64,17 @@ impl Sim<'_> {
     /// a lower one).
     fn constrained_rate(&mut self, classes: &[(Resources, f64)], mix: &Mix) -> f64 {
         let cb = self.constrained_bound.as_mut().expect("models built");
-        if self
+        let mut present: Vec<u32> = self
             .constrained_classes
             .keys()
-            .all(|(_, g)| cb.unconstrained(*g))
-        {
+            .map(|&(_, g)| g)
+            .filter(|&g| !cb.unconstrained(g))
+            .collect();
+        present.sort_unstable();
+        present.dedup();
+        // Every offering the optimum uses allowed to every group present: the common
+        // case (on week-100k, always), found without grouping the classes.
+        if cb.allows(mix, |_| present.as_slice()) {
             return self.shape_rate;
         }
         let mut groups: HashMap<&Resources, Vec<u32>> = HashMap::new();
