@@ -88,6 +88,9 @@ pub struct ClusterObservation {
     pub lower_bound_per_hour: Option<f64>,
     /// The shape-aware bound (`core::shape_bound`: every pod whole), when computed.
     pub shape_bound_per_hour: Option<f64>,
+    /// The shape bound with each pod kept to the offerings its node constraints allow
+    /// (`core::constrained_bound`), when computed.
+    pub constrained_bound_per_hour: Option<f64>,
     /// Offerings currently skipped after a capacity failure (`core::unavailable`).
     pub unavailable_offerings: u64,
 }
@@ -255,6 +258,7 @@ pub struct Metrics {
     nodes_cost: GaugeVec,
     lower_bound_cost: prometheus::Gauge,
     shape_bound_cost: prometheus::Gauge,
+    constrained_bound_cost: prometheus::Gauge,
     offerings_unavailable: IntGauge,
     decisions: IntCounterVec,
     decision_duration: HistogramVec,
@@ -388,6 +392,10 @@ impl Metrics {
                 "shape_bound_hourly_cost_dollars",
                 "Shape-aware lower bound (every pod whole) of the hourly cost of the current demand, in USD."
             ))?),
+            constrained_bound_cost: reg!(prometheus::Gauge::with_opts(opts(
+                "constrained_bound_hourly_cost_dollars",
+                "Shape-aware lower bound with each pod on the offerings its taints, node selector and node affinity allow, of the hourly cost of the current demand, in USD."
+            ))?),
             offerings_unavailable: reg!(IntGauge::with_opts(opts(
                 "offerings_unavailable",
                 "Offerings (type, zone, capacity type) currently skipped after a capacity failure."
@@ -500,6 +508,8 @@ impl Metrics {
             .set(obs.lower_bound_per_hour.unwrap_or(0.0));
         self.shape_bound_cost
             .set(obs.shape_bound_per_hour.unwrap_or(0.0));
+        self.constrained_bound_cost
+            .set(obs.constrained_bound_per_hour.unwrap_or(0.0));
         self.offerings_unavailable
             .set(clamp_i64(obs.unavailable_offerings));
 

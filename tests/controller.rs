@@ -2319,8 +2319,16 @@ async fn http_get(addr: std::net::SocketAddr, path: &'static str) -> String {
     body.to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_started_controller_serves_strictly_valid_metrics_of_what_it_did() {
+/// A controller started on a mocked API server holding `pods` (pending before the
+/// start, so the first decision sees them together), scanning every 200 ms, serving its
+/// metrics on 127.0.0.1: its address, its task and the API server's store.
+async fn started_with(
+    pods: Vec<Value>,
+) -> (
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<Result<(), stevedore::controller::ControllerError>>,
+    Arc<std::sync::Mutex<fake_api::Store>>,
+) {
     let (client, store) = fake_api::client();
     let cat = catalog();
     let opts = Options {
@@ -2332,12 +2340,8 @@ async fn the_started_controller_serves_strictly_valid_metrics_of_what_it_did() {
     let mut config = stevedore::config::bundled();
     // Scans (which publish the cluster metrics) often enough for a test.
     config.settings.scan_interval = Duration::from_millis(200);
-    // Pending before the start: the first decision sees all three together.
-    for name in ["web-1", "web-2", "web-3"] {
-        store.lock().unwrap().put(
-            "/api/v1/namespaces/shop/pods",
-            pending_json("shop", name, "1", "2Gi"),
-        );
+    for p in pods {
+        store.lock().unwrap().put("/api/v1/namespaces/shop/pods", p);
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -2349,6 +2353,47 @@ async fn the_started_controller_serves_strictly_valid_metrics_of_what_it_did() {
     let run = tokio::spawn(stevedore::controller::start_on(
         client, sources, config, cat, opts, listener,
     ));
+    (addr, run, store)
+}
+
+/// The constrained bound keeps a pod pinned to on-demand on on-demand offerings: the
+/// live gauge is above the shape bound's, which prices it at Spot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_constrained_bound_gauge_prices_a_pinned_pod_where_it_may_run() {
+    let mut pinned = pending_json("shop", "web-od", "1", "2Gi");
+    pinned["spec"]["nodeSelector"] = json!({"karpenter.sh/capacity-type": "on-demand"});
+    let (addr, run, _store) = started_with(vec![pinned]).await;
+    let mut bounds = (None, None);
+    for _ in 0..300 {
+        let text = http_get(addr, "/metrics").await;
+        let f = prom::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let value = |name: &str| prom::value(&f, name, &[]).filter(|v| *v > 0.0);
+        bounds = (
+            value("stevedore_shape_bound_hourly_cost_dollars"),
+            value("stevedore_constrained_bound_hourly_cost_dollars"),
+        );
+        if bounds.0.is_some() && bounds.1.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (Some(shape), Some(constrained)) = bounds else {
+        panic!("no bounds published: {bounds:?}");
+    };
+    assert!(
+        constrained > shape * 1.5,
+        "constrained {constrained}, shape {shape}"
+    );
+    run.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_started_controller_serves_strictly_valid_metrics_of_what_it_did() {
+    let pods = ["web-1", "web-2", "web-3"]
+        .iter()
+        .map(|name| pending_json("shop", name, "1", "2Gi"))
+        .collect();
+    let (addr, run, store) = started_with(pods).await;
     // Until a scan has seen the three pods and a launch happened.
     let mut families = Default::default();
     for _ in 0..300 {
@@ -2427,6 +2472,14 @@ async fn the_started_controller_serves_strictly_valid_metrics_of_what_it_did() {
     assert!(
         node_cost == 0.0 || shape <= node_cost + 1e-9,
         "{shape} vs {node_cost}"
+    );
+    // No pod here has a constraint that rules an offering out: the constrained bound is
+    // the shape bound.
+    let constrained =
+        prom::value(f, "stevedore_constrained_bound_hourly_cost_dollars", &[]).unwrap();
+    assert!(
+        (constrained - shape).abs() < 1e-9,
+        "{constrained} vs {shape}"
     );
     assert_all_granted(&store.lock().unwrap());
     run.abort();

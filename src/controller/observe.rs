@@ -8,6 +8,7 @@ use super::provision;
 use super::Controller;
 use crate::cloud::CloudProvider;
 use crate::cluster::state::Target;
+use crate::core::constrained_bound::ConstrainedBound;
 use crate::core::instance::CapacityType;
 use crate::core::lower_bound::LowerBound;
 use crate::core::shape_bound::ShapeBound;
@@ -17,10 +18,24 @@ use std::time::Duration;
 
 const LOOP: &str = "observe";
 
-/// The fluid and shape-aware bounds over the current model's offerings, with that
-/// model's generation (rebuilt when the pools change; they cache their solutions).
+/// The fluid, shape-aware and constrained bounds over the current model's offerings,
+/// with that model's generation (rebuilt when the pools change; they cache their
+/// solutions).
 #[derive(Default)]
-pub struct LowerBoundCache(Mutex<Option<(u64, LowerBound, ShapeBound)>>);
+pub struct LowerBoundCache(Mutex<Option<(u64, Bounds)>>);
+
+pub struct Bounds {
+    fluid: LowerBound,
+    shape: ShapeBound,
+    constrained: ConstrainedBound,
+}
+
+/// The bounds' hourly rates for one demand (`None` where not finite).
+struct Rates {
+    fluid: Option<f64>,
+    shape: Option<f64>,
+    constrained: Option<f64>,
+}
 
 /// The last observation with the inputs it was made on: on the same inputs only the
 /// pending pods' age moves, so a scan with no change recomputes that alone.
@@ -107,37 +122,62 @@ impl<P: CloudProvider> Controller<P> {
             })
             .collect();
         let demand = provision::bound_demand(&prepared, &d.env());
-        let (lower_bound_per_hour, shape_bound_per_hour) = self.bound_rates(&m, &demand);
+        let rates = self.bound_rates(&m, &demand);
         ClusterObservation {
             pending_pods: prepared.pending.len() as u64,
             oldest_pending: None,
             nodes,
-            lower_bound_per_hour,
-            shape_bound_per_hour,
+            lower_bound_per_hour: rates.fluid,
+            shape_bound_per_hour: rates.shape,
+            constrained_bound_per_hour: rates.constrained,
             unavailable_offerings: unavailable.len() as u64,
         }
     }
 
-    /// The fluid and shape-aware bounds' hourly rates for `demand` over `m`'s offerings;
-    /// `None` where not finite (no offering provides some resource).
-    fn bound_rates(
-        &self,
-        m: &Model,
-        demand: &provision::BoundDemand,
-    ) -> (Option<f64>, Option<f64>) {
+    /// The fluid, shape-aware and constrained bounds' hourly rates for `demand` over
+    /// `m`'s offerings; `None` where not finite (no offering provides some resource).
+    fn bound_rates(&self, m: &Model, demand: &provision::BoundDemand) -> Rates {
         let mut cached = lock(&self.lower_bound.0);
-        if cached.as_ref().is_none_or(|(g, _, _)| *g != m.generation) {
+        if cached.as_ref().is_none_or(|(g, _)| *g != m.generation) {
             let options = m.model.offering_options(&self.catalog);
-            let shape = ShapeBound::new(options.clone());
-            *cached = Some((m.generation, LowerBound::new(options), shape));
+            let bounds = Bounds {
+                shape: ShapeBound::new(options.clone()),
+                constrained: ConstrainedBound::new(options.clone()),
+                fluid: LowerBound::new(options),
+            };
+            *cached = Some((m.generation, bounds));
         }
-        let Some((_, fluid, shape)) = cached.as_mut() else {
-            return (None, None);
+        let Some((_, b)) = cached.as_mut() else {
+            return Rates {
+                fluid: None,
+                shape: None,
+                constrained: None,
+            };
         };
         let finite = |r: f64| Some(r).filter(|r| r.is_finite());
-        (
-            finite(fluid.hourly_rate(&demand.total)),
-            finite(shape.hourly_rate(&demand.classes)),
-        )
+        let shape = finite(b.shape.hourly_rate(&demand.classes));
+        // The groups of the constraints present (as the simulator finds them); with none
+        // that rules an offering out, the programme is the shape bound's.
+        let groups: Vec<u32> = demand
+            .allowed
+            .iter()
+            .map(|a| b.constrained.group(a.clone()))
+            .collect();
+        let constrained = if groups.iter().all(|&g| b.constrained.unconstrained(g)) {
+            shape
+        } else {
+            let classes: Vec<_> = demand
+                .constrained
+                .iter()
+                .map(|(r, i, n)| (r.clone(), groups[*i], *n))
+                .collect();
+            // Both are floors; a solve stopped early gives the lower one.
+            finite(b.constrained.hourly_rate(&classes)).map(|c| shape.map_or(c, |s| c.max(s)))
+        };
+        Rates {
+            fluid: finite(b.fluid.hourly_rate(&demand.total)),
+            shape,
+            constrained,
+        }
     }
 }

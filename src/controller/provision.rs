@@ -397,6 +397,11 @@ pub struct BoundDemand {
     pub total: crate::core::resources::Resources,
     /// Their requests with how many pods request exactly that (the shape bound's classes).
     pub classes: Vec<(crate::core::resources::Resources, u64)>,
+    /// The same split by node constraints: (requests, index into `allowed`, pods).
+    pub constrained: Vec<(crate::core::resources::Resources, usize, u64)>,
+    /// Per distinct node constraints (tolerations, node selector, required node
+    /// affinity), the offerings they allow (`scheduler::offerings_allowing`).
+    pub allowed: Vec<Vec<bool>>,
 }
 
 /// The [`BoundDemand`] of the cluster. Feasibility is checked once per scheduling shape,
@@ -406,6 +411,10 @@ pub fn bound_demand(prepared: &Prepared, env: &SolveEnv) -> BoundDemand {
     // Keyed by the fields feasibility reads, borrowed: no key is built per pod.
     let mut feasible: std::collections::HashMap<_, bool> = Default::default();
     let mut classes: std::collections::HashMap<Resources, u64> = Default::default();
+    // Node constraints, borrowed, to their index in `allowed`.
+    let mut constraint: std::collections::HashMap<_, usize> = Default::default();
+    let mut allowed: Vec<Vec<bool>> = Vec::new();
+    let mut constrained: std::collections::HashMap<(Resources, usize), u64> = Default::default();
     let mut total = Resources::default();
     let pods = prepared.bound.iter().map(|(p, _)| *p);
     for pod in pods.chain(prepared.pending.iter().copied()) {
@@ -425,11 +434,26 @@ pub fn bound_demand(prepared: &Prepared, env: &SolveEnv) -> BoundDemand {
         if ok {
             let class = crate::core::shape_bound::bound_class(&pod.requests);
             total.add(&class);
+            let key = (
+                &pod.tolerations,
+                &pod.node_selector,
+                &pod.required_node_terms,
+            );
+            let group = *constraint.entry(key).or_insert_with(|| {
+                allowed.push(scheduler::offerings_allowing(env, pod));
+                allowed.len() - 1
+            });
+            *constrained.entry((class.clone(), group)).or_insert(0) += 1;
             *classes.entry(class).or_insert(0) += 1;
         }
     }
     BoundDemand {
         total,
         classes: classes.into_iter().collect(),
+        constrained: constrained
+            .into_iter()
+            .map(|((r, g), n)| (r, g, n))
+            .collect(),
+        allowed,
     }
 }

@@ -88,6 +88,7 @@ fn sample_cluster() -> ClusterObservation {
         ],
         lower_bound_per_hour: Some(0.31),
         shape_bound_per_hour: Some(0.42),
+        constrained_bound_per_hour: Some(0.47),
         unavailable_offerings: 3,
     }
 }
@@ -143,6 +144,10 @@ fn cluster_observation_sets_triggers_utilization_nodes_and_cost() {
     assert!(close(
         value(&f, "stevedore_shape_bound_hourly_cost_dollars", &[]),
         0.42
+    ));
+    assert!(close(
+        value(&f, "stevedore_constrained_bound_hourly_cost_dollars", &[]),
+        0.47
     ));
 
     // Pool `general`: 2 cores of 4 requested, 8 GiB of 16, 14 pods of 58, no GPU.
