@@ -1520,10 +1520,11 @@ impl Programmes {
 /// when that costs less than `worth_below` (what the claims as they are cost, less a
 /// margin). Without `spare` the group is Jobs' pods only, and nodes are priced as held
 /// ([`mix::held_factor`]): in the programme by how many of the group's most common pod a
-/// type holds, and in the result by the pods each node gets. With `spare` (the running workload's mix, and the claims as they are), the
-/// group holds long-running pods and the choice weighs spare room too: among the claims,
-/// that packing and the cheapest packing beside a sample of the mix, the one whose price
-/// less [`SPARE_ROOM_WEIGHT`] times what the mix would pay for its spare room is lowest.
+/// type holds, and in the result by the pods each node gets. With `spare` (the running
+/// workload's mix, and the claims as they are), the group holds long-running pods and the
+/// choice weighs spare room too: among the claims, that packing and the cheapest packing
+/// beside a sample of the mix, the one whose price less [`SPARE_ROOM_WEIGHT`] times what
+/// the mix would pay for its spare room is lowest.
 fn repack(
     env: &SolveEnv,
     group: &[&Claim],
@@ -1600,17 +1601,12 @@ fn repack(
             requested: bin.requested,
         });
     }
-    let held_factor = |p: &LaunchPlan| {
-        if held.is_some() {
-            mix::held_factor(p.pods.len())
-        } else {
-            1.0
-        }
+    let all: Vec<&LaunchPlan> = plans.iter().collect();
+    let cost = if held.is_some() {
+        held_price_of(&all)
+    } else {
+        price_of(&all)
     };
-    let cost = plans
-        .iter()
-        .map(|p| p.options[0].price_per_hour * held_factor(p))
-        .sum();
     Some(Repacked {
         cost,
         plans,
