@@ -190,6 +190,11 @@ pub struct Search {
 pub fn search<'a>(env: &SolveEnv, mut snapshot: Snapshot<'a>, input: &Inputs) -> Search {
     let pods_on = pods_by_node(&snapshot);
     let candidates = candidates(env, &snapshot, &pods_on, input);
+    if candidates.is_empty() {
+        // No trial to run (on a busy cluster, most scans: no node has been stable for
+        // `consolidateAfter`): nothing else is worth building.
+        return Search::default();
+    }
     let anti_bound = snapshot
         .bound
         .iter()
