@@ -45,16 +45,21 @@ impl Sim<'_> {
         self.shape_cost += self.shape_rate * dt / 3600.0;
         self.constrained_cost += self.constrained_rate * dt / 3600.0;
         self.account_headroom(dt);
-        let key = (self.changes, self.node_changes);
-        if self.fleet_totals.0 != key {
-            self.fleet_totals = (key, self.fleet_now());
-        }
-        let f = &self.fleet_totals.1;
-        self.node_seconds += f.managed * dt;
-        self.util_req.0 += f.requested.0 * dt;
-        self.util_req.1 += f.requested.1 * dt;
-        self.util_alloc.0 += f.allocatable.0 * dt;
-        self.util_alloc.1 += f.allocatable.1 * dt;
+        debug_assert_eq!(
+            (
+                self.fleet_totals.managed,
+                self.fleet_totals.requested,
+                self.fleet_totals.allocatable
+            ),
+            self.fleet_now(),
+            "fleet totals kept up to date"
+        );
+        let f = &self.fleet_totals;
+        self.node_seconds += f.managed as f64 * dt;
+        self.util_req.0 += f.requested.0 as f64 * dt;
+        self.util_req.1 += f.requested.1 as f64 * dt;
+        self.util_alloc.0 += f.allocatable.0 as f64 * dt;
+        self.util_alloc.1 += f.allocatable.1 as f64 * dt;
         self.now = t;
     }
 
@@ -99,22 +104,20 @@ impl Sim<'_> {
         }
     }
 
-    /// The managed nodes now, and the requests and allocatable of the ready ones.
-    fn fleet_now(&self) -> FleetTotals {
+    /// The managed nodes now, and the requests and allocatable of the ready ones, by a
+    /// walk over the live nodes: what `fleet_totals` must equal (checked in debug builds).
+    fn fleet_now(&self) -> (i64, (i64, i64), (i64, i64)) {
         let mut f = FleetTotals::default();
         for &n in &self.live {
             let node = &self.nodes[n];
             if node.managed() {
-                f.managed += 1.0;
-            }
-            if node.managed() && node.state == NodeState::Ready {
-                f.requested.0 += node.requested.cpu_milli as f64;
-                f.requested.1 += node.requested.memory as f64;
-                f.allocatable.0 += node.allocatable.cpu_milli as f64;
-                f.allocatable.1 += node.allocatable.memory as f64;
+                f.managed += 1;
+                if node.state == NodeState::Ready {
+                    f.ready_node(node, 1);
+                }
             }
         }
-        f
+        (f.managed, f.requested, f.allocatable)
     }
 
     pub(super) fn sample(&mut self) {

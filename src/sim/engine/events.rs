@@ -147,6 +147,9 @@ impl<'c> Sim<'c> {
             Ev::NodeReady(n) => {
                 if self.nodes[n].state == NodeState::Launching {
                     self.nodes[n].state = NodeState::Ready;
+                    if self.nodes[n].managed() {
+                        self.fleet_totals.ready_node(&self.nodes[n], 1);
+                    }
                     self.nodes[n].stable_since = self.now;
                     self.node_changes += 1;
                     if self.nodes[n].pods.is_empty() {

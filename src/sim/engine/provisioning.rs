@@ -174,6 +174,7 @@ impl Sim<'_> {
             ..SimNode::new(self.now, NodeState::Launching)
         });
         self.live.push(idx);
+        self.fleet_totals.managed += 1;
         if let Some(e) = self.pool_disruption[plan.pool].expire_after_s {
             self.next_expiry = self.next_expiry.min(self.now + e);
         }

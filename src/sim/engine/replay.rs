@@ -114,7 +114,7 @@ pub fn run(
         constrained_cost: 0.0,
         cost_spot: 0.0,
         cost_on_demand: 0.0,
-        fleet_totals: ((u64::MAX, u64::MAX), FleetTotals::default()),
+        fleet_totals: FleetTotals::default(),
         util_req: (0.0, 0.0),
         util_alloc: (0.0, 0.0),
         pending_s: Vec::new(),
