@@ -11,6 +11,7 @@ use crate::cluster::state::Target;
 use crate::core::constrained_bound::ConstrainedBound;
 use crate::core::instance::CapacityType;
 use crate::core::lower_bound::LowerBound;
+use crate::core::resources::Resources;
 use crate::core::shape_bound::ShapeBound;
 use crate::metrics::ClusterObservation;
 use std::sync::{Arc, Mutex};
@@ -155,29 +156,29 @@ impl<P: CloudProvider> Controller<P> {
             };
         };
         let finite = |r: f64| Some(r).filter(|r| r.is_finite());
-        let shape = finite(b.shape.hourly_rate(&demand.classes));
-        // The groups of the constraints present (as the simulator finds them); with none
-        // that rules an offering out, the programme is the shape bound's.
+        let classes: Vec<(Resources, f64)> = demand
+            .classes
+            .iter()
+            .map(|(r, n)| (r.clone(), *n as f64))
+            .collect();
+        let mix = b.shape.solve(&classes);
+        // The groups of the constraints present, and the bound beside the shape
+        // bound's optimum, as the simulator finds them.
         let groups: Vec<u32> = demand
             .allowed
             .iter()
-            .map(|a| b.constrained.group(a.clone()))
+            .map(|a| b.constrained.group(a))
             .collect();
-        let constrained = if groups.iter().all(|&g| b.constrained.unconstrained(g)) {
-            shape
-        } else {
-            let classes: Vec<_> = demand
-                .constrained
-                .iter()
-                .map(|(r, i, n)| (r.clone(), groups[*i], *n))
-                .collect();
-            // Both are floors; a solve stopped early gives the lower one.
-            finite(b.constrained.hourly_rate(&classes)).map(|c| shape.map_or(c, |s| c.max(s)))
-        };
+        let pods: Vec<(&Resources, u32, u64)> = demand
+            .constrained
+            .iter()
+            .map(|(r, i, n)| (r, groups[*i], *n))
+            .collect();
+        let constrained = b.constrained.rate_beside(&pods, &mix, &classes);
         Rates {
             fluid: finite(b.fluid.hourly_rate(&demand.total)),
-            shape,
-            constrained,
+            shape: finite(mix.rate),
+            constrained: finite(constrained),
         }
     }
 }

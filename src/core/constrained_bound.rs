@@ -21,6 +21,7 @@
 
 use super::resources::{ResourceName, Resources};
 use super::shape_bound::{Mix, ShapeBound};
+use std::collections::HashMap;
 
 /// The shape bound over `options`, for pods in constraint groups.
 pub struct ConstrainedBound {
@@ -46,15 +47,15 @@ impl ConstrainedBound {
 
     /// The group of pods that may use the options where `allowed` is true (same indices
     /// as the options), added when new.
-    pub fn group(&mut self, allowed: Vec<bool>) -> u32 {
+    pub fn group(&mut self, allowed: &[bool]) -> u32 {
         debug_assert_eq!(allowed.len(), self.options.len());
-        if let Some(g) = self.groups.iter().position(|a| *a == allowed) {
+        if let Some(g) = self.groups.iter().position(|a| a == allowed) {
             return g as u32;
         }
         let g = self.groups.len();
         let token = (!allowed.iter().all(|&a| a))
             .then(|| ResourceName::from(format!("stevedore.dev/constraint-group-{g}")));
-        self.groups.push(allowed);
+        self.groups.push(allowed.to_vec());
         self.tokens.push(token);
         if self.tokens[g].is_some() {
             // The options' rooms gain a resource: the programme is built again.
@@ -68,11 +69,54 @@ impl ConstrainedBound {
         self.tokens[g as usize].is_none()
     }
 
+    /// The bound's hourly rate for `pods` (requests, group, how many), given the shape
+    /// bound's optimum `shape` over the same pods by requests (`shape_classes`, in the
+    /// order it was solved over). When that optimum puts every pod where its group may
+    /// go, it is this bound's optimum too: its rate, with no programme to solve (on a
+    /// week of batch, at every change). Otherwise the programme's, and never below the
+    /// shape bound's: both are floors, and a solve stopped early gives the lower one.
+    /// What the simulator and the controller both report.
+    pub fn rate_beside(
+        &mut self,
+        pods: &[(&Resources, u32, u64)],
+        shape: &Mix,
+        shape_classes: &[(Resources, f64)],
+    ) -> f64 {
+        let mut present: Vec<u32> = pods
+            .iter()
+            .map(|&(_, g, _)| g)
+            .filter(|&g| !self.unconstrained(g))
+            .collect();
+        present.sort_unstable();
+        present.dedup();
+        // Every offering the optimum uses allowed to every group present: the common
+        // case, found without grouping the classes.
+        if self.allows(shape, |_| present.as_slice()) {
+            return shape.rate;
+        }
+        let mut groups: HashMap<&Resources, Vec<u32>> = HashMap::new();
+        for &(r, g, _) in pods {
+            groups.entry(r).or_default().push(g);
+        }
+        if self.allows(shape, |k| {
+            groups.get(&shape_classes[k].0).map_or(&[], Vec::as_slice)
+        }) {
+            return shape.rate;
+        }
+        let owned: Vec<(Resources, u32, u64)> =
+            pods.iter().map(|&(r, g, n)| (r.clone(), g, n)).collect();
+        let rate = self.hourly_rate(&owned);
+        if rate.is_finite() {
+            rate.max(shape.rate)
+        } else {
+            shape.rate
+        }
+    }
+
     /// Does the shape bound's optimum `mix` (over the same options) put pods only where
     /// they may go: each of its nodes holds pods only of classes whose groups all allow
-    /// its offering (`groups_of(k)`: the groups of the mix's class `k`)? Then it is this
-    /// bound's optimum too, and its rate this bound's rate: no programme to solve.
-    pub fn allows<'g>(&self, mix: &Mix, groups_of: impl Fn(usize) -> &'g [u32]) -> bool {
+    /// its offering (`groups_of(k)`: the groups of the mix's class `k`)?
+    fn allows<'g>(&self, mix: &Mix, groups_of: impl Fn(usize) -> &'g [u32]) -> bool {
         mix.parts.iter().all(|part| {
             part.pods.iter().enumerate().all(|(k, &pods)| {
                 pods <= 1e-9
@@ -142,7 +186,7 @@ mod tests {
         let mut shape = ShapeBound::new(options.clone());
         let expected = shape.hourly_rate(&pods);
         let mut cb = ConstrainedBound::new(options);
-        let g = cb.group(vec![true, true]);
+        let g = cb.group(&[true, true]);
         assert!(cb.unconstrained(g));
         let got = cb.hourly_rate(&[(pods[0].0.clone(), g, 7), (pods[1].0.clone(), g, 3)]);
         assert!((got - expected).abs() < 1e-9, "{got} against {expected}");
@@ -157,15 +201,26 @@ mod tests {
         let mut shape = ShapeBound::new(options.clone());
         assert!((shape.hourly_rate(&[(web.clone(), 8)]) - 0.20).abs() < 1e-9);
         let mut cb = ConstrainedBound::new(options);
-        let only_dear = cb.group(vec![false, true]);
-        let any = cb.group(vec![true, true]);
+        let only_dear = cb.group(&[false, true]);
+        let any = cb.group(&[true, true]);
         assert!(!cb.unconstrained(only_dear));
         // 8 pods of 1 CPU on 4-CPU nodes: 2 nodes' worth at 0.40.
         let rate = cb.hourly_rate(&[(web.clone(), only_dear, 8)]);
         assert!((rate - 0.80).abs() < 1e-9, "{rate}");
         // Beside 4 pods that may go anywhere, those take the cheap node.
-        let rate = cb.hourly_rate(&[(web.clone(), only_dear, 8), (web, any, 4)]);
+        let rate = cb.hourly_rate(&[(web.clone(), only_dear, 8), (web.clone(), any, 4)]);
         assert!((rate - 0.90).abs() < 1e-9, "{rate}");
+
+        // Beside the shape bound's optimum (all 12 on the cheap node): the same rates,
+        // and the shape bound's where its optimum already respects the groups.
+        let classes = [(web.clone(), 12.0)];
+        let mix = shape.solve(&classes);
+        let beside = cb.rate_beside(&[(&web, only_dear, 8), (&web, any, 4)], &mix, &classes);
+        assert!((beside - 0.90).abs() < 1e-9, "{beside}");
+        let beside = cb.rate_beside(&[(&web, any, 12)], &mix, &classes);
+        assert!((beside - mix.rate).abs() < 1e-12 && (mix.rate - 0.30).abs() < 1e-9);
+        let beside = cb.rate_beside(&[(&web, only_dear, 12)], &mix, &classes);
+        assert!((beside - 1.20).abs() < 1e-9, "{beside}");
     }
 
     #[test]
@@ -204,7 +259,7 @@ mod tests {
                 continue;
             }
             let mut cb = ConstrainedBound::new(options.clone());
-            let ids: Vec<u32> = groups.iter().map(|a| cb.group(a.clone())).collect();
+            let ids: Vec<u32> = groups.iter().map(|a| cb.group(a)).collect();
             let classes: Vec<(Resources, u32, u64)> =
                 pods.iter().map(|(q, g)| (q.clone(), ids[*g], 1)).collect();
             let bound = cb.hourly_rate(&classes);

@@ -10,7 +10,6 @@ use crate::sim::report::{
     TraceInfo, TypeCount, Utilization,
 };
 use crate::trace::Trace;
-use std::collections::HashMap;
 use std::time::Instant;
 
 impl Sim<'_> {
@@ -63,45 +62,16 @@ impl Sim<'_> {
         self.now = t;
     }
 
-    /// The constrained bound's rate for the demand now: the shape bound's when its
-    /// optimum (`mix`, over `classes`) puts no pod where its constraints rule out (the
-    /// same optimum), and never below it (both are floors; a solve stopped early gives
-    /// a lower one).
+    /// The constrained bound's rate for the demand now, beside the shape bound's
+    /// optimum `mix` over `classes` (see `ConstrainedBound::rate_beside`).
     fn constrained_rate(&mut self, classes: &[(Resources, f64)], mix: &Mix) -> f64 {
         let cb = self.constrained_bound.as_mut().expect("models built");
-        let mut present: Vec<u32> = self
-            .constrained_classes
-            .keys()
-            .map(|&(_, g)| g)
-            .filter(|&g| !cb.unconstrained(g))
-            .collect();
-        present.sort_unstable();
-        present.dedup();
-        // Every offering the optimum uses allowed to every group present: the common
-        // case (on week-100k, always), found without grouping the classes.
-        if cb.allows(mix, |_| present.as_slice()) {
-            return self.shape_rate;
-        }
-        let mut groups: HashMap<&Resources, Vec<u32>> = HashMap::new();
-        for (r, g) in self.constrained_classes.keys() {
-            groups.entry(r).or_default().push(*g);
-        }
-        if cb.allows(mix, |k| {
-            groups.get(&classes[k].0).map_or(&[], Vec::as_slice)
-        }) {
-            return self.shape_rate;
-        }
-        let classes: Vec<(Resources, u32, u64)> = self
+        let pods: Vec<(&Resources, u32, u64)> = self
             .constrained_classes
             .iter()
-            .map(|((r, g), &n)| (r.clone(), *g, n))
+            .map(|((r, g), &n)| (r, *g, n))
             .collect();
-        let rate = cb.hourly_rate(&classes);
-        if rate.is_finite() {
-            rate.max(self.shape_rate)
-        } else {
-            self.shape_rate
-        }
+        cb.rate_beside(&pods, mix, classes)
     }
 
     /// The managed nodes now, and the requests and allocatable of the ready ones, by a

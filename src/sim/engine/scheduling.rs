@@ -254,7 +254,7 @@ impl Sim<'_> {
             .constrained_bound
             .as_mut()
             .expect("models built")
-            .group(allowed);
+            .group(&allowed);
         self.bound_group_by_class.insert(class, g);
         g
     }
