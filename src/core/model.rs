@@ -169,21 +169,22 @@ impl SchedulingModel {
     /// Every (price, room for pods of that capacity type) offering the pools allow.
     fn offering_options_for_ct(&self, catalog: &Catalog) -> Vec<(f64, Resources)> {
         self.allowed_offerings(catalog)
-            .map(|(pt, o)| (o.price_per_hour, pt.usable_for(o.capacity_type).clone()))
+            .map(|(_, pt, o)| (o.price_per_hour, pt.usable_for(o.capacity_type).clone()))
             .collect()
     }
 
-    /// Every offering the pools allow (its zone and capacity type), with its pool type.
+    /// Every offering the pools allow (its zone and capacity type), with its pool and
+    /// pool type.
     fn allowed_offerings<'m, 'c: 'm>(
         &'m self,
         catalog: &'c Catalog,
-    ) -> impl Iterator<Item = (&'m PoolType, &'c Offering)> + 'm {
+    ) -> impl Iterator<Item = (&'m PoolModel, &'m PoolType, &'c Offering)> + 'm {
         self.pools.iter().flat_map(move |pm| {
             pm.types.iter().flat_map(move |pt| {
                 catalog.types[pt.ty].offerings.iter().filter_map(move |o| {
                     (pm.zones & (1 << o.zone) != 0
                         && pm.capacity_types & o.capacity_type.bit() != 0)
-                        .then_some((pt, o))
+                        .then_some((pm, pt, o))
                 })
             })
         })
@@ -195,17 +196,7 @@ impl SchedulingModel {
         catalog: &Catalog,
         mut keep: impl FnMut(&PoolModel, &PoolType, &Offering) -> bool,
     ) -> Vec<bool> {
-        self.pools
-            .iter()
-            .flat_map(|pm| {
-                pm.types.iter().flat_map(move |pt| {
-                    catalog.types[pt.ty].offerings.iter().filter_map(move |o| {
-                        (pm.zones & (1 << o.zone) != 0
-                            && pm.capacity_types & o.capacity_type.bit() != 0)
-                            .then_some((pm, pt, o))
-                    })
-                })
-            })
+        self.allowed_offerings(catalog)
             .map(|(pm, pt, o)| keep(pm, pt, o))
             .collect()
     }
@@ -213,7 +204,7 @@ impl SchedulingModel {
     /// Every (price, usable) offering the pools allow: the options of the fluid lower bound.
     pub fn offering_options(&self, catalog: &Catalog) -> Vec<(f64, Resources)> {
         self.allowed_offerings(catalog)
-            .map(|(pt, o)| (o.price_per_hour, pt.usable.clone()))
+            .map(|(_, pt, o)| (o.price_per_hour, pt.usable.clone()))
             .collect()
     }
 }
